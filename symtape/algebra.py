@@ -1,0 +1,235 @@
+"""Algebras: the three worlds a derivative rule runs in.
+
+A rule in :mod:`symtape.primitives` is written once, as ``g * A.cos(x)``. Which world it
+computes in depends on the algebra ``A`` handed to it:
+
+- :class:`NumericAlgebra` — arrays of one array module (NumPy or CuPy): a numeric
+  gradient at the cost of a few array ops per node, no SymPy anywhere;
+- :class:`SymbolicAlgebra` — SymPy expressions and object arrays of them: the exact
+  closed form, from the same reverse sweep;
+- :class:`TensorAlgebra` — Tensors, so every step is itself recorded: a gradient that an
+  outer tape can differentiate again (nested tapes, Hessians).
+
+Each algebra exposes every registered primitive under its name, plus the few helpers
+rules and the reverse sweep need (``const``, ``shape``, ``dtype``, ``zeros_like``,
+``sum_to``, ``add_n``, ``forward``, ``seed``).
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from types import ModuleType
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+
+from symtape import objarrays
+from symtape.primitives import REGISTRY
+from symtape.symbolic import symbolic_value
+from symtape.tensor import Tensor, apply, convert_to_tensor
+
+__all__ = ["NumericAlgebra", "SymbolicAlgebra", "TensorAlgebra", "numeric_algebra", "SYMBOLIC",
+           "TENSOR"]
+
+
+class _Algebra:
+    """What all worlds share: broadcasting cotangents back to an input's shape."""
+
+    def sum_to(self, x, shape: tuple[int, ...]):
+        """Sum ``x`` over the axes that broadcasting added, so it gets ``shape``."""
+        xshape = tuple(self.shape(x))
+        shape = tuple(shape)
+        if xshape == shape:
+            return x
+        lead = len(xshape) - len(shape)
+        if lead < 0 or any(n != 1 and m == 1 for n, m in zip(shape, xshape[lead:])):
+            return self.broadcast_to(x, shape=shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and xshape[lead + i] != 1)
+        if axes:
+            x = self.reduce_sum(x, axis=axes, keepdims=False)
+        return self.reshape(x, shape=shape)
+
+    def add_n(self, parts: Sequence[Any]):
+        """Sum the cotangent contributions reaching one node."""
+        return parts[0] if len(parts) == 1 else functools.reduce(operator.add, parts)
+
+    def stack(self, values: Sequence[Any], axis: int = 0):
+        """Join same-shaped values along a new ``axis`` (Jacobian rows)."""
+        shape = tuple(self.shape(values[0]))
+        expanded = shape[:axis] + (1,) + shape[axis:]
+        pieces = [self.reshape(v, shape=expanded) for v in values]
+        return pieces[0] if len(pieces) == 1 else self.concat(*pieces, axis=axis)
+
+
+class NumericAlgebra(_Algebra):
+    """Primitives on arrays of ``xp``: fast numeric gradients.
+
+    Examples
+    --------
+    >>> A = NumericAlgebra(np)
+    >>> float(A.sin(0.0)), A.const(0.5)
+    (0.0, 0.5)
+    """
+
+    def __init__(self, xp: ModuleType):
+        self.xp = xp
+        for name, prim in REGISTRY.items():
+            setattr(self, name, functools.partial(prim.numeric, xp))
+
+    def const(self, value, exact=None):
+        return value
+
+    def shape(self, x) -> tuple[int, ...]:
+        return np.shape(x)
+
+    def dtype(self, x):
+        return x.dtype
+
+    def zeros_like(self, x):
+        return self.xp.zeros_like(x)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype)[()]
+
+    def forward(self, node):
+        return node._value, [x._value for x in node._inputs]
+
+    def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
+        """The cotangent a sweep starts from: ones, a one-hot entry, or a given Tensor."""
+        if tensor is not None:
+            return tensor._value
+        if index is None:
+            value = self.xp.ones(shape, dtype)
+        else:
+            value = self.xp.zeros(shape, dtype)
+            value.reshape(-1)[index] = 1
+        return value[()] if value.ndim == 0 else value
+
+
+class _Shaped:
+    """Stands in for a forward value whose rule needs only its shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = shape
+        self.dtype = dtype
+
+
+class SymbolicAlgebra(_Algebra):
+    """Primitives on SymPy values: the exact closed form of a gradient.
+
+    Examples
+    --------
+    >>> A = SymbolicAlgebra()
+    >>> A.sin(sympy.Symbol("x")), A.const(0.5)
+    (sin(x), 1/2)
+    """
+
+    def __init__(self):
+        for name, prim in REGISTRY.items():
+            setattr(self, name, prim.symbolic)
+
+    def const(self, value, exact=None):
+        return exact if exact is not None else objarrays.exact_number(value)
+
+    def shape(self, x) -> tuple[int, ...]:
+        return objarrays.shape_of(x)
+
+    def dtype(self, x):
+        # dtypes do not exist in the symbolic world; placeholders carry the recorded one
+        return x.dtype if isinstance(x, _Shaped) else np.dtype("float64")
+
+    def zeros_like(self, x):
+        return objarrays.zeros(self.shape(x))
+
+    def zeros(self, shape, dtype):
+        return objarrays.zeros(shape)
+
+    def add_n(self, parts: Sequence[Any]):
+        return objarrays.add_many(list(parts))
+
+    def forward(self, node):
+        if node._prim.linear:  # the rule reads shapes only: do not build forward expressions
+            return (_Shaped(node._value.shape, node._value.dtype),
+                    [_Shaped(x._value.shape, x._value.dtype) for x in node._inputs])
+        return symbolic_value(node), [symbolic_value(x) for x in node._inputs]
+
+    def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
+        if tensor is not None:
+            return symbolic_value(tensor)
+        if index is None:
+            return objarrays.full(shape, sympy.S.One)
+        value = objarrays.zeros(shape)
+        if shape == ():
+            return sympy.S.One
+        value.reshape(-1)[index] = sympy.S.One
+        return value
+
+
+class TensorAlgebra(_Algebra):
+    """Primitives on Tensors: every step is recorded, so gradients can be differentiated again.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> A = TensorAlgebra()
+    >>> A.sin(st.constant(0.0))
+    <st.Tensor: shape=(), dtype=float64, numpy=0.0>
+    """
+
+    def __init__(self):
+        for name, prim in REGISTRY.items():
+            setattr(self, name, self._applier(prim))
+
+    @staticmethod
+    def _applier(prim):
+        def run(*xs, **params):
+            return apply(prim, tuple(convert_to_tensor(x) for x in xs), params)
+
+        return run
+
+    def const(self, value, exact=None):
+        if exact is None:
+            return value  # a Python number: ops give it the other operand's dtype
+        from symtape.tensor import weak_constant
+
+        return weak_constant(value, np.dtype("float64"), exact)
+
+    def shape(self, x) -> tuple[int, ...]:
+        return x.shape
+
+    def dtype(self, x):
+        return x.dtype
+
+    def zeros_like(self, x):
+        return Tensor(np.zeros_like(x._value)[()])
+
+    def zeros(self, shape, dtype):
+        return Tensor(np.zeros(shape, dtype)[()])
+
+    def forward(self, node):
+        return node, list(node._inputs)
+
+    def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
+        if tensor is not None:
+            return tensor
+        return Tensor(numeric_algebra(np).seed(shape, dtype, index))
+
+
+_NUMERIC: dict[str, NumericAlgebra] = {}
+
+
+def numeric_algebra(xp: ModuleType) -> NumericAlgebra:
+    """The (shared) numeric algebra of array module ``xp``."""
+    algebra = _NUMERIC.get(xp.__name__)
+    if algebra is None:
+        algebra = _NUMERIC[xp.__name__] = NumericAlgebra(xp)
+    return algebra
+
+
+SYMBOLIC = SymbolicAlgebra()
+TENSOR = TensorAlgebra()

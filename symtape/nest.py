@@ -1,0 +1,44 @@
+"""Flattening nested structures (lists, tuples, dicts) of Tensors, and rebuilding them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["flatten"]
+
+
+def flatten(structure: Any) -> tuple[list, Callable[[list], Any]]:
+    """Return the leaves of ``structure`` in order, and a function that rebuilds its shape.
+
+    Examples
+    --------
+    >>> leaves, rebuild = flatten({"a": [1, 2], "b": (3,)})
+    >>> leaves
+    [1, 2, 3]
+    >>> rebuild([10, 20, 30])
+    {'a': [10, 20], 'b': (30,)}
+    """
+    leaves: list = []
+    template = _collect(structure, leaves)
+    return leaves, lambda values: _fill(template, iter(values))
+
+
+_LEAF = object()
+
+
+def _collect(node, leaves: list):
+    if isinstance(node, dict):
+        return (dict, [(k, _collect(v, leaves)) for k, v in node.items()])
+    if isinstance(node, (list, tuple)) and not hasattr(node, "_fields"):
+        return (type(node), [_collect(v, leaves) for v in node])
+    leaves.append(node)
+    return _LEAF
+
+
+def _fill(template, values):
+    if template is _LEAF:
+        return next(values)
+    kind, children = template
+    if kind is dict:
+        return {k: _fill(t, values) for k, t in children}
+    return kind(_fill(t, values) for t in children)

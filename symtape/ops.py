@@ -1,0 +1,860 @@
+"""Ops in TensorFlow's spelling, and Python's operators on Tensors and Variables.
+
+Each op converts its arguments, checks dtypes and shapes with errors that say how to fix
+them, and applies a primitive from :mod:`symtape.primitives`. Composites (``square``,
+``reduce_mean``, ``stack``, ``tensordot``) are built from primitives and need no
+derivative rule of their own.
+
+Dtypes follow TensorFlow: two Tensors must have the same dtype (``st.cast`` converts);
+Python numbers and NumPy arrays take the dtype of the Tensor they meet.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import Sequence
+
+import numpy as np
+
+from symtape import dtypes
+from symtape.primitives import REGISTRY
+from symtape.tensor import (Tensor, TensorLike, Variable, _Operators, _to_array, apply,
+                            convert_to_tensor, weak_constant)
+
+__all__ = [
+    "add", "subtract", "multiply", "divide", "negative", "pow", "square", "sqrt", "exp", "log",
+    "log1p", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "erf",
+    "sigmoid", "relu", "softplus", "abs", "sign", "maximum", "minimum", "where", "less",
+    "less_equal", "greater", "greater_equal", "equal", "not_equal", "logical_not", "cast",
+    "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reshape", "transpose", "concat",
+    "stack", "matmul", "tensordot", "one_hot", "zeros", "ones", "range",
+]
+
+_P = REGISTRY
+_NUMBERS = (float, int)
+
+
+# ---------------------------------------------------------------- argument conversion
+
+
+def _strong(x) -> Tensor | None:
+    """``x`` as a Tensor if it fixes a dtype (a Tensor or Variable), else None."""
+    if type(x) is Tensor:
+        return None if x._weak else x
+    if isinstance(x, Variable):
+        return x._read()
+    return None
+
+
+def _like(x, dtype: np.dtype, op: str) -> Tensor:
+    """Convert a Python number, array or weak constant to ``dtype``."""
+    if type(x) in _NUMBERS and dtype.kind == "f":
+        return Tensor(dtype.type(x), weak=True)
+    if type(x) is Tensor:  # a weak constant (an exact constant from a derivative rule)
+        return weak_constant(x._value, dtype, x._sym)
+    try:
+        return Tensor(_to_array(x, dtype, what=op), weak=True)
+    except TypeError as err:
+        raise TypeError(f"{err}; or convert the Tensor operand with st.cast") from None
+
+
+def _common(args: Sequence, op: str) -> list[Tensor]:
+    """Give all operands one dtype, TensorFlow's way: Tensors must agree, numbers follow."""
+    strong = [_strong(a) for a in args]
+    fixed = [t for t in strong if t is not None]
+    if fixed:
+        dtype = fixed[0].dtype
+        for t in fixed[1:]:
+            if t.dtype != dtype:
+                raise TypeError(
+                    f"{op}: operands have dtypes {dtype} and {t.dtype}; symtape does not mix "
+                    f"dtypes silently — convert one with st.cast(x, st.{t.dtype}) or "
+                    f"st.cast(y, st.{dtype})")
+    else:
+        arrays = [a._value if type(a) is Tensor else np.asarray(a) for a in args]
+        dtype = _default_result_dtype(arrays)
+    return [s if s is not None else _like(a, dtype, op) for a, s in zip(args, strong)]
+
+
+def _default_result_dtype(arrays) -> np.dtype:
+    kinds = {a.dtype.kind for a in arrays}
+    if "f" in kinds:
+        return builtins.max((a.dtype for a in arrays if a.dtype.kind == "f"),
+                            key=lambda d: d.itemsize)
+    if kinds & {"i", "u"}:
+        return dtypes.int64
+    return dtypes.bool
+
+
+def _elementwise(name: str, *args) -> Tensor:
+    tensors = _common(args, name)
+    try:
+        return apply(_P[name], tuple(tensors))
+    except ValueError:
+        shapes = " and ".join(str(t.shape) for t in tensors)
+        raise ValueError(
+            f"{name}: shapes {shapes} cannot be broadcast together (each trailing dimension "
+            "must match or be 1); reshape or transpose one operand") from None
+
+
+def _unary(name: str, doc: str):
+    prim = _P[name]
+
+    def op(x: TensorLike, name: str | None = None) -> Tensor:
+        return apply(prim, (convert_to_tensor(x),))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def add(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """``x + y`` with broadcasting.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.add(st.Variable(1.0, name="a"), 2).expr
+    a + 2
+    """
+    return _elementwise("add", x, y)
+
+
+def subtract(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """``x - y`` with broadcasting.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.subtract(1.0, st.Variable(0.5, name="b")).expr
+    1 - b
+    """
+    return _elementwise("sub", x, y)
+
+
+def multiply(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """``x * y`` with broadcasting.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.multiply([1.0, 2.0], 3.0).numpy()
+    array([3., 6.])
+    """
+    return _elementwise("mul", x, y)
+
+
+def divide(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """``x / y`` (true division; integer operands give float64, as in NumPy).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.divide(st.Variable(1.0, name="p"), 4).expr
+    p/4
+    """
+    return _elementwise("div", x, y)
+
+
+def negative(x: TensorLike, name: str | None = None) -> Tensor:
+    """``-x``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.negative(st.Variable(2.0, name="q")).expr
+    -q
+    """
+    return apply(_P["neg"], (convert_to_tensor(x),))
+
+
+def pow(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """``x ** y``. A constant exponent stays exact in ``.expr`` (``x ** 0.5`` is ``sqrt(x)``).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.pow(st.Variable(4.0, name="x"), 0.5).expr
+    sqrt(x)
+    """
+    exponent = _constant_scalar(y)
+    if exponent is not None:
+        base = convert_to_tensor(x) if isinstance(x, (Tensor, Variable)) else _common([x], "pow")[0]
+        return apply(_P["powc"], (base,), {"exponent": exponent})
+    return _elementwise("pow", x, y)
+
+
+def _constant_scalar(y):
+    """The Python number of a constant scalar exponent, or None if it is symbolic or an array."""
+    if type(y) in _NUMBERS or isinstance(y, np.number):
+        return y.item() if isinstance(y, np.number) else y
+    if type(y) is Tensor and not y._symbolic and y.shape == () and y._sym is None:
+        return y._value.item()
+    return None
+
+
+def square(x: TensorLike, name: str | None = None) -> Tensor:
+    """``x ** 2``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.square(st.Variable(3.0, name="x")).expr
+    x**2
+    """
+    return pow(x, 2)
+
+
+sqrt = _unary("sqrt", """Square root.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.sqrt(st.Variable(4.0, name="x")).expr
+    sqrt(x)
+    """)
+exp = _unary("exp", """``e ** x``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.exp(st.Variable(0.0, name="x")).expr
+    exp(x)
+    """)
+log = _unary("log", """Natural logarithm.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.log(st.constant(1.0)).numpy()
+    array(0.)
+    """)
+log1p = _unary("log1p", """``log(1 + x)``, accurate for small ``x``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.log1p(st.Variable(0.0, name="x")).expr
+    log(x + 1)
+    """)
+sin = _unary("sin", """Sine.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.sin(st.Variable(0.0, name="x")).expr
+    sin(x)
+    """)
+cos = _unary("cos", """Cosine.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.cos(st.constant(0.0)).numpy()
+    array(1.)
+    """)
+tan = _unary("tan", """Tangent.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.tan(st.Variable(0.0, name="x")).expr
+    tan(x)
+    """)
+asin = _unary("asin", """Inverse sine.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.asin(st.Variable(0.0, name="x")).expr
+    asin(x)
+    """)
+acos = _unary("acos", """Inverse cosine.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.acos(st.Variable(0.0, name="x")).expr
+    acos(x)
+    """)
+atan = _unary("atan", """Inverse tangent.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.atan(st.Variable(0.0, name="x")).expr
+    atan(x)
+    """)
+sinh = _unary("sinh", """Hyperbolic sine.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.sinh(st.Variable(0.0, name="x")).expr
+    sinh(x)
+    """)
+cosh = _unary("cosh", """Hyperbolic cosine.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.cosh(st.Variable(0.0, name="x")).expr
+    cosh(x)
+    """)
+tanh = _unary("tanh", """Hyperbolic tangent.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.tanh(st.Variable(0.0, name="x")).expr
+    tanh(x)
+    """)
+erf = _unary("erf", """The error function.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.erf(st.Variable(0.0, name="x")).expr
+    erf(x)
+    """)
+sigmoid = _unary("sigmoid", """The logistic function ``1 / (1 + exp(-x))`` (computed without overflow).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.sigmoid(st.Variable(0.0, name="x")).expr
+    1/(1 + exp(-x))
+    """)
+softplus = _unary("softplus", """``log(1 + exp(x))`` (computed without overflow).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.softplus(st.Variable(0.0, name="x")).expr
+    log(exp(x) + 1)
+    """)
+relu = _unary("relu", """``max(x, 0)``; its derivative at 0 is taken as 0.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.relu(st.Variable(-1.0, name="x")).expr
+    Max(0, x)
+    """)
+abs = _unary("abs", """Absolute value; its derivative at 0 is taken as 0 (``sign(0)``).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.abs(st.Variable(-1.0, name="x")).expr
+    Abs(x)
+    """)
+sign = _unary("sign", """Sign (-1, 0 or 1); its derivative is 0.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.sign(st.constant([-2.0, 0.0, 3.0])).numpy()
+    array([-1.,  0.,  1.])
+    """)
+logical_not = _unary("logical_not", """Elementwise not of a bool Tensor.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.logical_not(st.constant([True, False])).numpy()
+    array([False,  True])
+    """)
+
+
+def atan2(y: TensorLike, x: TensorLike, name: str | None = None) -> Tensor:
+    """The angle of the point ``(x, y)``, in ``(-pi, pi]``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.atan2(st.Variable(1.0, name="y"), st.Variable(1.0, name="x")).expr
+    atan2(y, x)
+    """
+    return _elementwise("atan2", y, x)
+
+
+def maximum(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """Elementwise maximum; on ties the gradient goes to ``x``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.maximum(st.Variable(1.0, name="a"), 0.0).expr
+    Max(0, a)
+    """
+    return _elementwise("maximum", x, y)
+
+
+def minimum(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """Elementwise minimum; on ties the gradient goes to ``x``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.minimum(st.Variable(1.0, name="a"), 0.0).expr
+    Min(0, a)
+    """
+    return _elementwise("minimum", x, y)
+
+
+def where(condition: TensorLike, x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+    """``x`` where ``condition`` holds, else ``y`` (a ``Piecewise`` in ``.expr``).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> a = st.Variable(2.0, name="a")
+    >>> st.where(a > 0, a, -a).expr
+    Piecewise((a, a > 0), (-a, True))
+    """
+    cond = convert_to_tensor(condition)
+    if cond.dtype != dtypes.bool:
+        raise TypeError(f"where: condition must have dtype bool, not {cond.dtype}; "
+                        "compare first, e.g. st.where(x > 0, ...)")
+    a, b = _common([x, y], "where")
+    try:
+        return apply(_P["where"], (cond, a, b))
+    except ValueError:
+        raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be "
+                         "broadcast together; reshape one operand") from None
+
+
+def _comparison(prim_name: str, symbol: str):
+    def op(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
+        return _elementwise(prim_name, x, y)
+
+    op.__name__ = op.__qualname__ = prim_name
+    op.__doc__ = f"""Elementwise ``x {symbol} y`` (a bool Tensor; it has no gradient).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.{prim_name}(st.constant([1.0, 2.0]), 1.5).numpy()
+    array({np.array2string(_P[prim_name].numeric(np, np.array([1.0, 2.0]), 1.5), separator=', ')})
+    """
+    return op
+
+
+less = _comparison("less", "<")
+less_equal = _comparison("less_equal", "<=")
+greater = _comparison("greater", ">")
+greater_equal = _comparison("greater_equal", ">=")
+equal = _comparison("equal", "==")
+not_equal = _comparison("not_equal", "!=")
+
+
+def cast(x: TensorLike, dtype) -> Tensor:
+    """Convert to ``dtype``; the gradient flows back through float-to-float casts.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.cast(st.constant([1, 2]), st.float32)
+    <st.Tensor: shape=(2,), dtype=float32, numpy=[1., 2.]>
+    """
+    tensor = convert_to_tensor(x)
+    dtype = dtypes.as_dtype(dtype)
+    if tensor.dtype == dtype:
+        return tensor
+    return apply(_P["cast"], (tensor,), {"dtype": dtype})
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _axes(axis, ndim: int, op: str) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in items:
+        if not -ndim <= int(a) < builtins.max(ndim, 1):
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} axes")
+        out.append(int(a) % builtins.max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+def _reduce(prim_name: str, x, axis, keepdims: bool, op: str) -> Tensor:
+    tensor = convert_to_tensor(x)
+    axes = _axes(axis, tensor.ndim, op)
+    return apply(_P[prim_name], (tensor,), {"axis": axes, "keepdims": bool(keepdims)})
+
+
+def reduce_sum(input_tensor: TensorLike, axis=None, keepdims: bool = False,
+               name: str | None = None) -> Tensor:
+    """Sum over ``axis`` (all axes by default).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable([1.0, 2.0], name="x")
+    >>> st.reduce_sum(x * x).expr
+    x[0]**2 + x[1]**2
+    """
+    return _reduce("reduce_sum", input_tensor, axis, keepdims, "reduce_sum")
+
+
+def reduce_mean(input_tensor: TensorLike, axis=None, keepdims: bool = False,
+                name: str | None = None) -> Tensor:
+    """Mean over ``axis``: ``reduce_sum / count`` (integer input gives a float mean).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.reduce_mean(st.constant([[1.0, 2.0], [3.0, 5.0]]), axis=0).numpy()
+    array([2. , 3.5])
+    """
+    tensor = convert_to_tensor(input_tensor)
+    total = reduce_sum(tensor, axis, keepdims)
+    axes = _axes(axis, tensor.ndim, "reduce_mean")
+    count = math.prod(tensor.shape[a] for a in (builtins.range(tensor.ndim) if axes is None else axes))
+    return total / count
+
+
+def reduce_max(input_tensor: TensorLike, axis=None, keepdims: bool = False,
+               name: str | None = None) -> Tensor:
+    """Maximum over ``axis``; tied entries share the gradient equally.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.reduce_max(st.constant([1.0, 3.0, 2.0])).numpy()
+    array(3.)
+    """
+    return _reduce("reduce_max", input_tensor, axis, keepdims, "reduce_max")
+
+
+def reduce_min(input_tensor: TensorLike, axis=None, keepdims: bool = False,
+               name: str | None = None) -> Tensor:
+    """Minimum over ``axis``; tied entries share the gradient equally.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.reduce_min(st.constant([[1.0, 3.0], [0.0, 4.0]]), axis=1).numpy()
+    array([1., 0.])
+    """
+    return _reduce("reduce_min", input_tensor, axis, keepdims, "reduce_min")
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def reshape(tensor: TensorLike, shape, name: str | None = None) -> Tensor:
+    """Give the entries a new shape (one dimension may be -1).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.reshape(st.range(6), (2, -1)).shape
+    (2, 3)
+    """
+    x = convert_to_tensor(tensor)
+    target = _resolve_shape(x.shape, shape)
+    if target == x.shape:
+        return x
+    return apply(_P["reshape"], (x,), {"shape": target})
+
+
+def _resolve_shape(old: tuple[int, ...], shape) -> tuple[int, ...]:
+    new = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+    size = math.prod(old)
+    known = math.prod(n for n in new if n != -1)
+    if new.count(-1) > 1:
+        raise ValueError(f"reshape: at most one dimension may be -1, got {new}")
+    if -1 in new:
+        if known == 0 or size % known:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {old} ({size} entries) "
+                             f"into {new}")
+        new = tuple(size // known if n == -1 else n for n in new)
+    if math.prod(new) != size:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {old} ({size} entries) into "
+                         f"{new} ({math.prod(new)} entries)")
+    return new
+
+
+def transpose(a: TensorLike, perm=None, name: str | None = None) -> Tensor:
+    """Permute the axes (reverse them by default).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.transpose(st.zeros((2, 3))).shape
+    (3, 2)
+    """
+    x = convert_to_tensor(a)
+    perm = tuple(builtins.range(x.ndim - 1, -1, -1)) if perm is None else tuple(int(p) for p in perm)
+    if sorted(perm) != list(builtins.range(x.ndim)):
+        raise ValueError(f"transpose: perm {perm} is not a permutation of the {x.ndim} axes of a "
+                         f"tensor of shape {x.shape}")
+    return apply(_P["transpose"], (x,), {"perm": perm})
+
+
+def concat(values: Sequence[TensorLike], axis: int, name: str | None = None) -> Tensor:
+    """Join tensors along an existing ``axis``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.concat([st.ones((1, 2)), st.zeros((2, 2))], axis=0).shape
+    (3, 2)
+    """
+    tensors = _common(list(values), "concat")
+    if not tensors:
+        raise ValueError("concat: needs at least one tensor")
+    ndim = tensors[0].ndim
+    if ndim == 0:
+        raise ValueError("concat: scalars have no axis to join along; use st.stack")
+    axis = _axes(axis, ndim, "concat")[0]
+    for t in tensors:
+        if t.ndim != ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape))
+                                 if i != axis):
+            shapes = ", ".join(str(u.shape) for u in tensors)
+            raise ValueError(f"concat: shapes {shapes} differ outside axis {axis}; only the "
+                             "concatenation axis may differ")
+    if len(tensors) == 1:
+        return tensors[0]
+    return apply(_P["concat"], tuple(tensors), {"axis": axis})
+
+
+def stack(values: Sequence[TensorLike], axis: int = 0, name: str | None = None) -> Tensor:
+    """Join same-shaped tensors along a new ``axis``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable(1.0, name="x")
+    >>> st.stack([x, 2 * x]).expr
+    [x, 2*x]
+    """
+    tensors = _common(list(values), "stack")
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    shape = tensors[0].shape
+    if any(t.shape != shape for t in tensors):
+        raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
+    axis = _axes(axis, len(shape) + 1, "stack")[0]
+    expanded = shape[:axis] + (1,) + shape[axis:]
+    pieces = [reshape(t, expanded) for t in tensors]
+    return pieces[0] if len(pieces) == 1 else apply(_P["concat"], tuple(pieces), {"axis": axis})
+
+
+def matmul(a: TensorLike, b: TensorLike, transpose_a: bool = False, transpose_b: bool = False,
+           name: str | None = None) -> Tensor:
+    """Matrix product (batched over leading axes; 1-D operands as in NumPy).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> W = st.Variable([[1.0, 2.0]], name="W")
+    >>> (W @ st.constant([[3.0], [4.0]])).expr
+    [[3*W[0,0] + 4*W[0,1]]]
+    """
+    x, y = _common([a, b], "matmul")
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least one axis, got shapes {x.shape} and "
+                         f"{y.shape}; use * for scalars")
+    if transpose_a:
+        x = _swap_last(x)
+    if transpose_b:
+        y = _swap_last(y)
+    vector_a, vector_b = x.ndim == 1, y.ndim == 1
+    if vector_a:
+        x = reshape(x, (1,) + x.shape)
+    if vector_b:
+        y = reshape(y, y.shape + (1,))
+    if x.shape[-1] != y.shape[-2]:
+        raise ValueError(
+            f"matmul: a.shape={x.shape} and b.shape={y.shape} do not align "
+            f"({x.shape[-1]} != {y.shape[-2]}); did you mean st.transpose(b)?")
+    try:
+        out = apply(_P["matmul"], (x, y))
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of a.shape={x.shape} and b.shape={y.shape} "
+                         "cannot be broadcast together") from None
+    if vector_a or vector_b:
+        shape = out.shape[:-2] + (() if vector_a else out.shape[-2:-1]) + (
+            () if vector_b else out.shape[-1:])
+        out = reshape(out, shape)
+    return out
+
+
+def _swap_last(x: Tensor) -> Tensor:
+    if x.ndim < 2:
+        return x
+    return transpose(x, tuple(builtins.range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+
+
+def tensordot(a: TensorLike, b: TensorLike, axes, name: str | None = None) -> Tensor:
+    """Sum of products over ``axes`` (an int: the last/first ``axes`` axes; or two lists).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.tensordot(st.ones((2, 3)), st.ones((3, 4)), axes=1).shape
+    (2, 4)
+    """
+    x, y = _common([a, b], "tensordot")
+    if isinstance(axes, (int, np.integer)):
+        axes_a = list(builtins.range(x.ndim - int(axes), x.ndim))
+        axes_b = list(builtins.range(int(axes)))
+    else:
+        axes_a, axes_b = ([int(i) for i in _as_list(ax)] for ax in axes)
+    axes_a = [i % x.ndim for i in axes_a]
+    axes_b = [i % y.ndim for i in axes_b]
+    if [x.shape[i] for i in axes_a] != [y.shape[i] for i in axes_b]:
+        raise ValueError(f"tensordot: contracted dimensions differ: a.shape={x.shape} axes "
+                         f"{axes_a} vs b.shape={y.shape} axes {axes_b}")
+    free_a = [i for i in builtins.range(x.ndim) if i not in axes_a]
+    free_b = [i for i in builtins.range(y.ndim) if i not in axes_b]
+    inner = math.prod(x.shape[i] for i in axes_a)
+    left = reshape(transpose(x, free_a + axes_a), (-1, inner))
+    right = reshape(transpose(y, axes_b + free_b), (inner, -1))
+    return reshape(matmul(left, right), tuple(x.shape[i] for i in free_a) +
+                   tuple(y.shape[i] for i in free_b))
+
+
+def _as_list(ax):
+    return [ax] if isinstance(ax, (int, np.integer)) else list(ax)
+
+
+def _getitem(x, key) -> Tensor:
+    tensor = convert_to_tensor(x)
+    key = _normalize_key(key, tensor.shape)
+    return apply(_P["getitem"], (tensor,), {"key": key})
+
+
+def _normalize_key(key, shape):
+    """Index keys as NumPy understands them; boolean masks become integer positions."""
+    items = key if isinstance(key, tuple) else (key,)
+    out = []
+    for item in items:
+        if isinstance(item, (Tensor, Variable)):
+            item = item.numpy()
+        if isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray) and item.dtype == bool:
+            out.extend(np.nonzero(item))
+            continue
+        if isinstance(item, np.integer):
+            item = int(item)
+        out.append(item)
+    try:
+        np.empty(shape, dtype=np.int8)[tuple(out)]
+    except IndexError as err:
+        raise IndexError(f"index {key!r} is invalid for a tensor of shape {shape}: {err}") from None
+    return tuple(out) if isinstance(key, tuple) or len(out) != 1 else out[0]
+
+
+# ---------------------------------------------------------------- constructors
+
+
+def one_hot(indices: TensorLike, depth: int, on_value=1.0, off_value=0.0, axis: int = -1,
+            dtype=dtypes.float64, name: str | None = None) -> Tensor:
+    """One-hot encoding of integer ``indices`` along a new ``axis`` (a constant).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.one_hot([0, 2], 3).numpy()
+    array([[1., 0., 0.],
+           [0., 0., 1.]])
+    """
+    idx = np.asarray(convert_to_tensor(indices).numpy())
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: indices must be integers, got {idx.dtype}")
+    dtype = dtypes.as_dtype(dtype)
+    hot = np.expand_dims(idx, -1) == np.arange(int(depth))
+    values = np.where(hot, on_value, off_value).astype(dtype)
+    if axis != -1:
+        values = np.moveaxis(values, -1, axis)
+    return Tensor(values)
+
+
+def zeros(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
+    """A constant of zeros.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.zeros((2,)).numpy()
+    array([0., 0.])
+    """
+    value = np.zeros(shape, dtypes.as_dtype(dtype))
+    return Tensor(value[()] if value.ndim == 0 else value)
+
+
+def ones(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
+    """A constant of ones.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.ones((2,), dtype=st.int32).numpy()
+    array([1, 1], dtype=int32)
+    """
+    value = np.ones(shape, dtypes.as_dtype(dtype))
+    return Tensor(value[()] if value.ndim == 0 else value)
+
+
+def range(start, limit=None, delta=1, dtype=None, name: str | None = None) -> Tensor:  # noqa: A001
+    """``start, start + delta, ...`` below ``limit`` (``range(n)`` counts from 0), as a constant.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.range(3).numpy()
+    array([0, 1, 2])
+    >>> st.range(0.0, 1.0, 0.5).numpy()
+    array([0. , 0.5])
+    """
+    if limit is None:
+        start, limit = 0, start
+    value = np.arange(start, limit, delta)
+    if dtype is not None:
+        value = value.astype(dtypes.as_dtype(dtype))
+    elif value.dtype.kind in "iu":
+        value = value.astype(dtypes.int64)
+    return Tensor(value)
+
+
+# ---------------------------------------------------------------- Python operators
+
+
+def _install_operators() -> None:
+    def reflected(op):
+        return lambda self, other: op(other, self)
+
+    def comparing(op):
+        def compare(self, other):
+            try:
+                return op(self, other)
+            except TypeError:
+                return NotImplemented
+
+        return compare
+
+    table = {
+        "__add__": add, "__radd__": reflected(add), "__sub__": subtract,
+        "__rsub__": reflected(subtract), "__mul__": multiply, "__rmul__": reflected(multiply),
+        "__truediv__": divide, "__rtruediv__": reflected(divide), "__pow__": pow,
+        "__rpow__": reflected(pow), "__matmul__": matmul, "__rmatmul__": reflected(matmul),
+        "__neg__": negative, "__pos__": convert_to_tensor, "__abs__": abs,
+        "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
+        "__eq__": comparing(equal), "__ne__": comparing(not_equal), "__getitem__": _getitem,
+    }
+    for dunder, fn in table.items():
+        setattr(_Operators, dunder, fn)
+
+
+_install_operators()

@@ -1,0 +1,370 @@
+"""The primitive registry: every op symtape can record, each defined exactly once.
+
+A primitive carries three things:
+
+- ``numeric(xp, *values, **params)``: the forward value, generic over the array module
+  ``xp`` (NumPy or CuPy);
+- ``symbolic(*exprs, **params)``: the same op on symbolic values (SymPy expressions, or
+  object arrays of them; see :mod:`symtape.objarrays`);
+- ``vjp``: one derivative rule per argument, ``rule(A, g, out, *xs, **params)`` returning
+  the cotangent of that argument given the output cotangent ``g``.
+
+A rule is written once against an *algebra* ``A`` (see :mod:`symtape.algebra`) and
+Python's operators, so the same line computes a numeric gradient (``A`` over arrays), an
+exact closed form (``A`` over SymPy) or a recorded, differentiable-again gradient (``A``
+over Tensors). ``A.<name>`` applies the primitive ``<name>`` in that world.
+
+Conventions at non-smooth points, fixed here for both worlds: ``relu'(0) = 0``,
+``abs'(0) = sign(0) = 0``, ``maximum`` sends the cotangent to its first argument on ties
+(as TensorFlow does), ``reduce_max`` shares it equally between tied entries, and the
+exponent-gradient of ``a ** b`` is taken as 0 where ``a <= 0`` (where ``log(a)`` is not real).
+
+Examples
+--------
+>>> from symtape.primitives import REGISTRY
+>>> REGISTRY["sin"].symbolic(sympy.Symbol("x"))
+sin(x)
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import sympy
+
+from symtape import objarrays
+
+__all__ = ["Primitive", "REGISTRY", "register"]
+
+Rule = Callable[..., Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Primitive:
+    """One recordable op: numeric forward, symbolic form and derivative rules.
+
+    Attributes
+    ----------
+    name : str
+        The registry key, and the attribute name of the op in every algebra.
+    numeric : callable
+        ``(xp, *values, **params) -> array``.
+    symbolic : callable
+        ``(*symbolic_values, **params) -> symbolic value`` (vectorized over object arrays).
+    vjp : tuple of callables, a callable, or None
+        One rule per argument (``None`` where the argument gets no gradient); a single
+        callable ``rule(A, argnum, g, out, *xs, **params)`` for n-ary primitives; ``None``
+        for non-differentiable primitives.
+    linear : bool
+        The rules read only the shapes and dtypes of ``out`` and ``xs``, not their values
+        (the symbolic sweep then never builds those forward expressions).
+    """
+
+    name: str
+    numeric: Callable[..., Any]
+    symbolic: Callable[..., Any]
+    vjp: tuple[Rule | None, ...] | Rule | None
+    linear: bool = False
+
+    def rule(self, argnum: int) -> Rule | None:
+        """The derivative rule of argument ``argnum``, as ``rule(A, g, out, *xs, **params)``."""
+        if self.vjp is None:
+            return None
+        if callable(self.vjp):
+            nary = self.vjp
+            return lambda A, g, out, *xs, **params: nary(A, argnum, g, out, *xs, **params)
+        return self.vjp[argnum]
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name!r})"
+
+
+REGISTRY: dict[str, Primitive] = {}  # filled at import, read-only afterwards
+
+
+def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = False,
+             linear: bool = False) -> Primitive:
+    """Register a primitive once; ``elementwise`` symbolic forms take scalars and get vectorized.
+
+    Examples
+    --------
+    >>> register("sin", numeric=np.sin, symbolic=sympy.sin)
+    Traceback (most recent call last):
+    ...
+    ValueError: primitive 'sin' is registered twice
+    """
+    if name in REGISTRY:
+        raise ValueError(f"primitive {name!r} is registered twice")
+    if elementwise:
+        symbolic = _vectorize(symbolic)
+    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear)
+    return prim
+
+
+def _vectorize(scalar_form: Callable[..., Any]) -> Callable[..., Any]:
+    """Lift a scalar SymPy form to object arrays, broadcasting like NumPy."""
+
+    def form(*xs, **params):
+        if not any(isinstance(x, np.ndarray) for x in xs):
+            return scalar_form(*xs, **params)
+        ufunc = np.frompyfunc(lambda *args: scalar_form(*args, **params), len(xs), 1)
+        return objarrays.normalize(ufunc(*xs))
+
+    return form
+
+
+def _unary(name, numeric, symbolic, rule=None, linear=False):
+    return register(name, numeric=numeric, symbolic=symbolic,
+                    vjp=None if rule is None else (rule,), elementwise=True, linear=linear)
+
+
+# ---------------------------------------------------------------- arithmetic
+register("add", numeric=lambda xp, a, b: a + b, symbolic=operator.add, elementwise=True,
+         linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: g))
+register("sub", numeric=lambda xp, a, b: a - b, symbolic=operator.sub, elementwise=True,
+         linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: -g))
+register("mul", numeric=lambda xp, a, b: a * b, symbolic=operator.mul, elementwise=True,
+         vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g))
+register("div", numeric=lambda xp, a, b: a / b, symbolic=operator.truediv, elementwise=True,
+         vjp=(lambda A, g, out, a, b: g / b, lambda A, g, out, a, b: -g * out / b))
+_unary("neg", lambda xp, x: -x, operator.neg, lambda A, g, out, x: -g, linear=True)
+
+
+def _powc_rule(A, g, out, x, exponent):
+    if exponent == 2:
+        return g * (2 * x)
+    if exponent == 1:
+        return g
+    return g * (A.const(exponent) * A.powc(x, exponent=exponent - 1))
+
+
+# x ** c with a constant exponent: the exponent is a parameter, kept exact in the symbolic form
+register("powc", numeric=lambda xp, x, exponent: x ** exponent,
+         symbolic=lambda x, exponent: x ** objarrays.exact_number(exponent),
+         elementwise=True, vjp=(_powc_rule,))
+register("pow", numeric=lambda xp, a, b: a ** b, symbolic=operator.pow, elementwise=True,
+         vjp=(lambda A, g, out, a, b: g * b * A.pow(a, b - 1),
+              lambda A, g, out, a, b: g * out * A.log_real(a)))
+
+
+def _log_real_numeric(xp, x):
+    positive = x > 0
+    return xp.where(positive, xp.log(xp.where(positive, x, 1)), 0)
+
+
+# log where it is real, 0 elsewhere: the exponent-gradient of a ** b (TensorFlow's convention)
+_unary("log_real", _log_real_numeric, sympy.log, lambda A, g, out, x: g / x)
+
+# ---------------------------------------------------------------- elementwise functions
+_unary("exp", lambda xp, x: xp.exp(x), sympy.exp, lambda A, g, out, x: g * out)
+_unary("log", lambda xp, x: xp.log(x), sympy.log, lambda A, g, out, x: g / x)
+_unary("log1p", lambda xp, x: xp.log1p(x), lambda x: sympy.log(1 + x),
+       lambda A, g, out, x: g / (1 + x))
+_unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out))
+_unary("sin", lambda xp, x: xp.sin(x), sympy.sin, lambda A, g, out, x: g * A.cos(x))
+_unary("cos", lambda xp, x: xp.cos(x), sympy.cos, lambda A, g, out, x: -g * A.sin(x))
+_unary("tan", lambda xp, x: xp.tan(x), sympy.tan, lambda A, g, out, x: g * (1 + out * out))
+_unary("asin", lambda xp, x: xp.arcsin(x), sympy.asin,
+       lambda A, g, out, x: g / A.sqrt(1 - x * x))
+_unary("acos", lambda xp, x: xp.arccos(x), sympy.acos,
+       lambda A, g, out, x: -g / A.sqrt(1 - x * x))
+_unary("atan", lambda xp, x: xp.arctan(x), sympy.atan, lambda A, g, out, x: g / (1 + x * x))
+_unary("sinh", lambda xp, x: xp.sinh(x), sympy.sinh, lambda A, g, out, x: g * A.cosh(x))
+_unary("cosh", lambda xp, x: xp.cosh(x), sympy.cosh, lambda A, g, out, x: g * A.sinh(x))
+_unary("tanh", lambda xp, x: xp.tanh(x), sympy.tanh, lambda A, g, out, x: g * (1 - out * out))
+
+
+def _erf_numeric(xp, x):
+    if xp is np:
+        return np.vectorize(math.erf, otypes=[np.result_type(x)])(x)[()]
+    import cupyx.scipy.special  # only reached with CuPy values
+
+    return cupyx.scipy.special.erf(x)
+
+
+_TWO_OVER_SQRT_PI = (2 / math.sqrt(math.pi), 2 / sympy.sqrt(sympy.pi))
+_unary("erf", _erf_numeric, sympy.erf,
+       lambda A, g, out, x: g * A.const(*_TWO_OVER_SQRT_PI) * A.exp(-(x * x)))
+
+
+def _sigmoid_numeric(xp, x):
+    e = xp.exp(-xp.abs(x))  # never overflows
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))[()]
+
+
+def _softplus_numeric(xp, x):
+    return (xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))))[()]
+
+
+_unary("sigmoid", _sigmoid_numeric, lambda x: 1 / (1 + sympy.exp(-x)),
+       lambda A, g, out, x: g * out * (1 - out))
+_unary("softplus", _softplus_numeric, lambda x: sympy.log(1 + sympy.exp(x)),
+       lambda A, g, out, x: g * A.sigmoid(x))
+_unary("relu", lambda xp, x: xp.maximum(x, 0), lambda x: sympy.Max(x, 0),
+       lambda A, g, out, x: g * A.heaviside(x, at_zero=0))
+_unary("abs", lambda xp, x: xp.abs(x), sympy.Abs, lambda A, g, out, x: g * A.sign(x))
+# piecewise-constant: the derivative is 0 (a gradient, not "no gradient", as in TensorFlow)
+_unary("sign", lambda xp, x: xp.sign(x), sympy.sign, lambda A, g, out, x: A.zeros_like(g))
+register("heaviside", numeric=lambda xp, x, at_zero: xp.heaviside(x, at_zero),
+         symbolic=lambda x, at_zero: sympy.Heaviside(x, objarrays.exact_number(at_zero)),
+         elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),))
+register("atan2", numeric=lambda xp, y, x: xp.arctan2(y, x), symbolic=sympy.atan2,
+         elementwise=True,
+         vjp=(lambda A, g, out, y, x: g * x / (x * x + y * y),
+              lambda A, g, out, y, x: -g * y / (x * x + y * y)))
+register("maximum", numeric=lambda xp, a, b: xp.maximum(a, b), symbolic=sympy.Max,
+         elementwise=True,
+         vjp=(lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=1),
+              lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=0)))
+register("minimum", numeric=lambda xp, a, b: xp.minimum(a, b), symbolic=sympy.Min,
+         elementwise=True,
+         vjp=(lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=1),
+              lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=0)))
+register("where", numeric=lambda xp, c, a, b: xp.where(c, a, b)[()],
+         symbolic=lambda c, a, b: sympy.Piecewise((a, c), (b, True)), elementwise=True,
+         vjp=(None,
+              lambda A, g, out, c, a, b: A.where(c, g, A.zeros_like(g)),
+              lambda A, g, out, c, a, b: A.where(c, A.zeros_like(g), g)))
+
+# ---------------------------------------------------------------- comparisons (no gradient)
+for _name, _np_op, _sym_op in [("less", operator.lt, sympy.Lt), ("less_equal", operator.le, sympy.Le),
+                               ("greater", operator.gt, sympy.Gt),
+                               ("greater_equal", operator.ge, sympy.Ge),
+                               ("equal", operator.eq, sympy.Eq),
+                               ("not_equal", operator.ne, sympy.Ne)]:
+    register(_name, numeric=lambda xp, a, b, _op=_np_op: _op(a, b), symbolic=_sym_op,
+             elementwise=True)
+register("logical_not", numeric=lambda xp, x: xp.logical_not(x), symbolic=sympy.Not,
+         elementwise=True)
+
+
+def _cast_symbolic(x, dtype):
+    kind = np.dtype(dtype).kind
+    if kind == "b":
+        return sympy.Ne(x, 0)
+    if isinstance(x, sympy.logic.boolalg.Boolean):
+        return sympy.Piecewise((1, x), (0, True))
+    if kind in "iu":
+        return sympy.sign(x) * sympy.floor(sympy.Abs(x))  # truncation, like NumPy's astype
+    return x
+
+
+def _cast_rule(A, g, out, x, dtype):
+    return A.cast(g, dtype=A.dtype(x)) if np.dtype(A.dtype(x)).kind == "f" else None
+
+
+register("cast", numeric=lambda xp, x, dtype: xp.asarray(x).astype(dtype)[()],
+         symbolic=_cast_symbolic, elementwise=True, linear=True, vjp=(_cast_rule,))
+
+# ---------------------------------------------------------------- reductions
+
+
+def _keepdims_shape(shape: tuple[int, ...], axis) -> tuple[int, ...]:
+    axes = range(len(shape)) if axis is None else [a % len(shape) for a in axis]
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _reduce_sum_rule(A, g, out, x, axis, keepdims):
+    shape = A.shape(x)
+    return A.broadcast_to(A.reshape(g, shape=_keepdims_shape(shape, axis)), shape=shape)
+
+
+def _reduce_extremum_rule(A, g, out, x, axis, keepdims):
+    shape = A.shape(x)
+    kept = _keepdims_shape(shape, axis)
+    hit = A.cast(A.equal(x, A.reshape(out, shape=kept)), dtype=A.dtype(g))
+    count = A.reduce_sum(hit, axis=axis, keepdims=True)
+    return A.reshape(g, shape=kept) * hit / count
+
+
+register("reduce_sum", numeric=lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
+         symbolic=objarrays.reduce_add, linear=True, vjp=(_reduce_sum_rule,))
+register("reduce_max", numeric=lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
+         symbolic=objarrays.reduce_max, vjp=(_reduce_extremum_rule,))
+register("reduce_min", numeric=lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
+         symbolic=objarrays.reduce_min, vjp=(_reduce_extremum_rule,))
+
+# ---------------------------------------------------------------- shapes and indexing
+
+
+def _structural(numeric):
+    """The symbolic form of a pure data-movement op is the same NumPy call on object arrays."""
+    return lambda *xs, **params: objarrays.normalize(numeric(np, *[np.asarray(x) for x in xs],
+                                                             **params))
+
+
+def _reshape(xp, x, shape):
+    return xp.reshape(x, shape)
+
+
+def _transpose(xp, x, perm):
+    return xp.transpose(x, perm)
+
+
+def _broadcast_to(xp, x, shape):
+    return xp.broadcast_to(x, shape)
+
+
+def _getitem(xp, x, key):
+    return xp.asarray(x)[key]
+
+
+def _scatter(xp, g, key, shape):
+    """The transpose of ``getitem``: ``g`` added into zeros of ``shape`` at ``key``."""
+    g = xp.asarray(g)
+    out = xp.zeros(shape, dtype=g.dtype) if g.dtype != object else objarrays.zeros(shape)
+    if _is_basic_index(key):
+        out[key] = g  # a basic index never repeats an entry: assignment is addition here
+    else:
+        np.add.at(out, key, g) if xp is np else xp.add.at(out, key, g)
+    return out[()] if out.ndim == 0 else out
+
+
+def _is_basic_index(key) -> bool:
+    items = key if isinstance(key, tuple) else (key,)
+    return all(isinstance(k, (int, slice, type(None), type(Ellipsis))) for k in items)
+
+
+def _concat(xp, *xs, axis):
+    return xp.concatenate(xs, axis=axis)
+
+
+def _concat_rule(A, argnum, g, out, *xs, axis):
+    start = sum(A.shape(x)[axis] for x in xs[:argnum])
+    stop = start + A.shape(xs[argnum])[axis]
+    key = (slice(None),) * (axis % len(A.shape(out))) + (slice(start, stop),)
+    return A.getitem(g, key=key)
+
+
+def _inverse_permutation(perm):
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+register("reshape", numeric=_reshape, symbolic=_structural(_reshape), linear=True,
+         vjp=(lambda A, g, out, x, shape: A.reshape(g, shape=A.shape(x)),))
+register("transpose", numeric=_transpose, symbolic=_structural(_transpose), linear=True,
+         vjp=(lambda A, g, out, x, perm: A.transpose(g, perm=_inverse_permutation(perm)),))
+register("broadcast_to", numeric=_broadcast_to, symbolic=_structural(_broadcast_to), linear=True,
+         vjp=(lambda A, g, out, x, shape: A.sum_to(g, A.shape(x)),))
+register("getitem", numeric=_getitem, symbolic=_structural(_getitem), linear=True,
+         vjp=(lambda A, g, out, x, key: A.scatter(g, key=key, shape=A.shape(x)),))
+register("scatter", numeric=_scatter, symbolic=_structural(_scatter), linear=True,
+         vjp=(lambda A, g, out, x, key, shape: A.getitem(g, key=key),))
+register("concat", numeric=_concat, symbolic=_structural(_concat), linear=True, vjp=_concat_rule)
+
+
+def _swap_last(ndim: int) -> tuple[int, ...]:
+    return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
+
+
+def _matmul_symbolic(a, b):
+    return objarrays.matmul(a, b)
+
+
+register("matmul", numeric=lambda xp, a, b: xp.matmul(a, b), symbolic=_matmul_symbolic,
+         vjp=(lambda A, g, out, a, b: A.matmul(g, A.transpose(b, perm=_swap_last(len(A.shape(b))))),
+              lambda A, g, out, a, b: A.matmul(A.transpose(a, perm=_swap_last(len(A.shape(a)))), g)))

@@ -1,0 +1,75 @@
+"""Random constants: ``st.random.normal`` and ``st.random.uniform``.
+
+With ``seed=None`` draws come from one module generator, reseeded by
+:func:`set_seed`; with an integer ``seed`` a call is reproducible on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symtape import dtypes
+from symtape.tensor import Tensor
+
+__all__ = ["normal", "uniform", "set_seed"]
+
+_generator = np.random.default_rng()
+
+
+def set_seed(seed: int) -> None:
+    """Reseed the generator used by calls with ``seed=None``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.random.set_seed(0); a = st.random.normal((2,)).numpy()
+    >>> st.random.set_seed(0); b = st.random.normal((2,)).numpy()
+    >>> bool((a == b).all())
+    True
+    """
+    global _generator
+    _generator = np.random.default_rng(seed)
+
+
+def _rng(seed: int | None) -> np.random.Generator:
+    return _generator if seed is None else np.random.default_rng(seed)
+
+
+def _floating(dtype) -> np.dtype:
+    dtype = dtypes.as_dtype(dtype)
+    if not dtypes.is_floating(dtype):
+        raise TypeError(f"random values need a float dtype, got {dtype}")
+    return dtype
+
+
+def normal(shape, mean: float = 0.0, stddev: float = 1.0, dtype=dtypes.float64,
+           seed: int | None = None, name: str | None = None) -> Tensor:
+    """A constant of normally distributed values.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.random.normal((2, 3), seed=1).shape
+    (2, 3)
+    """
+    dtype = _floating(dtype)
+    value = _rng(seed).normal(mean, stddev, size=tuple(np.atleast_1d(shape)) if np.ndim(shape)
+                              else (() if shape == () else (int(shape),))).astype(dtype)
+    return Tensor(value[()] if value.ndim == 0 else value)
+
+
+def uniform(shape, minval: float = 0.0, maxval: float = 1.0, dtype=dtypes.float64,
+            seed: int | None = None, name: str | None = None) -> Tensor:
+    """A constant of values uniform in ``[minval, maxval)``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> v = st.random.uniform((1000,), -1.0, 1.0, seed=3).numpy()
+    >>> bool(v.min() >= -1.0 and v.max() < 1.0)
+    True
+    """
+    dtype = _floating(dtype)
+    value = _rng(seed).uniform(minval, maxval, size=tuple(np.atleast_1d(shape)) if np.ndim(shape)
+                               else (() if shape == () else (int(shape),))).astype(dtype)
+    return Tensor(value[()] if value.ndim == 0 else value)

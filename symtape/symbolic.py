@@ -1,0 +1,129 @@
+"""Lazy ``.expr``: SymPy forms built from recorded lineage on first access, then memoized.
+
+Materialization walks the lineage iteratively (no recursion, so deep computations are
+fine) and visits only nodes not built yet. Chains of ``add``/``sub`` whose partial sums
+nobody else uses are gathered into one n-ary ``Add``: a loop accumulating 10,000 terms
+builds one ``Add`` of 10,000 arguments instead of 10,000 ever-longer ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symtape import objarrays
+
+__all__ = ["expr_of", "symbolic_value", "symbols_for"]
+
+_SUMS = ("add", "sub")
+
+
+def symbols_for(name: str, shape: tuple[int, ...]):
+    """The symbolic value of a source named ``name``: ``x``, or ``x[0], x[1], ...``.
+
+    Examples
+    --------
+    >>> symbols_for("W", (1, 2))
+    array([[W[0,0], W[0,1]]], dtype=object)
+    """
+    if shape == ():
+        return sympy.Symbol(name, real=True)
+    out = np.empty(shape, dtype=object)
+    for index in np.ndindex(*shape):
+        out[index] = sympy.Symbol(f"{name}[{','.join(map(str, index))}]", real=True)
+    return out
+
+
+def expr_of(tensor) -> sympy.Basic:
+    """The public closed form of a Tensor: ``sympy.Expr`` or ``sympy.Array``."""
+    return objarrays.to_sympy(symbolic_value(tensor))
+
+
+def symbolic_value(tensor) -> Any:
+    """The memoized symbolic value of a Tensor (a SymPy object or an object array)."""
+    if tensor._sym is not None:
+        return tensor._sym
+    order, consumers = _unbuilt_nodes(tensor)
+    deferred: dict[int, list] = {}
+    names: dict[str, int] = {}
+    for node in order:
+        if node._sym is not None:  # a thunk run earlier in this loop may have built it
+            continue
+        prim = node._prim
+        if prim is None:
+            node._sym = _leaf_value(node, names)
+        elif prim.name in _SUMS:
+            terms = _sum_terms(node, deferred)
+            if node is not tensor and consumers.get(id(node)) == (1, True):
+                deferred[id(node)] = terms  # its only consumer is a sum: merge into it
+            else:
+                node._sym = objarrays.add_many(terms)
+        else:
+            args = [symbolic_value(x) if x._sym is None else x._sym for x in node._inputs]
+            node._sym = objarrays.normalize(prim.symbolic(*args, **node._params))
+    return tensor._sym
+
+
+def _unbuilt_nodes(target) -> tuple[list, dict[int, tuple[int, bool]]]:
+    """Nodes without a symbolic value, inputs first, and per node (consumers, all are sums)."""
+    order: list = []
+    visited: set[int] = set()
+    consumers: dict[int, tuple[int, bool]] = {}
+    stack = [(target, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._prim is None:
+            continue
+        is_sum = node._prim.name in _SUMS
+        for x in node._inputs:
+            count, all_sums = consumers.get(id(x), (0, True))
+            consumers[id(x)] = (count + 1, all_sums and is_sum)
+            if x._sym is None and id(x) not in visited:
+                stack.append((x, False))
+    return order, consumers
+
+
+def _sum_terms(node, deferred: dict[int, list]) -> list:
+    """The terms of an ``add``/``sub`` node, stealing its inputs' deferred term lists."""
+    a, b = node._inputs
+    left = deferred.pop(id(a), None) or [_built(a)]
+    right = deferred.pop(id(b), None) or [_built(b)]
+    if node._prim.name == "sub":
+        right = [-term for term in right]
+    if len(left) < len(right):
+        left, right = right, left
+    left.extend(right)  # extend the longer list: linear over a whole chain
+    return left
+
+
+def _built(node):
+    return node._sym if node._sym is not None else symbolic_value(node)
+
+
+def _leaf_value(node, names: dict[str, int]):
+    if node._thunk is not None:
+        return objarrays.normalize(node._thunk())
+    source = node._source
+    if source is None:
+        return objarrays.exact_array(node._value)
+    owner = names.setdefault(source._name, id(source))
+    if owner != id(source):
+        raise ValueError(
+            f"two different sources are both named {source._name!r}, so their symbols would be "
+            "the same in .expr; give each Variable (or watched constant) its own name")
+    if source is node:  # a watched constant is its own source
+        if node._sym is None:
+            node._sym = symbols_for(node._name, node.shape)
+        return node._sym
+    if source._symbols is None:
+        source._symbols = symbols_for(source._name, source.shape)
+    return source._symbols

@@ -1,0 +1,537 @@
+"""Tensors, Variables, and ``apply``: the one place an op is evaluated and recorded.
+
+Every op result remembers its lineage ``(primitive, inputs, params)`` when one of its
+inputs is symbolic (a Variable read, a watched constant, or a result of such). That is
+all that recording costs; the SymPy form (``.expr``) is built from the lineage only when
+asked for (:mod:`symtape.symbolic`). Active tapes additionally keep the results whose
+inputs they watch, which is what ``tape.gradient`` differentiates through.
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextvars import ContextVar
+from typing import Any, Callable, Union
+
+import numpy as np
+import sympy
+
+from symtape import dtypes
+from symtape.backends import array_module, device_name
+from symtape.primitives import Primitive
+
+__all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", "apply"]
+
+# the tapes whose `with` block is open, innermost last
+ACTIVE_TAPES: ContextVar[tuple] = ContextVar("symtape_active_tapes", default=())
+
+_EMPTY: dict = {}
+_constant_names = itertools.count(1)
+_variable_names = itertools.count(1)
+
+
+class _Operators:
+    """Python operators shared by Tensor and Variable; ``symtape.ops`` installs them."""
+
+    __slots__ = ()
+    __array_priority__ = 100  # `ndarray + Tensor` defers to Tensor.__radd__
+
+    def __hash__(self):
+        raise TypeError(f"{type(self).__name__} is unhashable (== compares entries, as in "
+                        "TensorFlow); use `t.ref()` as a dictionary key or set member")
+
+    def ref(self) -> "Reference":
+        """A hashable reference to this object, for dict keys and sets.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(1.0)
+        >>> {x.ref(): "x"}[x.ref()]
+        'x'
+        """
+        return Reference(self)
+
+
+class Reference:
+    """Hashable wrapper of a Tensor or Variable, compared by identity (``t.ref()``)."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def deref(self):
+        """The Tensor or Variable this reference points to."""
+        return self._obj
+
+    def __hash__(self):
+        return id(self._obj)
+
+    def __eq__(self, other):
+        return isinstance(other, Reference) and other._obj is self._obj
+
+
+class Tensor(_Operators):
+    """An immutable value, with the exact SymPy expression it was computed as.
+
+    Tensors come from :func:`constant`, from ops on Tensors and Variables, and from
+    ``GradientTape`` results. ``.numpy()`` is the value; ``.expr`` the closed form in the
+    symbols of the Variables (and watched constants) it depends on.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable(3.0, name="x")
+    >>> y = x ** 2 + 1
+    >>> y
+    <st.Tensor: shape=(), dtype=float64, numpy=10.0>
+    >>> y.expr
+    x**2 + 1
+    """
+
+    __slots__ = ("_value", "_prim", "_inputs", "_params", "_source", "_sym", "_thunk",
+                 "_symbolic", "_weak", "_name")
+
+    def __init__(self, value, prim: Primitive | None = None, inputs: tuple = (),
+                 params: dict = _EMPTY, *, source=None, thunk=None, weak: bool = False,
+                 name: str | None = None):
+        self._value = value
+        self._prim = prim
+        self._inputs = inputs
+        self._params = params
+        self._source = source
+        self._thunk = thunk
+        self._sym = None
+        self._symbolic = prim is not None or source is not None or thunk is not None
+        self._weak = weak
+        self._name = name
+
+    # -- values
+    def numpy(self) -> np.ndarray:
+        """The value as a NumPy array (a host copy, also for GPU tensors).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.constant([1.0, 2.0]).numpy()
+        array([1., 2.])
+        """
+        value = self._value
+        if array_module(value) is not np:
+            return value.get()
+        return np.array(value)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape, a tuple of ints."""
+        return self._value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype (``st.float64`` etc., which are NumPy dtypes)."""
+        return self._value.dtype
+
+    @property
+    def ndim(self) -> int:
+        """The number of axes."""
+        return len(self._value.shape)
+
+    @property
+    def device(self) -> str:
+        """``'/cpu:0'`` for NumPy values, ``'/gpu:N'`` for CuPy values."""
+        return device_name(self._value)
+
+    @property
+    def name(self) -> str | None:
+        """The name given to :func:`constant` (the symbol's name if the tensor is watched)."""
+        return self._name
+
+    # -- closed form
+    @property
+    def expr(self) -> sympy.Basic:
+        """The exact SymPy expression of this value (``sympy.Array`` for non-scalars).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable([1.0, 2.0], name="x")
+        >>> (x * 0.5).expr
+        [x[0]/2, x[1]/2]
+        """
+        from symtape import symbolic
+
+        return symbolic.expr_of(self)
+
+    def _repr_latex_(self) -> str:
+        return f"${sympy.latex(self.expr)}$"
+
+    def __repr__(self) -> str:
+        return f"<st.Tensor: shape={self.shape}, dtype={self.dtype}, numpy={_short(self._value)}>"
+
+    def __str__(self) -> str:
+        return f"st.Tensor({_short(self._value)}, shape={self.shape}, dtype={self.dtype})"
+
+    # -- Python protocols
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a scalar Tensor (shape ()) is undefined")
+        return self.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"only integer Tensors can be used as an index, not {self.dtype}")
+        return int(self._value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.numpy(), spec) if spec else repr(self)
+
+
+TensorLike = Union[Tensor, "Variable", float, int, bool, np.ndarray, list, tuple]
+
+
+def _short(value) -> str:
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return repr(array.item())
+    return np.array2string(array, threshold=20, separator=", ")
+
+
+class Variable(_Operators):
+    """A mutable value that gradients are taken with respect to.
+
+    Like ``tf.Variable``: trainable Variables read inside a ``GradientTape`` are watched
+    automatically. Its symbol (``.expr``) is named after ``name``: ``x`` for a scalar,
+    ``x[0], x[1], ...`` (``W[0,1]`` for matrices) entry by entry.
+
+    Parameters
+    ----------
+    initial_value : array-like, Tensor, or a callable returning one
+    dtype : dtype, optional
+        Default: float64 for Python floats, int64 for Python ints (NumPy's convention).
+    name : str, optional
+        The symbol name; default ``v1``, ``v2``, ... .
+    trainable : bool, default True
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable(3.0, name="x")
+    >>> x.assign_sub(0.5)
+    <st.Variable 'x' shape=() dtype=float64, numpy=2.5>
+    >>> isinstance(x, st.Tensor)
+    False
+    """
+
+    __slots__ = ("_value", "_name", "_trainable", "_read_cache", "_symbols")
+
+    def __init__(self, initial_value, dtype=None, name: str | None = None,
+                 trainable: bool = True):
+        if callable(initial_value):
+            initial_value = initial_value()
+        value = _to_array(initial_value, None if dtype is None else dtypes.as_dtype(dtype),
+                          what="Variable initial_value")
+        if name is None:
+            name = f"v{next(_variable_names)}"
+        elif not isinstance(name, str) or not name:
+            raise TypeError(f"Variable name must be a non-empty str, got {name!r}")
+        self._value = value
+        self._name = name
+        self._trainable = bool(trainable)
+        self._read_cache: Tensor | None = None
+        self._symbols = None
+
+    # -- reading
+    def _read(self) -> Tensor:
+        """The current value as a Tensor whose symbol is this Variable's; watches if taped."""
+        if self._trainable:
+            for tape in ACTIVE_TAPES.get():
+                if tape._recording and tape._watch_accessed:
+                    tape._watch_variable(self)
+        read = self._read_cache
+        if read is None:
+            # values are never changed in place (assign swaps arrays), so a read is a snapshot
+            read = self._read_cache = Tensor(self._value, source=self)
+        return read
+
+    def value(self) -> Tensor:
+        """The current value as a Tensor (its ``.expr`` is this Variable's symbol).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable(2.0, name="w").value().expr
+        w
+        """
+        return self._read()
+
+    read_value = value
+
+    def numpy(self) -> np.ndarray:
+        """The current value as a NumPy array (a copy).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable([1, 2]).numpy()
+        array([1, 2])
+        """
+        return self._read().numpy()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape, fixed at construction."""
+        return self._value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype, fixed at construction."""
+        return self._value.dtype
+
+    @property
+    def ndim(self) -> int:
+        """The number of axes."""
+        return len(self._value.shape)
+
+    @property
+    def name(self) -> str:
+        """The name, also the name of its symbol(s)."""
+        return self._name
+
+    @property
+    def trainable(self) -> bool:
+        """Whether tapes watch this Variable automatically when it is read."""
+        return self._trainable
+
+    @property
+    def device(self) -> str:
+        """Where the value lives: ``'/cpu:0'`` or ``'/gpu:N'``."""
+        return device_name(self._value)
+
+    @property
+    def expr(self) -> sympy.Basic:
+        """The symbol of this Variable (a ``sympy.Array`` of symbols if it is not a scalar).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable([0.0, 0.0], name="x").expr
+        [x[0], x[1]]
+        """
+        return self._read().expr
+
+    # -- writing: validate first, then swap the array, so a failed assign changes nothing
+    def assign(self, value, read_value: bool = True):
+        """Set the value; the shape must match and the dtype must convert safely.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable([1.0, 2.0], name="x")
+        >>> x.assign([3.0, 4.0]).numpy()
+        array([3., 4.])
+        >>> x.assign([1.0])
+        Traceback (most recent call last):
+        ...
+        ValueError: Variable 'x'.assign: shape (1,) does not match the Variable's shape (2,); a Variable's shape is fixed at construction
+        """
+        self._value = self._checked(value, "assign")
+        self._read_cache = None
+        return self if read_value else None
+
+    def assign_add(self, delta, read_value: bool = True):
+        """Add ``delta`` to the value in place of the old one.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable(1.0).assign_add(2.0).numpy()
+        array(3.)
+        """
+        return self.assign(self._value + self._checked(delta, "assign_add"), read_value)
+
+    def assign_sub(self, delta, read_value: bool = True):
+        """Subtract ``delta`` from the value.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable(1.0).assign_sub(0.25).numpy()
+        array(0.75)
+        """
+        return self.assign(self._value - self._checked(delta, "assign_sub"), read_value)
+
+    def _checked(self, value, method: str):
+        where = f"Variable {self._name!r}.{method}"
+        new = _to_array(value, self.dtype, what=where)
+        if new.shape != self.shape:
+            raise ValueError(f"{where}: shape {new.shape} does not match the Variable's shape "
+                             f"{self.shape}; a Variable's shape is fixed at construction")
+        return new
+
+    def __repr__(self) -> str:
+        return (f"<st.Variable {self._name!r} shape={self.shape} dtype={self.dtype}, "
+                f"numpy={_short(self._value)}>")
+
+    def __array__(self, dtype=None, copy=None):
+        return self._read().__array__(dtype)
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.numpy(), spec) if spec else repr(self)
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def _to_array(value, dtype: np.dtype | None, *, what: str):
+    """Convert to an array of ``dtype``; refuse conversions that lose information.
+
+    Tensors and Variables convert only when safe (int32 -> float64, not float64 ->
+    float32); Python numbers and NumPy arrays within the same kind (float -> float32).
+    """
+    strict = isinstance(value, (Tensor, Variable))
+    if strict:
+        value = value._value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what}: cannot convert {type(value).__name__} to an array ({err})") from None
+    if array.dtype == object or array.dtype.kind in "USVO":
+        raise TypeError(f"{what}: cannot convert {value!r} ({array.dtype}) to a numeric Tensor")
+    if dtype is None:
+        dtype = _default_dtype(array)
+    elif array.dtype != dtype:
+        rule = "safe" if strict else "same_kind"
+        if not np.can_cast(array.dtype, dtype, casting=rule):
+            hint = "st.cast(value, dtype)" if strict else f"a value of dtype {dtype}"
+            raise TypeError(f"{what}: cannot convert dtype {array.dtype} to {dtype} without losing "
+                            f"information; pass {hint}")
+    array = array.astype(dtype, copy=not strict)
+    return array[()] if array.ndim == 0 else array
+
+
+def _default_dtype(array: np.ndarray) -> np.dtype:
+    kind = array.dtype.kind
+    if kind == "f":
+        return array.dtype
+    if kind in "iu":
+        return array.dtype if array.dtype in (dtypes.int32, dtypes.int64) else dtypes.int64
+    if kind == "b":
+        return dtypes.bool
+    raise TypeError(f"unsupported dtype {array.dtype}")
+
+
+def constant(value, dtype=None, name: str | None = None) -> Tensor:
+    """Create an immutable Tensor.
+
+    Python floats become float64, Python ints int64 (NumPy's convention); ``dtype``
+    converts. A constant is a plain number in ``.expr`` unless a tape watches it; then
+    it becomes a symbol named ``name`` (default ``c1``, ``c2``, ...).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.constant(0.5).expr
+    1/2
+    >>> st.constant([1, 2], dtype=st.float32)
+    <st.Tensor: shape=(2,), dtype=float32, numpy=[1., 2.]>
+    """
+    if isinstance(value, Variable):
+        value = value._read()
+    if isinstance(value, Tensor) and dtype is None:
+        return value
+    return Tensor(_to_array(value, None if dtype is None else dtypes.as_dtype(dtype),
+                            what="st.constant"), name=name)
+
+
+def convert_to_tensor(value, dtype=None) -> Tensor:
+    """Return ``value`` as a Tensor: Tensors pass through, Variables are read.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.convert_to_tensor(st.Variable(2.0, name="z")).expr
+    z
+    """
+    if type(value) is Tensor and (dtype is None or value.dtype == dtype):
+        return value
+    if isinstance(value, Variable):
+        if dtype is not None and value.dtype != dtypes.as_dtype(dtype):
+            raise TypeError(f"Variable {value.name!r} has dtype {value.dtype}, expected {dtype}; "
+                            f"use st.cast")
+        return value._read()
+    return constant(value, dtype)
+
+
+def weak_constant(value, like: np.dtype, expr: sympy.Basic | None = None) -> Tensor:
+    """A constant that takes the dtype of the operand it meets (Python numbers do)."""
+    array = _to_array(value, like, what="operand")
+    tensor = Tensor(array, weak=True)
+    tensor._sym = expr
+    return tensor
+
+
+# ---------------------------------------------------------------- evaluation and recording
+
+
+def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) -> Tensor:
+    """Evaluate ``prim`` on Tensors and record the result where needed.
+
+    The result keeps its lineage if any input is symbolic, and is recorded by every
+    active tape that watches one of its inputs.
+    """
+    values = [t._value for t in inputs]
+    value = prim.numeric(array_module(*values), *values, **params)
+    for t in inputs:
+        if t._symbolic:
+            break
+    else:
+        return Tensor(value)
+    out = Tensor(value, prim, inputs, params)
+    for tape in ACTIVE_TAPES.get():
+        if tape._recording:
+            tape._record(out, inputs)
+    return out
+
+
+def call_with_context(name: str, fn: Callable[[], Any], shapes: list[tuple]) -> Any:
+    """Run ``fn``; turn NumPy's shape errors into one that names the op and every shape."""
+    try:
+        return fn()
+    except ValueError as err:
+        described = " and ".join(str(s) for s in shapes)
+        raise ValueError(f"{name}: operands of shapes {described} are incompatible ({err}); "
+                         "dimensions must match or be 1 to broadcast — reshape or transpose "
+                         "one operand") from None
