@@ -26,7 +26,7 @@ import numpy as np
 import sympy
 
 from symtape import objarrays
-from symtape.primitives import REGISTRY
+from symtape.primitives import REGISTRY, is_basic_index
 from symtape.symbolic import symbolic_value
 from symtape.tensor import Tensor, apply, convert_to_tensor
 
@@ -83,7 +83,26 @@ class NumericAlgebra(_Algebra):
         return value
 
     def shape(self, x) -> tuple[int, ...]:
-        return np.shape(x)
+        return x.shape if isinstance(x, _Scatter) else np.shape(x)
+
+    def scatter(self, g, key, shape):
+        # the cotangent of a slice: kept as (key, values) until the contributions are summed,
+        # so x[1:] and x[:-1] accumulate into one buffer instead of two zero-filled arrays
+        return _Scatter(g, key, tuple(shape))
+
+    def add_n(self, parts: Sequence[Any]):
+        scattered = [p for p in parts if isinstance(p, _Scatter)]
+        if not scattered:
+            return super().add_n(parts)
+        dense = [p for p in parts if not isinstance(p, _Scatter)]
+        first = scattered[0]
+        dtype = np.result_type(*[p.values for p in scattered], *dense)
+        buffer = self.xp.zeros(first.shape, dtype)
+        for p in dense:
+            buffer += p
+        for p in scattered:
+            p.add_into(self.xp, buffer)
+        return buffer[()] if buffer.ndim == 0 else buffer
 
     def dtype(self, x):
         return x.dtype
@@ -107,6 +126,23 @@ class NumericAlgebra(_Algebra):
             value = self.xp.zeros(shape, dtype)
             value.reshape(-1)[index] = 1
         return value[()] if value.ndim == 0 else value
+
+
+class _Scatter:
+    """A cotangent that is zero outside ``key``: the transpose of indexing, not yet dense."""
+
+    __slots__ = ("values", "key", "shape")
+
+    def __init__(self, values, key, shape):
+        self.values = values
+        self.key = key
+        self.shape = shape
+
+    def add_into(self, xp, buffer) -> None:
+        if is_basic_index(self.key):
+            buffer[self.key] += self.values  # a basic index never repeats an entry
+        else:
+            (np if xp is np else xp).add.at(buffer, self.key, self.values)
 
 
 class _Shaped:

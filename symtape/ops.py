@@ -750,7 +750,7 @@ def _normalize_key(key, shape):
             item = int(item)
         out.append(item)
     try:
-        np.empty(shape, dtype=np.int8)[tuple(out)]
+        np.broadcast_to(np.int8(0), shape)[tuple(out)]  # validates without allocating
     except IndexError as err:
         raise IndexError(f"index {key!r} is invalid for a tensor of shape {shape}: {err}") from None
     return tuple(out) if isinstance(key, tuple) or len(out) != 1 else out[0]

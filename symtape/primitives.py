@@ -38,7 +38,7 @@ import sympy
 
 from symtape import objarrays
 
-__all__ = ["Primitive", "REGISTRY", "register"]
+__all__ = ["Primitive", "REGISTRY", "register", "is_basic_index"]
 
 Rule = Callable[..., Any]
 
@@ -317,14 +317,15 @@ def _scatter(xp, g, key, shape):
     """The transpose of ``getitem``: ``g`` added into zeros of ``shape`` at ``key``."""
     g = xp.asarray(g)
     out = xp.zeros(shape, dtype=g.dtype) if g.dtype != object else objarrays.zeros(shape)
-    if _is_basic_index(key):
+    if is_basic_index(key):
         out[key] = g  # a basic index never repeats an entry: assignment is addition here
     else:
         np.add.at(out, key, g) if xp is np else xp.add.at(out, key, g)
     return out[()] if out.ndim == 0 else out
 
 
-def _is_basic_index(key) -> bool:
+def is_basic_index(key) -> bool:
+    """True for keys of ints, slices, None and Ellipsis (views; no entry is repeated)."""
     items = key if isinstance(key, tuple) else (key,)
     return all(isinstance(k, (int, slice, type(None), type(Ellipsis))) for k in items)
 
