@@ -196,7 +196,7 @@ class GradientTape(metaclass=_TapeClass):
         --------
         >>> import symtape as st
         >>> x = st.Variable(2.0, name="x")
-        >>> with st.GradientTape() as tape:
+        >>> with st.GradientTape(persistent=True) as tape:
         ...     y = x * x
         ...     tape.reset()
         ...     z = x * 3
