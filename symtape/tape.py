@@ -349,7 +349,9 @@ class GradientTape(metaclass=_TapeClass):
         Numerically when no other tape records these nodes (the closed form then comes
         lazily from a symbolic sweep), on Tensors otherwise (so the result is recorded).
         """
-        p = accumulate.plan(targets, {id(s) for s in sources}, self._recorded)
+        # only what this tape watches (or recorded) is differentiable, as in TensorFlow
+        wanted = {id(s) for s in sources if id(s) in self._watched or id(s) in self._recorded}
+        p = accumulate.plan(targets, wanted, self._recorded)
         if not self._persistent:
             self._recorded = {}  # a non-persistent tape is done: release what it held
 
