@@ -97,13 +97,17 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         if id(node) in p.wanted:
             found.setdefault(id(node), []).append(g)
         prim = node._prim
-        out, xs = A.forward(node)
+        per_argument = A.lazy_forward
+        if not per_argument:
+            out, xs = A.forward(node)
         for argnum, x in enumerate(node._inputs):
             if id(x) not in relevant:
                 continue
             rule = prim.rule(argnum)
             if rule is None:
                 continue
+            if per_argument:
+                out, xs = A.forward(node, argnum)
             ct = rule(A, g, out, *xs, **node._params)
             if ct is not None:
                 cts.setdefault(id(x), []).append(A.sum_to(ct, x._value.shape))

@@ -37,6 +37,8 @@ __all__ = ["NumericAlgebra", "SymbolicAlgebra", "TensorAlgebra", "numeric_algebr
 class _Algebra:
     """What all worlds share: broadcasting cotangents back to an input's shape."""
 
+    lazy_forward = False  # True: ask `forward` per argument, for the values that rule reads
+
     def sum_to(self, x, shape: tuple[int, ...]):
         """Sum ``x`` over the axes that broadcasting added, so it gets ``shape``."""
         xshape = tuple(self.shape(x))
@@ -113,7 +115,7 @@ class NumericAlgebra(_Algebra):
     def zeros(self, shape, dtype):
         return self.xp.zeros(shape, dtype)[()]
 
-    def forward(self, node):
+    def forward(self, node, argnum: int | None = None):
         return node._value, [x._value for x in node._inputs]
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
@@ -155,6 +157,10 @@ class _Shaped:
         self.dtype = dtype
 
 
+def _placeholder(node) -> _Shaped:
+    return _Shaped(node._value.shape, node._value.dtype)
+
+
 class SymbolicAlgebra(_Algebra):
     """Primitives on SymPy values: the exact closed form of a gradient.
 
@@ -164,6 +170,8 @@ class SymbolicAlgebra(_Algebra):
     >>> A.sin(sympy.Symbol("x")), A.const(0.5)
     (sin(x), 1/2)
     """
+
+    lazy_forward = True  # building a forward expression costs SymPy work: only when read
 
     def __init__(self):
         for name, prim in REGISTRY.items():
@@ -188,11 +196,16 @@ class SymbolicAlgebra(_Algebra):
     def add_n(self, parts: Sequence[Any]):
         return objarrays.add_many(list(parts))
 
-    def forward(self, node):
-        if node._prim.linear:  # the rule reads shapes only: do not build forward expressions
-            return (_Shaped(node._value.shape, node._value.dtype),
-                    [_Shaped(x._value.shape, x._value.dtype) for x in node._inputs])
-        return symbolic_value(node), [symbolic_value(x) for x in node._inputs]
+    def forward(self, node, argnum: int | None = None):
+        """Forward values for a rule: built only where the rule reads them (else placeholders)."""
+        prim = node._prim
+        reads = prim.reads[argnum] if argnum is not None and prim.reads else None
+        if prim.linear:
+            reads = frozenset()
+        out = symbolic_value(node) if reads is None or -1 in reads else _placeholder(node)
+        xs = [symbolic_value(x) if reads is None or i in reads else _placeholder(x)
+              for i, x in enumerate(node._inputs)]
+        return out, xs
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         if tensor is not None:
@@ -247,7 +260,7 @@ class TensorAlgebra(_Algebra):
     def zeros(self, shape, dtype):
         return Tensor(np.zeros(shape, dtype)[()])
 
-    def forward(self, node):
+    def forward(self, node, argnum: int | None = None):
         return node, list(node._inputs)
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):

@@ -21,8 +21,9 @@ import symtape as st
 __all__ = ["run"]
 
 
-def run(out: TextIO = sys.stdout) -> None:
+def run(out: TextIO | None = None) -> None:
     """Print the main walk-through: tapes, exact gradients, Hessians and a descent loop."""
+    out = out if out is not None else sys.stdout  # looked up per call: capture-friendly
 
     def say(*parts) -> None:
         print(*parts, file=out)

@@ -87,15 +87,25 @@ def _default_result_dtype(arrays) -> np.dtype:
     return dtypes.bool
 
 
-def _elementwise(name: str, *args) -> Tensor:
-    tensors = _common(args, name)
+def _elementwise(name: str, x, y) -> Tensor:
+    """Apply a binary elementwise primitive: the hot path of every Python operator."""
+    a = x if type(x) is Tensor and not x._weak else (x._read() if isinstance(x, Variable) else None)
+    b = y if type(y) is Tensor and not y._weak else (y._read() if isinstance(y, Variable) else None)
+    if a is not None and b is not None:
+        if a._value.dtype != b._value.dtype:
+            a, b = _common([a, b], name)  # raises, naming st.cast
+    elif a is not None:
+        b = _like(y, a._value.dtype, name)
+    elif b is not None:
+        a = _like(x, b._value.dtype, name)
+    else:
+        a, b = _common([x, y], name)
     try:
-        return apply(_P[name], tuple(tensors))
+        return apply(_P[name], (a, b))
     except ValueError:
-        shapes = " and ".join(str(t.shape) for t in tensors)
         raise ValueError(
-            f"{name}: shapes {shapes} cannot be broadcast together (each trailing dimension "
-            "must match or be 1); reshape or transpose one operand") from None
+            f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together (each trailing "
+            "dimension must match or be 1); reshape or transpose one operand") from None
 
 
 def _unary(name: str, doc: str):

@@ -28,6 +28,8 @@ sin(x)
 
 from __future__ import annotations
 
+import dis
+import inspect
 import math
 import operator
 from dataclasses import dataclass
@@ -62,6 +64,10 @@ class Primitive:
     linear : bool
         The rules read only the shapes and dtypes of ``out`` and ``xs``, not their values
         (the symbolic sweep then never builds those forward expressions).
+    reads : tuple of frozensets
+        Per argument, the positions of the forward values its rule reads (``-1`` for
+        ``out``, ``i`` for input ``i``); found once, from the rule's code, so the symbolic
+        sweep builds only the forward expressions a rule uses.
     """
 
     name: str
@@ -69,6 +75,7 @@ class Primitive:
     symbolic: Callable[..., Any]
     vjp: tuple[Rule | None, ...] | Rule | None
     linear: bool = False
+    reads: tuple[frozenset | None, ...] = ()
 
     def rule(self, argnum: int) -> Rule | None:
         """The derivative rule of argument ``argnum``, as ``rule(A, g, out, *xs, **params)``."""
@@ -101,8 +108,26 @@ def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = Fals
         raise ValueError(f"primitive {name!r} is registered twice")
     if elementwise:
         symbolic = _vectorize(symbolic)
-    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear)
+    reads = tuple(_reads(rule) for rule in vjp) if isinstance(vjp, tuple) else ()
+    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads)
     return prim
+
+
+def _reads(rule: Rule | None) -> frozenset | None:
+    """Which forward values (``-1`` = out, ``i`` = input i) a rule's code loads; None = all."""
+    if rule is None:
+        return frozenset()
+    params = list(inspect.signature(rule).parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    names: set[str] = set()
+    for instruction in dis.get_instructions(rule):
+        if instruction.opname.startswith(("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE")):
+            value = instruction.argval
+            names.update(value if isinstance(value, tuple) else (value,))
+    # parameters: A, g, out, then the inputs; keyword-only parameters are the op's params
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD][2:]
+    return frozenset(i - 1 for i, name in enumerate(positional) if name in names)
 
 
 def _vectorize(scalar_form: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,11 +160,12 @@ _unary("neg", lambda xp, x: -x, operator.neg, lambda A, g, out, x: -g, linear=Tr
 
 
 def _powc_rule(A, g, out, x, exponent):
+    # (c * g) first: numbers combine before they meet a sum (SymPy distributes them over it)
     if exponent == 2:
-        return g * (2 * x)
+        return (2 * g) * x
     if exponent == 1:
         return g
-    return g * (A.const(exponent) * A.powc(x, exponent=exponent - 1))
+    return (A.const(exponent) * g) * A.powc(x, exponent=exponent - 1)
 
 
 # x ** c with a constant exponent: the exponent is a parameter, kept exact in the symbolic form

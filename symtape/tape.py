@@ -21,6 +21,7 @@ import numpy as np
 from symtape import accumulate, dtypes, nest
 from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
 from symtape.backends import array_module
+from symtape.symbolic import factored
 from symtape.tensor import ACTIVE_TAPES, Tensor, Variable, convert_to_tensor
 
 __all__ = ["GradientTape", "UnconnectedGradients"]
@@ -366,10 +367,15 @@ class GradientTape(metaclass=_TapeClass):
         if _recorded_elsewhere(p):
             return run(TENSOR)
         values = run(numeric_algebra(array_module(*[t._value for t in targets])))
-        closed_forms = _Once(lambda: run(SYMBOLIC))
+        closed_forms = _Once(lambda: _factored(run, SYMBOLIC))
         return [None if v is None else
                 Tensor(_owned(v), thunk=functools.partial(closed_forms.item, i))
                 for i, v in enumerate(values)]
+
+
+def _factored(run: Callable, algebra):
+    with factored():
+        return run(algebra)
 
 
 class _Once:

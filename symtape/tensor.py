@@ -10,6 +10,7 @@ inputs they watch, which is what ``tape.gradient`` differentiates through.
 from __future__ import annotations
 
 import itertools
+import sys
 from contextvars import ContextVar
 from typing import Any, Callable, Union
 
@@ -513,7 +514,8 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
     active tape that watches one of its inputs.
     """
     values = [t._value for t in inputs]
-    value = prim.numeric(array_module(*values), *values, **params)
+    xp = array_module(*values) if "cupy" in sys.modules else np
+    value = prim.numeric(xp, *values, **params)
     for t in inputs:
         if t._symbolic:
             break
