@@ -94,9 +94,12 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         if parts is None:
             continue
         g = A.add_n(parts)
+        prim = node._prim
+        shape = node._value.shape
+        if not prim.elementwise or id(node) in p.wanted:
+            g = A.expand(g, shape)  # only elementwise rules take a smaller, broadcastable g
         if id(node) in p.wanted:
             found.setdefault(id(node), []).append(g)
-        prim = node._prim
         per_argument = A.lazy_forward
         if not per_argument:
             out, xs = A.forward(node)
@@ -110,9 +113,12 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
                 out, xs = A.forward(node, argnum)
             ct = rule(A, g, out, *xs, **node._params)
             if ct is not None:
-                cts.setdefault(id(x), []).append(A.sum_to(ct, x._value.shape))
+                cts.setdefault(id(x), []).append(A.reduce_to(ct, x._value.shape))
+    shapes = {}
     for key, parts in cts.items():
         leaf = p.leaves.get(key)
         if leaf is not None:
             found.setdefault(source_key(leaf), []).extend(parts)
-    return {key: A.add_n(parts) for key, parts in found.items()}
+            shapes[source_key(leaf)] = leaf._value.shape
+    return {key: A.expand(A.add_n(parts), shapes.get(key, ())) if key in shapes else
+            A.add_n(parts) for key, parts in found.items()}

@@ -39,20 +39,28 @@ class _Algebra:
 
     lazy_forward = False  # True: ask `forward` per argument, for the values that rule reads
 
-    def sum_to(self, x, shape: tuple[int, ...]):
-        """Sum ``x`` over the axes that broadcasting added, so it gets ``shape``."""
+    def reduce_to(self, x, shape: tuple[int, ...]):
+        """Sum ``x`` over the axes broadcasting added, so that it broadcasts to ``shape``.
+
+        The result may be smaller than ``shape`` (a uniform cotangent stays a scalar):
+        expanding it is left to :meth:`expand`, where a rule needs the exact shape.
+        """
         xshape = tuple(self.shape(x))
         shape = tuple(shape)
         if xshape == shape:
             return x
         lead = len(xshape) - len(shape)
-        if lead < 0 or any(n != 1 and m == 1 for n, m in zip(shape, xshape[lead:])):
-            return self.broadcast_to(x, shape=shape)
-        axes = tuple(range(lead)) + tuple(
-            lead + i for i, n in enumerate(shape) if n == 1 and xshape[lead + i] != 1)
-        if axes:
-            x = self.reduce_sum(x, axis=axes, keepdims=False)
-        return self.reshape(x, shape=shape)
+        kept = tuple(i for i in range(max(lead, 0), len(xshape))
+                     if shape[i - lead] == 1 and xshape[i] != 1)
+        if kept:
+            x = self.reduce_sum(x, axis=kept, keepdims=True)
+        if lead > 0:
+            x = self.reduce_sum(x, axis=tuple(range(lead)), keepdims=False)
+        return x
+
+    def expand(self, x, shape: tuple[int, ...]):
+        """Broadcast ``x`` to exactly ``shape``."""
+        return x if tuple(self.shape(x)) == tuple(shape) else self.broadcast_to(x, shape=tuple(shape))
 
     def add_n(self, parts: Sequence[Any]):
         """Sum the cotangent contributions reaching one node."""
@@ -194,18 +202,21 @@ class SymbolicAlgebra(_Algebra):
         return objarrays.zeros(shape)
 
     def add_n(self, parts: Sequence[Any]):
-        return objarrays.add_many(list(parts))
+        return parts[0] if len(parts) == 1 else objarrays.add_many(list(parts))
 
     def forward(self, node, argnum: int | None = None):
-        """Forward values for a rule: built only where the rule reads them (else placeholders)."""
+        """Forward values for one rule: SymPy forms only where the rule reads them.
+
+        A linear rule reads shapes only, so it gets placeholders; a value a rule never
+        loads is passed as None.
+        """
         prim = node._prim
         reads = prim.reads[argnum] if argnum is not None and prim.reads else None
-        if prim.linear:
-            reads = frozenset()
-        out = symbolic_value(node) if reads is None or -1 in reads else _placeholder(node)
-        xs = [symbolic_value(x) if reads is None or i in reads else _placeholder(x)
-              for i, x in enumerate(node._inputs)]
-        return out, xs
+        value = _placeholder if prim.linear else symbolic_value
+        if reads is None:
+            return value(node), [value(x) for x in node._inputs]
+        return (value(node) if -1 in reads else None,
+                [value(x) if i in reads else None for i, x in enumerate(node._inputs)])
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         if tensor is not None:

@@ -64,6 +64,9 @@ class Primitive:
     linear : bool
         The rules read only the shapes and dtypes of ``out`` and ``xs``, not their values
         (the symbolic sweep then never builds those forward expressions).
+    elementwise : bool
+        Broadcasting elementwise: its rules accept a cotangent of any shape that broadcasts
+        to the output's, so a uniform cotangent need not be expanded first.
     reads : tuple of frozensets
         Per argument, the positions of the forward values its rule reads (``-1`` for
         ``out``, ``i`` for input ``i``); found once, from the rule's code, so the symbolic
@@ -76,6 +79,7 @@ class Primitive:
     vjp: tuple[Rule | None, ...] | Rule | None
     linear: bool = False
     reads: tuple[frozenset | None, ...] = ()
+    elementwise: bool = False
 
     def rule(self, argnum: int) -> Rule | None:
         """The derivative rule of argument ``argnum``, as ``rule(A, g, out, *xs, **params)``."""
@@ -109,7 +113,7 @@ def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = Fals
     if elementwise:
         symbolic = _vectorize(symbolic)
     reads = tuple(_reads(rule) for rule in vjp) if isinstance(vjp, tuple) else ()
-    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads)
+    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads, elementwise)
     return prim
 
 
@@ -295,8 +299,8 @@ def _keepdims_shape(shape: tuple[int, ...], axis) -> tuple[int, ...]:
 
 
 def _reduce_sum_rule(A, g, out, x, axis, keepdims):
-    shape = A.shape(x)
-    return A.broadcast_to(A.reshape(g, shape=_keepdims_shape(shape, axis)), shape=shape)
+    # not broadcast to x's shape: the sweep expands it only where a rule needs the full shape
+    return A.reshape(g, shape=_keepdims_shape(A.shape(x), axis))
 
 
 def _reduce_extremum_rule(A, g, out, x, axis, keepdims):
@@ -376,7 +380,7 @@ register("reshape", numeric=_reshape, symbolic=_structural(_reshape), linear=Tru
 register("transpose", numeric=_transpose, symbolic=_structural(_transpose), linear=True,
          vjp=(lambda A, g, out, x, perm: A.transpose(g, perm=_inverse_permutation(perm)),))
 register("broadcast_to", numeric=_broadcast_to, symbolic=_structural(_broadcast_to), linear=True,
-         vjp=(lambda A, g, out, x, shape: A.sum_to(g, A.shape(x)),))
+         vjp=(lambda A, g, out, x, shape: A.reduce_to(g, A.shape(x)),))
 register("getitem", numeric=_getitem, symbolic=_structural(_getitem), linear=True,
          vjp=(lambda A, g, out, x, key: A.scatter(g, key=key, shape=A.shape(x)),))
 register("scatter", numeric=_scatter, symbolic=_structural(_scatter), linear=True,
