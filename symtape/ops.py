@@ -219,158 +219,44 @@ def square(x: TensorLike, name: str | None = None) -> Tensor:
     return pow(x, 2)
 
 
-sqrt = _unary("sqrt", """Square root.
+# name, summary, and the closed form shown for st.<name>(x) with x a Variable named "x"
+_UNARY = [
+    ("sqrt", "Square root.", "sqrt(x)"),
+    ("exp", "``e ** x``.", "exp(x)"),
+    ("log", "Natural logarithm.", "log(x)"),
+    ("log1p", "``log(1 + x)``, accurate for small ``x``.", "log(x + 1)"),
+    ("sin", "Sine.", "sin(x)"),
+    ("cos", "Cosine.", "cos(x)"),
+    ("tan", "Tangent.", "tan(x)"),
+    ("asin", "Inverse sine.", "asin(x)"),
+    ("acos", "Inverse cosine.", "acos(x)"),
+    ("atan", "Inverse tangent.", "atan(x)"),
+    ("sinh", "Hyperbolic sine.", "sinh(x)"),
+    ("cosh", "Hyperbolic cosine.", "cosh(x)"),
+    ("tanh", "Hyperbolic tangent.", "tanh(x)"),
+    ("erf", "The error function.", "erf(x)"),
+    ("sigmoid", "The logistic function ``1 / (1 + exp(-x))`` (computed without overflow).",
+     "1/(1 + exp(-x))"),
+    ("softplus", "``log(1 + exp(x))`` (computed without overflow).", "log(exp(x) + 1)"),
+    ("relu", "``max(x, 0)``; its derivative at 0 is taken as 0.", "Max(0, x)"),
+    ("abs", "Absolute value; its derivative at 0 is taken as 0 (``sign(0)``).", "Abs(x)"),
+    ("sign", "Sign (-1, 0 or 1); its derivative is 0.", "sign(x)"),
+]
+
+
+def _documented_unary(name: str, summary: str, shows: str):
+    return _unary(name, f"""{summary}
 
     Examples
     --------
     >>> import symtape as st
-    >>> st.sqrt(st.Variable(4.0, name="x")).expr
-    sqrt(x)
+    >>> st.{name}(st.Variable(0.5, name="x")).expr
+    {shows}
     """)
-exp = _unary("exp", """``e ** x``.
 
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.exp(st.Variable(0.0, name="x")).expr
-    exp(x)
-    """)
-log = _unary("log", """Natural logarithm.
 
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.log(st.constant(1.0)).numpy()
-    array(0.)
-    """)
-log1p = _unary("log1p", """``log(1 + x)``, accurate for small ``x``.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.log1p(st.Variable(0.0, name="x")).expr
-    log(x + 1)
-    """)
-sin = _unary("sin", """Sine.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.sin(st.Variable(0.0, name="x")).expr
-    sin(x)
-    """)
-cos = _unary("cos", """Cosine.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.cos(st.constant(0.0)).numpy()
-    array(1.)
-    """)
-tan = _unary("tan", """Tangent.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.tan(st.Variable(0.0, name="x")).expr
-    tan(x)
-    """)
-asin = _unary("asin", """Inverse sine.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.asin(st.Variable(0.0, name="x")).expr
-    asin(x)
-    """)
-acos = _unary("acos", """Inverse cosine.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.acos(st.Variable(0.0, name="x")).expr
-    acos(x)
-    """)
-atan = _unary("atan", """Inverse tangent.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.atan(st.Variable(0.0, name="x")).expr
-    atan(x)
-    """)
-sinh = _unary("sinh", """Hyperbolic sine.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.sinh(st.Variable(0.0, name="x")).expr
-    sinh(x)
-    """)
-cosh = _unary("cosh", """Hyperbolic cosine.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.cosh(st.Variable(0.0, name="x")).expr
-    cosh(x)
-    """)
-tanh = _unary("tanh", """Hyperbolic tangent.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.tanh(st.Variable(0.0, name="x")).expr
-    tanh(x)
-    """)
-erf = _unary("erf", """The error function.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.erf(st.Variable(0.0, name="x")).expr
-    erf(x)
-    """)
-sigmoid = _unary("sigmoid", """The logistic function ``1 / (1 + exp(-x))`` (computed without overflow).
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.sigmoid(st.Variable(0.0, name="x")).expr
-    1/(1 + exp(-x))
-    """)
-softplus = _unary("softplus", """``log(1 + exp(x))`` (computed without overflow).
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.softplus(st.Variable(0.0, name="x")).expr
-    log(exp(x) + 1)
-    """)
-relu = _unary("relu", """``max(x, 0)``; its derivative at 0 is taken as 0.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.relu(st.Variable(-1.0, name="x")).expr
-    Max(0, x)
-    """)
-abs = _unary("abs", """Absolute value; its derivative at 0 is taken as 0 (``sign(0)``).
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.abs(st.Variable(-1.0, name="x")).expr
-    Abs(x)
-    """)
-sign = _unary("sign", """Sign (-1, 0 or 1); its derivative is 0.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> st.sign(st.constant([-2.0, 0.0, 3.0])).numpy()
-    array([-1.,  0.,  1.])
-    """)
+(sqrt, exp, log, log1p, sin, cos, tan, asin, acos, atan, sinh, cosh, tanh, erf, sigmoid,
+ softplus, relu, abs, sign) = [_documented_unary(*row) for row in _UNARY]
 logical_not = _unary("logical_not", """Elementwise not of a bool Tensor.
 
     Examples

@@ -32,7 +32,8 @@ _variable_names = itertools.count(1)
 
 
 class _Operators:
-    """Python operators shared by Tensor and Variable; ``symtape.ops`` installs them."""
+    """What Tensor and Variable share: Python operators (``symtape.ops`` installs them) and
+    the properties and protocols read off the current value."""
 
     __slots__ = ()
     __array_priority__ = 100  # `ndarray + Tensor` defers to Tensor.__radd__
@@ -52,6 +53,43 @@ class _Operators:
         'x'
         """
         return Reference(self)
+
+    # -- what Tensor and Variable share: everything read off the current value
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape, a tuple of ints."""
+        return self._value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype (``st.float64`` etc., which are NumPy dtypes)."""
+        return self._value.dtype
+
+    @property
+    def ndim(self) -> int:
+        """The number of axes."""
+        return len(self._value.shape)
+
+    @property
+    def device(self) -> str:
+        """Where the value lives: ``'/cpu:0'`` for NumPy values, ``'/gpu:N'`` for CuPy ones."""
+        return device_name(self._value)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.numpy(), spec) if spec else repr(self)
 
 
 class Reference:
@@ -124,26 +162,6 @@ class Tensor(_Operators):
         return np.array(value)
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape, a tuple of ints."""
-        return self._value.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The dtype (``st.float64`` etc., which are NumPy dtypes)."""
-        return self._value.dtype
-
-    @property
-    def ndim(self) -> int:
-        """The number of axes."""
-        return len(self._value.shape)
-
-    @property
-    def device(self) -> str:
-        """``'/cpu:0'`` for NumPy values, ``'/gpu:N'`` for CuPy values."""
-        return device_name(self._value)
-
-    @property
     def name(self) -> str | None:
         """The name given to :func:`constant` (the symbol's name if the tensor is watched)."""
         return self._name
@@ -174,10 +192,6 @@ class Tensor(_Operators):
         return f"st.Tensor({_short(self._value)}, shape={self.shape}, dtype={self.dtype})"
 
     # -- Python protocols
-    def __array__(self, dtype=None, copy=None):
-        array = self.numpy()
-        return array if dtype is None else array.astype(dtype)
-
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a scalar Tensor (shape ()) is undefined")
@@ -187,22 +201,10 @@ class Tensor(_Operators):
         for i in range(len(self)):
             yield self[i]
 
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __float__(self) -> float:
-        return float(self._value)
-
-    def __int__(self) -> int:
-        return int(self._value)
-
     def __index__(self) -> int:
         if self.dtype.kind not in "iu":
             raise TypeError(f"only integer Tensors can be used as an index, not {self.dtype}")
         return int(self._value)
-
-    def __format__(self, spec: str) -> str:
-        return format(self.numpy(), spec) if spec else repr(self)
 
 
 TensorLike = Union[Tensor, "Variable", float, int, bool, np.ndarray, list, tuple]
@@ -297,21 +299,6 @@ class Variable(_Operators):
         return self._read().numpy()
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape, fixed at construction."""
-        return self._value.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The dtype, fixed at construction."""
-        return self._value.dtype
-
-    @property
-    def ndim(self) -> int:
-        """The number of axes."""
-        return len(self._value.shape)
-
-    @property
     def name(self) -> str:
         """The name, also the name of its symbol(s)."""
         return self._name
@@ -320,11 +307,6 @@ class Variable(_Operators):
     def trainable(self) -> bool:
         """Whether tapes watch this Variable automatically when it is read."""
         return self._trainable
-
-    @property
-    def device(self) -> str:
-        """Where the value lives: ``'/cpu:0'`` or ``'/gpu:N'``."""
-        return device_name(self._value)
 
     @property
     def expr(self) -> sympy.Basic:
@@ -391,26 +373,11 @@ class Variable(_Operators):
         return (f"<st.Variable {self._name!r} shape={self.shape} dtype={self.dtype}, "
                 f"numpy={_short(self._value)}>")
 
-    def __array__(self, dtype=None, copy=None):
-        return self._read().__array__(dtype)
-
     def __len__(self) -> int:
         return len(self._read())
 
     def __iter__(self):
         return iter(self._read())
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __float__(self) -> float:
-        return float(self._value)
-
-    def __int__(self) -> int:
-        return int(self._value)
-
-    def __format__(self, spec: str) -> str:
-        return format(self.numpy(), spec) if spec else repr(self)
 
 
 # ---------------------------------------------------------------- conversion
