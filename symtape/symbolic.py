@@ -8,6 +8,8 @@ builds one ``Add`` of 10,000 arguments instead of 10,000 ever-longer ones.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -53,13 +55,27 @@ def symbolic_value(tensor) -> Any:
         return _materialize(tensor)
 
 
+@contextlib.contextmanager
 def factored():
-    """Keep numeric factors outside sums (``200*(x1 - x0**2)``, not ``200*x1 - 200*x0**2``).
+    """The setting every symbolic build runs under.
 
-    That is how a person writes a chain-rule result, and it spares SymPy rebuilding every
-    sum a coefficient meets: about half of the cost of a symbolic sweep.
+    Numeric factors stay outside sums (``200*(x1 - x0**2)``, not ``200*x1 - 200*x0**2``):
+    that is how a person writes a chain-rule result, and it spares SymPy rebuilding every
+    sum a coefficient meets (about half of the cost of a symbolic sweep). And SymPy gets
+    room to recurse: our walks are iterative, but SymPy's constructors recurse as deep as
+    the expression is nested.
     """
-    return distribute(False)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, _SYMPY_RECURSION_LIMIT))
+    try:
+        with distribute(False):
+            yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+# deep enough for expressions nested ~10,000 levels, shallow enough for the C stack
+_SYMPY_RECURSION_LIMIT = 40_000
 
 
 def _materialize(tensor) -> Any:
