@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["DeviceError", "array_module", "device_name"]
+__all__ = ["DeviceError", "array_module", "device_name", "cupy_module"]
 
 
 class DeviceError(RuntimeError):
@@ -48,3 +48,39 @@ def device_name(value) -> str:
     if xp is np:
         return "/cpu:0"
     return f"/gpu:{value.device.id}"
+
+
+def cupy_module() -> ModuleType:
+    """Import CuPy on first GPU use; every failure becomes a DeviceError with the fix.
+
+    Examples
+    --------
+    >>> import importlib.util
+    >>> if importlib.util.find_spec("cupy") is None:
+    ...     try:
+    ...         cupy_module()
+    ...     except DeviceError as err:
+    ...         print("pip install" in str(err))
+    ... else:
+    ...     print(True)
+    True
+    """
+    try:
+        import cupy
+    except ImportError as err:
+        raise DeviceError(
+            f"the GPU needs CuPy, which is not installed ({err}); install the GPU extra with "
+            "`pip install 'symtape[gpu]'` (cupy-cuda12x) or a CuPy wheel for your CUDA "
+            "version; CPU work is unaffected") from None
+    except Exception as err:  # a broken install raises other errors at import
+        raise DeviceError(f"CuPy failed to import ({type(err).__name__}: {err}); reinstall the "
+                          "CuPy wheel that matches your CUDA version") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:
+        raise DeviceError(f"CUDA is not usable ({type(err).__name__}: {err}); check the NVIDIA "
+                          "driver (`nvidia-smi`) and that CuPy matches the CUDA version") from None
+    if count == 0:
+        raise DeviceError("CuPy found no CUDA device; run on a machine with an NVIDIA GPU, or "
+                          "use '/cpu:0'")
+    return cupy

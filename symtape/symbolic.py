@@ -18,7 +18,7 @@ from sympy.core.parameters import distribute
 
 from symtape import objarrays
 
-__all__ = ["expr_of", "symbolic_value", "symbols_for", "factored"]
+__all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom"]
 
 _SUMS = ("add", "sub")
 
@@ -61,15 +61,19 @@ def factored():
 
     Numeric factors stay outside sums (``200*(x1 - x0**2)``, not ``200*x1 - 200*x0**2``):
     that is how a person writes a chain-rule result, and it spares SymPy rebuilding every
-    sum a coefficient meets (about half of the cost of a symbolic sweep). And SymPy gets
-    room to recurse: our walks are iterative, but SymPy's constructors recurse as deep as
-    the expression is nested.
+    sum a coefficient meets (about half of the cost of a symbolic sweep).
     """
+    with recursion_headroom(), distribute(False):
+        yield
+
+
+@contextlib.contextmanager
+def recursion_headroom():
+    """Let SymPy recurse as deep as an expression is nested (our own walks are iterative)."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, _SYMPY_RECURSION_LIMIT))
     try:
-        with distribute(False):
-            yield
+        yield
     finally:
         sys.setrecursionlimit(limit)
 

@@ -1,0 +1,461 @@
+"""Compiling SymPy expressions into NumPy or CuPy kernels.
+
+Code generation is a pipeline, as in ``sympy.lambdify`` but without its slow paths:
+
+1. constant subexpressions are folded to Python floats (they take the dtype of the
+   array they meet, so float32 in gives float32 out);
+2. common subexpressions are shared (``sympy.cse``), across every output compiled together;
+3. expressions nested deeper than a few dozen levels are cut into temporaries, so no
+   printer recursion depth grows with the input;
+4. each block is printed by SymPy's ``NumPyPrinter`` (``CuPyPrinter`` for CuPy: a backend
+   is data), into a plain ``def`` compiled under a unique ``linecache`` name so that
+   tracebacks show the generated line.
+
+Kernels broadcast: an argument may carry extra leading (batch) axes, and the kernel
+evaluates every point of the batch in one call. Compiled kernels are cached by what they
+compute (the expressions, the input layout and the backend): compiling the same thing
+again costs a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import importlib
+import itertools
+import linecache
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
+
+from symtape.symbolic import recursion_headroom
+
+
+__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache"]
+
+_MAX_DEPTH = 40  # deeper subtrees become temporaries: printing never recurses further
+_MAX_WIDTH = 64  # wider sums and products are summed in parts
+_CACHE_SIZE = 512
+
+
+# ---------------------------------------------------------------- printing
+
+
+class _Names:
+    """Maps input symbols to argument entries and gives temporaries safe identifiers."""
+
+    def __init__(self):
+        self.of: dict[sympy.Symbol, str] = {}
+        self._counter = itertools.count()
+
+    def fresh(self, prefix: str = "t") -> str:
+        return f"_{prefix}{next(self._counter)}"
+
+
+def _printer_class(base):
+    class KernelPrinter(base):
+        """SymPy's array printer with our symbol names and vectorized special functions."""
+
+        def __init__(self, names: _Names):
+            super().__init__({"fully_qualified_modules": True, "order": "none",
+                              "allow_unknown_functions": False})
+            self._names = names
+
+        def _print_Symbol(self, expr):
+            name = self._names.of.get(expr)
+            if name is None:
+                raise ValueError(f"symbol {expr} is not an input of this kernel")
+            return name
+
+        _print_Dummy = _print_Symbol
+
+        def _print_erf(self, expr):
+            return f"_erf({self._print(expr.args[0])})"
+
+        def _print_Heaviside(self, expr):
+            at_zero = expr.args[1] if len(expr.args) > 1 else sympy.Rational(1, 2)
+            return (f"{self._module}.heaviside({self._print(expr.args[0])}, "
+                    f"{self._print(at_zero)})")
+
+    return KernelPrinter
+
+
+_PRINTERS = {"numpy": _printer_class(NumPyPrinter), "cupy": _printer_class(CuPyPrinter)}
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each input symbol lives: argument ``arg`` at entry ``index`` (core shape ``shape``)."""
+
+    shapes: tuple[tuple[int, ...], ...]  # core shape of each argument
+    entries: tuple[tuple[sympy.Symbol, int, tuple[int, ...]], ...]
+
+
+def _input_layout(inputs) -> _Layout:
+    if isinstance(inputs, (sympy.Symbol, sympy.NDimArray, sympy.MatrixBase)):
+        inputs = [inputs]
+    shapes, entries, seen = [], [], set()
+    for arg, item in enumerate(inputs):
+        array = _as_object_array(item)
+        shapes.append(array.shape)
+        for index in np.ndindex(*array.shape):
+            symbol = array[index]
+            if not isinstance(symbol, sympy.Symbol):
+                raise TypeError(f"compile: inputs must be SymPy symbols (or arrays of them); "
+                                f"input {arg} holds {symbol!r}")
+            if symbol in seen:
+                raise ValueError(f"compile: symbol {symbol} appears twice in the inputs")
+            seen.add(symbol)
+            entries.append((symbol, arg, index))
+    return _Layout(tuple(shapes), tuple(entries))
+
+
+def _as_object_array(item) -> np.ndarray:
+    if isinstance(item, sympy.MatrixBase):
+        item = item.tolist()
+    elif isinstance(item, sympy.NDimArray):
+        return np.array(item.tolist() if item.shape else item[()], dtype=object).reshape(item.shape)
+    array = np.empty((), dtype=object)
+    if isinstance(item, (list, tuple, np.ndarray)):
+        return np.array(item, dtype=object)
+    array[()] = item
+    return array
+
+
+def _output_spec(outputs) -> tuple[bool, list[np.ndarray]]:
+    """(returns a tuple?, one object array per output)."""
+    if isinstance(outputs, tuple):
+        return True, [_as_output(o) for o in outputs]
+    return False, [_as_output(outputs)]
+
+
+def _as_output(item) -> np.ndarray:
+    array = _as_object_array(item)
+    flat = array.reshape(-1)
+    for i, entry in enumerate(flat):
+        flat[i] = sympy.sympify(entry) if not isinstance(entry, sympy.Basic) else entry
+        if not isinstance(flat[i], sympy.Expr):
+            raise TypeError(f"compile: outputs must be SymPy expressions, got {entry!r}")
+    return array
+
+
+# ---------------------------------------------------------------- code generation
+
+
+def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
+    """Replace number-only subtrees (``sqrt(2)``) by Python floats, iteratively."""
+    replacements = {}
+    for node in sympy.postorder_traversal(expr):
+        if node.is_number and not node.is_Atom and node not in replacements:
+            value = complex(node.evalf(17))
+            if value.imag == 0:
+                replacements[node] = sympy.Float(value.real, 17)
+    return expr.xreplace(replacements) if replacements else expr
+
+
+def _cut_deep(expr: sympy.Basic, names: _Names, block: list) -> sympy.Basic:
+    """Bound the nesting depth: subtrees deeper than ``_MAX_DEPTH`` become temporaries."""
+    depth: dict[sympy.Basic, int] = {}
+    rebuilt: dict[sympy.Basic, sympy.Basic] = {}
+    stack = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in rebuilt:
+            continue
+        if not node.args:
+            rebuilt[node], depth[node] = node, 0
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in rebuilt)
+            continue
+        args = [rebuilt[a] for a in node.args]
+        if node.is_Add or node.is_Mul:
+            args = _chunked(node.func, args, names, block, depth)
+        new = node.func(*args, evaluate=False) if args != list(node.args) else node
+        level = 1 + max(depth[a] for a in args)
+        if level > _MAX_DEPTH:
+            temp = sympy.Dummy(names.fresh("d"))
+            names.of[temp] = temp.name
+            block.append((temp, new))
+            new, level = temp, 0
+        rebuilt[node], depth[new] = new, level
+    return rebuilt[expr]
+
+
+def _chunked(func, args: list, names: _Names, block: list, depth: dict) -> list:
+    """Split a very wide sum or product into partial results (Python's compiler recurses on
+    ``a + b + ...`` as deep as the chain is long)."""
+    while len(args) > _MAX_WIDTH:
+        grouped = []
+        for start in range(0, len(args), _MAX_WIDTH):
+            temp = sympy.Dummy(names.fresh("w"))
+            names.of[temp] = temp.name
+            block.append((temp, func(*args[start:start + _MAX_WIDTH], evaluate=False)))
+            depth[temp] = 0
+            grouped.append(temp)
+        args = grouped
+    return args
+
+
+def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
+              cse: bool) -> tuple[str, frozenset]:
+    """The kernel's source, and the modules its printed code refers to."""
+    names = _Names()
+    lines = ["def kernel(*_args):"]
+    for symbol, arg, index in layout.entries:
+        names.of[symbol] = names.fresh("x")
+        if index:
+            lines.append(f"    {names.of[symbol]} = _args[{arg}][..., {', '.join(map(str, index))}]")
+        else:  # a scalar input is used as given: a Python float stays weakly typed
+            lines.append(f"    {names.of[symbol]} = _args[{arg}]")
+    flat = [_fold_constants(e) for array in outputs for e in array.reshape(-1)]
+    if cse:
+        replacements, reduced = sympy.cse(flat, order="none",
+                                          symbols=(sympy.Dummy(f"_c{i}") for i in itertools.count()))
+    else:
+        replacements, reduced = [], flat
+    printer = _PRINTERS[backend](names)
+    block: list = []
+    for symbol, value in replacements:
+        names.of[symbol] = names.fresh("c")
+        value = _cut_deep(value, names, block)
+        block.append((symbol, value))
+    results = []
+    for expr in reduced:
+        results.append(_cut_deep(expr, names, block))
+    for symbol, value in block:
+        lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
+    lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
+    return "\n".join(lines) + "\n", frozenset(printer.module_imports)
+
+
+# ---------------------------------------------------------------- the kernel
+
+
+class Kernel:
+    """A compiled function of SymPy expressions; call it with arrays (batch axes broadcast).
+
+    Attributes
+    ----------
+    source : str
+        The generated Python code.
+    backend : str
+        ``'numpy'`` or ``'cupy'``.
+
+    Examples
+    --------
+    >>> import sympy, symtape as st
+    >>> x, y = sympy.symbols("x y", real=True)
+    >>> k = st.compile(sympy.sin(x) * y, [x, y])
+    >>> float(k(0.5, 2.0))
+    0.958851077208406
+    >>> k([0.0, 0.5], 2.0).shape
+    (2,)
+    """
+
+    def __init__(self, generated: tuple[str, frozenset], layout: _Layout,
+                 outputs: list[np.ndarray], as_tuple: bool, backend: str):
+        source, modules = generated
+        self.source = source
+        self.backend = backend
+        self._layout = layout
+        self._shapes = [o.shape for o in outputs]
+        self._as_tuple = as_tuple
+        self._function = _load(source, modules, backend)
+
+    def __call__(self, *args):
+        xp = _array_module(self.backend)
+        if len(args) != len(self._layout.shapes):
+            raise TypeError(f"kernel takes {len(self._layout.shapes)} arguments "
+                            f"({self._signature()}), got {len(args)}")
+        # Python numbers stay Python numbers (weak: float32 arrays keep their dtype)
+        values = [_value_of(a) for a in args]
+        values = [v if isinstance(v, (int, float)) else xp.asarray(v) for v in values]
+        batch = self._batch_shape(values)
+        flat = self._function(*values)
+        outputs, start = [], 0
+        for shape in self._shapes:
+            size = math.prod(shape)
+            entries = [xp.broadcast_to(xp.asarray(v), batch) for v in flat[start:start + size]]
+            start += size
+            if shape == ():
+                outputs.append(entries[0][()] if batch == () else entries[0])
+            else:
+                outputs.append(xp.stack(entries, axis=-1).reshape(batch + shape))
+        return tuple(outputs) if self._as_tuple else outputs[0]
+
+    def _batch_shape(self, arrays) -> tuple[int, ...]:
+        batches = []
+        for i, (array, core) in enumerate(zip(arrays, self._layout.shapes)):
+            shape = tuple(np.shape(array))
+            lead = len(shape) - len(core)
+            if lead < 0 or shape[lead:] != core:
+                raise ValueError(f"kernel argument {i} has shape {shape}; expected "
+                                 f"(..., {', '.join(map(str, core))}) — a shape ending in {core}, "
+                                 "with optional leading batch axes")
+            batches.append(shape[:lead])
+        try:
+            return tuple(np.broadcast_shapes(*batches))
+        except ValueError:
+            raise ValueError(f"kernel arguments' batch shapes {batches} do not broadcast "
+                             "together") from None
+
+    def _signature(self) -> str:
+        return ", ".join(f"shape (..., {', '.join(map(str, s))})" if s else "scalar"
+                         for s in self._layout.shapes)
+
+    def __repr__(self) -> str:
+        return f"<st.Kernel backend={self.backend!r} ({self._signature()})>"
+
+
+def _value_of(arg):
+    return arg._value if hasattr(arg, "_value") else arg
+
+
+_kernel_ids = itertools.count()
+
+
+def _load(source: str, modules: frozenset, backend: str):
+    """Compile the source under a unique name that tracebacks (via linecache) can show."""
+    filename = f"<symtape-kernel-{next(_kernel_ids)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"_erf": _erf_for(backend)}
+    for module in modules:  # the modules SymPy's printer wrote names from (numpy, functools)
+        namespace[module] = importlib.import_module(module)
+    namespace[backend] = _array_module(backend)
+    exec(builtins.compile(source, filename, "exec"), namespace)  # our generated code only
+    return namespace["kernel"]
+
+
+def _array_module(backend: str):
+    if backend == "numpy":
+        return np
+    from symtape.backends import cupy_module
+
+    return cupy_module()
+
+
+def _erf_for(backend: str):
+    if backend == "cupy":
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf
+    try:
+        from scipy.special import erf
+
+        return erf
+    except ImportError:
+        return np.vectorize(math.erf, otypes=[float])
+
+
+# ---------------------------------------------------------------- the cache
+
+_cache: collections.OrderedDict = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_counters = {"hits": 0, "misses": 0}
+
+CacheInfo = collections.namedtuple("CacheInfo", "hits misses size maxsize")
+
+
+def kernel_cache_info() -> CacheInfo:
+    """Hits and misses of the kernel cache (a debug counter).
+
+    Examples
+    --------
+    >>> import sympy, symtape as st
+    >>> x = sympy.Symbol("x", real=True)
+    >>> before = st.kernel_cache_info().hits
+    >>> _ = st.compile(x**3, [x]); _ = st.compile(x**3, [x])
+    >>> st.kernel_cache_info().hits - before
+    1
+    """
+    return CacheInfo(_counters["hits"], _counters["misses"], len(_cache), _CACHE_SIZE)
+
+
+def clear_kernel_cache() -> None:
+    """Forget every compiled kernel (the counters too)."""
+    with _cache_lock:
+        _cache.clear()
+        _counters.update(hits=0, misses=0)
+
+
+def compile(outputs, inputs, backend: str = "numpy", cse: bool = True) -> Kernel:  # noqa: A001
+    """Compile SymPy expressions into a NumPy or CuPy kernel.
+
+    Parameters
+    ----------
+    outputs : sympy.Expr, array-like of them, or a tuple of those
+        A tuple compiles several outputs into one kernel (sharing subexpressions) that
+        returns a tuple; a list, ``sympy.Array`` or ``Matrix`` is one array output.
+    inputs : sequence of symbols or arrays of symbols
+        One kernel argument per item; an array of symbols is one array argument.
+    backend : {'numpy', 'cupy'}
+    cse : bool, default True
+        Share common subexpressions.
+
+    Returns
+    -------
+    Kernel
+        Its ``source`` attribute shows the generated code.
+
+    Examples
+    --------
+    >>> import sympy, symtape as st
+    >>> x = sympy.symbols("x0:2", real=True)
+    >>> f = (x[0] - 1)**2 + 10*(x[1] - x[0]**2)**2
+    >>> grad = [sympy.diff(f, v) for v in x]
+    >>> k = st.compile((f, grad), [sympy.Array(x)])
+    >>> value, g = k([1.0, 1.0])
+    >>> float(value), g.tolist()
+    (0.0, [0.0, 0.0])
+    """
+    if backend not in _PRINTERS:
+        raise ValueError(f"compile: unknown backend {backend!r}; use 'numpy' or 'cupy'")
+    with recursion_headroom():  # SymPy's walks recurse as deep as expressions nest
+        return _compile(outputs, inputs, backend, bool(cse))
+
+
+def _compile(outputs, inputs, backend: str, cse: bool) -> Kernel:
+    layout = _input_layout(inputs)
+    as_tuple, arrays = _output_spec(outputs)
+    _check_free_symbols(arrays, layout)
+    key = (tuple(tuple(a.reshape(-1)) for a in arrays), tuple(a.shape for a in arrays), as_tuple,
+           layout, backend, cse)
+    with _cache_lock:
+        kernel = _cache.get(key)
+        if kernel is not None:
+            _cache.move_to_end(key)
+            _counters["hits"] += 1
+            return kernel
+    if backend == "cupy":
+        _array_module("cupy")  # a clear DeviceError before any code generation
+    kernel = Kernel(_generate(layout, arrays, backend, cse), layout, arrays, as_tuple,
+                    backend)
+    with _cache_lock:
+        _counters["misses"] += 1
+        _cache[key] = kernel
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return kernel
+
+
+def _check_free_symbols(arrays: list[np.ndarray], layout: _Layout) -> None:
+    known = {symbol for symbol, _, _ in layout.entries}
+    missing = set()
+    for array in arrays:
+        for expr in array.reshape(-1):
+            missing |= expr.free_symbols - known
+    if missing:
+        names = ", ".join(sorted(map(str, missing)))
+        raise ValueError(f"compile: the outputs use symbols that are not inputs: {names}; "
+                         "add them to `inputs`")
+

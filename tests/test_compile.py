@@ -1,0 +1,161 @@
+"""st.compile: SymPy expressions to NumPy kernels — values, layout, broadcasting, dtypes,
+large and deep expressions, the kernel cache, and errors."""
+
+import importlib.util
+import math
+import traceback
+
+import numpy as np
+import pytest
+import sympy
+
+import symtape as st
+
+x, y, z = sympy.symbols("x y z", real=True)
+
+
+def test_scalar_kernel_matches_the_formula():
+    k = st.compile(sympy.sin(x) * y + sympy.exp(-z), [x, y, z])
+    assert k(0.3, 2.0, 1.5) == pytest.approx(math.sin(0.3) * 2.0 + math.exp(-1.5), rel=1e-15)
+
+
+def test_array_input_and_several_outputs_share_one_kernel():
+    v = sympy.symbols("v0:3", real=True)
+    f = v[0] ** 2 + v[1] * v[2]
+    grad = sympy.Array([2 * v[0], v[2], v[1]])  # by hand
+    k = st.compile((f, grad), [sympy.Array(v)])
+    value, g = k(np.array([1.0, 2.0, 3.0]))
+    assert float(value) == 7.0
+    np.testing.assert_array_equal(g, [2.0, 3.0, 2.0])
+
+
+def test_matrix_output_keeps_its_shape():
+    k = st.compile(sympy.Matrix([[x, 2 * x], [x**2, 1]]), [x])
+    np.testing.assert_array_equal(k(3.0), [[3.0, 6.0], [9.0, 1.0]])
+
+
+def test_batch_axes_broadcast():
+    k = st.compile(x * y + 1, [x, y])
+    out = k(np.arange(3.0)[:, None], np.arange(4.0)[None, :])
+    np.testing.assert_array_equal(out, np.arange(3.0)[:, None] * np.arange(4.0) + 1)
+    constant = st.compile((x * 0 + 5, sympy.Integer(7)), [x])
+    five, seven = constant(np.zeros(4))
+    assert five.shape == (4,) and seven.shape == (4,) and (seven == 7).all()
+
+
+def test_batched_array_argument():
+    v = sympy.symbols("v0:2", real=True)
+    k = st.compile(sympy.Array([v[0] * v[1], v[0] - v[1]]), [sympy.Array(v)])
+    points = np.random.default_rng(0).normal(size=(1000, 2))
+    out = k(points)
+    assert out.shape == (1000, 2)
+    np.testing.assert_allclose(out[:, 0], points[:, 0] * points[:, 1], rtol=1e-15)
+    np.testing.assert_allclose(out[:, 1], points[:, 0] - points[:, 1], rtol=1e-15)
+
+
+def test_float32_stays_float32_with_irrational_constants():
+    k = st.compile(sympy.sqrt(2) * x + sympy.pi * x**2 + sympy.Rational(1, 3), [x])
+    out = k(np.ones(3, dtype=np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, math.sqrt(2) + math.pi + 1 / 3, rtol=1e-6)
+    assert k(np.float32(1.0)).dtype == np.float32
+
+
+def test_special_functions_print_to_array_code():
+    k = st.compile((sympy.erf(x), sympy.Heaviside(x, 0), sympy.Max(x, 0), sympy.Abs(x),
+                    sympy.sign(x), sympy.Piecewise((x**2, x > 0), (-x, True))), [x])
+    points = np.array([-1.5, 0.0, 2.0])
+    erf, step, relu, absolute, sign, piecewise = k(points)
+    np.testing.assert_allclose(erf, [math.erf(p) for p in points], rtol=1e-15)
+    np.testing.assert_array_equal(step, [0.0, 0.0, 1.0])  # Heaviside(0) = 0 as given
+    np.testing.assert_array_equal(relu, [0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(absolute, [1.5, 0.0, 2.0])
+    np.testing.assert_array_equal(sign, [-1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(piecewise, [1.5, 0.0, 4.0])
+
+
+def test_common_subexpressions_are_computed_once():
+    shared = sympy.exp(sympy.sin(x) * y)
+    k = st.compile((shared + 1, shared * 2), [x, y])
+    assert k.source.count("exp(") == 1
+    assert k.source.count("sin(") == 1
+    no_cse = st.compile((shared + 1, shared * 2), [x, y], cse=False)
+    assert no_cse.source.count("exp(") == 2
+
+
+def test_wide_sums_compile_without_recursion_errors():
+    xs = sympy.symbols("w0:2000", real=True)
+    total = sympy.Add(*[(i % 5 + 1) * w**2 for i, w in enumerate(xs)])
+    k = st.compile(total, [sympy.Array(xs)])
+    point = np.linspace(-1, 1, 2000)
+    expected = sum((i % 5 + 1) * p**2 for i, p in enumerate(point))
+    assert float(k(point)) == pytest.approx(expected, rel=1e-12)
+    assert max(len(line) for line in k.source.splitlines()) < 5000
+
+
+@pytest.mark.slow
+def test_ten_thousand_term_sum_compiles():
+    xs = sympy.symbols("w0:10000", real=True)
+    k = st.compile(sympy.Add(*[w**2 for w in xs]), [sympy.Array(xs)])
+    assert float(k(np.full(10000, 2.0))) == 40000.0
+
+
+def test_deeply_nested_expressions_compile():
+    deep, value = x, 0.3
+    for _ in range(300):
+        deep = sympy.cos(deep) + x
+        value = math.cos(value) + 0.3
+    k = st.compile(deep, [x])
+    assert float(k(0.3)) == pytest.approx(value, rel=1e-14)
+
+
+def test_source_and_tracebacks_show_the_generated_code():
+    k = st.compile(sympy.log(x) + y, [x, y])
+    assert k.source.startswith("def kernel(")
+    assert "numpy.log(" in k.source
+    with pytest.raises(TypeError) as info:
+        k(np.array(["a"]), 1.0)
+    frames = traceback.extract_tb(info.value.__traceback__)
+    generated = [f for f in frames if f.filename.startswith("<symtape-kernel-")]
+    assert generated and "numpy.log" in generated[-1].line
+
+
+def test_identical_compilations_hit_the_cache():
+    before = st.kernel_cache_info()
+    first = st.compile(sympy.tanh(x) * 3 + y, [x, y])
+    second = st.compile(sympy.tanh(x) * 3 + y, [x, y])
+    after = st.kernel_cache_info()
+    assert first is second
+    assert after.hits == before.hits + 1 and after.misses == before.misses + 1
+    other = st.compile(sympy.tanh(x) * 3 + y, [y, x])  # another argument order: another kernel
+    assert other is not first
+    assert other(1.0, 0.5) == pytest.approx(first(0.5, 1.0), rel=1e-15)
+
+
+def test_clear_kernel_cache():
+    st.compile(x + 41, [x])
+    st.clear_kernel_cache()
+    info = st.kernel_cache_info()
+    assert (info.hits, info.misses, info.size) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: st.compile(x + y, [x]), ValueError, "not inputs: y"),
+    (lambda: st.compile(x, [x + 1]), TypeError, "must be SymPy symbols"),
+    (lambda: st.compile(x, [x, x]), ValueError, "appears twice"),
+    (lambda: st.compile(x, [x], backend="jax"), ValueError, "unknown backend 'jax'"),
+    (lambda: st.compile(x, [x])(1.0, 2.0), TypeError, "takes 1 arguments"),
+    (lambda: st.compile(x, [sympy.Array([x, y])])(np.ones(3)), ValueError,
+     r"shape \(3,\); expected \(\.\.\., 2\)"),
+    (lambda: st.compile(x * y, [x, y])(np.ones(3), np.ones(4)), ValueError, "do not broadcast"),
+])
+def test_errors_say_what_is_wrong(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_cupy_backend_without_cupy_is_a_device_error_and_cpu_still_works():
+    with pytest.raises(st.DeviceError, match="pip install"):
+        st.compile(x * 2, [x], backend="cupy")
+    assert float(st.compile(x * 2, [x])(2.0)) == 4.0
