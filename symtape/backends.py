@@ -15,7 +15,14 @@ __all__ = ["DeviceError", "array_module", "device_name", "cupy_module"]
 
 
 class DeviceError(RuntimeError):
-    """A device was asked for that cannot be used; the message names the cause and the fix."""
+    """A device was asked for that cannot be used; the message names the cause and the fix.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> issubclass(st.DeviceError, RuntimeError)
+    True
+    """
 
 
 def array_module(*values) -> ModuleType:

@@ -382,7 +382,15 @@ def kernel_cache_info() -> CacheInfo:
 
 
 def clear_kernel_cache() -> None:
-    """Forget every compiled kernel (the counters too)."""
+    """Forget every compiled kernel (the counters too).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> st.clear_kernel_cache()
+    >>> st.kernel_cache_info().size
+    0
+    """
     with _cache_lock:
         _cache.clear()
         _counters.update(hits=0, misses=0)

@@ -2,6 +2,12 @@
 
 With ``seed=None`` draws come from one module generator, reseeded by
 :func:`set_seed`; with an integer ``seed`` a call is reproducible on its own.
+
+Examples
+--------
+>>> import symtape as st
+>>> st.random.uniform((2,), seed=0).dtype == st.float64
+True
 """
 
 from __future__ import annotations

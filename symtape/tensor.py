@@ -57,22 +57,50 @@ class _Operators:
     # -- what Tensor and Variable share: everything read off the current value
     @property
     def shape(self) -> tuple[int, ...]:
-        """The shape, a tuple of ints."""
+        """The shape, a tuple of ints.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.constant([[1.0, 2.0]]).shape
+        (1, 2)
+        """
         return self._value.shape
 
     @property
     def dtype(self) -> np.dtype:
-        """The dtype (``st.float64`` etc., which are NumPy dtypes)."""
+        """The dtype (``st.float64`` etc., which are NumPy dtypes).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable(1).dtype
+        dtype('int64')
+        """
         return self._value.dtype
 
     @property
     def ndim(self) -> int:
-        """The number of axes."""
+        """The number of axes.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.zeros((2, 3)).ndim
+        2
+        """
         return len(self._value.shape)
 
     @property
     def device(self) -> str:
-        """Where the value lives: ``'/cpu:0'`` for NumPy values, ``'/gpu:N'`` for CuPy ones."""
+        """Where the value lives: ``'/cpu:0'`` for NumPy values, ``'/gpu:N'`` for CuPy ones.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.constant(1.0).device
+        '/cpu:0'
+        """
         return device_name(self._value)
 
     def __array__(self, dtype=None, copy=None):
@@ -163,7 +191,14 @@ class Tensor(_Operators):
 
     @property
     def name(self) -> str | None:
-        """The name given to :func:`constant` (the symbol's name if the tensor is watched)."""
+        """The name given to :func:`constant` (the symbol's name if the tensor is watched).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.constant(1.0, name="a").name
+        'a'
+        """
         return self._name
 
     # -- closed form
@@ -300,12 +335,26 @@ class Variable(_Operators):
 
     @property
     def name(self) -> str:
-        """The name, also the name of its symbol(s)."""
+        """The name, also the name of its symbol(s).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable(1.0, name="w").name
+        'w'
+        """
         return self._name
 
     @property
     def trainable(self) -> bool:
-        """Whether tapes watch this Variable automatically when it is read."""
+        """Whether tapes watch this Variable automatically when it is read.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable(1.0, trainable=False).trainable
+        False
+        """
         return self._trainable
 
     @property
