@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,8 @@ def symbolic_value(tensor) -> Any:
     if tensor._thunk is not None:  # a gradient: its sweep sets up its own context, once
         tensor._sym = objarrays.normalize(tensor._thunk())
         return tensor._sym
+    if _INSIDE.get():
+        return _materialize(tensor)
     with factored():  # flipping SymPy's flag clears its cache: once per materialization
         return _materialize(tensor)
 
@@ -63,8 +66,18 @@ def factored():
     that is how a person writes a chain-rule result, and it spares SymPy rebuilding every
     sum a coefficient meets (about half of the cost of a symbolic sweep).
     """
-    with recursion_headroom(), distribute(False):
+    if _INSIDE.get():
         yield
+        return
+    token = _INSIDE.set(True)
+    try:
+        with recursion_headroom(), distribute(False):
+            yield
+    finally:
+        _INSIDE.reset(token)
+
+
+_INSIDE: ContextVar[bool] = ContextVar("symtape_inside_factored", default=False)
 
 
 @contextlib.contextmanager
