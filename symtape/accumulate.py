@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from symtape import dtypes
-
 __all__ = ["Plan", "plan", "sweep", "source_key"]
 
 
@@ -35,6 +33,8 @@ class Plan:
     relevant: set = field(default_factory=set)  # ids of nodes on a path to a source
     leaves: dict = field(default_factory=dict)  # id -> leaf node reached
     wanted: set = field(default_factory=set)  # ids of the sources asked for
+    # per relevant node, consumers first: (node, [(argnum, input, rule), ...])
+    steps: list = field(default_factory=list)
 
 
 def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> Plan:
@@ -44,38 +44,48 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
     leaf (a constant for this tape, or a watched source).
     """
     result = Plan(list(targets), wanted=set(source_ids))
+    order, leaves = result.order, result.leaves
     visited: set[int] = set()
     stack = [(t, False) for t in reversed(result.targets)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, expanded = stack.pop()
+        node, expanded = pop()
         if expanded:
-            result.order.append(node)
+            order.append(node)
             continue
-        if id(node) in visited:
+        key = id(node)
+        if key in visited:
             continue
-        visited.add(id(node))
-        if node._prim is None or id(node) not in recorded:
-            result.leaves[id(node)] = node
+        visited.add(key)
+        if node._prim is None or key not in recorded:
+            leaves[key] = node
             continue
-        stack.append((node, True))
+        push((node, True))
         for x in node._inputs:
             if id(x) not in visited:
-                stack.append((x, False))
+                push((x, False))
     _mark_relevant(result)
     return result
 
 
 def _mark_relevant(p: Plan) -> None:
-    """Nodes whose cotangent can reach a wanted source, with a float (differentiable) dtype."""
-    relevant = p.relevant
+    """Nodes whose cotangent can reach a wanted source (float dtypes only), and their steps."""
+    relevant, wanted = p.relevant, p.wanted
     for key, leaf in p.leaves.items():
-        if (key in p.wanted or source_key(leaf) in p.wanted) and dtypes.is_floating(leaf.dtype):
+        if (key in wanted or source_key(leaf) in wanted) and leaf._value.dtype.kind == "f":
             relevant.add(key)
     for node in p.order:
-        if not dtypes.is_floating(node._value.dtype):
+        if node._value.dtype.kind != "f":
             continue
-        if id(node) in p.wanted or any(id(x) in relevant for x in node._inputs):
+        if id(node) in wanted or any(id(x) in relevant for x in node._inputs):
             relevant.add(id(node))
+    for node in reversed(p.order):
+        if id(node) not in relevant:
+            continue
+        prim = node._prim
+        edges = [(argnum, x, prim.rule(argnum)) for argnum, x in enumerate(node._inputs)
+                 if id(x) in relevant]
+        p.steps.append((node, [edge for edge in edges if edge[2] is not None]))
 
 
 def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
@@ -88,37 +98,36 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         if id(target) in p.relevant:
             cts.setdefault(id(target), []).append(seed)
     found: dict[int, list] = {}
-    relevant = p.relevant
-    for node in reversed(p.order):
+    wanted, per_argument = p.wanted, A.lazy_forward
+    add_n, expand, reduce_to, forward = A.add_n, A.expand, A.reduce_to, A.forward
+    for node, edges in p.steps:
         parts = cts.pop(id(node), None)
         if parts is None:
             continue
-        g = A.add_n(parts)
-        prim = node._prim
-        shape = node._value.shape
-        if not prim.elementwise or id(node) in p.wanted:
-            g = A.expand(g, shape)  # only elementwise rules take a smaller, broadcastable g
-        if id(node) in p.wanted:
-            found.setdefault(id(node), []).append(g)
-        per_argument = A.lazy_forward
+        g = add_n(parts)
+        if not node._prim.elementwise or id(node) in wanted:
+            g = expand(g, node._value.shape)  # only elementwise rules take a smaller g
+            if id(node) in wanted:
+                found.setdefault(id(node), []).append(g)
         if not per_argument:
-            out, xs = A.forward(node)
-        for argnum, x in enumerate(node._inputs):
-            if id(x) not in relevant:
-                continue
-            rule = prim.rule(argnum)
-            if rule is None:
-                continue
+            out, xs = forward(node)
+        params = node._params
+        for argnum, x, rule in edges:
             if per_argument:
-                out, xs = A.forward(node, argnum)
-            ct = rule(A, g, out, *xs, **node._params)
+                out, xs = forward(node, argnum)
+            ct = rule(A, g, out, *xs, **params)
             if ct is not None:
-                cts.setdefault(id(x), []).append(A.reduce_to(ct, x._value.shape))
+                ct = reduce_to(ct, x._value.shape)
+                parts = cts.get(id(x))
+                if parts is None:
+                    cts[id(x)] = [ct]
+                else:
+                    parts.append(ct)
     shapes = {}
     for key, parts in cts.items():
         leaf = p.leaves.get(key)
         if leaf is not None:
             found.setdefault(source_key(leaf), []).extend(parts)
             shapes[source_key(leaf)] = leaf._value.shape
-    return {key: A.expand(A.add_n(parts), shapes.get(key, ())) if key in shapes else
-            A.add_n(parts) for key, parts in found.items()}
+    return {key: expand(add_n(parts), shapes[key]) if key in shapes else add_n(parts)
+            for key, parts in found.items()}

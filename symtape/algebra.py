@@ -95,12 +95,24 @@ class NumericAlgebra(_Algebra):
     def shape(self, x) -> tuple[int, ...]:
         return x.shape if isinstance(x, _Scatter) else np.shape(x)
 
+    def reduce_to(self, x, shape: tuple[int, ...]):
+        if getattr(x, "shape", ()) == shape:  # the common case, without the generic walk
+            return x
+        return super().reduce_to(x, shape)
+
+    def expand(self, x, shape: tuple[int, ...]):
+        if getattr(x, "shape", ()) == shape:
+            return x
+        return super().expand(x, shape)
+
     def scatter(self, g, key, shape):
         # the cotangent of a slice: kept as (key, values) until the contributions are summed,
         # so x[1:] and x[:-1] accumulate into one buffer instead of two zero-filled arrays
         return _Scatter(g, key, tuple(shape))
 
     def add_n(self, parts: Sequence[Any]):
+        if len(parts) == 1 and not isinstance(parts[0], _Scatter):
+            return parts[0]
         scattered = [p for p in parts if isinstance(p, _Scatter)]
         if not scattered:
             return super().add_n(parts)

@@ -374,7 +374,7 @@ def _axes(axis, ndim: int, op: str) -> tuple[int, ...] | None:
     items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in items:
-        if not -ndim <= int(a) < builtins.max(ndim, 1):
+        if not -ndim <= int(a) < ndim:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} axes")
         out.append(int(a) % builtins.max(ndim, 1))
     return tuple(sorted(set(out)))

@@ -169,6 +169,8 @@ def _powc_rule(A, g, out, x, exponent):
         return (2 * g) * x
     if exponent == 1:
         return g
+    if exponent == 0:  # x**0 is constant: not 0 * x**-1, which is NaN at 0
+        return A.zeros_like(g)
     return (A.const(exponent) * g) * A.powc(x, exponent=exponent - 1)
 
 
@@ -186,8 +188,10 @@ def _log_real_numeric(xp, x):
     return xp.where(positive, xp.log(xp.where(positive, x, 1)), 0)
 
 
-# log where it is real, 0 elsewhere: the exponent-gradient of a ** b (TensorFlow's convention)
-_unary("log_real", _log_real_numeric, sympy.log, lambda A, g, out, x: g / x)
+# log where it is real, 0 elsewhere: the exponent-gradient of a ** b (TensorFlow's convention),
+# the same in both worlds
+_unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((sympy.log(x), x > 0), (0, True)),
+       lambda A, g, out, x: g / x)
 
 # ---------------------------------------------------------------- elementwise functions
 _unary("exp", lambda xp, x: xp.exp(x), sympy.exp, lambda A, g, out, x: g * out)
@@ -276,8 +280,8 @@ def _cast_symbolic(x, dtype):
     kind = np.dtype(dtype).kind
     if kind == "b":
         return sympy.Ne(x, 0)
-    if isinstance(x, sympy.logic.boolalg.Boolean):
-        return sympy.Piecewise((1, x), (0, True))
+    if isinstance(x, sympy.logic.boolalg.Boolean) and not isinstance(x, sympy.Expr):
+        return sympy.Piecewise((1, x), (0, True))  # a condition (a Symbol is a Boolean too)
     if kind in "iu":
         return sympy.sign(x) * sympy.floor(sympy.Abs(x))  # truncation, like NumPy's astype
     return x

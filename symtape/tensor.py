@@ -517,6 +517,7 @@ def weak_constant(value, like: np.dtype, expr: sympy.Basic | None = None) -> Ten
     array = _to_array(value, like, what="operand")
     tensor = Tensor(array, weak=True)
     tensor._sym = expr
+    tensor._symbolic = expr is not None  # results keep lineage, so the exact form survives
     return tensor
 
 
