@@ -91,8 +91,9 @@ def recursion_headroom():
         sys.setrecursionlimit(limit)
 
 
-# deep enough for expressions nested ~10,000 levels, shallow enough for the C stack
-_SYMPY_RECURSION_LIMIT = 40_000
+# Deep enough for expressions nested a few thousand levels. Higher limits let SymPy overflow
+# the C stack on deeper ones (a crash instead of a RecursionError; from ~16,000 here).
+_SYMPY_RECURSION_LIMIT = 10_000
 
 
 def _materialize(tensor) -> Any:

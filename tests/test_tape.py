@@ -233,3 +233,24 @@ def test_closed_form_is_built_lazily_and_memoized():
     first = g.expr
     assert first == sympy.exp(X) * X + sympy.exp(X)
     assert g.expr is first
+
+
+def test_very_deep_closed_form_never_crashes_the_interpreter():
+    # run apart: a C-stack overflow would kill the test process instead of failing a test
+    import subprocess
+
+    program = (
+        "import symtape as st\n"
+        "x = st.Variable(0.5, name='x')\n"
+        "y = x\n"
+        "for _ in range(30_000):\n"
+        "    y = y * 0.999 + 0.001\n"
+        "try:\n"
+        "    y.expr\n"
+        "    print('built')\n"
+        "except RecursionError:\n"
+        "    print('RecursionError')\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() in {"built", "RecursionError"}
