@@ -396,10 +396,6 @@ def _swap_last(ndim: int) -> tuple[int, ...]:
     return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
 
 
-def _matmul_symbolic(a, b):
-    return objarrays.matmul(a, b)
-
-
-register("matmul", numeric=lambda xp, a, b: xp.matmul(a, b), symbolic=_matmul_symbolic,
+register("matmul", numeric=lambda xp, a, b: xp.matmul(a, b), symbolic=objarrays.matmul,
          vjp=(lambda A, g, out, a, b: A.matmul(g, A.transpose(b, perm=_swap_last(len(A.shape(b))))),
               lambda A, g, out, a, b: A.matmul(A.transpose(a, perm=_swap_last(len(A.shape(a)))), g)))

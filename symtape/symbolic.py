@@ -52,7 +52,7 @@ def symbolic_value(tensor) -> Any:
     if tensor._thunk is not None:  # a gradient: its sweep sets up its own context, once
         tensor._sym = objarrays.normalize(tensor._thunk())
         return tensor._sym
-    if _INSIDE.get():
+    if _INSIDE.get():  # nested inside a build already: skip the context manager's cost
         return _materialize(tensor)
     with factored():  # flipping SymPy's flag clears its cache: once per materialization
         return _materialize(tensor)
