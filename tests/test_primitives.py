@@ -620,6 +620,26 @@ def test_shape_op_gradient_and_jacobian_many(name, data):
     _check_shape_op(name, data)
 
 
+@pytest.mark.parametrize("perm", [(1, 2, 0), (2, 0, 1)])
+def test_transpose_with_a_cyclic_permutation(perm):
+    # a 3-cycle is not its own inverse: the rule must transpose back with the inverse perm
+    x0 = 0.5 + 0.25 * np.arange(24.0).reshape(2, 3, 4)
+    weights = np.arange(24.0).reshape(np.transpose(x0, perm).shape) - 11.5
+    x = st.Variable(x0, name="x")
+    with st.GradientTape(persistent=True) as tape:
+        y = st.transpose(x * x, perm)
+        loss = st.reduce_sum(y * weights)
+    assert y.shape == np.transpose(x0, perm).shape
+    expected = 2 * x0 * np.transpose(weights, np.argsort(perm))  # hand-derived
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), expected, rtol=1e-14)
+    small = st.Variable(x0[:, :2, :2], name="s")
+    with st.GradientTape() as tape:
+        z = st.transpose(st.sin(small), perm)
+    jac = tape.jacobian(z, small)
+    assert_fd_close(jac.numpy(), fd_jacobian(lambda t: np.transpose(np.sin(t), perm), x0[:, :2, :2]))
+    assert_jacobian_expr(jac.expr, z.expr, symbols("s", (2, 2, 2)), point("s", x0[:, :2, :2]))
+
+
 def test_fancy_index_with_repeats_accumulates_gradient():
     x = st.Variable([1.0, 2.0, 3.0], name="x")
     with st.GradientTape() as tape:
