@@ -26,7 +26,7 @@ import numpy as np
 import sympy
 
 from symtape import objarrays
-from symtape.primitives import REGISTRY, is_basic_index
+from symtape.primitives import REGISTRY, add_at
 from symtape.symbolic import symbolic_value
 from symtape.tensor import Tensor, apply, convert_to_tensor
 
@@ -45,6 +45,8 @@ class _Algebra:
         The result may be smaller than ``shape`` (a uniform cotangent stays a scalar):
         expanding it is left to :meth:`expand`, where a rule needs the exact shape.
         """
+        if getattr(x, "shape", ()) == shape:  # the common case, in every world
+            return x
         xshape = tuple(self.shape(x))
         shape = tuple(shape)
         if xshape == shape:
@@ -60,6 +62,8 @@ class _Algebra:
 
     def expand(self, x, shape: tuple[int, ...]):
         """Broadcast ``x`` to exactly ``shape``."""
+        if getattr(x, "shape", ()) == shape:
+            return x
         return x if tuple(self.shape(x)) == tuple(shape) else self.broadcast_to(x, shape=tuple(shape))
 
     def add_n(self, parts: Sequence[Any]):
@@ -94,16 +98,6 @@ class NumericAlgebra(_Algebra):
 
     def shape(self, x) -> tuple[int, ...]:
         return x.shape if isinstance(x, _Scatter) else np.shape(x)
-
-    def reduce_to(self, x, shape: tuple[int, ...]):
-        if getattr(x, "shape", ()) == shape:  # the common case, without the generic walk
-            return x
-        return super().reduce_to(x, shape)
-
-    def expand(self, x, shape: tuple[int, ...]):
-        if getattr(x, "shape", ()) == shape:
-            return x
-        return super().expand(x, shape)
 
     def scatter(self, g, key, shape):
         # the cotangent of a slice: kept as (key, values) until the contributions are summed,
@@ -161,10 +155,7 @@ class _Scatter:
         self.shape = shape
 
     def add_into(self, xp, buffer) -> None:
-        if is_basic_index(self.key):
-            buffer[self.key] += self.values  # a basic index never repeats an entry
-        else:
-            (np if xp is np else xp).add.at(buffer, self.key, self.values)
+        add_at(xp, buffer, self.key, self.values)
 
 
 class _Shaped:

@@ -56,6 +56,12 @@ class _Names:
     def fresh(self, prefix: str = "t") -> str:
         return f"_{prefix}{next(self._counter)}"
 
+    def temporary(self, prefix: str) -> sympy.Dummy:
+        """A new temporary symbol, already named in the generated code."""
+        temp = sympy.Dummy(self.fresh(prefix))
+        self.of[temp] = temp.name
+        return temp
+
 
 def _printer_class(base):
     class KernelPrinter(base):
@@ -123,9 +129,9 @@ def _as_object_array(item) -> np.ndarray:
         item = item.tolist()
     elif isinstance(item, sympy.NDimArray):
         return np.array(item.tolist() if item.shape else item[()], dtype=object).reshape(item.shape)
-    array = np.empty((), dtype=object)
     if isinstance(item, (list, tuple, np.ndarray)):
         return np.array(item, dtype=object)
+    array = np.empty((), dtype=object)  # a single expression (np.array would look inside it)
     array[()] = item
     return array
 
@@ -151,7 +157,7 @@ def _as_output(item) -> np.ndarray:
 
 
 def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
-    """Replace number-only subtrees (``sqrt(2)``) by Python floats, iteratively."""
+    """Replace number-only subtrees (``sqrt(2)``) by Python floats (weakly typed in NumPy)."""
     replacements = {}
     for node in sympy.postorder_traversal(expr):
         if node.is_number and not node.is_Atom and node not in replacements:
@@ -183,8 +189,7 @@ def _cut_deep(expr: sympy.Basic, names: _Names, block: list) -> sympy.Basic:
         new = node.func(*args, evaluate=False) if args != list(node.args) else node
         level = 1 + max(depth[a] for a in args)
         if level > _MAX_DEPTH:
-            temp = sympy.Dummy(names.fresh("d"))
-            names.of[temp] = temp.name
+            temp = names.temporary("d")
             block.append((temp, new))
             new, level = temp, 0
         rebuilt[node], depth[new] = new, level
@@ -197,8 +202,7 @@ def _chunked(func, args: list, names: _Names, block: list, depth: dict) -> list:
     while len(args) > _MAX_WIDTH:
         grouped = []
         for start in range(0, len(args), _MAX_WIDTH):
-            temp = sympy.Dummy(names.fresh("w"))
-            names.of[temp] = temp.name
+            temp = names.temporary("w")
             block.append((temp, func(*args[start:start + _MAX_WIDTH], evaluate=False)))
             depth[temp] = 0
             grouped.append(temp)

@@ -67,14 +67,17 @@ def _common(args: Sequence, op: str) -> list[Tensor]:
         dtype = fixed[0].dtype
         for t in fixed[1:]:
             if t.dtype != dtype:
-                raise TypeError(
-                    f"{op}: operands have dtypes {dtype} and {t.dtype}; symtape does not mix "
-                    f"dtypes silently — convert one with st.cast(x, st.{t.dtype}) or "
-                    f"st.cast(y, st.{dtype})")
+                raise _mixed_dtypes(op, dtype, t.dtype)
     else:
         arrays = [a._value if type(a) is Tensor else np.asarray(a) for a in args]
         dtype = _default_result_dtype(arrays)
     return [s if s is not None else _like(a, dtype, op) for a, s in zip(args, strong)]
+
+
+def _mixed_dtypes(op: str, first: np.dtype, second: np.dtype) -> TypeError:
+    return TypeError(f"{op}: operands have dtypes {first} and {second}; symtape does not mix "
+                     f"dtypes silently — convert one with st.cast(x, st.{second}) or "
+                     f"st.cast(y, st.{first})")
 
 
 def _default_result_dtype(arrays) -> np.dtype:
@@ -89,11 +92,10 @@ def _default_result_dtype(arrays) -> np.dtype:
 
 def _elementwise(name: str, x, y) -> Tensor:
     """Apply a binary elementwise primitive: the hot path of every Python operator."""
-    a = x if type(x) is Tensor and not x._weak else (x._read() if isinstance(x, Variable) else None)
-    b = y if type(y) is Tensor and not y._weak else (y._read() if isinstance(y, Variable) else None)
+    a, b = _strong(x), _strong(y)
     if a is not None and b is not None:
         if a._value.dtype != b._value.dtype:
-            a, b = _common([a, b], name)  # raises, naming st.cast
+            raise _mixed_dtypes(name, a._value.dtype, b._value.dtype)
     elif a is not None:
         b = _like(y, a._value.dtype, name)
     elif b is not None:

@@ -40,7 +40,7 @@ import sympy
 
 from symtape import objarrays
 
-__all__ = ["Primitive", "REGISTRY", "register", "is_basic_index"]
+__all__ = ["Primitive", "REGISTRY", "register", "add_at", "is_basic_index"]
 
 Rule = Callable[..., Any]
 
@@ -351,11 +351,16 @@ def _scatter(xp, g, key, shape):
     """The transpose of ``getitem``: ``g`` added into zeros of ``shape`` at ``key``."""
     g = xp.asarray(g)
     out = xp.zeros(shape, dtype=g.dtype) if g.dtype != object else objarrays.zeros(shape)
-    if is_basic_index(key):
-        out[key] = g  # a basic index never repeats an entry: assignment is addition here
-    else:
-        np.add.at(out, key, g) if xp is np else xp.add.at(out, key, g)
+    add_at(xp, out, key, g)
     return out[()] if out.ndim == 0 else out
+
+
+def add_at(xp, buffer, key, values) -> None:
+    """``buffer[key] += values``, counting repeated entries of an integer-array key each time."""
+    if is_basic_index(key):
+        buffer[key] += values  # a basic index never repeats an entry
+    else:
+        xp.add.at(buffer, key, values)
 
 
 def is_basic_index(key) -> bool:
