@@ -46,7 +46,7 @@ _CACHE_SIZE = 512
 # ---------------------------------------------------------------- printing
 
 
-class _Names:
+class Names:
     """Maps input symbols to argument entries and gives temporaries safe identifiers."""
 
     def __init__(self):
@@ -67,9 +67,10 @@ def _printer_class(base):
     class KernelPrinter(base):
         """SymPy's array printer with our symbol names and vectorized special functions."""
 
-        def __init__(self, names: _Names):
+        def __init__(self, names: Names, allow_unknown_functions: bool = False):
+            # unknown functions: the program compiler's calls of namespace entries
             super().__init__({"fully_qualified_modules": True, "order": "none",
-                              "allow_unknown_functions": False})
+                              "allow_unknown_functions": allow_unknown_functions})
             self._names = names
 
         def _print_Symbol(self, expr):
@@ -83,6 +84,32 @@ def _printer_class(base):
         def _print_erf(self, expr):
             return f"_erf({self._print(expr.args[0])})"
 
+        def _print_Piecewise(self, expr):
+            # nested `where` works for CuPy too (SymPy's `select` form does not) and broadcasts
+            *pieces, (last, condition) = expr.args
+            if condition != sympy.true:
+                pieces.append((last, condition))
+                last = sympy.nan
+            code = self._print(last)
+            where = self._module_format(self._module + ".where")
+            for value, condition in reversed(pieces):
+                code = f"{where}({self._print(condition)}, {self._print(value)}, {code})"
+            return code
+
+        def _print_Max(self, expr):
+            return self._nested(self._module + ".maximum", expr.args)
+
+        def _print_Min(self, expr):
+            return self._nested(self._module + ".minimum", expr.args)
+
+        def _nested(self, function: str, args) -> str:
+            """Binary elementwise calls (``amax`` of a tuple would not broadcast)."""
+            name = self._module_format(function)
+            code = self._print(args[0])
+            for arg in args[1:]:
+                code = f"{name}({code}, {self._print(arg)})"
+            return code
+
         def _print_Heaviside(self, expr):
             at_zero = expr.args[1] if len(expr.args) > 1 else sympy.Rational(1, 2)
             return (f"{self._module}.heaviside({self._print(expr.args[0])}, "
@@ -91,7 +118,7 @@ def _printer_class(base):
     return KernelPrinter
 
 
-_PRINTERS = {"numpy": _printer_class(NumPyPrinter), "cupy": _printer_class(CuPyPrinter)}
+PRINTERS = {"numpy": _printer_class(NumPyPrinter), "cupy": _printer_class(CuPyPrinter)}
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -156,7 +183,7 @@ def _as_output(item) -> np.ndarray:
 # ---------------------------------------------------------------- code generation
 
 
-def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
+def fold_constants(expr: sympy.Expr) -> sympy.Expr:
     """Replace number-only subtrees (``sqrt(2)``) by Python floats (weakly typed in NumPy)."""
     replacements = {}
     for node in sympy.postorder_traversal(expr):
@@ -167,7 +194,7 @@ def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
     return expr.xreplace(replacements) if replacements else expr
 
 
-def _cut_deep(expr: sympy.Basic, names: _Names, block: list) -> sympy.Basic:
+def _cut_deep(expr: sympy.Basic, names: Names, block: list) -> sympy.Basic:
     """Bound the nesting depth: subtrees deeper than ``_MAX_DEPTH`` become temporaries."""
     depth: dict[sympy.Basic, int] = {}
     rebuilt: dict[sympy.Basic, sympy.Basic] = {}
@@ -196,7 +223,7 @@ def _cut_deep(expr: sympy.Basic, names: _Names, block: list) -> sympy.Basic:
     return rebuilt[expr]
 
 
-def _chunked(func, args: list, names: _Names, block: list, depth: dict) -> list:
+def _chunked(func, args: list, names: Names, block: list, depth: dict) -> list:
     """Split a very wide sum or product into partial results (Python's compiler recurses on
     ``a + b + ...`` as deep as the chain is long)."""
     while len(args) > _MAX_WIDTH:
@@ -213,7 +240,7 @@ def _chunked(func, args: list, names: _Names, block: list, depth: dict) -> list:
 def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
               cse: bool) -> tuple[str, frozenset]:
     """The kernel's source, and the modules its printed code refers to."""
-    names = _Names()
+    names = Names()
     lines = ["def kernel(*_args):"]
     for symbol, arg, index in layout.entries:
         names.of[symbol] = names.fresh("x")
@@ -221,13 +248,13 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
             lines.append(f"    {names.of[symbol]} = _args[{arg}][..., {', '.join(map(str, index))}]")
         else:  # a scalar input is used as given: a Python float stays weakly typed
             lines.append(f"    {names.of[symbol]} = _args[{arg}]")
-    flat = [_fold_constants(e) for array in outputs for e in array.reshape(-1)]
+    flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
     if cse:
         replacements, reduced = sympy.cse(flat, order="none",
                                           symbols=(sympy.Dummy(f"_c{i}") for i in itertools.count()))
     else:
         replacements, reduced = [], flat
-    printer = _PRINTERS[backend](names)
+    printer = PRINTERS[backend](names)
     block: list = []
     for symbol, value in replacements:
         names.of[symbol] = names.fresh("c")
@@ -274,10 +301,10 @@ class Kernel:
         self._layout = layout
         self._shapes = [o.shape for o in outputs]
         self._as_tuple = as_tuple
-        self._function = _load(source, modules, backend)
+        self._function = load(source, modules, backend)
 
     def __call__(self, *args):
-        xp = _array_module(self.backend)
+        xp = array_module_for(self.backend)
         if len(args) != len(self._layout.shapes):
             raise TypeError(f"kernel takes {len(self._layout.shapes)} arguments "
                             f"({self._signature()}), got {len(args)}")
@@ -328,19 +355,19 @@ def _value_of(arg):
 _kernel_ids = itertools.count()
 
 
-def _load(source: str, modules: frozenset, backend: str):
-    """Compile the source under a unique name that tracebacks (via linecache) can show."""
+def load(source: str, modules, backend: str, namespace: dict | None = None):
+    """Compile generated source under a unique name that tracebacks (via linecache) show."""
     filename = f"<symtape-kernel-{next(_kernel_ids)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"_erf": _erf_for(backend)}
+    namespace = {**(namespace or {}), "_erf": _erf_for(backend)}
     for module in modules:  # the modules SymPy's printer wrote names from (numpy, functools)
         namespace[module] = importlib.import_module(module)
-    namespace[backend] = _array_module(backend)
+    namespace[backend] = array_module_for(backend)
     exec(builtins.compile(source, filename, "exec"), namespace)  # our generated code only
     return namespace["kernel"]
 
 
-def _array_module(backend: str):
+def array_module_for(backend: str):
     if backend == "numpy":
         return np
     from symtape.backends import cupy_module
@@ -400,6 +427,23 @@ def clear_kernel_cache() -> None:
         _counters.update(hits=0, misses=0)
 
 
+def cached(key, make):
+    """The cache entry for ``key``, made by ``make()`` on a miss (counted either way)."""
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is not None:
+            _cache.move_to_end(key)
+            _counters["hits"] += 1
+            return entry
+    entry = make()
+    with _cache_lock:
+        _counters["misses"] += 1
+        _cache[key] = entry
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return entry
+
+
 def compile(outputs, inputs, backend: str = "numpy", cse: bool = True) -> Kernel:  # noqa: A001
     """Compile SymPy expressions into a NumPy or CuPy kernel.
 
@@ -430,7 +474,7 @@ def compile(outputs, inputs, backend: str = "numpy", cse: bool = True) -> Kernel
     >>> float(value), g.tolist()
     (0.0, [0.0, 0.0])
     """
-    if backend not in _PRINTERS:
+    if backend not in PRINTERS:
         raise ValueError(f"compile: unknown backend {backend!r}; use 'numpy' or 'cupy'")
     with recursion_headroom():  # SymPy's walks recurse as deep as expressions nest
         return _compile(outputs, inputs, backend, bool(cse))
@@ -442,22 +486,10 @@ def _compile(outputs, inputs, backend: str, cse: bool) -> Kernel:
     _check_free_symbols(arrays, layout)
     key = (tuple(tuple(a.reshape(-1)) for a in arrays), tuple(a.shape for a in arrays), as_tuple,
            layout, backend, cse)
-    with _cache_lock:
-        kernel = _cache.get(key)
-        if kernel is not None:
-            _cache.move_to_end(key)
-            _counters["hits"] += 1
-            return kernel
     if backend == "cupy":
-        _array_module("cupy")  # a clear DeviceError before any code generation
-    kernel = Kernel(_generate(layout, arrays, backend, cse), layout, arrays, as_tuple,
-                    backend)
-    with _cache_lock:
-        _counters["misses"] += 1
-        _cache[key] = kernel
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return kernel
+        array_module_for("cupy")  # a clear DeviceError before any code generation
+    return cached(key, lambda: Kernel(_generate(layout, arrays, backend, cse), layout, arrays,
+                                      as_tuple, backend))
 
 
 def _check_free_symbols(arrays: list[np.ndarray], layout: _Layout) -> None:

@@ -51,7 +51,10 @@ def _like(x, dtype: np.dtype, op: str) -> Tensor:
     """Convert a Python number, array or weak constant to ``dtype``."""
     if type(x) in _NUMBERS and dtype.kind == "f":
         return Tensor(dtype.type(x), weak=True)
-    if type(x) is Tensor:  # a weak constant (an exact constant from a derivative rule)
+    if type(x) is Tensor:
+        if x._source is not None or x._prim is not None:  # a traced Python-number argument
+            return x if x._value.dtype == dtype else apply(_P["cast"], (x,), {"dtype": dtype})
+        # a weak constant (an exact constant from a derivative rule)
         return weak_constant(x._value, dtype, x._sym)
     try:
         return Tensor(_to_array(x, dtype, what=op), weak=True)

@@ -22,7 +22,7 @@ from symtape import accumulate, dtypes, nest
 from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
 from symtape.backends import array_module
 from symtape.symbolic import factored
-from symtape.tensor import ACTIVE_TAPES, Tensor, Variable, convert_to_tensor
+from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor
 
 __all__ = ["GradientTape", "UnconnectedGradients"]
 
@@ -364,8 +364,8 @@ class GradientTape(metaclass=_TapeClass):
                 out.append(None if all(r is None for r in rows) else assemble(A, rows, src))
             return out
 
-        if _recorded_elsewhere(p):
-            return run(TENSOR)
+        if _recorded_elsewhere(p) or ACTIVE_TRACE.get() is not None:
+            return run(TENSOR)  # recorded: it can be differentiated again, or compiled
         values = run(numeric_algebra(array_module(*[t._value for t in targets])))
         closed_forms = _Once(lambda: _factored(run, SYMBOLIC))
         return [None if v is None else

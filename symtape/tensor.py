@@ -25,6 +25,8 @@ __all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", 
 
 # the tapes whose `with` block is open, innermost last
 ACTIVE_TAPES: ContextVar[tuple] = ContextVar("symtape_active_tapes", default=())
+# the trace being recorded by st.function (symtape.trace.Trace), if any
+ACTIVE_TRACE: ContextVar[Any] = ContextVar("symtape_active_trace", default=None)
 
 _EMPTY: dict = {}
 _constant_names = itertools.count(1)
@@ -108,6 +110,11 @@ class _Operators:
         return array if dtype is None else array.astype(dtype)
 
     def __bool__(self) -> bool:
+        if getattr(self, "_symbolic", False) and ACTIVE_TRACE.get() is not None:
+            raise TypeError(
+                "a traced Tensor was used as a Python bool (an `if`, `while`, `and` or `or`); "
+                "st.function compiles one trace, so the branch taken now would be taken for "
+                "every input. Use st.where(condition, a, b) to choose values elementwise")
         return bool(self._value)
 
     def __float__(self) -> float:
@@ -384,8 +391,16 @@ class Variable(_Operators):
         ...
         ValueError: Variable 'x'.assign: shape (1,) does not match the Variable's shape (2,); a Variable's shape is fixed at construction
         """
-        self._value = self._checked(value, "assign")
-        self._read_cache = None
+        new = self._checked(value, "assign")
+        trace = ACTIVE_TRACE.get()
+        original, self._value = self._value, new
+        if trace is None:
+            self._read_cache = None
+        else:  # a traced assignment: later reads stand for the assigned Tensor
+            if isinstance(value, Variable):
+                value = value._read()
+            self._read_cache = trace.assign(self, value if isinstance(value, Tensor)
+                                            else Tensor(new), original)
         return self if read_value else None
 
     def assign_add(self, delta, read_value: bool = True):
@@ -397,7 +412,10 @@ class Variable(_Operators):
         >>> st.Variable(1.0).assign_add(2.0).numpy()
         array(3.)
         """
-        return self.assign(self._value + self._checked(delta, "assign_add"), read_value)
+        step = self._checked(delta, "assign_add")
+        if ACTIVE_TRACE.get() is not None:
+            return self.assign(self._traced_step("add", delta, step), read_value)
+        return self.assign(self._value + step, read_value)
 
     def assign_sub(self, delta, read_value: bool = True):
         """Subtract ``delta`` from the value.
@@ -408,7 +426,18 @@ class Variable(_Operators):
         >>> st.Variable(1.0).assign_sub(0.25).numpy()
         array(0.75)
         """
-        return self.assign(self._value - self._checked(delta, "assign_sub"), read_value)
+        step = self._checked(delta, "assign_sub")
+        if ACTIVE_TRACE.get() is not None:
+            return self.assign(self._traced_step("subtract", delta, step), read_value)
+        return self.assign(self._value - step, read_value)
+
+    def _traced_step(self, op: str, delta, step) -> Tensor:
+        """``value op delta`` on Tensors, so a trace records where the new value comes from."""
+        from symtape import ops
+
+        if not isinstance(delta, (Tensor, Variable)):
+            delta = Tensor(step)
+        return getattr(ops, op)(self._read(), delta)
 
     def _checked(self, value, method: str):
         where = f"Variable {self._name!r}.{method}"

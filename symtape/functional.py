@@ -1,0 +1,510 @@
+"""``st.function`` and the JAX-style transforms ``grad``, ``value_and_grad``, ``jacobian``,
+``hessian``: Python functions traced once per input signature and compiled.
+
+A call looks up a trace whose signature matches the arguments (shapes, dtypes, device, and
+the values of non-numeric arguments). A call whose arguments carry extra *leading* axes
+beyond a traced signature is a batched call of that trace: the kernel evaluates every point
+of the batch at once. Otherwise the function is traced: it runs once, eagerly, on the real
+values (that run *is* the call, side effects included), its graph is compiled, and later
+calls run the kernel only. Variables the function reads are kernel inputs, read at call
+time; Variables it assigns are kernel outputs, assigned after each call.
+
+Inside a recording ``GradientTape`` or another trace, these callables run the Python
+function directly, so that what it computes is recorded and differentiable.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from symtape import nest
+from symtape.backends import array_module
+from symtape.program import Program
+from symtape.tape import GradientTape
+from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
+from symtape.trace import Trace, placeholder
+
+__all__ = ["Function", "ConcreteFunction", "function", "grad", "value_and_grad", "jacobian",
+           "hessian"]
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def _leaf_spec(leaf) -> tuple:
+    """How a leaf argument enters a trace: traced (shape, dtype, weak, device) or static."""
+    if isinstance(leaf, Tensor):
+        return ("T", tuple(leaf.shape), leaf.dtype, bool(leaf._weak), leaf.device)
+    if isinstance(leaf, Variable):  # used like a closed-over Variable: read at call time
+        return ("V", id(leaf))
+    if isinstance(leaf, float):
+        return ("T", (), np.dtype("float64"), True, "/cpu:0")
+    if isinstance(leaf, (np.ndarray, np.generic)) or hasattr(leaf, "__cuda_array_interface__"):
+        xp = array_module(leaf)
+        device = "/cpu:0" if xp is np else f"/gpu:{leaf.device.id}"
+        if leaf.dtype.kind not in "fiub":
+            raise TypeError(f"st.function: an argument has dtype {leaf.dtype}; pass numeric arrays")
+        return ("T", tuple(leaf.shape), leaf.dtype, False, device)
+    if isinstance(leaf, (list, tuple)):  # pragma: no cover (flatten opens these)
+        raise AssertionError
+    try:
+        hash(leaf)
+    except TypeError:
+        return ("S", id(leaf))
+    return ("S", type(leaf), leaf)
+
+
+def _value(leaf):
+    if isinstance(leaf, Tensor):
+        return leaf._value
+    if isinstance(leaf, float):
+        return leaf
+    return leaf
+
+
+def _matches(traced: tuple, spec: tuple) -> bool:
+    """Whether a call's leaf spec is the traced one, possibly with leading batch axes."""
+    if traced[0] != spec[0]:
+        return False
+    if traced[0] != "T":
+        return traced == spec
+    core, shape = traced[1], spec[1]
+    # a trace made for a Python float (weak) serves float64 arrays too: outputs are cast
+    return (traced[2] == spec[2] and traced[4] == spec[4] and len(shape) >= len(core)
+            and shape[len(shape) - len(core):] == core)
+
+
+def _argument_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
+    """One symbol name per flattened argument leaf: the parameter's name (``x``, ``xs_0``)."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        items = []
+        for name, value in bound.arguments.items():
+            kind = inspect.signature(fn).parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                items.extend((f"{name}{i}", v) for i, v in enumerate(value))
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                items.extend(value.items())
+            else:
+                items.append((name, value))
+    except (TypeError, ValueError):  # builtins, odd callables: positional names
+        items = [(f"arg{i}", v) for i, v in enumerate(args)] + list(kwargs.items())
+    names = []
+    for name, value in items:
+        leaves, _ = nest.flatten(value)
+        names.extend([name] if len(leaves) == 1 and leaves[0] is value else
+                     [f"{name}_{i}" for i in range(len(leaves))])
+    return names
+
+
+# ---------------------------------------------------------------- traced functions
+
+
+class ConcreteFunction:
+    """One trace of a :class:`Function`: its closed forms (``expr``) and its kernel.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> f = st.function(lambda x: x**2 - 2*x + 1)
+    >>> c = f.get_concrete_function(0.0)
+    >>> c.expr
+    x**2 - 2*x + 1
+    >>> c(3.0).numpy()
+    array(4.)
+    """
+
+    def __init__(self, function: "Function", specs: list[tuple], outputs: Any,
+                 placeholders: list[Tensor], trace: Trace, backend: str):
+        out_leaves, self._rebuild = nest.flatten(outputs)
+        self._function = function
+        self.specs = specs
+        self._positions = [i for i, leaf in enumerate(out_leaves)
+                           if isinstance(leaf, (Tensor, Variable))]
+        self._outputs = [_as_tensor(out_leaves[i]) for i in self._positions]
+        self._static = out_leaves
+        self._assigned = [variable for variable, _ in trace.assigned.values()]
+        news = [new for _, new in trace.assigned.values()]
+        self._program = Program(placeholders, self._outputs + news, trace.aliases, backend)
+
+    @property
+    def expr(self):
+        """The traced closed forms, in the structure the function returns.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.function(lambda a, b: (a * b, a + b)).get_concrete_function(1.0, 2.0).expr
+        (a*b, a + b)
+        """
+        leaves = list(self._static)
+        for i, t in zip(self._positions, self._outputs):
+            leaves[i] = t.expr
+        return self._rebuild(leaves)
+
+    @property
+    def source(self) -> str:
+        """The generated kernel's Python source.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> print(st.function(lambda x: 2 * x).get_concrete_function(1.0).source)
+        def kernel(_args, _variables):
+            _a0 = _args[0]
+            return (2*_a0,)
+        <BLANKLINE>
+        """
+        return self._program.source
+
+    def __call__(self, *args, **kwargs):
+        leaves, _ = nest.flatten((args, kwargs))
+        return self._run(leaves)
+
+    def _run(self, leaves: list, wrap: bool = True):
+        values = [_value(leaf) for leaf, spec in zip(leaves, self.specs) if spec[0] == "T"]
+        results = self._program(values)
+        n = len(self._outputs)
+        if self._assigned and self._program.batch_shape(values):
+            raise ValueError("a function that assigns Variables cannot be called with batch "
+                             "axes (each point would assign a different value)")
+        for variable, value in zip(self._assigned, results[n:]):
+            value = value.astype(variable.dtype) if value.dtype != variable.dtype else value
+            variable._value = value[()] if value.ndim == 0 else value
+            variable._read_cache = None
+        out = list(self._static)
+        for i, value in zip(self._positions, results[:n]):
+            out[i] = Tensor(value[()] if value.ndim == 0 and array_module(value) is np else value) \
+                if wrap else value
+        return self._rebuild(out)
+
+
+def _as_tensor(value) -> Tensor:
+    return value._read() if isinstance(value, Variable) else value
+
+
+class Function:
+    """A Python function traced once per input signature and compiled (``st.function``).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> @st.function
+    ... def f(x):
+    ...     return st.sin(x) * x
+    >>> float(f(1.0))
+    0.8414709848078965
+    >>> f.expr
+    x*sin(x)
+    """
+
+    def __init__(self, python_function: Callable, wrap_outputs: bool = True):
+        if not callable(python_function):
+            raise TypeError(f"st.function expects a callable, got {type(python_function).__name__}")
+        self.python_function = python_function
+        self._wrap = wrap_outputs
+        self._traces: list[ConcreteFunction] = []
+        functools.update_wrapper(self, python_function)
+
+    def __call__(self, *args, **kwargs):
+        if _runs_eagerly():
+            return self.python_function(*args, **kwargs)
+        leaves, rebuild = nest.flatten((args, kwargs))
+        specs = [_leaf_spec(leaf) for leaf in leaves]
+        concrete = self._lookup(specs)
+        if concrete is None:
+            return self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=True)[1]
+        return concrete._run(leaves, self._wrap)
+
+    def get_concrete_function(self, *args, **kwargs) -> ConcreteFunction:
+        """The trace for these arguments (traced now if needed; Variables are left unchanged).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.function(lambda x: st.exp(x)).get_concrete_function(0.0).expr
+        exp(x)
+        """
+        leaves, rebuild = nest.flatten((args, kwargs))
+        specs = [_leaf_spec(leaf) for leaf in leaves]
+        concrete = self._lookup(specs, exact=True)
+        if concrete is None:
+            concrete = self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=False)[0]
+        return concrete
+
+    @property
+    def expr(self):
+        """The closed forms of the most recent trace (call the function once first).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> f = st.function(lambda x: x**3)
+        >>> _ = f(2.0)
+        >>> f.expr
+        x**3
+        """
+        if not self._traces:
+            raise ValueError("this function has not been traced yet; call it (or "
+                             "get_concrete_function) with example arguments first")
+        return self._traces[-1].expr
+
+    def _lookup(self, specs: list[tuple], exact: bool = False) -> ConcreteFunction | None:
+        for concrete in reversed(self._traces):
+            if len(concrete.specs) == len(specs) and all(
+                    (a == b) if exact else _matches(a, b) for a, b in zip(concrete.specs, specs)):
+                return concrete
+        return None
+
+    def _trace(self, args, kwargs, leaves, rebuild, specs, keep_effects: bool):
+        names = _argument_names(self.python_function, args, kwargs)
+        placeholders, traced = [], []
+        for leaf, spec, name in zip(leaves, specs, names):
+            if spec[0] == "T":
+                value = np.asarray(leaf) if isinstance(leaf, float) else _value(leaf)
+                leaf = placeholder(value[()] if np.ndim(value) == 0 else value, name, spec[3])
+                placeholders.append(leaf)
+            traced.append(leaf)
+        traced_args, traced_kwargs = rebuild(traced)
+        with Trace() as trace:
+            outputs = self.python_function(*traced_args, **traced_kwargs)
+        backend = _backend(placeholders, trace)
+        concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
+        self._traces.append(concrete)
+        if not keep_effects:
+            for variable, value in trace.originals.values():
+                variable._value, variable._read_cache = value, None
+        result = [_plain(leaf, self._wrap) for leaf in nest.flatten(outputs)[0]]
+        return concrete, nest.flatten(outputs)[1](result)
+
+    def __repr__(self) -> str:
+        return f"<st.function {getattr(self.python_function, '__name__', '?')}>"
+
+
+def _plain(leaf, wrap: bool):
+    """A trace's output as a caller gets it: a value without lineage to the placeholders."""
+    if isinstance(leaf, (Tensor, Variable)):
+        value = _as_tensor(leaf)._value
+        return Tensor(value) if wrap else (np.asarray(value) if array_module(value) is np
+                                          else value)
+    return leaf
+
+
+def _backend(placeholders: list[Tensor], trace: Trace) -> str:
+    values = [p._value for p in placeholders]
+    values += [variable._value for variable, _ in trace.originals.values()]
+    return "numpy" if array_module(*values) is np else "cupy"
+
+
+def _runs_eagerly() -> bool:
+    """Inside a trace or a recording tape, run the Python function so it is recorded."""
+    return ACTIVE_TRACE.get() is not None or any(t._recording for t in ACTIVE_TAPES.get())
+
+
+def function(func: Callable | None = None):
+    """Trace a Python function once per input signature and compile it (like ``tf.function``).
+
+    Later calls with the same signature (shapes, dtypes, device) run the compiled kernel;
+    arguments with extra leading axes evaluate the trace at every point of the batch.
+    Variables the function reads are read at call time, and assignments are replayed.
+    Python control flow on Tensor values is not traced: use ``st.where``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> @st.function
+    ... def f(x):
+    ...     with st.GradientTape() as tape:
+    ...         tape.watch(x)
+    ...         y = x**2 - 2*x + 1
+    ...     return tape.gradient(y, x), y
+    >>> [t.numpy() for t in f(st.constant(0.0))]
+    [array(-2.), array(1.)]
+    >>> [t.numpy() for t in f(st.constant(1.0))]
+    [array(0.), array(0.)]
+    """
+    if func is None:
+        return function
+    return Function(func)
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def _argnums(argnums, nargs: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in nums:
+        if not isinstance(i, int) or not -nargs <= i < nargs:
+            raise ValueError(f"argnums={argnums!r} does not name a positional argument of a "
+                             f"call with {nargs} of them")
+    return tuple(i % nargs for i in nums)
+
+
+def _differentiated(args: tuple, nums: tuple[int, ...]) -> tuple:
+    """The arguments with Python ints made floats; integer arrays are refused."""
+    args = list(args)
+    for i in nums:
+        leaves, rebuild = nest.flatten(args[i])
+        fixed = []
+        for leaf in leaves:
+            if isinstance(leaf, (bool, int)) and not isinstance(leaf, bool):
+                leaf = float(leaf)
+            dtype = getattr(leaf, "dtype", None)
+            if dtype is not None and np.dtype(dtype).kind != "f":
+                raise TypeError(f"argument {i} has dtype {dtype}; only float arguments can be "
+                                "differentiated — pass float values (e.g. st.cast(x, st.float64))")
+            fixed.append(leaf)
+        args[i] = rebuild(fixed)
+    return tuple(args)
+
+
+def _with_tape(fun: Callable, args: tuple, nums: tuple[int, ...], persistent: bool = False):
+    with GradientTape(persistent=persistent) as tape:
+        tape.watch([args[i] for i in nums])
+        y = fun(*args)
+    return tape, y
+
+
+def _scalar(y, what: str) -> Tensor:
+    y = _as_tensor(y) if isinstance(y, (Tensor, Variable)) else None
+    if y is None or y.shape != ():
+        shape = None if y is None else y.shape
+        raise TypeError(f"st.{what} needs a function returning a scalar Tensor, got "
+                        f"{'shape ' + str(shape) if y is not None else 'a non-Tensor'}; "
+                        "use st.jacobian for vector outputs (or st.reduce_sum the output)")
+    if y.dtype.kind != "f":
+        raise TypeError(f"st.{what}: the function returns dtype {y.dtype}; it must be a float")
+    return y
+
+
+def _pick(results: list, argnums) -> Any:
+    return results[0] if isinstance(argnums, int) else tuple(results)
+
+
+class _Transform(Function):
+    """A transform of ``fun``: traced and compiled like ``st.function``; calls return arrays."""
+
+    def __init__(self, fun: Callable, argnums, derive: Callable, what: str):
+        if not callable(fun):
+            raise TypeError(f"st.{what} expects a callable, got {type(fun).__name__}")
+
+        @functools.wraps(fun)
+        def derived(*args):
+            nums = _argnums(argnums, len(args))
+            return derive(fun, _differentiated(args, nums), nums)
+
+        super().__init__(derived, wrap_outputs=False)
+        self._argnums = argnums
+        self._what = what
+
+    def __call__(self, *args):
+        nums = _argnums(self._argnums, len(args))
+        return super().__call__(*_differentiated(args, nums))
+
+
+def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+    """Compile the gradient of a scalar-valued function (JAX's ``grad``).
+
+    Parameters
+    ----------
+    fun : callable
+        Takes Tensors (or nested lists of them), returns a scalar Tensor.
+    argnums : int or tuple of ints, default 0
+        Which positional arguments to differentiate; a tuple gives a tuple of gradients.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> df = st.grad(lambda x: x ** 3)
+    >>> df(2.0)
+    array(12.)
+    >>> print(df.expr)
+    3*x**2
+    """
+    def derive(fun, args, nums):
+        tape, y = _with_tape(fun, args, nums)
+        y = _scalar(y, "grad")
+        return _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
+                     argnums)
+
+    return _Transform(fun, argnums, derive, "grad")
+
+
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+    """Compile a function's value and gradient together (shared subexpressions).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> vg = st.value_and_grad(lambda x, y: x * st.sin(y), argnums=(0, 1))
+    >>> value, (dx, dy) = vg(2.0, 0.0)
+    >>> float(value), float(dx), float(dy)
+    (0.0, 0.0, 2.0)
+    """
+    def derive(fun, args, nums):
+        tape, y = _with_tape(fun, args, nums)
+        y = _scalar(y, "value_and_grad")
+        return y, _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
+                        argnums)
+
+    return _Transform(fun, argnums, derive, "value_and_grad")
+
+
+def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+    """Compile the Jacobian: shape ``output.shape + argument.shape`` (JAX's ``jacrev``).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> J = st.jacobian(lambda x: st.stack([x[0] * x[1], st.sin(x[0])]))
+    >>> J(st.constant([0.0, 2.0]))
+    array([[2., 0.],
+           [1., 0.]])
+    """
+    def derive(fun, args, nums):
+        tape, y = _with_tape(fun, args, nums)
+        y = _as_tensor(y)
+        return _pick(tape.jacobian(y, [args[i] for i in nums], unconnected_gradients="zero"),
+                     argnums)
+
+    return _Transform(fun, argnums, derive, "jacobian")
+
+
+def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False):
+    """Compile the exact Hessian of a scalar-valued function.
+
+    With ``sparse=True`` the result is a ``scipy.sparse`` CSR matrix (``cupyx.scipy.sparse``
+    on the GPU) over all entries of the differentiated arguments, flattened in order; an
+    entry is derived only where the gradient entry depends on that variable, and only those
+    entries are evaluated.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> H = st.hessian(lambda x: x[0] ** 2 * x[1])
+    >>> H(st.constant([1.0, 2.0]))
+    array([[4., 2.],
+           [2., 0.]])
+    >>> Hs = st.hessian(lambda x: st.reduce_sum(x ** 3), sparse=True)
+    >>> Hs(st.constant([1.0, 2.0])).toarray()
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    if sparse:
+        from symtape.sparse import SparseHessian
+
+        return SparseHessian(fun, argnums)
+
+    def derive(fun, args, nums):
+        tape, y = _with_tape(fun, args, nums, persistent=True)
+        y = _scalar(y, "hessian")
+        sources = [args[i] for i in nums]
+        blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
+                              unconnected_gradients="zero")
+        return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
+
+    return _Transform(fun, argnums, derive, "hessian")

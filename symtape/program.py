@@ -1,0 +1,518 @@
+"""Compiling a traced graph (:mod:`symtape.trace`) into one NumPy or CuPy kernel.
+
+Each recorded op becomes part of a SymPy expression over *whole arrays*: a symbol stands
+for an array value, so ``sin(a) * b`` prints as ``numpy.sin(a) * b`` and stays vectorized
+(a length-10⁶ Rosenbrock gradient is a handful of array lines, not 10⁶ scalar expressions).
+
+- Arithmetic and the standard functions are SymPy expressions; SymPy folds the constants
+  a sweep leaves behind (``1*g``) and SymPy's printers write the code.
+- Other elementwise primitives (``sigmoid``, ``where``, comparisons, ...) are printed as
+  calls of their own numeric forward, so the kernel computes exactly what the eager op
+  computes (stable ``softplus``, ``log1p``; no SymPy-only branches).
+- Structural ops (indexing, reductions, ``matmul``, ...) are calls of batch-aware forms:
+  every argument may carry extra leading batch axes, and the kernel evaluates the whole
+  batch in one call.
+- The DAG's own sharing is the common-subexpression elimination: a value used twice is
+  computed once into a temporary; single-use chains are inlined up to a bounded depth.
+
+Kernels are cached by the structure of the graph (ops, parameters, shapes, dtypes,
+constants), so tracing an identical function again compiles nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+import sympy
+from sympy.core.function import UndefinedFunction
+
+from symtape.compile import PRINTERS, Names, array_module_for, cached, fold_constants, load
+from symtape.objarrays import exact_number
+from symtape.symbolic import recursion_headroom
+from symtape.tensor import Tensor, Variable
+
+__all__ = ["Program", "build"]
+
+# printed as SymPy expressions; every other elementwise primitive is a call of its numeric form
+_SYMPY_PRINTED = frozenset({
+    "add", "sub", "mul", "div", "neg", "powc", "pow", "exp", "log", "sqrt", "sin", "cos", "tan",
+    "asin", "acos", "atan", "sinh", "cosh", "tanh", "abs", "sign", "atan2"})
+_MAX_INLINE_DEPTH = 16  # deeper single-use chains are cut into temporaries
+
+
+# ---------------------------------------------------------------- batch-aware structural ops
+
+
+def _core_axes(axis, k: int):
+    """Axes of the core shape (rank ``k``) as negative axes, which skip leading batch axes."""
+    if axis is None:
+        return tuple(range(-k, 0))
+    if isinstance(axis, (tuple, list)):
+        return tuple(a - k if a >= 0 else a for a in axis)
+    return axis - k if axis >= 0 else axis
+
+
+def _reduce(xp, x, *, fn, k, axis, keepdims):
+    return getattr(xp, fn)(x, axis=_core_axes(axis, k), keepdims=keepdims)
+
+
+def _reshape(xp, x, *, k, shape):
+    x = xp.asarray(x)
+    return x.reshape(x.shape[:x.ndim - k] + tuple(shape))
+
+
+def _transpose(xp, x, *, k, perm):
+    x = xp.asarray(x)
+    lead = x.ndim - k
+    return xp.transpose(x, tuple(range(lead)) + tuple(lead + p for p in perm))
+
+
+def _expand(xp, x, *, r, k):
+    """Insert ``r - k`` axes between the batch axes and the core axes of ``x``."""
+    return xp.expand_dims(xp.asarray(x), tuple(range(-r, -k)))
+
+
+def _broadcast_to(xp, x, *, k, shape):
+    x = xp.asarray(x)
+    if k < len(shape):
+        x = _expand(xp, x, r=len(shape), k=k)
+    return xp.broadcast_to(x, x.shape[:x.ndim - len(shape)] + tuple(shape))
+
+
+def _batch_key(key, k: int) -> tuple:
+    """A core index as an index of batched arrays: ``(..., key, :, ...)``."""
+    items = key if isinstance(key, tuple) else (key,)
+    consumed = sum(np.ndim(i) if isinstance(i, np.ndarray) and i.dtype == bool else
+                   0 if i is None or i is Ellipsis else 1 for i in items)
+    if any(i is Ellipsis for i in items):
+        at = next(n for n, i in enumerate(items) if i is Ellipsis)
+        items = items[:at] + (slice(None),) * (k - consumed) + items[at + 1:]
+        consumed = k
+    return (Ellipsis,) + tuple(items) + (slice(None),) * (k - consumed)
+
+
+def _getitem(xp, x, *, key):
+    return xp.asarray(x)[key]
+
+
+def _scatter(xp, g, *, k, key, shape):
+    from symtape.primitives import add_at
+
+    g = xp.asarray(g)
+    out = xp.zeros(g.shape[:g.ndim - k] + tuple(shape), dtype=g.dtype)
+    add_at(xp, out, key, g)
+    return out
+
+
+def _concat(xp, *xs, ks, axis):
+    arrays = [xp.asarray(x) for x in xs]
+    batch = np.broadcast_shapes(*[a.shape[:a.ndim - k] for a, k in zip(arrays, ks)])
+    arrays = [xp.broadcast_to(a, batch + a.shape[a.ndim - k:]) for a, k in zip(arrays, ks)]
+    return xp.concatenate(arrays, axis=_core_axes(axis, ks[0]))
+
+
+def _matmul(xp, a, b, *, ka, kb):
+    a, b = xp.asarray(a), xp.asarray(b)
+    if ka == 1:
+        a = a[..., None, :]
+    if kb == 1:
+        b = b[..., :, None]
+    ra, rb = max(ka, 2), max(kb, 2)
+    r = max(ra, rb)
+    if ra < r:
+        a = _expand(xp, a, r=r, k=ra)
+    if rb < r:
+        b = _expand(xp, b, r=r, k=rb)
+    out = xp.matmul(a, b)
+    if kb == 1:
+        out = out[..., 0]
+    if ka == 1:
+        out = out[..., 0] if kb == 1 else out[..., 0, :]
+    return out
+
+
+def _structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
+    """(the batch-aware form of a non-elementwise node, whether batches are supported)."""
+    name, params, k = node._prim.name, node._params, (ranks[0] if ranks else 0)
+    if name in ("reduce_sum", "reduce_max", "reduce_min"):
+        fn = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min"}[name]
+        return functools.partial(_reduce, fn=fn, k=k, **params), True
+    if name == "reshape":
+        return functools.partial(_reshape, k=k, shape=params["shape"]), True
+    if name == "transpose":
+        return functools.partial(_transpose, k=k, perm=params["perm"]), True
+    if name == "broadcast_to":
+        return functools.partial(_broadcast_to, k=k, shape=params["shape"]), True
+    if name in ("getitem", "scatter"):
+        key = _batch_key(params["key"], k if name == "getitem" else len(params["shape"]))
+        if name == "getitem":
+            return functools.partial(_getitem, key=key), _batchable_key(params["key"])
+        return (functools.partial(_scatter, k=k, key=key, shape=params["shape"]),
+                _batchable_key(params["key"]))
+    if name == "concat":
+        return functools.partial(_concat, ks=tuple(ranks), axis=params["axis"]), True
+    if name == "matmul":
+        return functools.partial(_matmul, ka=ranks[0], kb=ranks[1]), True
+    prim = node._prim  # a primitive without a batch rule: correct for unbatched calls only
+    return functools.partial(_call_numeric, prim.numeric, params), False
+
+
+def _batchable_key(key) -> bool:
+    """Several advanced indices apart from each other move their axes to the front."""
+    items = key if isinstance(key, tuple) else (key,)
+    advanced = [n for n, i in enumerate(items) if isinstance(i, (np.ndarray, list))]
+    return not advanced or advanced == list(range(advanced[0], advanced[-1] + 1))
+
+
+def _call_numeric(numeric, params, xp, *values):
+    return numeric(xp, *values, **params)
+
+
+# ---------------------------------------------------------------- the graph
+
+
+def _walk(outputs: list[Tensor], resolve: Callable[[Tensor], Tensor]) -> list[Tensor]:
+    """Every node the outputs depend on, inputs first (iterative: graphs may be deep)."""
+    order, seen = [], set()
+    stack = [(resolve(t), False) for t in reversed(outputs)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if node._prim is not None:
+            stack.extend((resolve(x), False) for x in reversed(node._inputs)
+                         if id(resolve(x)) not in seen)
+    return order
+
+
+def _freeze(value) -> Any:
+    """A hashable, exact description of a parameter or constant."""
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__,) + tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple((k, _freeze(v)) for k, v in sorted(value.items()))
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return ("dtype", np.dtype(value).str)
+    if hasattr(value, "__array__") or isinstance(value, np.generic):
+        array = np.asarray(value)
+        return ("array", array.dtype.str, array.shape, array.tobytes())
+    return value
+
+
+class _Graph:
+    """The nodes of a trace, classified: arguments, Variables read, constants, ops."""
+
+    def __init__(self, arguments: list[Tensor], outputs: list[Tensor], aliases: dict):
+        def resolve(t):
+            while id(t) in aliases:
+                t = aliases[id(t)]
+            return t
+
+        self.resolve = resolve
+        self.order = _walk(outputs, resolve)
+        self.outputs = [resolve(t) for t in outputs]
+        self.argument_index = {id(p): i for i, p in enumerate(arguments)}
+        self.variables: list[Variable] = []
+        variable_index: dict[int, int] = {}
+        self.kinds: dict[int, tuple] = {}
+        for node in self.order:
+            source = node._source
+            if node._prim is not None:
+                self.kinds[id(node)] = ("op",)
+            elif id(node) in self.argument_index:
+                self.kinds[id(node)] = ("arg", self.argument_index[id(node)])
+            elif isinstance(source, Variable):
+                if id(source) not in variable_index:
+                    variable_index[id(source)] = len(self.variables)
+                    self.variables.append(source)
+                self.kinds[id(node)] = ("var", variable_index[id(source)])
+            else:
+                self.kinds[id(node)] = ("const",)
+
+    def key(self, backend: str) -> tuple:
+        """What the kernel computes, independent of which objects computed it."""
+        index = {id(node): n for n, node in enumerate(self.order)}
+        items = []
+        for node in self.order:
+            kind = self.kinds[id(node)]
+            value = np.asarray(node._value) if not hasattr(node._value, "__cuda_array_interface__") \
+                else node._value.get()
+            described = (value.dtype.str, value.shape, bool(node._weak))
+            if kind[0] == "op":
+                items.append((node._prim.name, _freeze(node._params),
+                              tuple(index[id(self.resolve(x))] for x in node._inputs)) + described)
+            elif kind[0] == "const":
+                items.append(("const", value.tobytes()) + described)
+            else:
+                items.append(kind + described)
+        return (backend, tuple(items), tuple(index[id(t)] for t in self.outputs))
+
+
+# ---------------------------------------------------------------- code generation
+
+
+class _Builder:
+    """Turns the graph's nodes into SymPy expressions over array symbols, and those into code."""
+
+    def __init__(self, graph: _Graph, backend: str):
+        self.graph = graph
+        self.backend = backend
+        self.names = Names()
+        self.namespace: dict[str, Any] = {}
+        self.functions: dict[Any, UndefinedFunction] = {}
+        self.lines: list[str] = []
+        self.batchable = True
+        self.printer = PRINTERS[backend](self.names, allow_unknown_functions=True)
+
+    def function(self, key, make: Callable[[], Callable], prefix: str) -> UndefinedFunction:
+        """A SymPy function printed as a call of a namespace entry (one per distinct key)."""
+        fn = self.functions.get(key)
+        if fn is None:
+            name = self.names.fresh(prefix)
+            self.namespace[name] = make()
+            fn = self.functions[key] = sympy.Function(name)
+        return fn
+
+    def emit(self, expr, prefix: str = "t") -> sympy.Symbol:
+        symbol = self.names.temporary(prefix)
+        self.lines.append(f"    {self.names.of[symbol]} = {self.print(expr)}")
+        return symbol
+
+    def print(self, expr) -> str:
+        return self.printer.doprint(fold_constants(expr))
+
+    def build(self) -> str:
+        graph = self.graph
+        consumers: dict[int, int] = {}
+        for node in graph.order:
+            if node._prim is not None:
+                for x in node._inputs:
+                    consumers[id(graph.resolve(x))] = consumers.get(id(graph.resolve(x)), 0) + 1
+        for t in graph.outputs:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1  # a returned value is a use too
+        exprs: dict[int, Any] = {}
+        depth: dict[int, int] = {}
+        dependent: dict[int, bool] = {}
+        for node in graph.order:
+            expr, level, dep = self.node(node, exprs, depth, dependent)
+            if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
+                expr, level = self.emit(expr), 0
+            exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
+        self.lines.append(f"    return ({', '.join(self.print(exprs[id(t)]) for t in graph.outputs)},)")
+        arguments = sorted({k[1] for k in graph.kinds.values() if k[0] == "arg"})
+        prologue = [f"    _a{i} = _args[{i}]" for i in arguments]
+        prologue += [f"    _v{j} = _variables[{j}]" for j in range(len(graph.variables))]
+        return "\n".join(["def kernel(_args, _variables):"] + prologue + self.lines) + "\n"
+
+    def node(self, node: Tensor, exprs, depth, dependent) -> tuple[Any, int, bool]:
+        """(expression, inline depth, may carry batch axes) of one node."""
+        kind = self.graph.kinds[id(node)]
+        if kind[0] == "arg":
+            return self.input(f"_a{kind[1]}"), 0, True
+        if kind[0] == "var":
+            return self.input(f"_v{kind[1]}"), 0, False
+        if kind[0] == "const":
+            return self.constant(node), 0, False
+        inputs = [self.graph.resolve(x) for x in node._inputs]
+        args = [exprs[id(x)] for x in inputs]
+        dep = any(dependent[id(x)] for x in inputs)
+        level = 1 + max((depth[id(x)] for x in inputs), default=0)
+        prim = node._prim
+        ranks = [np.ndim(x._value) for x in inputs]
+        if not prim.elementwise:
+            call, batchable = _structural_call(node, ranks)
+            self.batchable &= batchable
+            fn = self.function((prim.name, _freeze(node._params), tuple(ranks)),
+                               lambda: self.bind(call), f"{prim.name}_")
+            return fn(*args), level, dep
+        r = np.ndim(node._value)
+        args = self.uniform_constants(node, inputs, args)
+        args = [self.align(a, r, k) if k < r and dependent[id(x)] else a
+                for a, k, x in zip(args, ranks, inputs)]
+        if prim.name in _SYMPY_PRINTED:
+            expr = prim.symbolic(*args, **node._params)
+        else:
+            fn = self.function((prim.name, _freeze(node._params)),
+                               lambda: self.bind(functools.partial(_call_numeric, prim.numeric,
+                                                                   node._params)),
+                               f"{prim.name}_")
+            expr = fn(*args)
+        return self.fix_dtype(expr, node, inputs, exprs), level, dep
+
+    def uniform_constants(self, node: Tensor, inputs: list[Tensor], args: list) -> list:
+        """A constant array of one repeated value (a broadcast cotangent seed) becomes that
+        number, where the other operands already give the result its shape."""
+        kinds = self.graph.kinds
+        constant = [kinds[id(x)][0] == "const" and np.ndim(x._value) > 0 and _uniform(x._value)
+                    for x in inputs]
+        if not any(constant):
+            return args
+        others = [np.shape(x._value) for x, c in zip(inputs, constant) if not c]
+        if np.broadcast_shapes(*others) != np.shape(node._value):
+            return args
+        return [exact_number(x._value.reshape(-1)[0].item()) if c else a
+                for a, x, c in zip(args, inputs, constant)]
+
+    def input(self, name: str) -> sympy.Symbol:
+        symbol = sympy.Dummy(name)
+        self.names.of[symbol] = name
+        return symbol
+
+    def constant(self, node: Tensor):
+        value = node._value
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
+            return exact_number(np.asarray(value)[()].item())
+        symbol = self.names.temporary("k")
+        self.namespace[self.names.of[symbol]] = self.xp.asarray(value)
+        return symbol
+
+    @property
+    def xp(self):
+        return array_module_for(self.backend)
+
+    def bind(self, call: Callable) -> Callable:
+        return functools.partial(call, self.xp)
+
+    def align(self, expr, r: int, k: int):
+        fn = self.function(("align", r, k), lambda: self.bind(functools.partial(_expand, r=r, k=k)),
+                           "expand_")
+        return fn(expr)
+
+    def fix_dtype(self, expr, node: Tensor, inputs: list[Tensor], exprs) -> Any:
+        """Cast where NumPy's promotion of the printed operands differs from the traced dtype
+        (a constant inlined as a Python number is weak; the traced one may not have been)."""
+        operands = [_weak_stand_in(exprs[id(x)], x) for x in inputs]
+        expected = _result_dtype(node._prim, tuple(operands), _freeze(node._params), node._params)
+        actual = np.asarray(node._value).dtype
+        if expected == actual:
+            return expr
+        fn = self.function(("cast", actual.str),
+                           lambda: self.bind(functools.partial(_astype, dtype=actual)), "as_")
+        return fn(expr)
+
+
+def _uniform(value) -> bool:
+    first = value.reshape(-1)[0]
+    return bool((value == first).all())
+
+
+def _astype(xp, x, *, dtype):
+    return xp.asarray(x).astype(dtype)
+
+
+def _weak_stand_in(expr, node: Tensor):
+    """What NumPy sees for an operand: a Python number for inlined constants, else its dtype."""
+    if isinstance(expr, sympy.Number):
+        return 0.5 if np.asarray(node._value).dtype.kind == "f" else 1
+    if node._weak and np.ndim(node._value) == 0:
+        return 0.5 if np.asarray(node._value).dtype.kind == "f" else 1
+    return np.asarray(node._value).dtype.str
+
+
+def _result_dtype(prim, operands: tuple, frozen_params, params) -> np.dtype:
+    key = (prim.name, operands, frozen_params)
+    cached = _DTYPES.get(key)
+    if cached is None:
+        values = [o if isinstance(o, (int, float)) else np.ones((), dtype=o) for o in operands]
+        with np.errstate(all="ignore"):
+            cached = _DTYPES[key] = np.asarray(prim.numeric(np, *values, **params)).dtype
+    return cached
+
+
+_DTYPES: dict = {}  # (primitive, operand dtypes, parameters) -> result dtype; small, bounded
+
+
+# ---------------------------------------------------------------- the compiled program
+
+
+class Program:
+    """A compiled trace: call it with argument values (batch axes allowed) for the outputs.
+
+    Parameters
+    ----------
+    arguments : list of Tensor
+        The placeholders (:func:`symtape.trace.placeholder`), in call order.
+    outputs : list of Tensor
+        What the kernel returns, in order.
+    aliases : dict
+        ``id(read) -> Tensor`` from the trace: reads that stand for assigned values.
+    backend : {'numpy', 'cupy'}
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> from symtape.trace import placeholder
+    >>> x = placeholder(np.array([1.0, 2.0]), "x")
+    >>> p = Program([x], [st.reduce_sum(st.sin(x) * x)], {})
+    >>> p([np.zeros((4, 2))])[0].shape
+    (4,)
+    """
+
+    def __init__(self, arguments: list[Tensor], outputs: list[Tensor], aliases: dict,
+                 backend: str = "numpy"):
+        graph = _Graph(arguments, outputs, aliases)
+        self.backend = backend
+        self.variables = graph.variables
+        self.argument_shapes = [tuple(np.shape(p._value)) for p in arguments]
+        self.output_shapes = [tuple(np.shape(t._value)) for t in graph.outputs]
+        self.output_dtypes = [_dtype_of(t._value) for t in graph.outputs]
+        self.source, self._function, self.batchable = cached(
+            graph.key(backend), lambda: _generate(graph, backend))
+
+    def __call__(self, values: list) -> list:
+        xp = array_module_for(self.backend)
+        batch = self.batch_shape(values)
+        results = self._function(values, [v._value for v in self.variables])
+        out = []
+        for value, shape, dtype in zip(results, self.output_shapes, self.output_dtypes):
+            value = xp.asarray(value)
+            if value.dtype != dtype:
+                value = value.astype(dtype)
+            if value.shape != batch + shape:  # a constant output, or one no argument reaches
+                value = xp.array(xp.broadcast_to(value, batch + shape))
+            out.append(value)
+        return out
+
+    def batch_shape(self, values: list) -> tuple[int, ...]:
+        """The common leading (batch) shape of the arguments; () for a plain call."""
+        batches = []
+        for i, (value, core) in enumerate(zip(values, self.argument_shapes)):
+            shape = tuple(np.shape(value))
+            lead = len(shape) - len(core)
+            if lead < 0 or shape[lead:] != core:
+                raise ValueError(f"argument {i} has shape {shape}; this trace takes shape {core}"
+                                 " (optionally with extra leading batch axes)")
+            if lead:
+                batches.append(shape[:lead])
+        if not batches:
+            return ()
+        if not self.batchable:
+            raise ValueError("this function indexes with several separated integer arrays, "
+                             "which has no batched form; call it once per point")
+        try:
+            return tuple(np.broadcast_shapes(*batches))
+        except ValueError:
+            raise ValueError(f"the arguments' batch shapes {batches} do not broadcast together"
+                             ) from None
+
+
+def _dtype_of(value) -> np.dtype:
+    return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+
+
+def _generate(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
+    with recursion_headroom():
+        builder = _Builder(graph, backend)
+        source = builder.build()
+    function = load(source, builder.printer.module_imports, backend, builder.namespace)
+    return source, function, builder.batchable

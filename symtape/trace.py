@@ -1,0 +1,91 @@
+"""Tracing: running a Python function once to capture what it computes as a graph.
+
+A trace runs the function eagerly, on real values, with each argument replaced by a
+*placeholder*: a Tensor that is its own symbolic source (like a watched constant), so every
+op on it keeps its lineage. What the function computes is then the recorded DAG from the
+placeholders (and the Variables it reads) to its outputs. While a trace is active:
+
+- gradients are swept on Tensors, so they are part of the DAG too (:mod:`symtape.tape`);
+- ``Variable.assign*`` records the new value's lineage; reading the Variable afterwards
+  gives a fresh read that stands for that value (:class:`Trace` keeps the aliases);
+- ``bool()`` of a traced Tensor raises: a Python ``if`` would freeze one branch into the
+  compiled code (use ``st.where``).
+"""
+
+from __future__ import annotations
+
+
+from symtape.tensor import ACTIVE_TRACE, Tensor, Variable
+
+__all__ = ["Trace", "active", "placeholder"]
+
+
+def active() -> "Trace | None":
+    """The trace being recorded, if any.
+
+    Examples
+    --------
+    >>> active() is None
+    True
+    """
+    return ACTIVE_TRACE.get()
+
+
+def placeholder(value, name: str, weak: bool = False) -> Tensor:
+    """A traced argument: a Tensor that is its own source, named ``name`` in ``.expr``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = placeholder(np.array([1.0, 2.0]), "x")
+    >>> (p * 2).expr
+    [2*x[0], 2*x[1]]
+    """
+    tensor = Tensor(value, weak=weak, name=name)
+    tensor._source = tensor
+    tensor._symbolic = True
+    return tensor
+
+
+class Trace:
+    """What one run of a traced function read and wrote.
+
+    Attributes
+    ----------
+    assigned : dict
+        ``id(variable) -> (variable, Tensor)``: the last value assigned to each Variable.
+    aliases : dict
+        ``id(read) -> Tensor``: reads made after an assignment stand for the assigned value.
+    originals : dict
+        ``id(variable) -> (variable, value)``: each assigned Variable's value before the trace.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> v = st.Variable(1.0, name="v")
+    >>> with Trace() as trace:
+    ...     _ = v.assign_add(2.0)
+    >>> [var.name for var, _ in trace.assigned.values()]
+    ['v']
+    """
+
+    def __init__(self):
+        self.assigned: dict[int, tuple[Variable, Tensor]] = {}
+        self.aliases: dict[int, Tensor] = {}
+        self.originals: dict[int, tuple] = {}
+        self._token = None
+
+    def __enter__(self) -> "Trace":
+        self._token = ACTIVE_TRACE.set(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        ACTIVE_TRACE.reset(self._token)
+
+    def assign(self, variable: Variable, new: Tensor, original) -> Tensor:
+        """Record ``variable = new``; returns the read that stands for the new value."""
+        self.originals.setdefault(id(variable), (variable, original))
+        self.assigned[id(variable)] = (variable, new)
+        read = Tensor(new._value, source=variable)
+        self.aliases[id(read)] = new
+        return read
