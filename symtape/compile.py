@@ -241,13 +241,20 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
               cse: bool) -> tuple[str, frozenset]:
     """The kernel's source, and the modules its printed code refers to."""
     names = Names()
-    lines = ["def kernel(*_args):"]
+    lines: list[str] = []
+    # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
+    # faster for scalar code evaluated at one float64 point
+    arrays_in, floats_in = [], []
+    floats_in += [f"        _l{arg} = _args[{arg}].tolist()"
+                  for arg, shape in enumerate(layout.shapes) if shape]
     for symbol, arg, index in layout.entries:
-        names.of[symbol] = names.fresh("x")
+        name = names.of[symbol] = names.fresh("x")
         if index:
-            lines.append(f"    {names.of[symbol]} = _args[{arg}][..., {', '.join(map(str, index))}]")
+            arrays_in.append(f"        {name} = _args[{arg}][..., {', '.join(map(str, index))}]")
+            floats_in.append(f"        {name} = _l{arg}{''.join(f'[{i}]' for i in index)}")
         else:  # a scalar input is used as given: a Python float stays weakly typed
-            lines.append(f"    {names.of[symbol]} = _args[{arg}]")
+            arrays_in.append(f"        {name} = _args[{arg}]")
+            floats_in.append(f"        {name} = float(_args[{arg}])")
     flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
     if cse:
         replacements, reduced = sympy.cse(flat, order="none",
@@ -266,7 +273,12 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     for symbol, value in block:
         lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
     lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
-    return "\n".join(lines) + "\n", frozenset(printer.module_imports)
+    if backend == "numpy" and layout.entries:
+        head = ["def kernel(*_args, _floats=False):", "    if _floats:", *floats_in, "    else:",
+                *arrays_in]
+    else:
+        head = ["def kernel(*_args):", *(line[4:] for line in arrays_in)]
+    return "\n".join(head + lines) + "\n", frozenset(printer.module_imports)
 
 
 # ---------------------------------------------------------------- the kernel
@@ -302,6 +314,7 @@ class Kernel:
         self._shapes = [o.shape for o in outputs]
         self._as_tuple = as_tuple
         self._function = load(source, modules, backend)
+        self._floats = "_floats" in source.partition("\n")[0]
 
     def __call__(self, *args):
         xp = array_module_for(self.backend)
@@ -311,18 +324,40 @@ class Kernel:
         # Python numbers stay Python numbers (weak: float32 arrays keep their dtype)
         values = [_value_of(a) for a in args]
         values = [v if isinstance(v, (int, float)) else xp.asarray(v) for v in values]
+        if self._floats and self._plain_float64(values):
+            try:  # Python's float arithmetic raises where NumPy's gives inf/nan: then use arrays
+                outputs = self._assemble(np, (), self._function(*values, _floats=True),
+                                         float_point=True)
+                return tuple(outputs) if self._as_tuple else outputs[0]
+            except (ArithmeticError, ValueError, TypeError):
+                pass
         batch = self._batch_shape(values)
-        flat = self._function(*values)
+        outputs = self._assemble(xp, batch, self._function(*values))
+        return tuple(outputs) if self._as_tuple else outputs[0]
+
+    def _plain_float64(self, values) -> bool:
+        """One float64 point (no batch axes): the Python-float kernel applies."""
+        for value, core in zip(values, self._layout.shapes):
+            if type(value) is float:
+                continue
+            if type(value) is not np.ndarray or value.dtype != np.float64 or value.shape != core:
+                return False
+        return True
+
+    def _assemble(self, xp, batch: tuple, flat, float_point: bool = False) -> list:
         outputs, start = [], 0
         for shape in self._shapes:
             size = math.prod(shape)
-            entries = [xp.broadcast_to(xp.asarray(v), batch) for v in flat[start:start + size]]
+            entries = flat[start:start + size]
             start += size
-            if shape == ():
-                outputs.append(entries[0][()] if batch == () else entries[0])
+            if float_point:  # complex results (a negative base to a fractional power) raise
+                outputs.append(np.array(entries, dtype=np.float64).reshape(shape))
+            elif batch == () and xp is np:
+                outputs.append(np.array(entries).reshape(shape))
             else:
+                entries = [xp.broadcast_to(xp.asarray(v), batch) for v in entries]
                 outputs.append(xp.stack(entries, axis=-1).reshape(batch + shape))
-        return tuple(outputs) if self._as_tuple else outputs[0]
+        return outputs
 
     def _batch_shape(self, arrays) -> tuple[int, ...]:
         batches = []

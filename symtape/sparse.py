@@ -1,11 +1,13 @@
-"""Sparse Hessians: only the entries a gradient entry depends on are derived and evaluated.
+"""Sparse Hessians: only the entries a gradient entry depends on are ever computed.
 
-The gradient's exact entries come from one symbolic reverse sweep. Entry ``(i, j)`` of the
-Hessian is derived only when variable ``j`` occurs in gradient entry ``i`` (and ``j >= i``:
-the other triangle is the same value), so a function whose variables interact locally —
-the extended Rosenbrock function has ``3n - 2`` nonzeros — costs ``O(n)`` derivatives, not
-``O(n²)``. The nonzero values are compiled into one kernel; the sparsity pattern is fixed
-at trace time, so each call only evaluates the kernel and wraps its values in a CSR matrix.
+The sparsity pattern is exact: entry ``(i, j)`` is structurally nonzero when variable ``j``
+occurs in the closed form of gradient entry ``i`` (one symbolic reverse sweep gives all of
+them). The values come from Hessian-vector products, compressed by a column colouring
+(Curtis, Powell and Reid): columns that share no row get one colour, and one product with
+the sum of their unit vectors yields all their entries at once. The extended Rosenbrock
+function (``3n - 2`` nonzeros, tridiagonal) needs 3 products for any ``n``, and the
+products are one batched call of a compiled, vectorized kernel. Structural zeros are
+never differentiated nor evaluated.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import sympy
 
 from symtape import nest
 from symtape.backends import array_module
-from symtape.compile import compile as compile_kernel
-from symtape.program import _Graph
 from symtape.symbolic import factored, symbolic_value
 from symtape.tensor import Tensor
 
@@ -59,7 +59,7 @@ class SparseHessian:
         if built is None:
             built = self._built[key] = _Built(self._fun, args, nums, leaves, rebuild, specs)
         self._last = built
-        return built.evaluate(leaves)
+        return built.evaluate(leaves, args, nums)
 
     @property
     def expr(self) -> sympy.SparseMatrix:
@@ -70,7 +70,7 @@ class SparseHessian:
 
 
 class _Built:
-    """One traced signature: the pattern, the exact entries and their kernel."""
+    """One traced signature: the pattern, its colouring, and the batched product kernel."""
 
     def __init__(self, fun, args, nums, leaves, rebuild, specs):
         from symtape.functional import _argument_names, _scalar, _with_tape
@@ -85,51 +85,89 @@ class _Built:
                 leaf = placeholder(value[()] if np.ndim(value) == 0 else value, name, spec[3])
                 placeholders.append(leaf)
             traced.append(leaf)
-        self._specs = specs
         traced = rebuild(traced)
         tape, y = _with_tape(fun, traced, nums)
         y = _scalar(y, "hessian")
-        sources = [traced[i] for i in nums]
+        sources = nest.flatten([traced[i] for i in nums])[0]
         grads = tape.gradient(y, sources, unconnected_gradients="zero")
-        self.variables = _Graph(placeholders, [y], {}).variables
         with factored():
-            entries = _flat([symbolic_value(t) for t in nest.flatten(grads)[0]])
-            symbols = _flat([symbolic_value(t) for t in nest.flatten(sources)[0]])
-            self.size = len(symbols)
-            upper = _upper_entries(entries, symbols)
-        inputs = [symbolic_value(p) for p in placeholders]
-        inputs += [symbolic_value(v._read()) for v in self.variables]
-        self.expr = sympy.SparseMatrix(self.size, self.size, {
-            **{(i, j): h for (i, j), h in upper.items()},
-            **{(j, i): h for (i, j), h in upper.items()}})
-        self._pattern(list(upper))
-        xp = array_module(*[p._value for p in placeholders])
-        self._kernel = compile_kernel(list(upper.values()), inputs,
-                                      backend="numpy" if xp is np else "cupy") if upper else None
+            self._entries = _flat([symbolic_value(g) for g in grads])
+            self._symbols = _flat([symbolic_value(s) for s in sources])
+        self.size = len(self._symbols)
+        self._shapes = [tuple(np.shape(s._value)) for s in sources]
+        self._specs = specs
+        self._expr = None
+        self._pattern(_dependencies(self._entries, self._symbols))
+        self._product = _hessian_product(fun, nums, len(args))
 
-    def _pattern(self, upper: list[tuple[int, int]]) -> None:
-        """CSR structure of both triangles; ``_take`` maps CSR slots to kernel outputs."""
-        rows, cols, take = [], [], []
-        for u, (i, j) in enumerate(upper):
-            rows.append(i), cols.append(j), take.append(u)
-            if i != j:
-                rows.append(j), cols.append(i), take.append(u)
-        order = np.lexsort((np.array(cols, dtype=np.int64), np.array(rows, dtype=np.int64)))
-        self._indices = np.asarray(cols, dtype=np.int32)[order]
-        self._take = np.asarray(take, dtype=np.int64)[order]
-        counts = np.bincount(np.asarray(rows, dtype=np.int64), minlength=self.size)
-        self._indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    def _pattern(self, rows: list[list[int]]) -> None:
+        """The CSR structure, a colouring of its columns, and where each value is found."""
+        colours = _colour_columns(rows, self.size)
+        self.colours = int(colours.max()) + 1 if self.size and any(rows) else 0
+        indptr = np.zeros(self.size + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum([len(r) for r in rows])
+        self._indptr = indptr.astype(np.int32)
+        self._indices = np.array([j for r in rows for j in r], dtype=np.int32)
+        row_of = np.repeat(np.arange(self.size), [len(r) for r in rows])
+        # the value of (i, j) is entry i of the product with colour(j)'s seed
+        self._take = colours[self._indices] * self.size + row_of if self.size else row_of
+        self._seeds = (np.arange(self.colours)[:, None] == colours[None, :]).astype(np.float64)
 
-    def evaluate(self, leaves: list):
-        values = [leaf._value if isinstance(leaf, Tensor) else leaf
-                  for leaf, spec in zip(leaves, self._specs) if spec[0] == "T"]
-        values += [v._value for v in self.variables]
-        xp = array_module(*values)
-        if self._kernel is None:
+    def evaluate(self, leaves: list, args: tuple, nums: tuple):
+        xp = array_module(*[leaf._value if isinstance(leaf, Tensor) else leaf for leaf in leaves])
+        if self.colours == 0:
             data = xp.zeros(0)
         else:
-            data = xp.asarray(self._kernel(*values), dtype=float)[xp.asarray(self._take)]
+            seeds, start = [], 0
+            for shape in self._shapes:
+                size = int(np.prod(shape, dtype=np.int64))
+                block = self._seeds[:, start:start + size].reshape((self.colours,) + shape)
+                seeds.append(xp.asarray(block))
+                start += size
+            if not self._product._traces:  # trace one product; the colours are its batch
+                self._product.get_concrete_function(*args, [seed[0] for seed in seeds])
+            products = self._product(*args, seeds)  # one batched call: a row per colour
+            flat = [xp.reshape(p, (self.colours, -1)) for p in nest.flatten(products)[0]]
+            data = xp.concatenate(flat, axis=1).reshape(-1)[xp.asarray(self._take)]
         return _csr(xp, data, self._indices, self._indptr, self.size)
+
+    @property
+    def expr(self) -> sympy.SparseMatrix:
+        """Exact entries, derived on first request (only the structural nonzeros)."""
+        if self._expr is None:
+            values = {}
+            with factored():
+                for i in range(self.size):
+                    for j in self._indices[self._indptr[i]:self._indptr[i + 1]].tolist():
+                        if (j, i) in values:
+                            values[(i, j)] = values[(j, i)]
+                        else:
+                            values[(i, j)] = sympy.diff(self._entries[i], self._symbols[j])
+            self._expr = sympy.SparseMatrix(self.size, self.size, values)
+        return self._expr
+
+
+def _hessian_product(fun, nums: tuple[int, ...], nargs: int):
+    """A compiled ``(*args, vs) -> H @ vs`` (one ``v`` per differentiated argument)."""
+    from symtape.functional import Function
+    from symtape.ops import reduce_sum
+    from symtape.tape import GradientTape
+
+    def product(*args_and_seeds):
+        args, seeds = args_and_seeds[:nargs], args_and_seeds[nargs]
+        sources = nest.flatten([args[i] for i in nums])[0]
+        with GradientTape() as outer:
+            outer.watch(sources)
+            with GradientTape() as inner:
+                inner.watch(sources)
+                y = fun(*args)
+            grads = inner.gradient(y, sources, unconnected_gradients="zero")
+            dot = 0
+            for g, v in zip(grads, seeds):
+                dot = dot + reduce_sum(g * v)
+        return outer.gradient(dot, sources, unconnected_gradients="zero")
+
+    return Function(product, wrap_outputs=False)
 
 
 def _flat(values: list) -> list:
@@ -139,20 +177,30 @@ def _flat(values: list) -> list:
     return out
 
 
-def _upper_entries(entries: list, symbols: list) -> dict:
-    """``(i, j) -> d entries[i] / d symbols[j]`` for ``j >= i`` where ``symbols[j]`` occurs."""
+def _dependencies(entries: list, symbols: list) -> list[list[int]]:
+    """Per gradient entry, the sorted positions of the variables it depends on."""
     position = {s: j for j, s in enumerate(symbols)}
-    upper = {}
+    rows = [set() for _ in entries]
     for i, entry in enumerate(entries):
-        if not isinstance(entry, sympy.Basic):
-            continue
-        columns = sorted(position[s] for s in entry.free_symbols if s in position)
-        for j in columns:
-            if j >= i:
-                h = sympy.diff(entry, symbols[j])
-                if h != 0:
-                    upper[(i, j)] = h
-    return upper
+        if isinstance(entry, sympy.Basic):
+            rows[i].update(position[s] for s in entry.free_symbols if s in position)
+    for i, row in enumerate(rows):  # the Hessian is symmetric: so is its pattern
+        for j in row:
+            if i not in rows[j]:
+                rows[j].add(i)
+    return [sorted(r) for r in rows]
+
+
+def _colour_columns(rows: list[list[int]], size: int) -> np.ndarray:
+    """Greedy colouring: two columns with a nonzero in the same row never share a colour."""
+    colours = np.full(size, -1, dtype=np.int64)
+    for j in range(size):  # by symmetry, column j's nonzero rows are rows[j]
+        taken = {int(colours[k]) for i in rows[j] for k in rows[i] if colours[k] >= 0}
+        colour = 0
+        while colour in taken:
+            colour += 1
+        colours[j] = colour
+    return colours
 
 
 def _csr(xp, data, indices, indptr, size: int):

@@ -1,0 +1,161 @@
+"""Speed of compiled kernels: derivation + compilation, evaluation, batches, the cache.
+
+Run: ``python benchmarks/bench_compile.py`` (``--repeat N`` for more samples, ``--quick``
+for small sizes). Every row prints symtape's time, a baseline timed in the same run, their
+ratio and the target. Times are the best of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import sympy
+from scipy.optimize import rosen, rosen_der, rosen_hess, rosen_hess_prod
+
+import symtape as st
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def rosen_scalar(xs):
+    """Extended Rosenbrock written with scalar ops (a Python loop over entries)."""
+    total = 0
+    for i in range(len(xs) - 1):
+        total = total + 100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2
+    return total
+
+
+def rosen_vector(x):
+    """Extended Rosenbrock on one vector: whole-array ops."""
+    return st.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def point(n: int) -> np.ndarray:
+    return np.where(np.arange(n) % 2 == 0, 1.2, 1.0) + 0.01 * np.sin(np.arange(n))
+
+
+def bench_scalar(n: int, repeat: int, rows: list) -> None:
+    x0 = point(n)
+    xs = [st.Variable(v, name=f"x{i}") for i, v in enumerate(x0)]
+    symbols = [sympy.Symbol(f"x{i}", real=True) for i in range(n)]
+    st.clear_kernel_cache()
+    start = time.perf_counter()
+    with st.GradientTape() as tape:
+        f = rosen_scalar(xs)
+    grads = [g.expr for g in tape.gradient(f, xs)]
+    kernel = st.compile(grads, [sympy.Array(symbols)])
+    derive_grad = time.perf_counter() - start
+    start = time.perf_counter()
+    hess = st.hessian(rosen_scalar, sparse=True)
+    H = hess(list(x0))
+    derive_hess = time.perf_counter() - start
+    assert H.nnz == 3 * n - 2 and np.allclose(H.toarray(), rosen_hess(x0))
+    assert np.allclose(kernel(x0), rosen_der(x0))
+    rows.append((f"scalar n={n}: exact gradient + sparse Hessian + compile", derive_grad + derive_hess,
+                 None, f"< 3 s (aim 1 s); gradient {derive_grad:.2f} s, Hessian {derive_hess:.2f} s"))
+    lambdified = sympy.lambdify([symbols], grads, cse=True)
+    ours = best_of(lambda: kernel(x0), repeat * 20)
+    theirs = best_of(lambda: lambdified(x0), repeat * 20)
+    rows.append((f"scalar n={n}: compiled gradient vs lambdify(cse=True)", ours, theirs, "<= 0.5x"))
+    rows.append((f"scalar n={n}: compiled gradient vs rosen_der", ours,
+                 best_of(lambda: rosen_der(x0), repeat * 20), "(scalar code has a cost)"))
+    rows.append((f"scalar n={n}: sparse Hessian evaluation vs rosen_hess (dense)",
+                 best_of(lambda: hess(list(x0)), repeat * 5),
+                 best_of(lambda: rosen_hess(x0), repeat * 5), "-"))
+
+
+def bench_vector(n: int, repeat: int, rows: list) -> None:
+    x0 = point(n)
+    v0 = np.cos(np.arange(n))
+    grad = st.grad(rosen_vector)
+    assert np.allclose(grad(x0), rosen_der(x0))
+    rows.append((f"vector n={n}: compiled gradient vs rosen_der", best_of(lambda: grad(x0), repeat),
+                 best_of(lambda: rosen_der(x0), repeat), "<= 2x"))
+    hvp = st.grad(lambda x, v: st.reduce_sum(st.grad(rosen_vector)(x) * v))
+    assert np.allclose(hvp(x0, v0), rosen_hess_prod(x0, v0))
+    rows.append((f"vector n={n}: Hessian-vector product vs rosen_hess_prod",
+                 best_of(lambda: hvp(x0, v0), repeat),
+                 best_of(lambda: rosen_hess_prod(x0, v0), repeat), "<= 3x"))
+
+
+def bench_sparse_vector(n: int, repeat: int, rows: list) -> None:
+    x0 = point(n)
+    hess = st.hessian(rosen_vector, sparse=True)
+    start = time.perf_counter()
+    H = hess(x0)
+    build = time.perf_counter() - start
+    assert H.nnz == 3 * n - 2 and np.allclose(H.toarray(), rosen_hess(x0))
+    rows.append((f"vector n={n}: sparse Hessian evaluation vs rosen_hess (dense)",
+                 best_of(lambda: hess(x0), repeat * 5), best_of(lambda: rosen_hess(x0), repeat * 5),
+                 f"< 1x (derivation + compile once: {build:.2f} s)"))
+
+
+def bench_batch(points: int, repeat: int, rows: list) -> None:
+    def f(x, y, z):
+        return st.sin(x) * st.exp(y) + z * st.log1p(x * x) + y * z
+
+    def by_hand(x, y, z):
+        e = np.exp(y)
+        value = np.sin(x) * e + z * np.log1p(x * x) + y * z
+        return value, (np.cos(x) * e + z * 2 * x / (1 + x * x), np.sin(x) * e + z,
+                       np.log1p(x * x) + y)
+
+    rng = np.random.default_rng(0)
+    x, y, z = (rng.uniform(-1, 1, points) for _ in range(3))
+    vg = st.value_and_grad(f, argnums=(0, 1, 2))
+    vg(0.1, 0.2, 0.3)  # trace at one point; the batch is a batched call of that trace
+    value, grads = vg(x, y, z)
+    ref_value, ref_grads = by_hand(x, y, z)
+    assert np.allclose(value, ref_value) and all(np.allclose(a, b) for a, b in zip(grads, ref_grads))
+    rows.append((f"batch of {points:.0e} points, 3 variables: value + gradient vs NumPy by hand",
+                 best_of(lambda: vg(x, y, z), repeat), best_of(lambda: by_hand(x, y, z), repeat),
+                 "<= 1x"))
+
+
+def bench_cache(repeat: int, rows: list) -> None:
+    def first():
+        st.clear_kernel_cache()
+        st.grad(lambda x: st.reduce_sum(st.sin(x) * x ** 2))(np.ones(3))
+
+    def second():
+        st.grad(lambda x: st.reduce_sum(st.sin(x) * x ** 2))(np.ones(3))
+
+    cold = best_of(first, repeat)
+    first()
+    before = st.kernel_cache_info().hits
+    warm = best_of(second, repeat)
+    assert st.kernel_cache_info().hits > before
+    rows.append(("second compilation of an identical function (cache hit) vs first", warm, cold,
+                 "< 1 ms"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    args = parser.parse_args()
+    quick = args.quick
+    rows: list = []
+    bench_scalar(100 if quick else 1000, args.repeat, rows)
+    bench_vector(10_000 if quick else 1_000_000, args.repeat, rows)
+    bench_sparse_vector(200 if quick else 2000, args.repeat, rows)
+    bench_batch(10_000 if quick else 1_000_000, args.repeat, rows)
+    bench_cache(args.repeat, rows)
+    print(f"{'case':<72} {'symtape':>10} {'baseline':>10} {'ratio':>7}  target")
+    for name, ours, theirs, target in rows:
+        ratio = f"{ours / theirs:7.2f}" if theirs else "      -"
+        base = f"{theirs * 1e3:8.3f}ms" if theirs else "         -"
+        print(f"{name:<72} {ours * 1e3:8.3f}ms {base} {ratio}  {target}")
+
+
+if __name__ == "__main__":
+    main()
