@@ -194,6 +194,73 @@ def fold_constants(expr: sympy.Expr) -> sympy.Expr:
     return expr.xreplace(replacements) if replacements else expr
 
 
+def shared_subexpressions(exprs: list) -> tuple[list, list]:
+    """Common-subexpression elimination in linear time: ``(replacements, reduced)`` as
+    ``sympy.cse`` returns them, for subtrees that occur more than once (structurally equal
+    SymPy trees hash equal). ``sympy.cse`` also searches for shared sub-products and
+    sub-sums, which costs seconds on a few thousand expressions; the trees a sweep
+    produces share whole subtrees, which is what this finds.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols("x y")
+    >>> replacements, reduced = shared_subexpressions([sympy.sin(x*y) + 1, sympy.sin(x*y)**2])
+    >>> [value for _, value in replacements], [str(r) for r in reduced]
+    ([sin(x*y)], ['_c0 + 1', '_c0**2'])
+    """
+    counts: dict = {}
+    stack = list(exprs)
+    while stack:
+        expr = stack.pop()
+        if not expr.args or _cheap(expr):
+            continue
+        seen = counts.get(expr, 0)
+        counts[expr] = seen + 1
+        if not seen:
+            stack.extend(expr.args)
+    names = (sympy.Dummy(f"c{i}") for i in itertools.count())
+    temporary: dict = {}
+    rebuilt: dict = {}
+    replacements: list = []
+    for expr in _postorder(exprs, counts):
+        args = tuple(temporary.get(a, rebuilt.get(a, a)) for a in expr.args)
+        new = expr if args == expr.args else _rebuild(expr, args)
+        rebuilt[expr] = new
+        if counts.get(expr, 0) > 1:
+            temporary[expr] = symbol = next(names)
+            replacements.append((symbol, new))
+    return replacements, [temporary.get(e, rebuilt.get(e, e)) for e in exprs]
+
+
+def _cheap(expr) -> bool:
+    """Not worth a temporary: ``-x``, ``2*x`` (a number times an atom)."""
+    return expr.is_Mul and len(expr.args) == 2 and expr.args[0].is_Number and expr.args[1].is_Atom
+
+
+def _postorder(exprs: list, counts: dict):
+    """Counted subtrees, each once, every one after its arguments (iterative)."""
+    done: set = set()
+    for root in exprs:
+        stack = [(root, False)]
+        while stack:
+            expr, expanded = stack.pop()
+            if expr in done or expr not in counts:
+                continue
+            if expanded:
+                done.add(expr)
+                yield expr
+                continue
+            stack.append((expr, True))
+            stack.extend((a, False) for a in expr.args if a not in done and a in counts)
+
+
+def _rebuild(expr, args):
+    if expr.is_Add or expr.is_Mul:
+        return expr._new_rawargs(*args)  # no re-sorting or flattening: printing needs neither
+    return expr.func(*args)
+
+
 def _cut_deep(expr: sympy.Basic, names: Names, block: list) -> sympy.Basic:
     """Bound the nesting depth: subtrees deeper than ``_MAX_DEPTH`` become temporaries."""
     depth: dict[sympy.Basic, int] = {}
@@ -245,20 +312,23 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
     # faster for scalar code evaluated at one float64 point
     arrays_in, floats_in = [], []
-    floats_in += [f"        _l{arg} = _args[{arg}].tolist()"
-                  for arg, shape in enumerate(layout.shapes) if shape]
+    unpacked: dict[int, list[str]] = {}
     for symbol, arg, index in layout.entries:
         name = names.of[symbol] = names.fresh("x")
         if index:
             arrays_in.append(f"        {name} = _args[{arg}][..., {', '.join(map(str, index))}]")
-            floats_in.append(f"        {name} = _l{arg}{''.join(f'[{i}]' for i in index)}")
+            unpacked.setdefault(arg, []).append(name)
         else:  # a scalar input is used as given: a Python float stays weakly typed
             arrays_in.append(f"        {name} = _args[{arg}]")
             floats_in.append(f"        {name} = float(_args[{arg}])")
+    for arg, entry_names in unpacked.items():  # entries come in C order: unpack in slices
+        floats_in.append(f"        _l{arg} = _args[{arg}].reshape(-1).tolist()")
+        for start in range(0, len(entry_names), _MAX_WIDTH):
+            chunk = entry_names[start:start + _MAX_WIDTH]
+            floats_in.append(f"        ({', '.join(chunk)},) = _l{arg}[{start}:{start + len(chunk)}]")
     flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
     if cse:
-        replacements, reduced = sympy.cse(flat, order="none",
-                                          symbols=(sympy.Dummy(f"_c{i}") for i in itertools.count()))
+        replacements, reduced = shared_subexpressions(flat)
     else:
         replacements, reduced = [], flat
     printer = PRINTERS[backend](names)

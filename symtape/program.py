@@ -340,7 +340,7 @@ class _Builder:
         args = [self.align(a, r, k) if k < r and dependent[id(x)] else a
                 for a, k, x in zip(args, ranks, inputs)]
         if prim.name in _SYMPY_PRINTED:
-            expr = prim.symbolic(*args, **node._params)
+            expr = _unevaluated(prim.name, args, node._params)
         else:
             fn = self.function((prim.name, _freeze(node._params)),
                                lambda: self.bind(functools.partial(_call_numeric, prim.numeric,
@@ -404,6 +404,46 @@ class _Builder:
 def _uniform(value) -> bool:
     first = value.reshape(-1)[0]
     return bool((value == first).all())
+
+
+_ONE, _MINUS_ONE = sympy.S.One, sympy.S.NegativeOne
+
+
+def _unevaluated(name: str, args: list, params: dict):
+    """The op as an unevaluated SymPy node: the printed code is the recorded computation,
+    and building it costs microseconds (evaluating SymPy's canonical forms costs ~50 µs a
+    node, which dominates on graphs of scalar ops). Multiplying by an exact 1 is skipped."""
+    if name == "mul":
+        a, b = args
+        if a.is_Number and b.is_Number:
+            return a * b
+        return b if a == _ONE else a if b == _ONE else _MUL((a, b))
+    if name == "add":
+        return _ADD(tuple(args))
+    if name == "sub":
+        return _ADD((args[0], _negated(args[1])))
+    if name == "neg":
+        return _negated(args[0])
+    if name == "div":
+        a, b = args
+        inverse = _POW(b, _MINUS_ONE)
+        return inverse if a == _ONE else _MUL((a, inverse))
+    if name == "powc":
+        return _POW(args[0], exact_number(params["exponent"]))
+    if name == "pow":
+        return _POW(*args)
+    function = {"abs": sympy.Abs}.get(name) or getattr(sympy, name)
+    return function(*args, evaluate=False)
+
+
+def _negated(expr):
+    return -expr if expr.is_Number else _MUL((_MINUS_ONE, expr))
+
+
+# raw constructors: no canonicalization at all (the arguments are SymPy objects already)
+_MUL = functools.partial(sympy.Mul._from_args, is_commutative=True)
+_ADD = functools.partial(sympy.Add._from_args, is_commutative=True)
+_POW = functools.partial(sympy.Pow, evaluate=False)
 
 
 def _astype(xp, x, *, dtype):
