@@ -246,7 +246,8 @@ class TensorAlgebra(_Algebra):
 
     def __init__(self):
         for name, prim in REGISTRY.items():
-            setattr(self, name, self._applier(prim))
+            if name not in type(self).__dict__:  # `scatter` is kept lazy (below)
+                setattr(self, name, self._applier(prim))
 
     @staticmethod
     def _applier(prim):
@@ -254,6 +255,26 @@ class TensorAlgebra(_Algebra):
             return apply(prim, tuple(convert_to_tensor(x) for x in xs), params)
 
         return run
+
+    def scatter(self, g, key, shape):
+        # kept as (key, values) until summed: a loop over x[i] gives one scatter_add of all
+        # its entries, not one zero-filled array per entry (quadratic in the length)
+        return _Scatter(g, key, tuple(shape))
+
+    def add_n(self, parts: Sequence[Any]):
+        scattered = [p for p in parts if isinstance(p, _Scatter)]
+        if not scattered:
+            return super().add_n(parts)
+        dense = [p for p in parts if not isinstance(p, _Scatter)]
+        if len(scattered) == 1:
+            first = scattered[0]
+            total = self._applier(REGISTRY["scatter"])(first.values, key=first.key,
+                                                       shape=first.shape)
+        else:
+            total = self._applier(REGISTRY["scatter_add"])(
+                *[p.values for p in scattered], keys=tuple(p.key for p in scattered),
+                shape=scattered[0].shape)
+        return super().add_n([total] + dense)
 
     def const(self, value, exact=None):
         if exact is None:

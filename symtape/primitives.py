@@ -369,6 +369,22 @@ def is_basic_index(key) -> bool:
     return all(isinstance(k, (int, slice, type(None), type(Ellipsis))) for k in items)
 
 
+def _scatter_add(xp, *values, keys, shape):
+    """Many slice cotangents summed into one buffer: ``out[key_i] += values_i``."""
+    values = [xp.asarray(v) for v in values]
+    if any(v.dtype == object for v in values):
+        out = objarrays.zeros(shape)
+    else:
+        out = xp.zeros(shape, dtype=xp.result_type(*values))
+    for key, value in zip(keys, values):
+        add_at(xp, out, key, value)
+    return out[()] if out.ndim == 0 else out
+
+
+def _scatter_add_rule(A, argnum, g, out, *values, keys, shape):
+    return A.getitem(g, key=keys[argnum])
+
+
 def _concat(xp, *xs, axis):
     return xp.concatenate(xs, axis=axis)
 
@@ -394,6 +410,8 @@ register("getitem", numeric=_getitem, symbolic=_structural(_getitem), linear=Tru
          vjp=(lambda A, g, out, x, key: A.scatter(g, key=key, shape=A.shape(x)),))
 register("scatter", numeric=_scatter, symbolic=_structural(_scatter), linear=True,
          vjp=(lambda A, g, out, x, key, shape: A.getitem(g, key=key),))
+register("scatter_add", numeric=_scatter_add, symbolic=_structural(_scatter_add), linear=True,
+         vjp=_scatter_add_rule)
 register("concat", numeric=_concat, symbolic=_structural(_concat), linear=True, vjp=_concat_rule)
 
 

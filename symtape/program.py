@@ -95,7 +95,9 @@ def _batch_key(key, k: int) -> tuple:
 
 
 def _getitem(xp, x, *, key):
-    return xp.asarray(x)[key]
+    item = xp.asarray(x)[key]
+    # `x[..., i]` of a vector is a 0-d array; NumPy's scalars compute ~10x faster
+    return item[()] if item.ndim == 0 and xp is np else item
 
 
 def _scatter(xp, g, *, k, key, shape):
@@ -105,6 +107,46 @@ def _scatter(xp, g, *, k, key, shape):
     out = xp.zeros(g.shape[:g.ndim - k] + tuple(shape), dtype=g.dtype)
     add_at(xp, out, key, g)
     return out
+
+
+def _scatter_add(xp, *values, ks, keys, shape):
+    from symtape.primitives import add_at
+
+    values = [xp.asarray(v) for v in values]
+    batch = np.broadcast_shapes(*[v.shape[:v.ndim - k] for v, k in zip(values, ks)])
+    out = xp.zeros(batch + tuple(shape), dtype=xp.result_type(*values))
+    for key, value in zip(keys, values):
+        add_at(xp, out, key, value)
+    return out
+
+
+def _scatter_rows(xp, *values, rows, k, shape):
+    """``scatter_add`` where every key is one row (``x[i]`` in a loop): one ``add.at``."""
+    stacked = None
+    if xp is np:  # no batch axes anywhere: the fast common case
+        try:
+            stacked = np.array(values)
+        except ValueError:  # some values carry batch axes, others not
+            pass
+        if stacked is not None and stacked.ndim != 1 + k:
+            stacked = None
+    if stacked is None:
+        stacked = xp.stack(xp.broadcast_arrays(*[xp.asarray(v) for v in values]), axis=0)
+    batch = stacked.shape[1:stacked.ndim - k]
+    out = xp.zeros(batch + tuple(shape), dtype=stacked.dtype)
+    xp.add.at(xp.moveaxis(out, len(batch), 0), rows, stacked)  # a view: fills `out`
+    return out
+
+
+def _row_keys(keys, ranks: list[int], shape) -> np.ndarray | None:
+    """The row of each key when every key is a single integer index, else None."""
+    rows = []
+    for key, k in zip(keys, ranks):
+        key = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+        if not isinstance(key, (int, np.integer)) or k != len(shape) - 1:
+            return None
+        rows.append(int(key) % shape[0])
+    return np.array(rows, dtype=np.intp)
 
 
 def _concat(xp, *xs, ks, axis):
@@ -152,6 +194,14 @@ def _structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
             return functools.partial(_getitem, key=key), _batchable_key(params["key"])
         return (functools.partial(_scatter, k=k, key=key, shape=params["shape"]),
                 _batchable_key(params["key"]))
+    if name == "scatter_add":
+        rows = _row_keys(params["keys"], ranks, params["shape"])
+        if rows is not None:
+            return functools.partial(_scatter_rows, rows=rows, k=ranks[0],
+                                     shape=params["shape"]), True
+        keys = tuple(_batch_key(key, len(params["shape"])) for key in params["keys"])
+        return (functools.partial(_scatter_add, ks=tuple(ranks), keys=keys, shape=params["shape"]),
+                all(_batchable_key(key) for key in params["keys"]))
     if name == "concat":
         return functools.partial(_concat, ks=tuple(ranks), axis=params["axis"]), True
     if name == "matmul":
