@@ -375,7 +375,9 @@ def _scalar(y, what: str) -> Tensor:
         shape = None if y is None else y.shape
         raise TypeError(f"st.{what} needs a function returning a scalar Tensor, got "
                         f"{'shape ' + str(shape) if y is not None else 'a non-Tensor'}; "
-                        "use st.jacobian for vector outputs (or st.reduce_sum the output)")
+                        "use st.jacobian for vector outputs (or st.reduce_sum the output). To "
+                        "evaluate at a batch of points, call it at one point first (or "
+                        "get_concrete_function(point)): then leading batch axes broadcast")
     if y.dtype.kind != "f":
         raise TypeError(f"st.{what}: the function returns dtype {y.dtype}; it must be a float")
     return y

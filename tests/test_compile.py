@@ -159,3 +159,80 @@ def test_cupy_backend_without_cupy_is_a_device_error_and_cpu_still_works():
     with pytest.raises(st.DeviceError, match="pip install"):
         st.compile(x * 2, [x], backend="cupy")
     assert float(st.compile(x * 2, [x])(2.0)) == 4.0
+
+
+# ---------------------------------------------------------------- printing for both backends
+
+
+def _source(outputs, inputs, backend):
+    """The generated code, also for CuPy (printing needs no GPU)."""
+    from symtape.compile import _as_output, _generate, _input_layout
+
+    return _generate(_input_layout(inputs), [_as_output(outputs)], backend, True)[0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cupy"])
+def test_piecewise_log_and_where_print_as_array_calls_of_the_backend(backend):
+    expr = sympy.Piecewise((sympy.log(x), x > 1), (x**2, x > 0), (0, True)) + sympy.Max(x, y)
+    source = _source(expr, [x, y], backend)
+    other = "numpy" if backend == "cupy" else "cupy"
+    assert f"{backend}.where(" in source and f"{backend}.log(" in source
+    assert f"{backend}.maximum(" in source
+    assert "select" not in source and f"{other}." not in source
+
+
+def test_piecewise_kernel_values_on_a_batch():
+    expr = sympy.Piecewise((sympy.log(x), x > 1), (x**2, x > 0), (0, True))
+    points = np.array([-1.0, 0.5, 1.0, np.e])
+    with np.errstate(all="ignore"):  # log is evaluated on every entry, then discarded
+        values = st.compile(expr, [x])(points)
+    np.testing.assert_allclose(values, [0.0, 0.25, 1.0, 1.0])
+
+
+def test_piecewise_without_a_default_is_nan_outside():
+    k = st.compile(sympy.Piecewise((x, x > 0)), [x])
+    assert np.isnan(k(-1.0)) and k(2.0) == 2.0
+
+
+def test_max_and_min_broadcast_against_scalars():
+    k = st.compile(sympy.Max(x, 0) + sympy.Min(x, y, 1), [x, y])
+    values = k(np.array([-2.0, 0.5, 3.0]), 0.0)
+    np.testing.assert_array_equal(values, [-2.0, 0.5, 3.0])
+
+
+# ---------------------------------------------------------------- the Python-float path
+
+
+def test_float_path_and_array_path_agree():
+    v = sympy.symbols("v0:4", real=True)
+    exprs = [sympy.sin(v[0]) * v[1] + sympy.exp(v[2] - v[3]) ** 2, v[0] / (1 + v[3] ** 2)]
+    k = st.compile(exprs, [sympy.Array(v)])
+    point = np.array([0.3, -1.2, 0.7, 2.0])
+    by_formula = [math.sin(0.3) * -1.2 + math.exp(0.7 - 2.0) ** 2, 0.3 / 5.0]
+    one = k(point)  # float64, no batch: the Python-float path
+    batch = k(np.stack([point, point]))  # the array path
+    assert one.dtype == np.float64 and one.shape == (2,)
+    np.testing.assert_allclose(one, by_formula, rtol=1e-15)
+    np.testing.assert_allclose(batch[1], by_formula, rtol=1e-15)
+
+
+def test_float_path_falls_back_where_python_raises_or_goes_complex():
+    k = st.compile((1 / x, x ** sympy.Rational(1, 3), sympy.exp(x)), [x])
+    with np.errstate(all="ignore"):
+        inverse, _, _ = k(np.float64(0.0))  # ZeroDivisionError in Python: NumPy's inf
+        _, root, _ = k(np.float64(-8.0))  # a complex number in Python: NumPy's nan
+        _, _, big = k(np.float64(1000.0))  # OverflowError in Python: NumPy's inf
+    assert inverse == np.inf and np.isnan(root) and big == np.inf
+
+
+def test_shared_subexpressions_keep_every_value():
+    from symtape.compile import shared_subexpressions
+
+    inner = sympy.sin(x * y)
+    exprs = [inner + sympy.exp(inner), (inner + 1) * sympy.exp(inner), z]
+    replacements, reduced = shared_subexpressions(exprs)
+    assert len(replacements) == 2  # sin(x*y) and exp(sin(x*y)), each once
+    substituted = list(reduced)
+    for symbol, value in reversed(replacements):
+        substituted = [e.subs(symbol, value) for e in substituted]
+    assert all(sympy.simplify(a - b) == 0 for a, b in zip(substituted, exprs))
