@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from symtape import dtypes
-from symtape.tensor import Tensor
+from symtape.tensor import ACTIVE_TRACE, Tensor
 
 __all__ = ["normal", "uniform", "set_seed"]
 
@@ -38,6 +38,11 @@ def set_seed(seed: int) -> None:
 
 
 def _rng(seed: int | None) -> np.random.Generator:
+    if seed is None and ACTIVE_TRACE.get() is not None:
+        raise RuntimeError(
+            "st.random with seed=None inside st.function: the draw would be made once, at "
+            "trace time, and every later call would reuse it. Draw the values outside and pass "
+            "them as an argument, or give a seed if one fixed draw is what you want")
     return _generator if seed is None else np.random.default_rng(seed)
 
 
