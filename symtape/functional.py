@@ -220,6 +220,10 @@ class Function:
             return self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=True)[1]
         return concrete._run(leaves, self._wrap)
 
+    def __get__(self, instance, owner=None):
+        """As a method: ``self`` is a static argument (one trace per instance)."""
+        return self if instance is None else functools.partial(self, instance)
+
     def get_concrete_function(self, *args, **kwargs) -> ConcreteFunction:
         """The trace for these arguments (traced now if needed; Variables are left unchanged).
 
