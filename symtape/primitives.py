@@ -359,8 +359,12 @@ def add_at(xp, buffer, key, values) -> None:
     """``buffer[key] += values``, counting repeated entries of an integer-array key each time."""
     if is_basic_index(key):
         buffer[key] += values  # a basic index never repeats an entry
-    else:
-        xp.add.at(buffer, key, values)
+    elif xp is np or buffer.dtype == object:
+        np.add.at(buffer, key, values)
+    else:  # CuPy's unbuffered add (older CuPy releases have no `cupy.add.at`)
+        import cupyx
+
+        cupyx.scatter_add(buffer, key, values)
 
 
 def is_basic_index(key) -> bool:

@@ -122,6 +122,8 @@ def _scatter_add(xp, *values, ks, keys, shape):
 
 def _scatter_rows(xp, *values, rows, k, shape):
     """``scatter_add`` where every key is one row (``x[i]`` in a loop): one ``add.at``."""
+    from symtape.primitives import add_at
+
     stacked = None
     if xp is np:  # no batch axes anywhere: the fast common case
         try:
@@ -134,7 +136,8 @@ def _scatter_rows(xp, *values, rows, k, shape):
         stacked = xp.stack(xp.broadcast_arrays(*[xp.asarray(v) for v in values]), axis=0)
     batch = stacked.shape[1:stacked.ndim - k]
     out = xp.zeros(batch + tuple(shape), dtype=stacked.dtype)
-    xp.add.at(xp.moveaxis(out, len(batch), 0), rows, stacked)  # a view: fills `out`
+    rows = rows if xp is np else xp.asarray(rows)
+    add_at(xp, xp.moveaxis(out, len(batch), 0), rows, stacked)  # a view: fills `out`
     return out
 
 
