@@ -208,7 +208,8 @@ class Function:
         self.python_function = python_function
         self._wrap = wrap_outputs
         self._traces: list[ConcreteFunction] = []
-        functools.update_wrapper(self, python_function)
+        # name and docstring, not __dict__ (that of another Function holds its traces)
+        functools.update_wrapper(self, python_function, updated=())
 
     def __call__(self, *args, **kwargs):
         if _runs_eagerly():
@@ -258,10 +259,15 @@ class Function:
         return self._traces[-1].expr
 
     def _lookup(self, specs: list[tuple], exact: bool = False) -> ConcreteFunction | None:
-        for concrete in reversed(self._traces):
-            if len(concrete.specs) == len(specs) and all(
-                    (a == b) if exact else _matches(a, b) for a, b in zip(concrete.specs, specs)):
+        """A trace for exactly these specs; else (unless ``exact``) one they batch over."""
+        for concrete in self._traces:
+            if concrete.specs == specs:
                 return concrete
+        if not exact:
+            for concrete in reversed(self._traces):
+                if len(concrete.specs) == len(specs) and all(
+                        _matches(a, b) for a, b in zip(concrete.specs, specs)):
+                    return concrete
         return None
 
     def _trace(self, args, kwargs, leaves, rebuild, specs, keep_effects: bool):
@@ -398,7 +404,7 @@ class _Transform(Function):
         if not callable(fun):
             raise TypeError(f"st.{what} expects a callable, got {type(fun).__name__}")
 
-        @functools.wraps(fun)
+        @functools.wraps(fun, updated=())
         def derived(*args):
             nums = _argnums(argnums, len(args))
             return derive(fun, _differentiated(args, nums), nums)

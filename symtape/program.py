@@ -361,7 +361,8 @@ class _Builder:
             if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
                 expr, level = self.emit(expr), 0
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
-        self.lines.append(f"    return ({', '.join(self.print(exprs[id(t)]) for t in graph.outputs)},)")
+        returned = [self.print(exprs[id(t)]) for t in graph.outputs]
+        self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
         arguments = sorted({k[1] for k in graph.kinds.values() if k[0] == "arg"})
         prologue = [f"    _a{i} = _args[{i}]" for i in arguments]
         prologue += [f"    _v{j} = _variables[{j}]" for j in range(len(graph.variables))]

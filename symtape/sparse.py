@@ -95,6 +95,7 @@ class _Built:
             self._symbols = _flat([symbolic_value(s) for s in sources])
         self.size = len(self._symbols)
         self._shapes = [tuple(np.shape(s._value)) for s in sources]
+        self._dtypes = [np.asarray(s._value).dtype for s in sources]
         self._specs = specs
         self._expr = None
         self._pattern(_dependencies(self._entries, self._symbols))
@@ -116,19 +117,20 @@ class _Built:
     def evaluate(self, leaves: list, args: tuple, nums: tuple):
         xp = array_module(*[leaf._value if isinstance(leaf, Tensor) else leaf for leaf in leaves])
         if self.colours == 0:
-            data = xp.zeros(0)
+            data = xp.zeros(0, dtype=self._dtypes[0] if self._dtypes else np.float64)
         else:
             seeds, start = [], 0
-            for shape in self._shapes:
+            for shape, dtype in zip(self._shapes, self._dtypes):
                 size = int(np.prod(shape, dtype=np.int64))
                 block = self._seeds[:, start:start + size].reshape((self.colours,) + shape)
-                seeds.append(xp.asarray(block))
+                seeds.append(xp.asarray(block, dtype=dtype))  # float32 in, float32 out
                 start += size
             if not self._product._traces:  # trace one product; the colours are its batch
                 self._product.get_concrete_function(*args, [seed[0] for seed in seeds])
             products = self._product(*args, seeds)  # one batched call: a row per colour
             flat = [xp.reshape(p, (self.colours, -1)) for p in nest.flatten(products)[0]]
             data = xp.concatenate(flat, axis=1).reshape(-1)[xp.asarray(self._take)]
+            data = data.astype(self._dtypes[0], copy=False)
         return _csr(xp, data, self._indices, self._indptr, self.size)
 
     @property

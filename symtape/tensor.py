@@ -110,7 +110,7 @@ class _Operators:
         return array if dtype is None else array.astype(dtype)
 
     def __bool__(self) -> bool:
-        if getattr(self, "_symbolic", False) and ACTIVE_TRACE.get() is not None:
+        if _traced(self):
             raise TypeError(
                 "a traced Tensor was used as a Python bool (an `if`, `while`, `and` or `or`); "
                 "st.function compiles one trace, so the branch taken now would be taken for "
@@ -118,13 +118,29 @@ class _Operators:
         return bool(self._value)
 
     def __float__(self) -> float:
+        _refuse_host_value(self, "float()")
         return float(self._value)
 
     def __int__(self) -> int:
+        _refuse_host_value(self, "int()")
         return int(self._value)
 
     def __format__(self, spec: str) -> str:
         return format(self.numpy(), spec) if spec else repr(self)
+
+
+def _traced(t) -> bool:
+    """Whether ``t`` is a value being traced by st.function (its value varies per call)."""
+    return ACTIVE_TRACE.get() is not None and (
+        isinstance(t, Variable) or getattr(t, "_symbolic", False))
+
+
+def _refuse_host_value(t, what: str) -> None:
+    if _traced(t):
+        raise TypeError(
+            f"{what} of a traced Tensor inside st.function: its value now would be frozen into "
+            "the compiled kernel and reused by every later call. Compute with st ops instead, "
+            "or pass the value in as an argument")
 
 
 class Reference:
@@ -191,6 +207,7 @@ class Tensor(_Operators):
         >>> st.constant([1.0, 2.0]).numpy()
         array([1., 2.])
         """
+        _refuse_host_value(self, ".numpy()")
         value = self._value
         if array_module(value) is not np:
             return value.get()
@@ -244,6 +261,7 @@ class Tensor(_Operators):
             yield self[i]
 
     def __index__(self) -> int:
+        _refuse_host_value(self, "Using as an index")
         if self.dtype.kind not in "iu":
             raise TypeError(f"only integer Tensors can be used as an index, not {self.dtype}")
         return int(self._value)

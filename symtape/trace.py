@@ -15,6 +15,7 @@ placeholders (and the Variables it reads) to its outputs. While a trace is activ
 from __future__ import annotations
 
 
+from symtape.symbolic import symbolic_value
 from symtape.tensor import ACTIVE_TRACE, Tensor, Variable
 
 __all__ = ["Trace", "active", "placeholder"]
@@ -86,6 +87,8 @@ class Trace:
         """Record ``variable = new``; returns the read that stands for the new value."""
         self.originals.setdefault(id(variable), (variable, original))
         self.assigned[id(variable)] = (variable, new)
-        read = Tensor(new._value, source=variable)
+        # still the Variable's read for tapes (gradients w.r.t. it), but its closed form is
+        # the assigned value's, in the trace's inputs, as the kernel computes it
+        read = Tensor(new._value, source=variable, thunk=lambda: symbolic_value(new))
         self.aliases[id(read)] = new
         return read
