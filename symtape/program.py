@@ -298,14 +298,14 @@ class _Graph:
         items = []
         for node in self.order:
             kind = self.kinds[id(node)]
-            value = np.asarray(node._value) if not hasattr(node._value, "__cuda_array_interface__") \
-                else node._value.get()
-            described = (value.dtype.str, value.shape, bool(node._weak))
+            value = node._value
+            described = (_dtype_of(value).str, tuple(np.shape(value)), bool(node._weak))
             if kind[0] == "op":
                 items.append((node._prim.name, _freeze(node._params),
                               tuple(index[id(self.resolve(x))] for x in node._inputs)) + described)
-            elif kind[0] == "const":
-                items.append(("const", value.tobytes()) + described)
+            elif kind[0] == "const":  # only constants are compared by value (on the host)
+                host = value.get() if hasattr(value, "__cuda_array_interface__") else value
+                items.append(("const", np.asarray(host).tobytes()) + described)
             else:
                 items.append(kind + described)
         return (backend, tuple(items), tuple(index[id(t)] for t in self.outputs))
@@ -424,8 +424,8 @@ class _Builder:
 
     def constant(self, node: Tensor):
         value = node._value
-        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "fiu":
-            return exact_number(np.asarray(value)[()].item())
+        if np.ndim(value) == 0 and _dtype_of(value).kind in "fiu":
+            return exact_number(value.item())
         symbol = self.names.temporary("k")
         self.namespace[self.names.of[symbol]] = self.xp.asarray(value)
         return symbol
@@ -447,7 +447,7 @@ class _Builder:
         (a constant inlined as a Python number is weak; the traced one may not have been)."""
         operands = [_weak_stand_in(exprs[id(x)], x) for x in inputs]
         expected = _result_dtype(node._prim, tuple(operands), _freeze(node._params), node._params)
-        actual = np.asarray(node._value).dtype
+        actual = _dtype_of(node._value)
         if expected == actual:
             return expr
         fn = self.function(("cast", actual.str),
@@ -507,10 +507,10 @@ def _astype(xp, x, *, dtype):
 def _weak_stand_in(expr, node: Tensor):
     """What NumPy sees for an operand: a Python number for inlined constants, else its dtype."""
     if isinstance(expr, sympy.Number):
-        return 0.5 if np.asarray(node._value).dtype.kind == "f" else 1
+        return 0.5 if _dtype_of(node._value).kind == "f" else 1
     if node._weak and np.ndim(node._value) == 0:
-        return 0.5 if np.asarray(node._value).dtype.kind == "f" else 1
-    return np.asarray(node._value).dtype.str
+        return 0.5 if _dtype_of(node._value).kind == "f" else 1
+    return _dtype_of(node._value).str
 
 
 def _result_dtype(prim, operands: tuple, frozen_params, params) -> np.dtype:

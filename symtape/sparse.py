@@ -48,7 +48,7 @@ class SparseHessian:
         self._last: _Built | None = None
 
     def __call__(self, *args):
-        from symtape.functional import _argnums, _differentiated, _leaf_spec
+        from symtape.functional import _argnums, _differentiated, _leaf_spec, _matches
 
         nums = _argnums(self._argnums, len(args))
         args = _differentiated(args, nums)
@@ -56,6 +56,11 @@ class SparseHessian:
         specs = [_leaf_spec(leaf) for leaf in leaves]
         key = tuple(specs)
         built = self._built.get(key)
+        if built is None and any(len(k) == len(key) and all(_matches(a, b) for a, b in zip(k, key))
+                                 for k in self._built):
+            raise ValueError("a sparse Hessian is one matrix per point, and these arguments have "
+                             "extra leading (batch) axes; call it once per point, or use "
+                             "st.hessian(f) (dense), which broadcasts over batches")
         if built is None:
             built = self._built[key] = _Built(self._fun, args, nums, leaves, rebuild, specs)
         self._last = built
@@ -95,7 +100,7 @@ class _Built:
             self._symbols = _flat([symbolic_value(s) for s in sources])
         self.size = len(self._symbols)
         self._shapes = [tuple(np.shape(s._value)) for s in sources]
-        self._dtypes = [np.asarray(s._value).dtype for s in sources]
+        self._dtypes = [s._value.dtype for s in sources]
         self._specs = specs
         self._expr = None
         self._pattern(_dependencies(self._entries, self._symbols))
