@@ -163,7 +163,12 @@ class ConcreteFunction:
 
     def __call__(self, *args, **kwargs):
         leaves, _ = nest.flatten((args, kwargs))
-        return self._run(leaves)
+        specs = [_leaf_spec(leaf) for leaf in leaves]
+        if len(specs) != len(self.specs) or not all(map(_same_kind, self.specs, specs)):
+            raise TypeError(f"this concrete function was traced for arguments "
+                            f"{_describe(self.specs)}, got {_describe(specs)}; call the "
+                            "st.function itself to trace new signatures")
+        return self._run(leaves, self._function._wrap)
 
     def _run(self, leaves: list, wrap: bool = True):
         values = [_value(leaf) for leaf, spec in zip(leaves, self.specs) if spec[0] == "T"]
@@ -181,6 +186,25 @@ class ConcreteFunction:
             out[i] = Tensor(value[()] if value.ndim == 0 and array_module(value) is np else value) \
                 if wrap else value
         return self._rebuild(out)
+
+
+def _same_kind(traced: tuple, spec: tuple) -> bool:
+    """Same static values, dtypes and devices (shapes are checked by the kernel call)."""
+    if traced[0] != "T" or spec[0] != "T":
+        return traced == spec
+    return traced[2] == spec[2] and traced[4] == spec[4]
+
+
+def _describe(specs: list[tuple]) -> str:
+    parts = []
+    for spec in specs:
+        if spec[0] == "T":
+            parts.append(f"{spec[2]}{list(spec[1])}")
+        elif spec[0] == "V":
+            parts.append("a Variable")
+        else:
+            parts.append(repr(spec[2]) if len(spec) > 2 else "an object")
+    return "(" + ", ".join(parts) + ")"
 
 
 def _as_tensor(value) -> Tensor:
@@ -405,17 +429,18 @@ class _Transform(Function):
             raise TypeError(f"st.{what} expects a callable, got {type(fun).__name__}")
 
         @functools.wraps(fun, updated=())
-        def derived(*args):
+        def derived(*args, **kwargs):  # keyword arguments are passed through, not differentiated
             nums = _argnums(argnums, len(args))
-            return derive(fun, _differentiated(args, nums), nums)
+            bound = functools.partial(fun, **kwargs) if kwargs else fun
+            return derive(bound, _differentiated(args, nums), nums)
 
         super().__init__(derived, wrap_outputs=False)
         self._argnums = argnums
         self._what = what
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         nums = _argnums(self._argnums, len(args))
-        return super().__call__(*_differentiated(args, nums))
+        return super().__call__(*_differentiated(args, nums), **kwargs)
 
 
 def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:

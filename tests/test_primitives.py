@@ -685,8 +685,9 @@ def _check_broadcast_pair(a0, b0):
     batch_axes = tuple(range(len(expected_shape)))
     for grad, jac in ((ga, ja), (gb, jb)):
         # summed in another order: allow rounding relative to the terms, not to a sum that
-        # cancels to almost nothing (-0.0011 from terms near 1 differed by 3e-16)
-        scale = np.abs(jac.numpy()).sum(axis=batch_axes)
+        # cancels to almost nothing (-0.0011 from terms near 1 differed by 3e-16); each entry
+        # is itself a sum of terms of size ~1 (q + 1/(1 + q*q) - cos(p - q)), hence the 1
+        scale = 1 + np.abs(jac.numpy()).sum(axis=batch_axes)
         np.testing.assert_allclose(grad.numpy(), jac.numpy().sum(axis=batch_axes), rtol=1e-13,
                                    atol=1e-14 * float(np.max(scale)))
 

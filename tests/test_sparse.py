@@ -229,3 +229,10 @@ def test_nested_argument_is_flattened_in_order():
     # by hand over (a0, a1, b0, b1): d2/da_i db_i = 2 b_i, d2/db_i^2 = 2 a_i
     expected = [[0, 0, 6, 0], [0, 0, 0, 8], [6, 0, 2, 0], [0, 8, 0, 4]]
     np.testing.assert_array_equal(H([a, b]).toarray(), expected)
+
+
+def test_batch_axes_are_refused_with_the_dense_alternative():
+    hessian = st.hessian(lambda x: st.reduce_sum(x ** 3), sparse=True)
+    np.testing.assert_array_equal(hessian(np.ones(3)).toarray(), 6 * np.eye(3))
+    with pytest.raises(ValueError, match="once per point"):
+        hessian(np.ones((2, 3)))
