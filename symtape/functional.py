@@ -295,14 +295,7 @@ class Function:
         return None
 
     def _trace(self, args, kwargs, leaves, rebuild, specs, keep_effects: bool):
-        names = _argument_names(self.python_function, args, kwargs)
-        placeholders, traced = [], []
-        for leaf, spec, name in zip(leaves, specs, names):
-            if spec[0] == "T":
-                value = np.asarray(leaf) if isinstance(leaf, float) else _value(leaf)
-                leaf = placeholder(value[()] if np.ndim(value) == 0 else value, name, spec[3])
-                placeholders.append(leaf)
-            traced.append(leaf)
+        placeholders, traced = _placeholders(self.python_function, args, kwargs, leaves, specs)
         traced_args, traced_kwargs = rebuild(traced)
         with Trace() as trace:
             outputs = self.python_function(*traced_args, **traced_kwargs)
@@ -317,6 +310,19 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<st.function {getattr(self.python_function, '__name__', '?')}>"
+
+
+def _placeholders(fun, args, kwargs, leaves: list, specs: list) -> tuple[list, list]:
+    """(the placeholders, the leaves with each traced one replaced by its placeholder)."""
+    names = _argument_names(fun, args, kwargs)
+    placeholders, traced = [], []
+    for leaf, spec, name in zip(leaves, specs, names):
+        if spec[0] == "T":
+            value = np.asarray(leaf) if isinstance(leaf, float) else _value(leaf)
+            leaf = placeholder(value[()] if np.ndim(value) == 0 else value, name, spec[3])
+            placeholders.append(leaf)
+        traced.append(leaf)
+    return placeholders, traced
 
 
 def _plain(leaf, wrap: bool):

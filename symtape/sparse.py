@@ -78,33 +78,34 @@ class _Built:
     """One traced signature: the pattern, its colouring, and the batched product kernel."""
 
     def __init__(self, fun, args, nums, leaves, rebuild, specs):
-        from symtape.functional import _argument_names, _scalar, _with_tape
-        from symtape.trace import placeholder
+        from symtape.functional import _placeholders, _scalar, _with_tape
+        from symtape.trace import Trace
 
-        names = _argument_names(fun, args, {})
-        placeholders, traced = [], []
-        for leaf, spec, name in zip(leaves, specs, names):
-            if spec[0] == "T":
-                value = np.asarray(leaf) if isinstance(leaf, float) else \
-                    (leaf._value if isinstance(leaf, Tensor) else leaf)
-                leaf = placeholder(value[()] if np.ndim(value) == 0 else value, name, spec[3])
-                placeholders.append(leaf)
-            traced.append(leaf)
+        _, traced = _placeholders(fun, args, {}, leaves, specs)
         traced = rebuild(traced)
-        tape, y = _with_tape(fun, traced, nums)
-        y = _scalar(y, "hessian")
         sources = nest.flatten([traced[i] for i in nums])[0]
-        grads = tape.gradient(y, sources, unconnected_gradients="zero")
-        with factored():
-            self._entries = _flat([symbolic_value(g) for g in grads])
-            self._symbols = _flat([symbolic_value(s) for s in sources])
-        self.size = len(self._symbols)
+        with Trace():  # the gradient as a graph: its structure gives the pattern
+            tape, y = _with_tape(fun, traced, nums)
+            y = _scalar(y, "hessian")
+            self._grads = tape.gradient(y, sources, unconnected_gradients="zero")
+        self._sources = sources
+        self.size = sum(int(np.prod(s.shape, dtype=np.int64)) for s in sources)
         self._shapes = [tuple(np.shape(s._value)) for s in sources]
         self._dtypes = [s._value.dtype for s in sources]
         self._specs = specs
         self._expr = None
-        self._pattern(_dependencies(self._entries, self._symbols))
+        if all(s.shape == () for s in sources):  # one node per entry: read the graph
+            rows = _graph_dependencies(self._grads, sources)
+        else:  # entries of arrays: read the exact closed forms
+            rows = _dependencies(*self._exact())
+        self._pattern(rows)
         self._product = _hessian_product(fun, nums, len(args))
+
+    def _exact(self) -> tuple[list, list]:
+        """The gradient's exact entries and the variables' symbols, flattened in order."""
+        with factored():
+            return (_flat([symbolic_value(g) for g in self._grads]),
+                    _flat([symbolic_value(s) for s in self._sources]))
 
     def _pattern(self, rows: list[list[int]]) -> None:
         """The CSR structure, a colouring of its columns, and where each value is found."""
@@ -142,6 +143,7 @@ class _Built:
     def expr(self) -> sympy.SparseMatrix:
         """Exact entries, derived on first request (only the structural nonzeros)."""
         if self._expr is None:
+            entries, symbols = self._exact()
             values = {}
             with factored():
                 for i in range(self.size):
@@ -149,7 +151,7 @@ class _Built:
                         if (j, i) in values:
                             values[(i, j)] = values[(j, i)]
                         else:
-                            values[(i, j)] = sympy.diff(self._entries[i], self._symbols[j])
+                            values[(i, j)] = sympy.diff(entries[i], symbols[j])
             self._expr = sympy.SparseMatrix(self.size, self.size, values)
         return self._expr
 
@@ -184,6 +186,30 @@ def _flat(values: list) -> list:
     return out
 
 
+def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list[int]]:
+    """Per scalar gradient entry, the variables its recorded graph reaches (bit sets, one
+    pass over the graph in topological order)."""
+    from symtape.program import _walk
+
+    bit = {id(s): 1 << j for j, s in enumerate(sources)}
+    reach: dict[int, int] = {}
+    for node in _walk(list(grads), lambda t: t):
+        mask = bit.get(id(node), 0)
+        if node._prim is not None:
+            for x in node._inputs:
+                mask |= reach.get(id(x), 0)
+        reach[id(node)] = mask
+    rows = []
+    for g in grads:
+        mask, row = reach.get(id(g), 0), []
+        while mask:
+            low = mask & -mask
+            row.append(low.bit_length() - 1)
+            mask ^= low
+        rows.append(row)
+    return _symmetric(rows)
+
+
 def _dependencies(entries: list, symbols: list) -> list[list[int]]:
     """Per gradient entry, the sorted positions of the variables it depends on."""
     position = {s: j for j, s in enumerate(symbols)}
@@ -191,11 +217,16 @@ def _dependencies(entries: list, symbols: list) -> list[list[int]]:
     for i, entry in enumerate(entries):
         if isinstance(entry, sympy.Basic):
             rows[i].update(position[s] for s in entry.free_symbols if s in position)
-    for i, row in enumerate(rows):  # the Hessian is symmetric: so is its pattern
+    return _symmetric([sorted(r) for r in rows])
+
+
+def _symmetric(rows: list[list[int]]) -> list[list[int]]:
+    """The Hessian is symmetric: so is its pattern."""
+    sets = [set(r) for r in rows]
+    for i, row in enumerate(rows):
         for j in row:
-            if i not in rows[j]:
-                rows[j].add(i)
-    return [sorted(r) for r in rows]
+            sets[j].add(i)
+    return [sorted(r) for r in sets]
 
 
 def _colour_columns(rows: list[list[int]], size: int) -> np.ndarray:
