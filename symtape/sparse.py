@@ -12,6 +12,8 @@ never differentiated nor evaluated.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy
 
@@ -94,11 +96,7 @@ class _Built:
         self._dtypes = [s._value.dtype for s in sources]
         self._specs = specs
         self._expr = None
-        if all(s.shape == () for s in sources):  # one node per entry: read the graph
-            rows = _graph_dependencies(self._grads, sources)
-        else:  # entries of arrays: read the exact closed forms
-            rows = _dependencies(*self._exact())
-        self._pattern(rows)
+        self._pattern(_graph_dependencies(self._grads, sources))
         self._product = _hessian_product(fun, nums, len(args))
 
     def _exact(self) -> tuple[list, list]:
@@ -187,37 +185,93 @@ def _flat(values: list) -> list:
 
 
 def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list[int]]:
-    """Per scalar gradient entry, the variables its recorded graph reaches (bit sets, one
-    pass over the graph in topological order)."""
+    """Per gradient entry, the variables its recorded graph reaches: one pass over the graph
+    in topological order, each entry of each value a bit set of variable positions.
+
+    Structural ops run their own NumPy forms on object arrays of :class:`_Reach` (whose
+    ``+`` and ``*`` are unions), so indexing, reductions and ``matmul`` move the sets exactly
+    as they move values; elementwise ops unite their broadcast operands' sets.
+    """
+    from symtape.primitives import REGISTRY
     from symtape.program import _walk
 
-    bit = {id(s): 1 << j for j, s in enumerate(sources)}
-    reach: dict[int, int] = {}
+    reach: dict[int, np.ndarray] = {}
+    offset = 0
+    for s in sources:
+        size = int(np.prod(s.shape, dtype=np.int64))
+        bits = np.empty(size, dtype=object)
+        bits[:] = [_Reach(1 << (offset + k)) for k in range(size)]
+        reach[id(s)] = bits.reshape(s.shape)
+        offset += size
     for node in _walk(list(grads), lambda t: t):
-        mask = bit.get(id(node), 0)
-        if node._prim is not None:
-            for x in node._inputs:
-                mask |= reach.get(id(x), 0)
-        reach[id(node)] = mask
+        if id(node) in reach:
+            continue
+        if node._prim is None:
+            reach[id(node)] = _nothing(node.shape)
+            continue
+        inputs = [reach[id(x)] for x in node._inputs]
+        if node._prim.elementwise:
+            reach[id(node)] = np.asarray(_unite(len(inputs))(*inputs), dtype=object) \
+                if len(inputs) > 1 else inputs[0]
+        elif node._prim.name in ("scatter", "scatter_add"):
+            params = node._params
+            keys = params["keys"] if "keys" in params else (params["key"],)
+            out = _nothing(params["shape"])
+            for key, value in zip(keys, inputs):
+                np.add.at(out, key, value)  # unions, even where keys repeat
+            reach[id(node)] = out
+        else:
+            name = "reduce_sum" if node._prim.name in ("reduce_max", "reduce_min") else \
+                node._prim.name
+            reach[id(node)] = np.asarray(REGISTRY[name].numeric(np, *inputs, **node._params),
+                                         dtype=object)
     rows = []
     for g in grads:
-        mask, row = reach.get(id(g), 0), []
-        while mask:
-            low = mask & -mask
-            row.append(low.bit_length() - 1)
-            mask ^= low
-        rows.append(row)
+        for entry in np.asarray(reach[id(g)], dtype=object).reshape(-1):
+            mask, row = _Reach.bits_of(entry), []
+            while mask:
+                low = mask & -mask
+                row.append(low.bit_length() - 1)
+                mask ^= low
+            rows.append(row)
     return _symmetric(rows)
 
 
-def _dependencies(entries: list, symbols: list) -> list[list[int]]:
-    """Per gradient entry, the sorted positions of the variables it depends on."""
-    position = {s: j for j, s in enumerate(symbols)}
-    rows = [set() for _ in entries]
-    for i, entry in enumerate(entries):
-        if isinstance(entry, sympy.Basic):
-            rows[i].update(position[s] for s in entry.free_symbols if s in position)
-    return _symmetric([sorted(r) for r in rows])
+class _Reach:
+    """A set of variable positions (an int's bits) that adds and multiplies as a union."""
+
+    __slots__ = ("bits",)
+
+    def __init__(self, bits: int):
+        self.bits = bits
+
+    @staticmethod
+    def bits_of(value) -> int:
+        return value.bits if isinstance(value, _Reach) else 0
+
+    def _union(self, other) -> "_Reach":
+        return _Reach(self.bits | _Reach.bits_of(other))
+
+    __add__ = __radd__ = __mul__ = __rmul__ = __or__ = __ror__ = _union
+
+
+@functools.lru_cache(maxsize=None)
+def _unite(arity: int):
+    """The broadcasting union of ``arity`` arrays of sets."""
+    return np.frompyfunc(lambda *sets: _Reach(_or_all(sets)), arity, 1)
+
+
+def _or_all(sets) -> int:
+    bits = 0
+    for value in sets:
+        bits |= _Reach.bits_of(value)
+    return bits
+
+
+def _nothing(shape) -> np.ndarray:
+    out = np.empty(shape, dtype=object)
+    out[...] = _Reach(0)
+    return out
 
 
 def _symmetric(rows: list[list[int]]) -> list[list[int]]:

@@ -236,3 +236,31 @@ def test_batch_axes_are_refused_with_the_dense_alternative():
     np.testing.assert_array_equal(hessian(np.ones(3)).toarray(), 6 * np.eye(3))
     with pytest.raises(ValueError, match="once per point"):
         hessian(np.ones((2, 3)))
+
+
+def test_pattern_through_structural_ops_matches_sympy():
+    A = np.array([[1.0, 2.0], [0.0, 3.0]])  # a zero in A: no coupling there
+
+    def f(x):
+        m = st.reshape(x, (2, 3))
+        rows = st.reduce_sum(st.square(m), axis=1)  # couples nothing (x_i**2)
+        mixed = st.matmul(st.constant(A), st.transpose(st.concat([m[:, :1], m[:, 2:]], 1)))
+        return (st.reduce_sum(rows * st.sin(mixed[0])) + st.reduce_max(x[4:]) ** 2
+                + st.reduce_sum(st.exp(mixed)))
+
+    v = sympy.symbols("x0:6", real=True)
+    m = sympy.Matrix(2, 3, v)
+    rows = [sum(e**2 for e in m.row(i)) for i in range(2)]
+    mixed = sympy.Matrix(A.tolist()) * sympy.Matrix([[m[0, 0], m[0, 2]], [m[1, 0], m[1, 2]]]).T
+    point = np.array([0.3, -0.2, 0.5, 0.1, 0.9, 0.4])  # x[4] is the larger of x[4:]
+    oracle_f = (sum(r * sympy.sin(e) for r, e in zip(rows, mixed.row(0))) + v[4] ** 2
+                + sum(sympy.exp(e) for e in mixed))
+    oracle = np.array(sympy.hessian(oracle_f, v).subs(dict(zip(v, point))), dtype=float)
+    H = st.hessian(f, sparse=True)(point)
+    np.testing.assert_allclose(H.toarray(), oracle, rtol=1e-12, atol=1e-14)
+    # the pattern is structural: no larger than the oracle's support (x[5] may enter through
+    # reduce_max, which can pick either entry)
+    support = oracle != 0
+    pattern = H.toarray() != 0
+    assert (pattern <= support).all()
+    assert H.nnz <= support.sum() + 3  # x[5]'s row and column through the max: at most 3 more
