@@ -186,7 +186,7 @@ def _flat(values: list) -> list:
 
 def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list[int]]:
     """Per gradient entry, the variables its recorded graph reaches: one pass over the graph
-    in topological order, each entry of each value a bit set of variable positions.
+    in topological order, each entry of each value a set of variable positions.
 
     Structural ops run their own NumPy forms on object arrays of :class:`_Reach` (whose
     ``+`` and ``*`` are unions), so indexing, reductions and ``matmul`` move the sets exactly
@@ -200,7 +200,7 @@ def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list
     for s in sources:
         size = int(np.prod(s.shape, dtype=np.int64))
         bits = np.empty(size, dtype=object)
-        bits[:] = [_Reach(1 << (offset + k)) for k in range(size)]
+        bits[:] = [_Reach(frozenset((offset + k,))) for k in range(size)]
         reach[id(s)] = bits.reshape(s.shape)
         offset += size
     for node in _walk(list(grads), lambda t: t):
@@ -227,27 +227,22 @@ def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list
                                          dtype=object)
     rows = []
     for g in grads:
-        for entry in np.asarray(reach[id(g)], dtype=object).reshape(-1):
-            mask, row = _Reach.bits_of(entry), []
-            while mask:
-                low = mask & -mask
-                row.append(low.bit_length() - 1)
-                mask ^= low
-            rows.append(row)
+        rows.extend(sorted(_Reach.bits_of(entry))
+                    for entry in np.asarray(reach[id(g)], dtype=object).reshape(-1))
     return _symmetric(rows)
 
 
 class _Reach:
-    """A set of variable positions (an int's bits) that adds and multiplies as a union."""
+    """A set of variable positions that adds and multiplies as a union."""
 
     __slots__ = ("bits",)
 
-    def __init__(self, bits: int):
+    def __init__(self, bits: frozenset):
         self.bits = bits
 
     @staticmethod
-    def bits_of(value) -> int:
-        return value.bits if isinstance(value, _Reach) else 0
+    def bits_of(value) -> frozenset:
+        return value.bits if isinstance(value, _Reach) else _EMPTY
 
     def _union(self, other) -> "_Reach":
         return _Reach(self.bits | _Reach.bits_of(other))
@@ -261,16 +256,16 @@ def _unite(arity: int):
     return np.frompyfunc(lambda *sets: _Reach(_or_all(sets)), arity, 1)
 
 
-def _or_all(sets) -> int:
-    bits = 0
-    for value in sets:
-        bits |= _Reach.bits_of(value)
-    return bits
+def _or_all(sets) -> frozenset:
+    return _EMPTY.union(*[_Reach.bits_of(value) for value in sets])
+
+
+_EMPTY: frozenset = frozenset()
 
 
 def _nothing(shape) -> np.ndarray:
     out = np.empty(shape, dtype=object)
-    out[...] = _Reach(0)
+    out[...] = _Reach(_EMPTY)
     return out
 
 
