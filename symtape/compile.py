@@ -84,6 +84,13 @@ def _printer_class(base):
         def _print_erf(self, expr):
             return f"_erf({self._print(expr.args[0])})"
 
+        def _print_Pow(self, expr, rational=False):
+            # x*x: twice as fast as x**2 on Python floats, the same on arrays
+            if expr.exp == 2 and expr.base.is_Symbol:
+                base = self._print(expr.base)
+                return f"({base}*{base})"
+            return super()._print_Pow(expr, rational=rational)
+
         def _print_Piecewise(self, expr):
             # nested `where` works for CuPy too (SymPy's `select` form does not) and broadcasts
             *pieces, (last, condition) = expr.args
