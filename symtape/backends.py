@@ -1,17 +1,27 @@
-"""Array modules: which of NumPy or CuPy holds a value.
+"""Array modules and devices: which of NumPy or CuPy holds a value, and where new values go.
 
-CuPy is never imported here at module import time; a value can only be a CuPy
-array if the user (or a later GPU code path) imported CuPy already.
+CuPy is never imported at module import time, nor for CPU work: it is imported on the
+first GPU request (``st.device('/gpu:0')``, ``st.config`` GPU queries, the ``'cupy'``
+compile backend), and every failure on the way becomes a :class:`DeviceError` that names
+the cause and the fix. CuPy and CUDA errors raised later, while GPU work runs, are
+recognised by class name and message (so without importing CuPy) and translated by
+:func:`gpu_errors`.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
 
-__all__ = ["DeviceError", "array_module", "device_name", "cupy_module"]
+from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
+
+__all__ = ["DeviceError", "array_module", "device_name", "cupy_module", "current_device",
+           "default_array_module", "gpu_count", "select_gpu", "is_gpu_array", "to_device",
+           "gpu_errors", "translate_gpu_error"]
 
 
 class DeviceError(RuntimeError):
@@ -34,12 +44,25 @@ def array_module(*values) -> ModuleType:
     >>> array_module(np.ones(2)).__name__
     'numpy'
     """
-    if "cupy" in sys.modules:
-        cupy = sys.modules["cupy"]
+    cupy = sys.modules.get("cupy")  # None also where an import of CuPy was blocked
+    if cupy is not None:
         for value in values:
             if isinstance(value, cupy.ndarray):
                 return cupy
     return np
+
+
+def is_gpu_array(value) -> bool:
+    """Whether ``value`` is a CuPy array (never imports CuPy: a CuPy array implies it is loaded).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_gpu_array(np.ones(2)), is_gpu_array(1.0)
+    (False, False)
+    """
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(value, cupy.ndarray)
 
 
 def device_name(value) -> str:
@@ -51,10 +74,45 @@ def device_name(value) -> str:
     >>> device_name(np.ones(2))
     '/cpu:0'
     """
-    xp = array_module(value)
-    if xp is np:
+    if not is_gpu_array(value):
         return "/cpu:0"
     return f"/gpu:{value.device.id}"
+
+
+def current_device() -> DeviceSpec:
+    """The device new values are placed on: ``'/cpu:0'`` unless inside ``st.device(...)``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> current_device().name
+    '/cpu:0'
+    >>> with st.device("cpu"):
+    ...     print(current_device())
+    /cpu:0
+    """
+    return CURRENT_DEVICE.get()
+
+
+def default_array_module() -> ModuleType:
+    """The array module for NEW values: ``numpy`` on the CPU, ``cupy`` inside a GPU device.
+
+    Examples
+    --------
+    >>> default_array_module().__name__
+    'numpy'
+    """
+    if CURRENT_DEVICE.get() is CPU:
+        return np
+    return _loaded_cupy()
+
+
+def _loaded_cupy() -> ModuleType:
+    # inside a GPU device CuPy is already imported and checked (entering it did both)
+    return sys.modules.get("cupy") or cupy_module()
+
+
+# ---------------------------------------------------------------- finding CuPy and devices
 
 
 def cupy_module() -> ModuleType:
@@ -72,22 +130,197 @@ def cupy_module() -> ModuleType:
     ...     print(True)
     True
     """
+    cupy = _import_cupy()
+    if _device_count(cupy) == 0:
+        raise DeviceError("CuPy found no CUDA device; run on a machine with an NVIDIA GPU "
+                          "(check `nvidia-smi` and CUDA_VISIBLE_DEVICES), or use '/cpu:0'")
+    return cupy
+
+
+def _import_cupy() -> ModuleType:
     try:
         import cupy
-    except ImportError as err:
+    except ModuleNotFoundError as err:
+        if err.name not in ("cupy", None):  # CuPy is there, one of its dependencies is not
+            raise _broken_install(err) from None
         raise DeviceError(
             f"the GPU needs CuPy, which is not installed ({err}); install the GPU extra with "
             "`pip install 'symtape[gpu]'` (cupy-cuda12x) or a CuPy wheel for your CUDA "
             "version; CPU work is unaffected") from None
     except Exception as err:  # a broken install raises other errors at import
-        raise DeviceError(f"CuPy failed to import ({type(err).__name__}: {err}); reinstall the "
-                          "CuPy wheel that matches your CUDA version") from None
+        raise _broken_install(err) from None
+    return cupy
+
+
+def _broken_install(err: BaseException) -> DeviceError:
+    return DeviceError(f"CuPy failed to import ({type(err).__name__}: {err}); reinstall the "
+                       "CuPy wheel that matches your CUDA version (`pip install cupy-cuda12x` "
+                       "for CUDA 12); CPU work is unaffected")
+
+
+def _device_count(cupy: ModuleType) -> int:
     try:
-        count = cupy.cuda.runtime.getDeviceCount()
+        return cupy.cuda.runtime.getDeviceCount()
     except Exception as err:
+        known = translate_gpu_error(err)
+        if known is not None:
+            raise known from None
         raise DeviceError(f"CUDA is not usable ({type(err).__name__}: {err}); check the NVIDIA "
                           "driver (`nvidia-smi`) and that CuPy matches the CUDA version") from None
-    if count == 0:
-        raise DeviceError("CuPy found no CUDA device; run on a machine with an NVIDIA GPU, or "
-                          "use '/cpu:0'")
+
+
+def gpu_count() -> int:
+    """How many CUDA devices CuPy can use; 0, silently, where CuPy or CUDA is missing or broken.
+
+    Examples
+    --------
+    >>> gpu_count() >= 0
+    True
+    """
+    try:
+        with warnings.catch_warnings():  # a half-working CUDA setup warns at CuPy's import
+            warnings.simplefilter("ignore")
+            return _device_count(_import_cupy())
+    except DeviceError:
+        return 0
+
+
+def select_gpu(index: int):
+    """Make CUDA device ``index`` current; return the entered ``cupy.cuda.Device`` to exit later.
+
+    Raises :class:`DeviceError` (and changes nothing) if CuPy is unusable or the device
+    does not exist.
+
+    Examples
+    --------
+    >>> try:
+    ...     select_gpu(10**6)
+    ... except DeviceError:
+    ...     print("no such GPU")
+    no such GPU
+    """
+    cupy = require_gpu(index)
+    with gpu_errors():
+        cuda_device = cupy.cuda.Device(index)
+        cuda_device.__enter__()
+    return cuda_device
+
+
+def require_gpu(index: int) -> ModuleType:
+    """Return CuPy if CUDA device ``index`` exists, else raise a DeviceError naming how many do.
+
+    Examples
+    --------
+    >>> try:
+    ...     require_gpu(10**6)
+    ... except DeviceError:
+    ...     print("no such GPU")
+    no such GPU
+    """
+    cupy = cupy_module()
+    count = _device_count(cupy)
+    if index >= count:
+        raise DeviceError(f"'/gpu:{index}' does not exist: this machine has {count} CUDA "
+                          f"device(s), '/gpu:0' to '/gpu:{count - 1}'; use one of those "
+                          "(st.config.list_physical_devices('GPU') lists them)")
     return cupy
+
+
+def to_device(array, device: DeviceSpec):
+    """Copy a host array (or NumPy scalar) to ``device``; CPU devices return it unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from symtape.device import CPU
+    >>> to_device(np.ones(2), CPU)
+    array([1., 1.])
+    """
+    if device.device_type == "CPU":
+        return array
+    cupy = _loaded_cupy()
+    with gpu_errors(), cupy.cuda.Device(device.index):
+        return cupy.asarray(array)
+
+
+# ---------------------------------------------------------------- CuPy and CUDA errors
+
+# (message fragments, cause, fix); CuPy's runtime API spells errors `cudaErrorX`, its driver
+# API `CUDA_ERROR_X`, so each kind lists both
+_GPU_FAILURES = [
+    (("out of memory", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY"),
+     "the GPU ran out of memory",
+     "use smaller arrays or batches, release unused ones (`del`, then "
+     "cupy.get_default_memory_pool().free_all_blocks()), raise a limit set with "
+     "st.config.set_memory_limit, or run on '/cpu:0'"),
+    (("cudaErrorNoKernelImageForDevice", "CUDA_ERROR_NO_BINARY_FOR_GPU", "no kernel image",
+      "cudaErrorInvalidKernelImage", "CUDA_ERROR_INVALID_IMAGE", "kernel image is invalid",
+      "cudaErrorUnsupportedPtxVersion", "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"),
+     "CuPy has no kernels built for this GPU's architecture",
+     "install the CuPy wheel matching your CUDA version (`pip install cupy-cuda12x` for "
+     "CUDA 12) and a CuPy release that supports this GPU, or update the NVIDIA driver"),
+    (("cudaErrorInsufficientDriver", "driver version is insufficient", "cudaErrorNoDevice",
+      "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device", "cudaErrorInitializationError",
+      "CUDA_ERROR_NOT_INITIALIZED", "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", "libcuda"),
+     "no usable NVIDIA driver or CUDA device",
+     "install or update the NVIDIA driver (`nvidia-smi` must list the GPU) and check "
+     "CUDA_VISIBLE_DEVICES, or use '/cpu:0'"),
+]
+
+
+def _from_cuda(err: BaseException) -> bool:
+    # CuPy's errors live in cupy, cupyx and cupy_backends; matching modules, not classes,
+    # keeps CuPy unimported and leaves host errors (a plain MemoryError) alone
+    module = type(err).__module__ or ""
+    return module.split(".")[0] in ("cupy", "cupyx", "cupy_backends")
+
+
+def translate_gpu_error(err: BaseException) -> DeviceError | None:
+    """The DeviceError for a known CuPy/CUDA failure (no driver, no kernel image, out of
+    memory), or None for any other error.
+
+    Examples
+    --------
+    >>> class OutOfMemoryError(MemoryError):  # stands in for cupy.cuda.memory's
+    ...     __module__ = "cupy.cuda.memory"
+    >>> print(translate_gpu_error(OutOfMemoryError("Out of memory allocating 512 bytes")))
+    ... # doctest: +ELLIPSIS
+    the GPU ran out of memory (OutOfMemoryError: Out of memory allocating 512 bytes); use ...
+    >>> translate_gpu_error(ValueError("out of memory")) is None
+    True
+    """
+    if isinstance(err, DeviceError) or not _from_cuda(err):
+        return None
+    text = f"{type(err).__name__}: {err}"
+    lowered = text.lower()
+    for fragments, cause, fix in _GPU_FAILURES:
+        if any(fragment.lower() in lowered for fragment in fragments):
+            return DeviceError(f"{cause} ({text}); {fix}")
+    return None
+
+
+@contextmanager
+def gpu_errors():
+    """Run GPU work, turning known CuPy/CUDA failures into DeviceErrors with cause and fix.
+
+    Other errors pass through unchanged; the original stays attached as ``__cause__``.
+
+    Examples
+    --------
+    >>> class CUDARuntimeError(RuntimeError):  # stands in for CuPy's
+    ...     __module__ = "cupy_backends.cuda.api.runtime"
+    >>> try:
+    ...     with gpu_errors():
+    ...         raise CUDARuntimeError("cudaErrorNoKernelImageForDevice: no kernel image is "
+    ...                                "available for execution on the device")
+    ... except DeviceError as err:
+    ...     print(str(err).split(" (")[0])
+    CuPy has no kernels built for this GPU's architecture
+    """
+    try:
+        yield
+    except Exception as err:
+        translated = translate_gpu_error(err)
+        if translated is None:
+            raise
+        raise translated from err

@@ -18,7 +18,8 @@ import numpy as np
 import sympy
 
 from symtape import dtypes
-from symtape.backends import array_module, device_name
+from symtape.backends import array_module, device_name, is_gpu_array, to_device
+from symtape.device import CPU, CURRENT_DEVICE
 from symtape.primitives import Primitive
 
 __all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", "apply"]
@@ -480,20 +481,26 @@ class Variable(_Operators):
 
 
 def _to_array(value, dtype: np.dtype | None, *, what: str):
-    """Convert to an array of ``dtype``; refuse conversions that lose information.
+    """Convert to an array of ``dtype`` on the current device; refuse lossy conversions.
 
     Tensors and Variables convert only when safe (int32 -> float64, not float64 ->
     float32); Python numbers and NumPy arrays within the same kind (float -> float32).
+    Host data goes to the current device (``st.device``); CuPy arrays stay on their GPU.
+    Both are validated the same way, on dtypes alone: GPU data is never copied to check it.
     """
     strict = isinstance(value, (Tensor, Variable))
     if strict:
         value = value._value
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what}: cannot convert {type(value).__name__} to an array ({err})") from None
-    if array.dtype == object or array.dtype.kind in "USVO":
-        raise TypeError(f"{what}: cannot convert {value!r} ({array.dtype}) to a numeric Tensor")
+    on_gpu = "cupy" in sys.modules and is_gpu_array(value)  # no CuPy loaded: no CuPy arrays
+    if on_gpu:
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{what}: cannot convert {type(value).__name__} to an array ({err})") from None
+        if array.dtype == object or array.dtype.kind in "USVO":
+            raise TypeError(f"{what}: cannot convert {value!r} ({array.dtype}) to a numeric Tensor")
     if dtype is None:
         dtype = _default_dtype(array)
     elif array.dtype != dtype:
@@ -503,7 +510,10 @@ def _to_array(value, dtype: np.dtype | None, *, what: str):
             raise TypeError(f"{what}: cannot convert dtype {array.dtype} to {dtype} without losing "
                             f"information; pass {hint}")
     array = array.astype(dtype, copy=not strict)
-    return array[()] if array.ndim == 0 else array
+    if array.ndim == 0:
+        array = array[()]  # NumPy: a scalar; CuPy, which has none: the 0-d array itself
+    device = CURRENT_DEVICE.get()
+    return array if device is CPU or on_gpu else to_device(array, device)
 
 
 def _default_dtype(array: np.ndarray) -> np.dtype:

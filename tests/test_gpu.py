@@ -1,0 +1,125 @@
+"""st.device and st.config on a real GPU: skipped cleanly without CuPy or a CUDA device.
+
+Oracles are NumPy on the host and hand-derived derivatives; CuPy's own pool reports limits."""
+
+import numpy as np
+import pytest
+
+import symtape as st
+
+cupy = pytest.importorskip("cupy")
+try:
+    _DEVICES = cupy.cuda.runtime.getDeviceCount()
+except Exception:  # no driver, broken install
+    _DEVICES = 0
+pytestmark = pytest.mark.skipif(_DEVICES == 0, reason="no CUDA device")
+
+
+def test_new_values_in_a_gpu_block_are_cupy_arrays_on_that_gpu():
+    with st.device("/gpu:0"):
+        c = st.constant([1.0, 2.0])
+        s = st.constant(3, dtype=st.float32)
+        v = st.Variable([[1, 2]], name="v")
+    for t, dtype in [(c, st.float64), (s, st.float32), (v, st.int64)]:
+        assert isinstance(t._value, cupy.ndarray) and t._value.device.id == 0
+        assert t.device == "/gpu:0" and t.dtype == dtype
+    host = c.numpy()
+    assert type(host) is np.ndarray
+    np.testing.assert_array_equal(host, [1.0, 2.0])
+    np.testing.assert_array_equal(v.numpy(), [[1, 2]])
+    assert st.constant([1.0]).device == "/cpu:0"  # outside the block: the CPU again
+
+
+def test_existing_gpu_arrays_stay_on_the_gpu():
+    value = cupy.arange(3.0)
+    t = st.constant(value)
+    assert isinstance(t._value, cupy.ndarray) and t.device == "/gpu:0"
+    assert st.Variable(value).device == "/gpu:0"
+
+
+def test_ops_on_gpu_tensors_stay_on_the_gpu():
+    point = np.linspace(-1.0, 1.0, 7)
+    with st.device("/gpu:0"):
+        x = st.constant(point)
+        y = st.sin(x) * 2.0 + x ** 2
+        total = st.reduce_sum(y)
+    for t in (y, total):
+        assert isinstance(t._value, cupy.ndarray) and t.device == "/gpu:0"
+    np.testing.assert_allclose(y.numpy(), np.sin(point) * 2.0 + point ** 2, rtol=1e-12)
+    np.testing.assert_allclose(total.numpy(), np.sum(np.sin(point) * 2.0 + point ** 2))
+
+
+def _gradient(x):
+    with st.GradientTape() as tape:
+        y = st.reduce_sum(st.exp(x) * st.sin(x) ** 2)
+    return tape.gradient(y, x)
+
+
+def test_gradient_on_the_gpu_matches_the_cpu_and_the_formula():
+    point = np.linspace(-1.0, 1.0, 5)
+    on_cpu = _gradient(st.Variable(point, name="x"))
+    with st.device("/gpu:0"):
+        x = st.Variable(point, name="x")
+        on_gpu = _gradient(x)
+    assert isinstance(on_gpu._value, cupy.ndarray) and on_gpu.device == "/gpu:0"
+    # d/dx e^x sin(x)^2 = e^x sin(x)^2 + 2 e^x sin(x) cos(x)
+    expected = np.exp(point) * (np.sin(point) ** 2 + 2 * np.sin(point) * np.cos(point))
+    np.testing.assert_allclose(on_gpu.numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(on_gpu.numpy(), on_cpu.numpy(), rtol=1e-12)
+
+
+def test_a_gpu_that_does_not_exist_is_a_device_error_and_cpu_keeps_working():
+    with pytest.raises(st.DeviceError, match=f"this machine has {_DEVICES} CUDA device"):
+        with st.device(f"/gpu:{_DEVICES}"):
+            pass
+    assert st.constant([1.0]).device == "/cpu:0"
+
+
+@pytest.mark.skipif(_DEVICES < 2, reason="needs two CUDA devices")
+def test_a_second_gpu_is_selected_and_the_previous_one_restored():
+    before = cupy.cuda.Device().id
+    with st.device("/GPU:1"):
+        assert cupy.cuda.Device().id == 1
+        t = st.constant([1.0, 2.0])
+    assert t.device == "/gpu:1" and t._value.device.id == 1
+    assert cupy.cuda.Device().id == before
+
+
+def test_gpus_are_listed():
+    gpus = st.config.list_physical_devices("GPU")
+    assert len(gpus) == _DEVICES
+    assert gpus[0] == st.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    assert [d.name for d in st.config.list_logical_devices("GPU")][:1] == ["/device:GPU:0"]
+
+
+def test_memory_growth_is_recorded(monkeypatch):
+    monkeypatch.setattr(st.config, "_MEMORY_GROWTH", {})
+    gpu = st.config.list_physical_devices("GPU")[0]
+    assert st.config.get_memory_growth(gpu) is True
+    st.config.set_memory_growth(gpu, False)
+    assert st.config.get_memory_growth(gpu) is False
+
+
+@pytest.fixture
+def pool_limit_restored():
+    pool = cupy.get_default_memory_pool()
+    with cupy.cuda.Device(0):
+        before = pool.get_limit()
+    yield pool
+    with cupy.cuda.Device(0):
+        pool.set_limit(size=before)
+
+
+def test_memory_limit_takes_effect_in_cupys_pool(pool_limit_restored):
+    pool = pool_limit_restored
+    gpu = st.config.list_physical_devices("GPU")[0]
+    limit = 256 * 1024**2
+    st.config.set_memory_limit(gpu, limit)
+    with cupy.cuda.Device(0):
+        assert pool.get_limit() == limit
+    assert st.config.get_memory_limit("/gpu:0") == limit
+    with st.device("/gpu:0"), pytest.raises(st.DeviceError, match="the GPU ran out of memory"):
+        st.constant(np.zeros(2 * limit // 8))  # 512 MiB of float64: over the cap
+    st.config.set_memory_limit(gpu, 0)
+    with cupy.cuda.Device(0):
+        assert pool.get_limit() == 0  # no limit
