@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from symtape import nest
-from symtape.backends import array_module
+from symtape.backends import array_module, to_device
+from symtape.device import CPU, CURRENT_DEVICE
 from symtape.program import Program
 from symtape.tape import GradientTape
 from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
@@ -56,6 +57,14 @@ def _leaf_spec(leaf) -> tuple:
     except TypeError:
         return ("S", id(leaf))
     return ("S", type(leaf), leaf)
+
+
+def _placed(leaves: list) -> list:
+    """Host arrays go to the current device (``st.device``), as new constants would."""
+    device = CURRENT_DEVICE.get()
+    if device is CPU:
+        return leaves
+    return [to_device(leaf, device) if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
 
 
 def _value(leaf):
@@ -239,9 +248,11 @@ class Function:
         if _runs_eagerly():
             return self.python_function(*args, **kwargs)
         leaves, rebuild = nest.flatten((args, kwargs))
+        leaves = _placed(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
         concrete = self._lookup(specs)
         if concrete is None:
+            args, kwargs = rebuild(leaves)
             return self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=True)[1]
         return concrete._run(leaves, self._wrap)
 
@@ -259,9 +270,11 @@ class Function:
         exp(x)
         """
         leaves, rebuild = nest.flatten((args, kwargs))
+        leaves = _placed(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
         concrete = self._lookup(specs, exact=True)
         if concrete is None:
+            args, kwargs = rebuild(leaves)
             concrete = self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=False)[0]
         return concrete
 

@@ -50,11 +50,14 @@ class SparseHessian:
         self._last: _Built | None = None
 
     def __call__(self, *args):
-        from symtape.functional import _argnums, _differentiated, _leaf_spec, _matches
+        from symtape.functional import (_argnums, _differentiated, _leaf_spec, _matches,
+                                        _placed)
 
         nums = _argnums(self._argnums, len(args))
         args = _differentiated(args, nums)
         leaves, rebuild = nest.flatten(args)
+        leaves = _placed(leaves)
+        args = rebuild(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
         key = tuple(specs)
         built = self._built.get(key)

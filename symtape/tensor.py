@@ -19,7 +19,7 @@ import sympy
 
 from symtape import dtypes
 from symtape.backends import array_module, device_name, is_gpu_array, to_device
-from symtape.device import CPU, CURRENT_DEVICE
+from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
 from symtape.primitives import Primitive
 
 __all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", "apply"]
@@ -464,7 +464,7 @@ class Variable(_Operators):
         if new.shape != self.shape:
             raise ValueError(f"{where}: shape {new.shape} does not match the Variable's shape "
                              f"{self.shape}; a Variable's shape is fixed at construction")
-        return new
+        return _like_device(new, self._value) if "cupy" in sys.modules else new
 
     def __repr__(self) -> str:
         return (f"<st.Variable {self._name!r} shape={self.shape} dtype={self.dtype}, "
@@ -514,6 +514,19 @@ def _to_array(value, dtype: np.dtype | None, *, what: str):
         array = array[()]  # NumPy: a scalar; CuPy, which has none: the 0-d array itself
     device = CURRENT_DEVICE.get()
     return array if device is CPU or on_gpu else to_device(array, device)
+
+
+def _like_device(array, like):
+    """``array`` on the device that holds ``like`` (a Variable keeps its device)."""
+    if is_gpu_array(like):
+        if is_gpu_array(array) and array.device.id == like.device.id:
+            return array
+        return to_device(array.get() if is_gpu_array(array) else array,
+                         DeviceSpec("GPU", like.device.id))
+    if is_gpu_array(array):
+        host = array.get()
+        return host[()] if host.ndim == 0 else host
+    return array
 
 
 def _default_dtype(array: np.ndarray) -> np.dtype:
@@ -589,6 +602,8 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
     """
     values = [t._value for t in inputs]
     xp = array_module(*values) if "cupy" in sys.modules else np
+    if xp is not np:  # host arrays meeting GPU ones are copied over, as TensorFlow does
+        values = [xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim else v for v in values]
     value = prim.numeric(xp, *values, **params)
     for t in inputs:
         if t._symbolic:

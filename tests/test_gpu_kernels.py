@@ -83,3 +83,28 @@ def test_function_with_a_gpu_variable_reads_it_at_call_time():
         step(0.25)
     # each step halves the distance to 3: 2 -> 1 -> 0.5 -> 0.25 and 1 -> 0.5 -> 0.25 -> 0.125
     np.testing.assert_allclose(cupy.asnumpy(w._value), [3.0 - 0.25, 3.0 - 0.125])
+
+
+def test_a_gpu_variable_stays_on_the_gpu_when_assigned_host_data():
+    with st.device("/gpu:0"):
+        w = st.Variable([1.0, 2.0], name="w")
+    w.assign(np.array([3.0, 4.0]))  # outside the device block
+    assert isinstance(w._value, cupy.ndarray) and w.device == "/gpu:0"
+    np.testing.assert_array_equal(w.numpy(), [3.0, 4.0])
+
+
+def test_host_arrays_meeting_gpu_arrays_are_copied_over():
+    with st.device("/gpu:0"):
+        a = st.constant([1.0, 2.0])
+    b = st.constant([10.0, 20.0])  # on the CPU
+    total = a + b
+    assert total.device == "/gpu:0"
+    np.testing.assert_array_equal(total.numpy(), [11.0, 22.0])
+
+
+def test_transforms_inside_a_gpu_block_run_on_the_gpu():
+    point = np.linspace(0.5, 1.5, 100)
+    with st.device("/gpu:0"):
+        g = st.grad(rosen)(point)  # a host array, placed on the current device
+    assert isinstance(g, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(g), optimize.rosen_der(point), rtol=1e-10)
