@@ -13,6 +13,7 @@ never differentiated nor evaluated.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 import sympy
@@ -83,24 +84,20 @@ class _Built:
     """One traced signature: the pattern, its colouring, and the batched product kernel."""
 
     def __init__(self, fun, args, nums, leaves, rebuild, specs):
-        from symtape.functional import _placeholders, _scalar, _with_tape
-        from symtape.trace import Trace
-
-        _, traced = _placeholders(fun, args, {}, leaves, specs)
-        traced = rebuild(traced)
-        sources = nest.flatten([traced[i] for i in nums])[0]
-        with Trace():  # the gradient as a graph: its structure gives the pattern
-            tape, y = _with_tape(fun, traced, nums)
-            y = _scalar(y, "hessian")
-            self._grads = tape.gradient(y, sources, unconnected_gradients="zero")
-        self._sources = sources
-        self.size = sum(int(np.prod(s.shape, dtype=np.int64)) for s in sources)
-        self._shapes = [tuple(np.shape(s._value)) for s in sources]
-        self._dtypes = [s._value.dtype for s in sources]
+        seen: dict = {}
+        self._product = _hessian_product(fun, nums, len(args), seen)
+        sources = nest.flatten([args[i] for i in nums])[0]
+        self._shapes = [tuple(np.shape(_value_of(s))) for s in sources]
+        self._dtypes = [np.dtype(getattr(_value_of(s), "dtype", np.float64)) for s in sources]
+        # one trace of one product (zero seeds); its inner gradient, a graph, gives the pattern
+        xp = array_module(*[_value_of(leaf) for leaf in leaves])
+        zeros = [xp.zeros(shape, dtype) for shape, dtype in zip(self._shapes, self._dtypes)]
+        self._product.get_concrete_function(*args, zeros)
+        self._grads, self._sources = seen["grads"], seen["sources"]
+        self.size = sum(int(np.prod(shape, dtype=np.int64)) for shape in self._shapes)
         self._specs = specs
         self._expr = None
-        self._pattern(_graph_dependencies(self._grads, sources))
-        self._product = _hessian_product(fun, nums, len(args))
+        self._pattern(_graph_dependencies(self._grads, self._sources))
 
     def _exact(self) -> tuple[list, list]:
         """The gradient's exact entries and the variables' symbols, flattened in order."""
@@ -122,7 +119,7 @@ class _Built:
         self._seeds = (np.arange(self.colours)[:, None] == colours[None, :]).astype(np.float64)
 
     def evaluate(self, leaves: list, args: tuple, nums: tuple):
-        xp = array_module(*[leaf._value if isinstance(leaf, Tensor) else leaf for leaf in leaves])
+        xp = array_module(*[_value_of(leaf) for leaf in leaves])
         if self.colours == 0:
             data = xp.zeros(0, dtype=self._dtypes[0] if self._dtypes else np.float64)
         else:
@@ -132,9 +129,7 @@ class _Built:
                 block = self._seeds[:, start:start + size].reshape((self.colours,) + shape)
                 seeds.append(xp.asarray(block, dtype=dtype))  # float32 in, float32 out
                 start += size
-            if not self._product._traces:  # trace one product; the colours are its batch
-                self._product.get_concrete_function(*args, [seed[0] for seed in seeds])
-            products = self._product(*args, seeds)  # one batched call: a row per colour
+            products = self._product(*args, seeds)  # a batched call: a row per colour
             flat = [xp.reshape(p, (self.colours, -1)) for p in nest.flatten(products)[0]]
             data = xp.concatenate(flat, axis=1).reshape(-1)[xp.asarray(self._take)]
             data = data.astype(self._dtypes[0], copy=False)
@@ -157,9 +152,10 @@ class _Built:
         return self._expr
 
 
-def _hessian_product(fun, nums: tuple[int, ...], nargs: int):
-    """A compiled ``(*args, vs) -> H @ vs`` (one ``v`` per differentiated argument)."""
-    from symtape.functional import Function
+def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict):
+    """A compiled ``(*args, vs) -> H @ vs`` (one ``v`` per differentiated argument); the
+    trace leaves its sources and inner gradient in ``seen``."""
+    from symtape.functional import Function, _scalar
     from symtape.ops import reduce_sum
     from symtape.tape import GradientTape
 
@@ -170,14 +166,33 @@ def _hessian_product(fun, nums: tuple[int, ...], nargs: int):
             outer.watch(sources)
             with GradientTape() as inner:
                 inner.watch(sources)
-                y = fun(*args)
+                y = _scalar(fun(*args), "hessian")
             grads = inner.gradient(y, sources, unconnected_gradients="zero")
+            seen.update(grads=grads, sources=sources)
             dot = 0
             for g, v in zip(grads, seeds):
                 dot = dot + reduce_sum(g * v)
         return outer.gradient(dot, sources, unconnected_gradients="zero")
 
+    product.__signature__ = _signature_with_seeds(fun, nargs)  # symbols named as in `fun`
     return Function(product, wrap_outputs=False)
+
+
+def _signature_with_seeds(fun, nargs: int) -> inspect.Signature:
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    try:
+        names = [p.name for p in inspect.signature(fun).parameters.values()
+                 if p.kind in positional][:nargs]
+    except (TypeError, ValueError):
+        names = []
+    if len(names) < nargs:
+        names = [f"arg{i}" for i in range(nargs)]
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature([inspect.Parameter(n, kind) for n in names + ["_seeds"]])
+
+
+def _value_of(leaf):
+    return leaf._value if isinstance(leaf, Tensor) else leaf
 
 
 def _flat(values: list) -> list:
