@@ -325,7 +325,7 @@ class _Builder:
         self.functions: dict[Any, UndefinedFunction] = {}
         self.lines: list[str] = []
         self.batchable = True
-        self.printer = PRINTERS[backend](self.names, allow_unknown_functions=True)
+        self.printer = _PROGRAM_PRINTERS[backend](self.names, allow_unknown_functions=True)
 
     def function(self, key, make: Callable[[], Callable], prefix: str) -> UndefinedFunction:
         """A SymPy function printed as a call of a namespace entry (one per distinct key)."""
@@ -498,6 +498,71 @@ def _negated(expr):
 _MUL = functools.partial(sympy.Mul._from_args, is_commutative=True)
 _ADD = functools.partial(sympy.Add._from_args, is_commutative=True)
 _POW = functools.partial(sympy.Pow, evaluate=False)
+
+
+# ---------------------------------------------------------------- printing recorded arithmetic
+
+_ADD_LEVEL, _MUL_LEVEL, _POW_LEVEL, _ATOM_LEVEL = 40, 50, 60, 1000
+
+
+def _level(expr) -> int:
+    """Python precedence of an expression as printed (read off its type: SymPy's own
+    ``precedence`` asks whether a minus sign can be extracted, which costs more than the
+    rest of printing)."""
+    if expr.is_Add:
+        return _ADD_LEVEL
+    if expr.is_Mul:
+        first = expr.args[0]
+        return _ADD_LEVEL if first.is_Number and first.is_negative else _MUL_LEVEL
+    if expr.is_Pow:
+        return _POW_LEVEL
+    if expr.is_Number:
+        if expr.is_negative:
+            return _ADD_LEVEL
+        return _MUL_LEVEL if expr.is_Rational and not expr.is_Integer else _ATOM_LEVEL
+    return _ATOM_LEVEL
+
+
+def _program_printer(base):
+    class ProgramPrinter(base):
+        """Prints the unevaluated binary nodes of a recorded graph as the ops they are, in
+        order: ``a + (b + c)`` keeps its parentheses, so the kernel rounds as the eager op did."""
+
+        def parenthesize(self, item, level, strict=False):
+            code = self._print(item)
+            below = _level(item)
+            return f"({code})" if below < level or (strict and below <= level) else code
+
+        def _print_Add(self, expr):
+            first, *rest = expr.args
+            code = self._print(first)
+            for term in rest:
+                if term.is_Mul and term.args[0] is _MINUS_ONE:
+                    code += " - " + self.parenthesize(_MUL(term.args[1:]) if len(term.args) > 2
+                                                      else term.args[1], _ADD_LEVEL, strict=True)
+                elif term.is_Number and term.is_negative:
+                    code += " - " + self._print(-term)
+                else:
+                    code += " + " + self.parenthesize(term, _ADD_LEVEL, strict=True)
+            return code
+
+        def _print_Mul(self, expr):
+            first, *rest = expr.args
+            if first is _MINUS_ONE:
+                inner = rest[0] if len(rest) == 1 else _MUL(tuple(rest))
+                return "-" + self.parenthesize(inner, _MUL_LEVEL)
+            code = self.parenthesize(first, _MUL_LEVEL)
+            for factor in rest:
+                if factor.is_Pow and factor.exp is _MINUS_ONE:
+                    code += "/" + self.parenthesize(factor.base, _MUL_LEVEL, strict=True)
+                else:
+                    code += "*" + self.parenthesize(factor, _MUL_LEVEL, strict=True)
+            return code
+
+    return ProgramPrinter
+
+
+_PROGRAM_PRINTERS = {name: _program_printer(cls) for name, cls in PRINTERS.items()}
 
 
 def _astype(xp, x, *, dtype):
