@@ -262,17 +262,37 @@ def _freeze(value) -> Any:
     return value
 
 
+def _numbered(order: list[Tensor], resolve, same: dict) -> list[Tensor]:
+    """Value numbering: an op applied again to the same inputs with the same parameters
+    (a second sweep recomputes ``cos(x)``, a loop indexes ``x[i]`` twice) is computed
+    once. Fills ``same`` and returns the order without the duplicates."""
+    first: dict = {}
+    kept = []
+    for node in order:
+        if node._prim is not None:
+            key = (node._prim.name, _freeze(node._params),
+                   tuple(id(resolve(x)) for x in node._inputs))
+            original = first.setdefault(key, node)
+            if original is not node:
+                same[id(node)] = original
+                continue
+        kept.append(node)
+    return kept
+
+
 class _Graph:
     """The nodes of a trace, classified: arguments, Variables read, constants, ops."""
 
     def __init__(self, arguments: list[Tensor], outputs: list[Tensor], aliases: dict):
+        same: dict[int, Tensor] = {}  # duplicates -> the first node computing the same thing
+
         def resolve(t):
             while id(t) in aliases:
                 t = aliases[id(t)]
-            return t
+            return same.get(id(t), t)
 
         self.resolve = resolve
-        self.order = _walk(outputs, resolve)
+        self.order = _numbered(_walk(outputs, resolve), resolve, same)
         self.outputs = [resolve(t) for t in outputs]
         self.argument_index = {id(p): i for i, p in enumerate(arguments)}
         self.variables: list[Variable] = []
@@ -358,6 +378,8 @@ class _Builder:
         dependent: dict[int, bool] = {}
         for node in graph.order:
             expr, level, dep = self.node(node, exprs, depth, dependent)
+            if expr.is_Atom:  # `1 * t` is `t`: nothing to compute
+                level = 0
             if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
                 expr, level = self.emit(expr), 0
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep

@@ -364,3 +364,24 @@ def test_identity_output_does_not_alias_the_argument():
         out = f(a).numpy()
         np.testing.assert_array_equal(out, a)
         assert not np.shares_memory(out, a)
+
+
+def test_value_gradient_and_hessian_compiled_together_share_subexpressions():
+    @st.function
+    def f_grad_hess(x):
+        with st.GradientTape() as outer:
+            outer.watch(x)
+            with st.GradientTape() as inner:
+                inner.watch(x)
+                y = st.exp(st.sin(x))
+            g = inner.gradient(y, x)
+        return y, g, outer.gradient(g, x)
+
+    value, grad, hess = f_grad_hess(0.4)
+    s, c = np.sin(0.4), np.cos(0.4)
+    # by hand: (e^sin)' = cos e^sin, (e^sin)'' = (cos^2 - sin) e^sin
+    np.testing.assert_allclose([value.numpy(), grad.numpy(), hess.numpy()],
+                               [np.exp(s), c * np.exp(s), (c * c - s) * np.exp(s)], rtol=1e-14)
+    source = f_grad_hess.get_concrete_function(0.4).source
+    # sin(x) and exp(sin(x)) are computed once for all three outputs
+    assert source.count("sin(") == 1 and source.count("exp(") == 1
