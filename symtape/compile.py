@@ -84,6 +84,10 @@ def _printer_class(base):
         def _print_erf(self, expr):
             return f"_erf({self._print(expr.args[0])})"
 
+        def _print_Float(self, expr):
+            # the double itself, all 17 digits (SymPy prints 15: 0.09999999999999998 as 0.1)
+            return repr(float(expr))
+
         def _print_Pow(self, expr, rational=False):
             # x*x: twice as fast as x**2 on Python floats, the same on arrays
             if expr.exp == 2 and expr.base.is_Symbol:

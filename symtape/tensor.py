@@ -464,7 +464,7 @@ class Variable(_Operators):
         if new.shape != self.shape:
             raise ValueError(f"{where}: shape {new.shape} does not match the Variable's shape "
                              f"{self.shape}; a Variable's shape is fixed at construction")
-        return _like_device(new, self._value) if "cupy" in sys.modules else new
+        return on_device_of(new, self._value) if "cupy" in sys.modules else new
 
     def __repr__(self) -> str:
         return (f"<st.Variable {self._name!r} shape={self.shape} dtype={self.dtype}, "
@@ -516,7 +516,7 @@ def _to_array(value, dtype: np.dtype | None, *, what: str):
     return array if device is CPU or on_gpu else to_device(array, device)
 
 
-def _like_device(array, like):
+def on_device_of(array, like):
     """``array`` on the device that holds ``like`` (a Variable keeps its device)."""
     if is_gpu_array(like):
         if is_gpu_array(array) and array.device.id == like.device.id:

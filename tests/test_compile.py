@@ -236,3 +236,10 @@ def test_shared_subexpressions_keep_every_value():
     for symbol, value in reversed(replacements):
         substituted = [e.subs(symbol, value) for e in substituted]
     assert all(sympy.simplify(a - b) == 0 for a, b in zip(substituted, exprs))
+
+
+def test_float_constants_keep_every_bit():
+    close_to_a_tenth = 1 - 0.9  # 0.09999999999999998, which 15 digits would print as 0.1
+    k = st.compile(sympy.Float(close_to_a_tenth) * x, [x])
+    assert float(k(1.0)) == close_to_a_tenth
+    assert float(k(np.ones(2))[0]) == close_to_a_tenth

@@ -1,0 +1,393 @@
+"""Optimizers with Keras names, defaults and update rules (``st.optimizers``).
+
+Every update is written with symtape ops on Variables (``assign_sub`` and friends), so the
+same code runs eagerly and inside ``@st.function``, where it is traced once and compiled:
+the optimizer's state (moments, accumulators, the step counter) lives in non-trainable
+Variables, one set per trained Variable, created on first use and kept across calls.
+
+Examples
+--------
+>>> import symtape as st
+>>> x = st.Variable(0.0, name="x")
+>>> opt = st.optimizers.SGD(learning_rate=0.01)
+>>> @st.function
+... def train():
+...     return opt.minimize(lambda: x**2 - 2*x + 1, [x])
+>>> for _ in range(1000):
+...     _ = train()
+>>> round(float(x.numpy()), 5), int(opt.iterations.numpy())
+(1.0, 1000)
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from symtape import ops
+from symtape.tape import GradientTape
+from symtape.tensor import Tensor, Variable, convert_to_tensor, on_device_of
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "Newton"]
+
+
+class Optimizer:
+    """The shared machinery: the step counter, per-Variable state, ``minimize``.
+
+    Subclasses implement ``update(variable, gradient, lr)`` with symtape ops.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> opt = st.optimizers.SGD(learning_rate=0.1)
+    >>> x = st.Variable(1.0, name="x")
+    >>> _ = opt.apply_gradients([(st.constant(2.0), x)])
+    >>> x.numpy(), int(opt.iterations.numpy())
+    (array(0.8), 1)
+    """
+
+    def __init__(self, learning_rate: float | Callable[[Tensor], Any], name: str):
+        if not callable(learning_rate) and not learning_rate > 0:
+            raise ValueError(f"{name}: learning_rate must be positive, got {learning_rate!r}")
+        self.learning_rate = learning_rate
+        self.name = name
+        self.iterations = Variable(0, dtype=np.int64, name=f"{name}/iterations", trainable=False)
+        self._slots: dict[int, dict[str, Variable]] = {}
+        self._owners: dict[int, Variable] = {}  # keeps each trained Variable alive with its state
+
+    # ------------------------------------------------------------ Keras API
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Variable]]) -> Variable:
+        """Update each Variable from its gradient (``None`` gradients are skipped, with a
+        warning); returns ``iterations``, the number of steps taken.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> w = st.Variable(5.0, name="w")
+        >>> opt = st.optimizers.SGD(0.5)
+        >>> with st.GradientTape() as tape:
+        ...     loss = (w - 3.0) ** 2
+        >>> _ = opt.apply_gradients(zip([tape.gradient(loss, w)], [w]))
+        >>> w.numpy()
+        array(3.)
+        """
+        pairs = list(grads_and_vars)
+        for gradient, variable in pairs:
+            if not isinstance(variable, Variable):
+                raise TypeError(f"{self.name}.apply_gradients expects (gradient, Variable) pairs, "
+                                f"got a {type(variable).__name__} where the Variable goes")
+        missing = [v.name for g, v in pairs if g is None]
+        if missing:
+            warnings.warn(f"{self.name}: no gradient for {', '.join(missing)} (not connected to "
+                          "the loss); those Variables are left unchanged", stacklevel=2)
+        lr = self._learning_rate()
+        for gradient, variable in pairs:
+            if gradient is not None:
+                if _dtype(gradient) != variable.dtype:
+                    gradient = ops.cast(convert_to_tensor(gradient), variable.dtype)
+                self.update(variable, gradient, lr)
+        self.iterations.assign_add(1)
+        return self.iterations
+
+    def minimize(self, loss: Callable[[], Any], var_list: Iterable[Variable],
+                 tape: GradientTape | None = None):
+        """One step on ``loss()`` (a callable, as in Keras) w.r.t. ``var_list``; returns the
+        loss value before the step.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(0.0, name="x")
+        >>> opt = st.optimizers.SGD(learning_rate=0.01)
+        >>> for _ in range(1000):
+        ...     _ = opt.minimize(lambda: x**2 - 2*x + 1, [x])
+        >>> abs(float(x.numpy()) - 1) < 1e-5
+        True
+        """
+        variables = list(var_list)
+        if tape is None:
+            if not callable(loss):
+                raise TypeError(f"{self.name}.minimize: `loss` must be a callable returning the "
+                                "loss (or pass the `tape` that recorded it)")
+            with GradientTape() as tape:
+                value = loss()
+        else:
+            value = loss() if callable(loss) else loss
+        grads = tape.gradient(value, variables)
+        self.apply_gradients(zip(grads, variables))
+        return value
+
+    # ------------------------------------------------------------ state
+    def slot(self, variable: Variable, name: str, initial: float = 0.0) -> Variable:
+        """The state Variable ``name`` of ``variable``: created on first use (``initial``
+        everywhere, the Variable's shape and dtype), the same object afterwards.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> w = st.Variable([1.0, 2.0], name="w")
+        >>> st.optimizers.Adam().slot(w, "m").numpy()
+        array([0., 0.])
+        """
+        slots = self._slots.setdefault(id(variable), {})
+        self._owners[id(variable)] = variable
+        if name not in slots:
+            value = np.full(variable.shape, initial, dtype=variable.dtype)
+            slots[name] = Variable(on_device_of(value, variable._value),  # the Variable's device
+                                   name=f"{variable.name}/{name}", trainable=False)
+        return slots[name]
+
+    def variables(self) -> list[Variable]:
+        """The optimizer's own Variables: ``iterations`` and every state Variable.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> [v.name for v in st.optimizers.SGD().variables()]
+        ['SGD/iterations']
+        """
+        return [self.iterations] + [s for slots in self._slots.values() for s in slots.values()]
+
+    def _learning_rate(self):
+        lr = self.learning_rate
+        return lr(self.iterations.value()) if callable(lr) else lr
+
+    def update(self, variable: Variable, gradient, lr) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _step(self):
+        """``t``, the 1-based number of the step being taken, as a float Tensor."""
+        return ops.cast(self.iterations.value() + 1, np.float64)
+
+    def __repr__(self) -> str:
+        return f"<st.optimizers.{type(self).__name__} learning_rate={self.learning_rate!r}>"
+
+
+def _dtype(value):
+    return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+
+
+class SGD(Optimizer):
+    """Gradient descent, with momentum and Nesterov momentum (``keras.optimizers.SGD``).
+
+    ``momentum = 0``: ``w -= lr * g``. Otherwise ``m = momentum * m - lr * g``, then
+    ``w += m`` (or ``w += momentum * m - lr * g`` with ``nesterov=True``).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> opt = st.optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    >>> x = st.Variable(1.0)
+    >>> for _ in range(2):
+    ...     _ = opt.apply_gradients([(st.constant(1.0), x)])
+    >>> round(float(x.numpy()), 10)  # m = -0.1, then -0.19
+    0.71
+    """
+
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
+                 name: str = "SGD"):
+        super().__init__(learning_rate, name)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum = momentum
+        self.nesterov = bool(nesterov)
+
+    def update(self, variable, gradient, lr):
+        if self.momentum == 0:
+            variable.assign_sub(lr * gradient)
+            return
+        m = self.slot(variable, "momentum")
+        m.assign(self.momentum * m - lr * gradient)
+        if self.nesterov:
+            variable.assign_add(self.momentum * m - lr * gradient)
+        else:
+            variable.assign_add(m)
+
+
+class Adam(Optimizer):
+    """Adam (``keras.optimizers.Adam``): bias-corrected first and second moments.
+
+    ``lr_t = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``, ``m += (g - m) * (1 - beta_1)``,
+    ``v += (g**2 - v) * (1 - beta_2)``, ``w -= lr_t * m / (sqrt(v) + epsilon)`` (with
+    ``amsgrad``, ``v`` is replaced by its running maximum).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> w = st.Variable(0.0, name="w")
+    >>> opt = st.optimizers.Adam(learning_rate=0.1)
+    >>> for _ in range(1000):
+    ...     _ = opt.minimize(lambda: w**2 - 10*w + 25, [w])
+    >>> round(float(w.numpy()), 3)
+    5.0
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, name: str = "Adam"):
+        super().__init__(learning_rate, name)
+        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= beta < 1:
+                raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
+        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+
+    def update(self, variable, gradient, lr):
+        t = ops.cast(self._step(), variable.dtype)
+        lr_t = lr * ops.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        m, v = self.slot(variable, "m"), self.slot(variable, "v")
+        m.assign_add((gradient - m) * (1 - self.beta_1))
+        v.assign_add((ops.square(gradient) - v) * (1 - self.beta_2))
+        if self.amsgrad:
+            v_hat = self.slot(variable, "v_hat")
+            v = v_hat.assign(ops.maximum(v_hat, v))
+        variable.assign_sub(lr_t * m / (ops.sqrt(v) + self.epsilon))
+
+
+class RMSprop(Optimizer):
+    """RMSprop (``keras.optimizers.RMSprop``): steps scaled by a running RMS of gradients.
+
+    ``a = rho * a + (1 - rho) * g**2``; ``centered`` also tracks the mean gradient ``mg``
+    and divides by ``sqrt(a - mg**2 + epsilon)`` instead of ``sqrt(a + epsilon)``; with
+    ``momentum``, the increments go through a momentum Variable.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable(1.0)
+    >>> opt = st.optimizers.RMSprop(learning_rate=0.01)
+    >>> _ = opt.apply_gradients([(st.constant(2.0), x)])
+    >>> round(float(x.numpy()), 6)  # 1 - 0.01 * 2 / sqrt(0.1 * 4 + 1e-7)
+    0.968377
+    """
+
+    def __init__(self, learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, name: str = "RMSprop"):
+        super().__init__(learning_rate, name)
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+
+    def update(self, variable, gradient, lr):
+        a = self.slot(variable, "velocity")
+        a.assign(self.rho * a + (1 - self.rho) * ops.square(gradient))
+        denominator = a + self.epsilon
+        if self.centered:
+            mg = self.slot(variable, "average_gradient")
+            mg.assign(self.rho * mg + (1 - self.rho) * gradient)
+            denominator = denominator - ops.square(mg)
+        increment = lr * gradient / ops.sqrt(denominator)
+        if self.momentum > 0:
+            m = self.slot(variable, "momentum")
+            m.assign(self.momentum * m + increment)
+            variable.assign_sub(m)
+        else:
+            variable.assign_sub(increment)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (``keras.optimizers.Adagrad``): ``acc += g**2``, ``w -= lr * g / sqrt(acc + eps)``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable(1.0)
+    >>> opt = st.optimizers.Adagrad(learning_rate=0.1)
+    >>> _ = opt.apply_gradients([(st.constant(1.0), x)])
+    >>> round(float(x.numpy()), 6)  # 1 - 0.1 / sqrt(0.1 + 1 + 1e-7)
+    0.904654
+    """
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value: float = 0.1,
+                 epsilon: float = 1e-7, name: str = "Adagrad"):
+        super().__init__(learning_rate, name)
+        if initial_accumulator_value < 0:
+            raise ValueError("Adagrad: initial_accumulator_value must be >= 0, got "
+                             f"{initial_accumulator_value!r}")
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def update(self, variable, gradient, lr):
+        acc = self.slot(variable, "accumulator", self.initial_accumulator_value)
+        acc.assign_add(ops.square(gradient))
+        variable.assign_sub(lr * gradient / ops.sqrt(acc + self.epsilon))
+
+
+class Newton(Optimizer):
+    """Damped Newton steps with the exact Hessian, safeguarded by a backtracking line search.
+
+    Each ``minimize`` call solves ``(H + mu I) d = -g`` for all Variables at once, with
+    ``mu`` the smallest multiple of ``damping`` (growing tenfold) that makes the matrix
+    positive definite, then halves the step from ``learning_rate`` until the loss decreases
+    enough (Armijo's condition), so a poor start does not diverge. Needs the loss itself:
+    ``apply_gradients`` is not available. Runs eagerly (the linear algebra is NumPy's).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable([-1.2, 1.0], name="x")
+    >>> opt = st.optimizers.Newton()
+    >>> rosen = lambda: 100 * (x[1] - x[0]**2)**2 + (1 - x[0])**2
+    >>> for _ in range(40):
+    ...     _ = opt.minimize(rosen, [x])
+    >>> [round(float(v), 6) for v in x.numpy()]
+    [1.0, 1.0]
+    """
+
+    def __init__(self, learning_rate=1.0, damping: float = 1e-8, max_backtracks: int = 40,
+                 name: str = "Newton"):
+        super().__init__(learning_rate, name)
+        self.damping, self.max_backtracks = damping, max_backtracks
+
+    def apply_gradients(self, grads_and_vars):
+        raise TypeError("Newton needs the loss, not only its gradient: call "
+                        "minimize(loss_fn, var_list)")
+
+    def minimize(self, loss, var_list, tape=None):
+        variables = list(var_list)
+        if not callable(loss):
+            raise TypeError("Newton.minimize: `loss` must be a callable returning the loss")
+        with GradientTape(persistent=True) as tape:
+            value = loss()
+        grads = tape.gradient(value, variables, unconnected_gradients="zero")
+        blocks = tape.hessian(value, variables, unconnected_gradients="zero")
+        g = np.concatenate([np.asarray(t.numpy(), dtype=float).reshape(-1) for t in grads])
+        sizes = [int(np.prod(v.shape, dtype=np.int64)) for v in variables]
+        H = np.block([[np.asarray(b.numpy(), dtype=float).reshape(m, n) for b, n in zip(row, sizes)]
+                      for row, m in zip(blocks, sizes)])
+        step = _damped_newton_step(H, g, self.damping)
+        self._line_search(loss, variables, float(value.numpy()), g, step)
+        self.iterations.assign_add(1)
+        return value
+
+    def _line_search(self, loss, variables, f0: float, g: np.ndarray, step: np.ndarray):
+        start = [v.numpy() for v in variables]
+        slope = float(g @ step)
+        alpha = float(self._learning_rate())
+        for _ in range(self.max_backtracks):
+            _assign_flat(variables, start, alpha * step)
+            trial = float(np.asarray(loss().numpy()))
+            if np.isfinite(trial) and trial <= f0 + 1e-4 * alpha * slope:
+                return
+            alpha /= 2
+        _assign_flat(variables, start, 0 * step)  # no acceptable step: stay where we were
+
+
+def _damped_newton_step(H: np.ndarray, g: np.ndarray, damping: float) -> np.ndarray:
+    """``-(H + mu I)^-1 g`` with the smallest ``mu`` (from ``damping``, x10) giving a
+    positive definite matrix; a steepest-descent step if none does."""
+    scale = max(1.0, float(np.abs(np.diag(H)).max())) if H.size else 1.0
+    mu = 0.0
+    for _ in range(30):
+        try:
+            factor = np.linalg.cholesky(H + mu * scale * np.eye(len(g)))
+        except np.linalg.LinAlgError:
+            mu = damping if mu == 0 else mu * 10
+            continue
+        return -np.linalg.solve(factor.T, np.linalg.solve(factor, g))
+    return -g / scale
+
+
+def _assign_flat(variables, start, delta: np.ndarray) -> None:
+    offset = 0
+    for variable, value in zip(variables, start):
+        size = int(np.prod(variable.shape, dtype=np.int64))
+        variable.assign(value + delta[offset:offset + size].reshape(variable.shape))
+        offset += size
