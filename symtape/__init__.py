@@ -15,7 +15,7 @@ Examples
 (6.0, 2*x)
 """
 
-from symtape import config, optimizers, random
+from symtape import config, optimize, optimizers, random
 from symtape.backends import DeviceError
 from symtape.device import device  # the function; the module stays in sys.modules
 from symtape.compile import Kernel, clear_kernel_cache, compile, kernel_cache_info
@@ -31,8 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Variable", "constant", "convert_to_tensor", "GradientTape", "UnconnectedGradients",
-    "DeviceError", "device", "config", "random", "optimizers", "function", "Function",
-    "ConcreteFunction", "grad", "value_and_grad", "jacobian", "hessian", "compile", "Kernel",
+    "DeviceError", "device", "config", "random", "optimizers", "optimize", "function",
+    "Function", "ConcreteFunction", "grad", "value_and_grad", "jacobian", "hessian", "compile", "Kernel",
     "kernel_cache_info", "clear_kernel_cache", "as_dtype", "float16", "float32", "float64",
     "int32", "int64", "bool",
     *_OPS,

@@ -1,0 +1,173 @@
+"""SciPy bridges (``st.optimize``): ``scipy.optimize`` with compiled derivatives.
+
+The objective is written with symtape ops on one vector argument. Its value and gradient,
+Hessian (sparse, structural nonzeros only) or Hessian-vector product are compiled once,
+at ``x0``; every iteration then runs kernels only (no SymPy, no tape). SciPy is an optional
+extra (``pip install 'symtape[scipy]'``).
+
+Examples
+--------
+>>> import numpy as np, symtape as st
+>>> def rosen(x):
+...     return st.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+>>> result = st.optimize.minimize(rosen, np.full(10, -1.0), method="trust-exact")
+>>> result.success, bool(np.allclose(result.x, 1.0))
+(True, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from symtape.functional import grad, jacobian, value_and_grad
+from symtape.ops import reduce_sum
+
+__all__ = ["minimize", "least_squares"]
+
+# which derivatives each scipy.optimize.minimize method can use
+_HESSIAN = {"trust-exact", "dogleg"}  # a dense matrix
+_SPARSE_HESSIAN = {"trust-constr"}  # a matrix, sparse welcome
+_PRODUCT = {"newton-cg", "trust-ncg", "trust-krylov"}  # Hessian-vector products suffice
+_NO_GRADIENT = {"nelder-mead", "powell", "cobyla", "cobyqa"}
+
+
+def _scipy_optimize():
+    try:
+        import scipy.optimize
+    except ImportError:
+        raise ImportError("st.optimize needs SciPy, an optional extra: "
+                          "pip install 'symtape[scipy]'") from None
+    return scipy.optimize
+
+
+def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (), **scipy_kwargs):
+    """``scipy.optimize.minimize`` with the compiled gradient, Hessian or Hessian products.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args)``: symtape ops on the vector ``x`` (shape of ``x0``), returning a
+        scalar Tensor.
+    x0 : array-like
+        The start; float64.
+    method : str, optional
+        Any SciPy method; ``'trust-exact'``/``'dogleg'`` get the exact dense Hessian,
+        ``'trust-constr'`` the sparse one, ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'``
+        compiled Hessian-vector products, the others the gradient.
+    args : tuple
+        Extra arguments of ``fun`` (not differentiated).
+    **scipy_kwargs
+        Passed to SciPy (``tol``, ``bounds``, ``constraints``, ``options``, ``callback``, ...).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> f = lambda x: (x[0] - 1) ** 2 + 10 * (x[1] - x[0] ** 2) ** 2
+    >>> r = st.optimize.minimize(f, [0.0, 0.0], method="Newton-CG")
+    >>> np.round(r.x, 4).tolist()
+    [1.0, 1.0]
+    """
+    optimize = _scipy_optimize()
+    x0 = np.asarray(x0, dtype=np.float64)
+    shape = x0.shape
+    key = (method or "").lower()
+    flat = _flat_objective(fun, shape)
+    options: dict[str, Any] = {}
+    if key not in _NO_GRADIENT:
+        value_grad = value_and_grad(flat)
+        value_grad(x0.reshape(-1), *args)  # trace and compile at the start, once
+
+        def fun_and_jac(x, *a):
+            value, gradient = value_grad(x, *a)
+            return float(value), gradient
+
+        options["jac"] = True
+        objective = fun_and_jac
+    else:
+        objective = _plain(flat)
+    if key in _HESSIAN or key in _SPARSE_HESSIAN:
+        options["hess"] = _hessian(flat, x0.reshape(-1), args, dense=key in _HESSIAN)
+    elif key in _PRODUCT:
+        options["hessp"] = _hessian_product(flat)
+    options.update(scipy_kwargs)
+    return optimize.minimize(objective, x0.reshape(-1), args=tuple(args), method=method,
+                             **options)
+
+
+def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
+    """``scipy.optimize.least_squares`` with the compiled Jacobian of the residuals.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args)``: symtape ops on the vector ``x``, returning the residual vector.
+    x0 : array-like
+    args : tuple
+        Extra arguments of ``fun``.
+    **scipy_kwargs
+        Passed to SciPy (``method``, ``bounds``, ``loss``, ``x_scale``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> t = np.linspace(0, 1, 20)
+    >>> data = 2.0 * np.exp(-1.5 * t)
+    >>> residuals = lambda p: p[0] * st.exp(-p[1] * st.constant(t)) - st.constant(data)
+    >>> np.round(st.optimize.least_squares(residuals, [1.0, 1.0]).x, 6).tolist()
+    [2.0, 1.5]
+    """
+    optimize = _scipy_optimize()
+    x0 = np.asarray(x0, dtype=np.float64)
+    flat = _flat_objective(fun, x0.shape)
+    residuals = _plain(flat, vector=True)
+    jac = jacobian(flat)
+    jac(x0.reshape(-1), *args)  # trace and compile once
+    return optimize.least_squares(residuals, x0.reshape(-1), jac=lambda x, *a: jac(x, *a),
+                                  args=tuple(args), **scipy_kwargs)
+
+
+def _flat_objective(fun: Callable, shape: tuple) -> Callable:
+    """``fun`` on SciPy's flat vector: reshaped to ``x0``'s shape when that is not 1-D."""
+    if len(shape) == 1:
+        return fun
+
+    def reshaped(x, *args):
+        from symtape.ops import reshape
+
+        return fun(reshape(x, shape), *args)
+
+    return reshaped
+
+
+def _plain(flat: Callable, vector: bool = False) -> Callable:
+    """The objective alone, compiled (for methods that use no derivatives)."""
+    from symtape.functional import Function
+
+    compiled = Function(flat, wrap_outputs=False)
+
+    def call(x, *args):
+        value = compiled(x, *args)
+        return np.asarray(value, dtype=np.float64) if vector else float(value)
+
+    return call
+
+
+def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
+    from symtape.functional import hessian
+
+    sparse = hessian(flat, sparse=True)
+    sparse(x0, *args)  # derive the pattern and compile once
+    if dense:
+        return lambda x, *a: sparse(x, *a).toarray()
+    return lambda x, *a: sparse(x, *a)
+
+
+def _hessian_product(flat: Callable) -> Callable:
+    product = grad(lambda x, v, *args: reduce_sum(grad(flat)(x, *args) * v))
+    return lambda x, p, *args: product(x, p, *args)
