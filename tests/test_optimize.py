@@ -1,0 +1,124 @@
+"""st.optimize: SciPy's minimize and least_squares driven by compiled derivatives.
+
+Oracles: the known minimizers (Rosenbrock's at x = 1), SciPy's own rosen_der/rosen_hess,
+and data generated from known parameters."""
+
+import sys
+
+import numpy as np
+import pytest
+from scipy.optimize import rosen_der, rosen_hess
+
+import symtape as st
+
+
+def rosen(x):
+    return st.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+START = np.tile([-1.2, 1.0], 5)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # trust-krylov's own, in SciPy
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "CG", "Newton-CG", "trust-ncg",
+                                    "trust-krylov", "trust-exact", "dogleg", "trust-constr"])
+def test_every_derivative_using_method_follows_scipy_with_exact_derivatives(method):
+    # the chained Rosenbrock function also has a local minimum near (-1, 1, ..., 1), which
+    # some methods reach from this start: the oracle is SciPy's run with SciPy's own exact
+    # derivatives, which must end at the same point
+    import scipy.optimize
+
+    # dogleg needs a positive definite Hessian all along: start near the minimum
+    start = START if method != "dogleg" else 1 + 0.02 * np.sin(np.arange(10.0))
+    options = {"tol": 1e-10, "options": {"maxiter": 5000}}
+    result = st.optimize.minimize(rosen, start, method=method, **options)
+    kwargs = {"hessp": lambda x, p: rosen_hess(x) @ p} if method.lower() in (
+        "newton-cg", "trust-ncg", "trust-krylov") else {"hess": rosen_hess} if method.lower() in (
+        "trust-exact", "dogleg", "trust-constr") else {}
+    oracle = scipy.optimize.minimize(scipy.optimize.rosen, start, jac=rosen_der, method=method,
+                                     **kwargs, **options)
+    np.testing.assert_allclose(result.x, oracle.x, atol=1e-5)
+    assert result.fun == pytest.approx(oracle.fun, abs=1e-9)
+    assert np.abs(rosen_der(result.x)).max() < 1e-4  # a stationary point either way
+
+
+def test_newton_cg_reaches_the_global_minimum():
+    result = st.optimize.minimize(rosen, START, method="Newton-CG", tol=1e-12)
+    np.testing.assert_allclose(result.x, np.ones(10), atol=1e-8)
+
+
+def test_the_objective_runs_only_while_tracing():
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        return rosen(x)
+
+    result = st.optimize.minimize(counted, START, method="trust-exact")
+    assert result.success and result.nit > 10
+    # value+gradient, the gradient graph for the Hessian pattern, the Hessian product:
+    # a handful of traces, none per iteration
+    assert len(calls) <= 4
+
+
+def test_derivatives_passed_to_scipy_are_the_exact_ones(monkeypatch):
+    import scipy.optimize
+
+    seen = {}
+
+    def spy(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, **kwargs):
+        seen.update(value=fun(x0, *args), hess=hess(x0, *args) if hess else None,
+                    hessp=hessp(x0, np.arange(10.0), *args) if hessp else None)
+        return "result"
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    point = np.linspace(-1, 1.5, 10)
+    assert st.optimize.minimize(rosen, point, method="trust-exact") == "result"
+    value, gradient = seen["value"]
+    np.testing.assert_allclose(gradient, rosen_der(point), rtol=1e-13)
+    np.testing.assert_allclose(seen["hess"], rosen_hess(point), rtol=1e-13)
+    st.optimize.minimize(rosen, point, method="Newton-CG")
+    np.testing.assert_allclose(seen["hessp"], rosen_hess(point) @ np.arange(10.0), rtol=1e-13)
+
+
+def test_extra_arguments_and_matrix_shaped_starts():
+    target = np.array([[1.0, -2.0], [3.0, 0.5]])
+
+    def distance(x, goal):  # x arrives with x0's shape
+        return st.reduce_sum((x - goal) ** 2 * st.constant([[1.0, 2.0], [3.0, 4.0]]))
+
+    result = st.optimize.minimize(distance, np.zeros((2, 2)), args=(target,), method="BFGS")
+    np.testing.assert_allclose(result.x.reshape(2, 2), target, atol=1e-6)
+
+
+def test_scipy_keywords_pass_through():
+    seen = []
+    result = st.optimize.minimize(rosen, START, method="BFGS", callback=lambda xk: seen.append(1),
+                                  options={"maxiter": 3})
+    assert result.nit == 3 and len(seen) == 3
+
+
+def test_methods_without_derivatives_get_the_compiled_value():
+    result = st.optimize.minimize(lambda x: st.reduce_sum((x - 2.0) ** 2), np.zeros(2),
+                                  method="Nelder-Mead", tol=1e-10)
+    np.testing.assert_allclose(result.x, [2.0, 2.0], atol=1e-4)
+
+
+def test_least_squares_recovers_known_parameters():
+    t = np.linspace(0, 2, 30)
+    data = 3.0 * np.exp(-0.7 * t) + 0.5
+
+    def residuals(p, t, y):
+        return p[0] * st.exp(-p[1] * st.constant(t)) + p[2] - st.constant(y)
+
+    result = st.optimize.least_squares(residuals, [1.0, 1.0, 0.0], args=(t, data))
+    np.testing.assert_allclose(result.x, [3.0, 0.7, 0.5], rtol=1e-8)
+    # the Jacobian handed to SciPy is the exact one: d/dp of the residuals at the optimum
+    expected = np.stack([np.exp(-0.7 * t), -3.0 * t * np.exp(-0.7 * t), np.ones_like(t)], axis=1)
+    np.testing.assert_allclose(result.jac, expected, rtol=1e-6)
+
+
+def test_missing_scipy_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)
+    with pytest.raises(ImportError, match=r"symtape\[scipy\]"):
+        st.optimize.minimize(rosen, START)
