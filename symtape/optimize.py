@@ -42,7 +42,8 @@ def _scipy_optimize():
     return scipy.optimize
 
 
-def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (), **scipy_kwargs):
+def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
+             progress: bool = False, **scipy_kwargs):
     """``scipy.optimize.minimize`` with the compiled gradient, Hessian or Hessian products.
 
     Parameters
@@ -58,12 +59,16 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (), **s
         compiled Hessian-vector products, the others the gradient.
     args : tuple
         Extra arguments of ``fun`` (not differentiated).
+    progress : bool, default False
+        Show the iterations and the loss as they go (a ``tqdm`` bar if tqdm is installed,
+        else a line on stderr about once a second).
     **scipy_kwargs
         Passed to SciPy (``tol``, ``bounds``, ``constraints``, ``options``, ``callback``, ...).
 
     Returns
     -------
     scipy.optimize.OptimizeResult
+        SciPy's result, plus ``history``: the loss after each iteration (to plot).
 
     Examples
     --------
@@ -96,8 +101,78 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (), **s
     elif key in _PRODUCT:
         options["hessp"] = _hessian_product(flat)
     options.update(scipy_kwargs)
-    return optimize.minimize(objective, x0.reshape(-1), args=tuple(args), method=method,
-                             **options)
+    monitor = _Monitor(options.pop("callback", None), progress)
+    try:
+        result = optimize.minimize(objective, x0.reshape(-1), args=tuple(args), method=method,
+                                   callback=monitor, **options)
+    finally:
+        monitor.close()
+    result.history = np.array(monitor.history)
+    return result
+
+
+class _Monitor:
+    """SciPy's per-iteration callback: records the loss, shows progress, calls the user's."""
+
+    def __init__(self, user_callback: Callable | None, progress: bool):
+        self.history: list[float] = []
+        self._user = user_callback
+        self._bar = _progress_bar() if progress else None
+        self._shown = 0.0
+
+    def __call__(self, intermediate_result):  # SciPy passes an OptimizeResult by this name
+        self.history.append(float(intermediate_result.fun))
+        if self._bar is not None:
+            self._bar(len(self.history), self.history[-1])
+        if self._user is not None:
+            return _call_user(self._user, intermediate_result)
+        return None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar(None, None)
+
+
+def _call_user(callback: Callable, state):
+    """Call a user's callback the way SciPy would: with the result, or with ``xk``."""
+    import inspect
+
+    try:
+        names = list(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):
+        names = []
+    return callback(state) if names[:1] == ["intermediate_result"] else callback(state.x)
+
+
+def _progress_bar() -> Callable:
+    """``update(iteration, loss)``; ``update(None, None)`` closes it."""
+    import sys
+    import time
+
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        bar = tqdm(desc="minimize", unit="it")
+
+        def update(iteration, loss):
+            if iteration is None:
+                bar.close()
+            else:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.6g}")
+
+        return update
+    last = [0.0]
+
+    def update(iteration, loss):
+        now = time.monotonic()
+        if iteration is not None and now - last[0] >= 1.0:
+            last[0] = now
+            print(f"minimize: iteration {iteration}, loss {loss:.6g}", file=sys.stderr)
+
+    return update
 
 
 def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):

@@ -69,11 +69,11 @@ def test_derivatives_passed_to_scipy_are_the_exact_ones(monkeypatch):
     def spy(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, **kwargs):
         seen.update(value=fun(x0, *args), hess=hess(x0, *args) if hess else None,
                     hessp=hessp(x0, np.arange(10.0), *args) if hessp else None)
-        return "result"
+        return scipy.optimize.OptimizeResult(spied=True)
 
     monkeypatch.setattr(scipy.optimize, "minimize", spy)
     point = np.linspace(-1, 1.5, 10)
-    assert st.optimize.minimize(rosen, point, method="trust-exact") == "result"
+    assert st.optimize.minimize(rosen, point, method="trust-exact").spied
     value, gradient = seen["value"]
     np.testing.assert_allclose(gradient, rosen_der(point), rtol=1e-13)
     np.testing.assert_allclose(seen["hess"], rosen_hess(point), rtol=1e-13)
@@ -122,3 +122,30 @@ def test_missing_scipy_is_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.optimize", None)
     with pytest.raises(ImportError, match=r"symtape\[scipy\]"):
         st.optimize.minimize(rosen, START)
+
+
+def test_history_records_the_loss_of_every_iteration():
+    result = st.optimize.minimize(rosen, START, method="BFGS")
+    assert len(result.history) == result.nit
+    assert result.history[-1] == pytest.approx(result.fun)
+    assert result.history[0] < float(st.reduce_sum(rosen(st.constant(START))))
+
+
+def test_progress_without_tqdm_prints_to_stderr(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    st.optimize.minimize(rosen, START, method="BFGS", progress=True)
+    assert "minimize: iteration 1, loss" in capsys.readouterr().err
+
+
+def test_user_callbacks_get_xk_or_the_intermediate_result():
+    positions, results = [], []
+    st.optimize.minimize(rosen, START, method="BFGS", callback=positions.append,
+                         options={"maxiter": 2})
+
+    def new_style(intermediate_result):
+        results.append(intermediate_result.fun)
+
+    st.optimize.minimize(rosen, START, method="BFGS", callback=new_style, options={"maxiter": 2})
+    assert len(positions) == 2 and positions[0].shape == (10,)
+    assert len(results) == 2 and results[1] <= results[0]
