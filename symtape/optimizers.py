@@ -316,8 +316,10 @@ class Newton(Optimizer):
     Each ``minimize`` call solves ``(H + mu I) d = -g`` for all Variables at once, with
     ``mu`` the smallest multiple of ``damping`` (growing tenfold) that makes the matrix
     positive definite, then halves the step from ``learning_rate`` until the loss decreases
-    enough (Armijo's condition), so a poor start does not diverge. Needs the loss itself:
-    ``apply_gradients`` is not available. Runs eagerly (the linear algebra is NumPy's).
+    enough (Armijo's condition), so a poor start does not diverge. The loss, its gradient
+    and its exact Hessian are compiled on the first step (``st.function``) and run as
+    kernels afterwards. Needs the loss itself: ``apply_gradients`` is not available; the
+    step itself runs eagerly (the linear algebra is NumPy's).
 
     Examples
     --------
@@ -335,6 +337,7 @@ class Newton(Optimizer):
                  name: str = "Newton"):
         super().__init__(learning_rate, name)
         self.damping, self.max_backtracks = damping, max_backtracks
+        self._kernels: dict = {}
 
     def apply_gradients(self, grads_and_vars):
         raise TypeError("Newton needs the loss, not only its gradient: call "
@@ -344,26 +347,46 @@ class Newton(Optimizer):
         variables = list(var_list)
         if not callable(loss):
             raise TypeError("Newton.minimize: `loss` must be a callable returning the loss")
-        with GradientTape(persistent=True) as tape:
-            value = loss()
-        grads = tape.gradient(value, variables, unconnected_gradients="zero")
-        blocks = tape.hessian(value, variables, unconnected_gradients="zero")
-        g = np.concatenate([np.asarray(t.numpy(), dtype=float).reshape(-1) for t in grads])
+        value_of, derivatives = self._compiled(loss, variables)
+        value, grads, blocks = derivatives()  # kernels: the Variables are read now
+        g = np.concatenate([np.asarray(t, dtype=float).reshape(-1) for t in grads])
         sizes = [int(np.prod(v.shape, dtype=np.int64)) for v in variables]
-        H = np.block([[np.asarray(b.numpy(), dtype=float).reshape(m, n) for b, n in zip(row, sizes)]
+        H = np.block([[np.asarray(b, dtype=float).reshape(m, n) for b, n in zip(row, sizes)]
                       for row, m in zip(blocks, sizes)])
         step = _damped_newton_step(H, g, self.damping)
-        self._line_search(loss, variables, float(value.numpy()), g, step)
+        self._line_search(value_of, variables, float(value), g, step)
         self.iterations.assign_add(1)
-        return value
+        return Tensor(value)
 
-    def _line_search(self, loss, variables, f0: float, g: np.ndarray, step: np.ndarray):
+    def _compiled(self, loss, variables):
+        """The loss, and its value, gradient and exact Hessian, compiled once per loss
+        (a new lambda with the same code and the same captured objects is the same loss)."""
+        from symtape.functional import Function
+
+        closure = tuple(id(cell.cell_contents) for cell in (loss.__closure__ or ()))
+        key = (getattr(loss, "__code__", loss), closure, tuple(id(v) for v in variables))
+        compiled = self._kernels.get(key)
+        if compiled is None:
+            def derivatives():
+                with GradientTape(persistent=True) as tape:
+                    value = loss()
+                return (value, tape.gradient(value, variables, unconnected_gradients="zero"),
+                        tape.hessian(value, variables, unconnected_gradients="zero"))
+
+            compiled = (Function(loss, wrap_outputs=False),
+                        Function(derivatives, wrap_outputs=False))
+            if len(self._kernels) >= 16:  # a few losses at a time; never grows without bound
+                self._kernels.pop(next(iter(self._kernels)))
+            self._kernels[key] = compiled
+        return compiled
+
+    def _line_search(self, value_of, variables, f0: float, g: np.ndarray, step: np.ndarray):
         start = [v.numpy() for v in variables]
         slope = float(g @ step)
         alpha = float(self._learning_rate())
         for _ in range(self.max_backtracks):
             _assign_flat(variables, start, alpha * step)
-            trial = float(np.asarray(loss().numpy()))
+            trial = float(value_of())
             if np.isfinite(trial) and trial <= f0 + 1e-4 * alpha * slope:
                 return
             alpha /= 2
