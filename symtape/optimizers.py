@@ -334,9 +334,10 @@ class Newton(Optimizer):
     """
 
     def __init__(self, learning_rate=1.0, damping: float = 1e-8, max_backtracks: int = 40,
-                 name: str = "Newton"):
+                 sparse: bool | None = None, name: str = "Newton"):
         super().__init__(learning_rate, name)
         self.damping, self.max_backtracks = damping, max_backtracks
+        self.sparse = sparse  # None: sparse above 64 entries in all
         self._kernels: dict = {}
 
     def apply_gradients(self, grads_and_vars):
@@ -347,34 +348,26 @@ class Newton(Optimizer):
         variables = list(var_list)
         if not callable(loss):
             raise TypeError("Newton.minimize: `loss` must be a callable returning the loss")
-        value_of, derivatives = self._compiled(loss, variables)
-        value, grads, blocks = derivatives()  # kernels: the Variables are read now
-        g = np.concatenate([np.asarray(t, dtype=float).reshape(-1) for t in grads])
         sizes = [int(np.prod(v.shape, dtype=np.int64)) for v in variables]
-        H = np.block([[np.asarray(b, dtype=float).reshape(m, n) for b, n in zip(row, sizes)]
-                      for row, m in zip(blocks, sizes)])
-        step = _damped_newton_step(H, g, self.damping)
+        sparse = self.sparse if self.sparse is not None else sum(sizes) > 64
+        value_of, derivatives = self._compiled(loss, variables, sparse)
+        value, g, H = derivatives()  # kernels: the Variables are read now
+        step = (_sparse_newton_step if sparse else _damped_newton_step)(H, g, self.damping)
         self._line_search(value_of, variables, float(value), g, step)
         self.iterations.assign_add(1)
         return Tensor(value)
 
-    def _compiled(self, loss, variables):
-        """The loss, and its value, gradient and exact Hessian, compiled once per loss
-        (a new lambda with the same code and the same captured objects is the same loss)."""
+    def _compiled(self, loss, variables, sparse: bool):
+        """The loss, and ``() -> (value, gradient, Hessian)`` from kernels compiled once per
+        loss (a new lambda with the same code and captured objects is the same loss)."""
         from symtape.functional import Function
 
         closure = tuple(id(cell.cell_contents) for cell in (loss.__closure__ or ()))
-        key = (getattr(loss, "__code__", loss), closure, tuple(id(v) for v in variables))
+        key = (getattr(loss, "__code__", loss), closure, tuple(id(v) for v in variables), sparse)
         compiled = self._kernels.get(key)
         if compiled is None:
-            def derivatives():
-                with GradientTape(persistent=True) as tape:
-                    value = loss()
-                return (value, tape.gradient(value, variables, unconnected_gradients="zero"),
-                        tape.hessian(value, variables, unconnected_gradients="zero"))
-
-            compiled = (Function(loss, wrap_outputs=False),
-                        Function(derivatives, wrap_outputs=False))
+            make = _sparse_derivatives if sparse else _dense_derivatives
+            compiled = (Function(loss, wrap_outputs=False), make(loss, variables))
             if len(self._kernels) >= 16:  # a few losses at a time; never grows without bound
                 self._kernels.pop(next(iter(self._kernels)))
             self._kernels[key] = compiled
@@ -391,6 +384,99 @@ class Newton(Optimizer):
                 return
             alpha /= 2
         _assign_flat(variables, start, 0 * step)  # no acceptable step: stay where we were
+
+
+def _flat(arrays) -> np.ndarray:
+    return np.concatenate([np.asarray(a, dtype=float).reshape(-1) for a in arrays])
+
+
+def _dense_derivatives(loss, variables) -> Callable:
+    """``() -> (value, gradient, dense Hessian)``, flattened over ``variables``."""
+    from symtape.functional import Function
+
+    def derivatives():
+        with GradientTape(persistent=True) as tape:
+            value = loss()
+        return (value, tape.gradient(value, variables, unconnected_gradients="zero"),
+                tape.hessian(value, variables, unconnected_gradients="zero"))
+
+    compiled = Function(derivatives, wrap_outputs=False)
+    sizes = [int(np.prod(v.shape, dtype=np.int64)) for v in variables]
+
+    def evaluate():
+        value, grads, blocks = compiled()
+        H = np.block([[np.asarray(b, dtype=float).reshape(m, n) for b, n in zip(row, sizes)]
+                      for row, m in zip(blocks, sizes)])
+        return value, _flat(grads), H
+
+    return evaluate
+
+
+def _sparse_derivatives(loss, variables) -> Callable:
+    """``() -> (value, gradient, sparse Hessian)``: the pattern from the gradient's graph, the
+    values from coloured Hessian-vector products in one batched kernel call."""
+    import scipy.sparse
+
+    from symtape.functional import Function
+    from symtape.sparse import hessian_pattern
+
+    seen: dict = {}
+
+    def products(seeds):
+        with GradientTape() as outer:
+            with GradientTape() as inner:
+                value = loss()
+            grads = inner.gradient(value, variables, unconnected_gradients="zero")
+            seen["grads"] = grads
+            dot = 0
+            for g, seed in zip(grads, seeds):
+                dot = dot + ops.reduce_sum(g * seed)
+        return value, grads, outer.gradient(dot, variables, unconnected_gradients="zero")
+
+    compiled = Function(products, wrap_outputs=False)
+    compiled.get_concrete_function([np.zeros(v.shape, v.dtype) for v in variables])
+    indptr, indices, colours = hessian_pattern(seen["grads"], variables)
+    n, count = len(indptr) - 1, int(colours.max()) + 1 if len(colours) else 0
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    take = colours[indices] * n + rows
+    seeds_by_colour = (np.arange(count)[:, None] == colours[None, :]).astype(float)
+    shapes = [v.shape for v in variables]
+    offsets = np.cumsum([0] + [int(np.prod(s, dtype=np.int64)) for s in shapes])
+    seeds = [seeds_by_colour[:, a:b].reshape((count,) + tuple(s))
+             for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
+
+    def evaluate():
+        value, grads, hv = compiled(seeds)  # a batch: one row per colour
+        product = np.concatenate([np.asarray(p).reshape(count, -1) for p in hv], axis=1)
+        H = scipy.sparse.csr_matrix((product.reshape(-1)[take], indices, indptr), shape=(n, n))
+        return np.asarray(value).reshape(-1)[0], _flat([g[0] for g in grads]), H
+
+    return evaluate
+
+
+def _sparse_newton_step(H, g: np.ndarray, damping: float) -> np.ndarray:
+    """``-(H + mu I)^-1 g`` for a sparse ``H``, with ``mu`` chosen as in the dense case: the
+    smallest (from ``damping``, x10) for which the matrix is positive definite, read off the
+    pivots of an LU factorization with diagonal pivoting (``LDL^T`` in effect)."""
+    import scipy.sparse
+    import scipy.sparse.linalg
+
+    scale = max(1.0, float(np.abs(H.diagonal()).max())) if H.shape[0] else 1.0
+    identity = scipy.sparse.identity(len(g), format="csc")
+    mu = 0.0
+    for _ in range(30):
+        matrix = (H + mu * scale * identity).tocsc()
+        try:
+            lu = scipy.sparse.linalg.splu(matrix, permc_spec="MMD_AT_PLUS_A",
+                                          diag_pivot_thresh=0.0,
+                                          options={"SymmetricMode": True})
+            # diagonal pivots only (rows permuted as the columns): then the pivots are D's
+            if np.array_equal(lu.perm_r, lu.perm_c) and np.all(lu.U.diagonal() > 0):
+                return lu.solve(-g)
+        except RuntimeError:  # exactly singular
+            pass
+        mu = damping if mu == 0 else mu * 10
+    return -g / scale
 
 
 def _damped_newton_step(H: np.ndarray, g: np.ndarray, damping: float) -> np.ndarray:

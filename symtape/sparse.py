@@ -202,9 +202,35 @@ def _flat(values: list) -> list:
     return out
 
 
-def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list[int]]:
+def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """The CSR ``(indptr, indices)`` of the Hessian whose gradient graph is ``grads``, and a
+    colouring of its columns (columns of one colour share no row): ``(indptr, indices,
+    colours)`` with ``colours`` an array, one colour per column.
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> from symtape.trace import Trace
+    >>> x = st.Variable(np.ones(4), name="x")
+    >>> with Trace():  # gradients recorded as graphs
+    ...     with st.GradientTape() as tape:
+    ...         y = st.reduce_sum(x[1:] * x[:-1])
+    ...     g = tape.gradient(y, x)
+    >>> indptr, indices, colours = hessian_pattern([g], [x])
+    >>> indptr.tolist(), indices.tolist(), int(colours.max()) + 1
+    ([0, 1, 3, 5, 6], [1, 0, 2, 1, 3, 2], 2)
+    """
+    rows = _graph_dependencies(grads, sources)
+    indptr = np.zeros(len(rows) + 1, dtype=np.int32)
+    indptr[1:] = np.cumsum([len(r) for r in rows])
+    indices = np.array([j for r in rows for j in r], dtype=np.int32)
+    return indptr, indices, _colour_columns(rows, len(rows))
+
+
+def _graph_dependencies(grads: list[Tensor], sources: list) -> list[list[int]]:
     """Per gradient entry, the variables its recorded graph reaches: one pass over the graph
-    in topological order, each entry of each value a set of variable positions.
+    in topological order, each entry of each value a set of variable positions. A source is
+    a Tensor, or a Variable (whose reads in the graph are then its leaves).
 
     Structural ops run their own NumPy forms on object arrays of :class:`_Reach` (whose
     ``+`` and ``*`` are unions), so indexing, reductions and ``matmul`` move the sets exactly
@@ -225,7 +251,8 @@ def _graph_dependencies(grads: list[Tensor], sources: list[Tensor]) -> list[list
         if id(node) in reach:
             continue
         if node._prim is None:
-            reach[id(node)] = _nothing(node.shape)
+            own = reach.get(id(node._source)) if node._source is not None else None
+            reach[id(node)] = own if own is not None else _nothing(node.shape)
             continue
         inputs = [reach[id(x)] for x in node._inputs]
         if node._prim.elementwise:
