@@ -99,6 +99,7 @@ def bench_bridge(rows: list) -> None:
 
 
 def bench_other_frameworks(repeat: int, rows: list) -> None:
+    bench_jax(repeat, rows)
     try:
         import tensorflow as tf
     except ImportError:
@@ -112,6 +113,22 @@ def bench_other_frameworks(repeat: int, rows: list) -> None:
 
     rows.append(("TensorFlow eager: SGD, 1000 steps (for comparison)", best_of(tf_sgd, repeat),
                  None, "-"))
+
+
+def bench_jax(repeat: int, rows: list) -> None:
+    try:
+        import jax
+    except ImportError:
+        return
+
+    @jax.jit
+    def loop(x):
+        step = jax.grad(lambda v: v**2 - 2 * v + 1)
+        return jax.lax.fori_loop(0, 1000, lambda i, v: v - 0.01 * step(v), x)
+
+    loop(0.0).block_until_ready()  # compile
+    rows.append(("JAX: jit(fori_loop) of 1000 SGD steps (for comparison)",
+                 best_of(lambda: loop(0.0).block_until_ready(), repeat), None, "-"))
 
 
 def main() -> None:
