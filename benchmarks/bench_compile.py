@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import sympy
-from scipy.optimize import rosen, rosen_der, rosen_hess, rosen_hess_prod
+from scipy.optimize import rosen_der, rosen_hess, rosen_hess_prod
 
 import symtape as st
 

@@ -27,7 +27,6 @@ import linecache
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
 
 import numpy as np
 import sympy

@@ -22,7 +22,6 @@ constants), so tracing an identical function again compiles nothing.
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Any, Callable
 
 import numpy as np
@@ -34,7 +33,7 @@ from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable
 
-__all__ = ["Program", "build"]
+__all__ = ["Program"]
 
 # printed as SymPy expressions; every other elementwise primitive is a call of its numeric form
 _SYMPY_PRINTED = frozenset({
