@@ -13,6 +13,10 @@ def _check_walkthrough(output: str) -> None:
     assert "values = [-2.0, 0.0, 0.0, 1.0]" in output
     assert "d2y/dx2 = 6.0 = 6*x" in output
     assert "w = 5.0" in output
+    assert "[-400. 1002. -200.]" in output  # Rosenbrock's gradient at (1, 2, 3), by hand
+    assert "2998 nonzeros" in output
+    assert "values.shape = (1000000,)" in output
+    assert "1000 calls: w = 5.0" in output
 
 
 def test_python_dash_m_runs_the_walkthrough():
