@@ -15,8 +15,9 @@ Examples
 (6.0, 2*x)
 """
 
-from symtape import config, optimize, optimizers, random
+from symtape import check, config, optimize, optimizers, random
 from symtape.backends import DeviceError
+from symtape.check import GradCheck, check_grads
 from symtape.device import device  # the function; the module stays in sys.modules
 from symtape.compile import Kernel, clear_kernel_cache, compile, kernel_cache_info
 from symtape.functional import (ConcreteFunction, Function, function, grad, hessian, jacobian,
@@ -24,6 +25,7 @@ from symtape.functional import (ConcreteFunction, Function, function, grad, hess
 from symtape.dtypes import as_dtype, bool, float16, float32, float64, int32, int64
 from symtape.ops import *  # noqa: F401,F403  (its __all__ is the list of ops)
 from symtape.ops import __all__ as _OPS
+from symtape.parsing import ParseError, parse
 from symtape.tape import GradientTape, UnconnectedGradients
 from symtape.tensor import Tensor, Variable, constant, convert_to_tensor
 
@@ -34,6 +36,6 @@ __all__ = [
     "DeviceError", "device", "config", "random", "optimizers", "optimize", "function",
     "Function", "ConcreteFunction", "grad", "value_and_grad", "jacobian", "hessian", "compile", "Kernel",
     "kernel_cache_info", "clear_kernel_cache", "as_dtype", "float16", "float32", "float64",
-    "int32", "int64", "bool",
+    "int32", "int64", "bool", "check", "check_grads", "GradCheck", "parse", "ParseError",
     *_OPS,
 ]

@@ -198,7 +198,10 @@ def pow(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """
     exponent = _constant_scalar(y)
     if exponent is not None:
-        base = convert_to_tensor(x) if isinstance(x, (Tensor, Variable)) else _common([x], "pow")[0]
+        if isinstance(y, (Tensor, Variable)):  # a constant Tensor exponent still has a dtype
+            base = _common([x, y], "pow")[0]
+        else:
+            base = convert_to_tensor(x) if isinstance(x, (Tensor, Variable)) else _common([x], "pow")[0]
         return apply(_P["powc"], (base,), {"exponent": exponent})
     return _elementwise("pow", x, y)
 

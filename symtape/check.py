@@ -1,0 +1,553 @@
+"""Cross-validation: symtape's derivatives checked against independent numbers (``st.check_grads``).
+
+symtape keeps two forms of every derivative, so each can check the other. At one point,
+:func:`check_grads` lines up, for every entry of the Jacobian (order 1) and of the second
+derivatives (order 2):
+
+- **symbolic**: the exact derivative symtape derives (``.expr`` of the tape's result),
+  evaluated at the point to 30 significant digits, which is the reference;
+- **compiled**: what the compiled kernels of ``st.jacobian`` / ``st.hessian`` return;
+- **yours**: a hand-written gradient or Hessian, when one is given (``grad=``, ``hess=``);
+- **complex step**: ``Im f(x + ih e_j) / h`` with ``h = 1e-20``, exact to rounding, where the
+  closed form is holomorphic (no ``abs``, ``sign``, ``max``, comparisons, ...);
+- **finite diff.**: central differences with a step chosen per entry, ``eps**(1/3) * max(1, |x_j|)``,
+  of the function (order 1) or of its numeric gradient (order 2).
+
+An entry agrees when every column is within ``atol + rtol * |symbolic|``. A disagreement
+raises ``AssertionError`` whose message is a table of the entries that differ.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from symtape import functional, ops
+from symtape.parsing import parse_symbol
+from symtape.sympy_ops import tensor_function
+from symtape.tape import GradientTape, UnconnectedGradients
+from symtape.tensor import Tensor, Variable, constant
+
+__all__ = ["check_grads", "GradCheck", "Entry", "ClosedForms", "closed_forms"]
+
+DIGITS = 30  # precision of the symbolic reference
+COMPLEX_STEP = 1e-20
+_FD_STEP = np.finfo(np.float64).eps ** (1 / 3)
+_HOLOMORPHIC = (sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tan, sympy.asin, sympy.acos,
+                sympy.atan, sympy.sinh, sympy.cosh, sympy.tanh)
+_COLUMNS = (("compiled", "compiled"), ("yours", "yours"), ("complex_step", "complex step"),
+            ("finite_difference", "finite diff."))
+
+
+@dataclass
+class Entry:
+    """One derivative entry as every method computed it (``None``: that method does not apply).
+
+    Examples
+    --------
+    >>> e = Entry("df/dx", 1, 2.0, compiled=2.0, finite_difference=2.0000000001)
+    >>> e.error < 1e-9
+    True
+    """
+
+    label: str
+    order: int
+    symbolic: float
+    compiled: float | None = None
+    yours: float | None = None
+    complex_step: float | None = None
+    finite_difference: float | None = None
+    ok: bool = True
+    scale: float = 0.0  # errors of entries near 0 are relative to this (the largest entry)
+
+    def columns(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name, _ in _COLUMNS
+                if getattr(self, name) is not None}
+
+    @property
+    def error(self) -> float:
+        """The largest difference from ``symbolic``, relative to ``max(|symbolic|, scale)``."""
+        errors = [_difference(value, self.symbolic, self.scale)
+                  for value in self.columns().values()]
+        return max(errors, default=0.0)
+
+
+def _difference(value: float, reference: float, scale: float) -> float:
+    if math.isnan(value) and math.isnan(reference) or value == reference:
+        return 0.0
+    if not (math.isfinite(value) and math.isfinite(reference)):
+        return math.inf
+    return abs(value - reference) / (max(abs(reference), scale) or 1.0)
+
+
+def _agrees(value: float, reference: float, rtol: float, atol: float) -> bool:
+    if math.isnan(value) and math.isnan(reference) or value == reference:
+        return True
+    return abs(value - reference) <= atol + rtol * abs(reference)
+
+
+@dataclass
+class GradCheck:
+    """What :func:`check_grads` compared: every entry, and whether all of them agree.
+
+    ``str(check)`` is the table; ``check.failures`` the entries that differ.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> check = st.check_grads(lambda x: st.sin(x) * x, (0.5,), order=1)
+    >>> check.ok, len(check.entries)
+    (True, 1)
+    >>> print(check)  # doctest: +ELLIPSIS
+    check_grads: all 1 first-derivative entries agree at x=0.5 (rtol=1e-05, atol=...)
+    entry  symbolic ...
+    """
+
+    point: str
+    rtol: float
+    atol: dict[int, float]
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(entry.ok for entry in self.entries)
+
+    @property
+    def failures(self) -> list[Entry]:
+        return [entry for entry in self.entries if not entry.ok]
+
+    def summary(self) -> str:
+        orders = sorted({entry.order for entry in self.entries})
+        kinds = " and ".join(("first", "second")[order - 1] for order in orders)
+        tolerance = "atol=" + " / ".join(f"{self.atol[o]:.3g}" for o in orders) + (
+            " (first / second)" if len(orders) > 1 else "")
+        if self.ok:
+            return (f"check_grads: all {len(self.entries)} {kinds}-derivative entries agree at "
+                    f"{self.point} (rtol={self.rtol:g}, {tolerance})")
+        return (f"check_grads: {len(self.failures)} of {len(self.entries)} {kinds}-derivative "
+                f"entries disagree at {self.point} (rtol={self.rtol:g}, {tolerance})")
+
+    def table(self, entries: Sequence[Entry] | None = None, limit: int = 40) -> str:
+        """The entries as aligned text columns (the failures only, when the check failed)."""
+        entries = list(self.entries if entries is None else entries)
+        shown = [(title, name) for name, title in _COLUMNS
+                 if any(getattr(e, name) is not None for e in entries)]
+        header = ["entry", "symbolic", *(title for title, _ in shown), "rel. error"]
+        rows = [[e.label, _number(e.symbolic), *(_number(getattr(e, name)) for _, name in shown),
+                 f"{e.error:.2g}" + ("" if e.ok else "  <-- differs")] for e in entries[:limit]]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                 for row in [header, *rows]]
+        if len(entries) > limit:
+            lines.append(f"... and {len(entries) - limit} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return f"{self.summary()}\n{self.table(None if self.ok else self.failures)}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.12g}"
+
+
+# ---------------------------------------------------------------- the function and the point
+
+
+@dataclass
+class _Problem:
+    fun: Callable[..., Tensor]
+    names: list[str]
+    values: list[np.ndarray]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [value.size for value in self.values]
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        pieces = np.split(flat, np.cumsum(self.sizes)[:-1])
+        return [piece.reshape(value.shape) for piece, value in zip(pieces, self.values)]
+
+    def labels(self) -> list[str]:
+        labels = []
+        for name, value in zip(self.names, self.values):
+            labels += [name] if value.ndim == 0 else [
+                f"{name}[{','.join(map(str, index))}]" for index in np.ndindex(*value.shape)]
+        return labels
+
+    def point(self) -> str:
+        return ", ".join(f"{name}={_short(value)}" if value.ndim else f"{name}={value.item():.6g}"
+                         for name, value in zip(self.names, self.values))
+
+
+def _short(value: np.ndarray) -> str:
+    return np.array2string(value, separator=", ", precision=6, threshold=8)
+
+
+def _as_float_array(value, name: str) -> np.ndarray:
+    if isinstance(value, (Tensor, Variable)):
+        value = value.numpy()
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"check_grads: argument {name} has dtype {array.dtype}; give real "
+                        "numbers (an int or float scalar or array)")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"check_grads: argument {name} is not finite: {array}")
+    return array
+
+
+def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
+    if not isinstance(expr, sympy.Expr):
+        raise TypeError(f"check_grads: a SymPy function must be a scalar sympy.Expr, got "
+                        f"{type(expr).__name__}")
+    if wrt is None:
+        symbols = sorted(expr.free_symbols, key=str)
+    else:
+        by_name = {str(s): s for s in expr.free_symbols}
+        symbols = [s if isinstance(s, sympy.Symbol) else by_name.get(s) or parse_symbol(s)
+                   for s in ([wrt] if isinstance(wrt, (str, sympy.Symbol)) else wrt)]
+    if isinstance(args, dict):
+        given = {str(key): value for key, value in args.items()}
+        missing = [str(s) for s in expr.free_symbols | set(symbols) if str(s) not in given]
+        if missing:
+            raise ValueError(f"check_grads: no value for {', '.join(sorted(missing))}; give "
+                             "one for every symbol of the expression")
+        fixed = {s: sympy.Rational(float(given[str(s)]))
+                 for s in expr.free_symbols if s not in symbols}
+        expr, values = expr.subs(fixed), [given[str(s)] for s in symbols]
+    else:
+        values = list(args) if isinstance(args, (tuple, list)) else [args]
+        if len(values) != len(symbols):
+            raise ValueError(f"check_grads: {len(values)} values for the {len(symbols)} "
+                             f"symbols {', '.join(map(str, symbols))}; give one per symbol "
+                             "(or a dict)")
+    arrays = [_as_float_array(v, str(s)) for v, s in zip(values, symbols)]
+    if any(a.ndim for a in arrays):
+        raise ValueError("check_grads: each symbol of a SymPy expression takes a scalar value")
+    return _Problem(tensor_function(expr, symbols), [str(s) for s in symbols], arrays)
+
+
+def _from_callable(fun: Callable, args) -> _Problem:
+    values = list(args) if isinstance(args, (tuple, list)) else [args]
+    try:
+        parameters = [p.name for p in inspect.signature(fun).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        parameters = []
+    names = parameters[:len(values)]
+    names += [f"arg{i}" for i in range(len(names), len(values))]
+    return _Problem(fun, names, [_as_float_array(v, n) for v, n in zip(values, names)])
+
+
+# ---------------------------------------------------------------- the columns
+
+
+def _flat_exprs(tensor, rows: int) -> np.ndarray:
+    expr = tensor.expr
+    items = expr.tolist() if isinstance(expr, sympy.NDimArray) else expr
+    return np.array(items, dtype=object).reshape(rows, -1)
+
+
+@dataclass
+class ClosedForms:
+    """The exact derivatives symtape derives for a function, flattened.
+
+    ``value`` has shape ``(m,)`` (the output's entries), ``jacobian`` ``(m, n)`` and
+    ``hessian`` ``(m, n, n)`` (``None`` for order 1), where ``n`` counts the entries of all
+    arguments in order. ``values`` maps every symbol (arguments first, then the Variables
+    the function read) to its value at the point the function was run.
+    """
+
+    out_shape: tuple[int, ...]
+    value: np.ndarray
+    jacobian: np.ndarray
+    hessian: np.ndarray | None
+    values: dict
+
+
+def closed_forms(fun: Callable, values: Sequence[np.ndarray], names: Sequence[str],
+                 order: int = 2) -> ClosedForms:
+    """Run ``fun`` once on watched constants named ``names`` and derive its exact derivatives.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> forms = closed_forms(lambda x, y: x**2 * st.sin(y), [np.array(1.0), np.array(2.0)],
+    ...                      ["x", "y"])
+    >>> forms.jacobian.tolist(), forms.hessian[0, 1, 1]
+    ([[2*x*sin(y), x**2*cos(y)]], -x**2*sin(y))
+    """
+    sources = [constant(v, name=name) for v, name in zip(values, names)]
+    zero = UnconnectedGradients.ZERO
+    with GradientTape(persistent=True) as outer:
+        outer.watch(sources)
+        with GradientTape(persistent=True) as inner:
+            inner.watch(sources)
+            y = fun(*sources)
+        if not isinstance(y, (Tensor, Variable)) or y.dtype.kind != "f":
+            raise TypeError("the function must compute a float Tensor with symtape's ops; it "
+                            f"returned {type(y).__name__}"
+                            + (f" of dtype {y.dtype}" if hasattr(y, "dtype") else ""))
+        m = math.prod(y.shape)
+        jacobians = [inner.jacobian(y, s, unconnected_gradients=zero) for s in sources]
+    hessian = None
+    if order == 2:
+        sizes = [s.numpy().size for s in sources]
+        blocks = [[outer.jacobian(j, s, unconnected_gradients=zero) for s in sources]
+                  for j in jacobians]
+        hessian = np.concatenate([
+            np.concatenate([_flat_exprs(b, m).reshape(m, size, -1) for b in row], axis=2)
+            for row, size in zip(blocks, sizes)], axis=1)
+    point = {}
+    for source in [*sources, *inner.watched_variables()]:
+        point.update(zip(_flat_exprs(source, 1)[0], source.numpy().ravel()))
+    return ClosedForms(tuple(y.shape), _flat_exprs(y, m)[:, 0],
+                       np.concatenate([_flat_exprs(j, m) for j in jacobians], axis=1),
+                       hessian, point)
+
+
+class _Columns:
+    """Every method's derivatives of one problem, as flat ``(m, n)`` and ``(m, n, n)`` arrays."""
+
+    def __init__(self, problem: _Problem, order: int):
+        self.problem, self.order = problem, order
+        self.n = sum(problem.sizes)
+        self.flat = np.concatenate([v.ravel() for v in problem.values]) if self.n else np.zeros(0)
+        try:
+            forms = closed_forms(problem.fun, problem.values, problem.names, order)
+        except TypeError as error:
+            raise TypeError(f"check_grads: {error}") from None
+        self.out_shape, self.m = forms.out_shape, len(forms.value)
+        self.y_exprs, self.jac_exprs, self.hess_exprs = forms.value, forms.jacobian, forms.hessian
+        self.subs = {s: sympy.Rational(float(v)) for s, v in forms.values.items()}
+        self.jac = self._evaluate(self.jac_exprs)
+        if order == 2:
+            self.hess = self._evaluate(self.hess_exprs)
+
+    def _evaluate(self, exprs: np.ndarray) -> np.ndarray:
+        def one(expr):
+            value = sympy.sympify(expr).evalf(DIGITS, subs=self.subs, chop=True)
+            try:
+                return float(value)
+            except TypeError:  # complex or undefined here
+                return math.nan
+
+        if not exprs.size:
+            return np.zeros(exprs.shape)
+        with np.errstate(all="ignore"):
+            return np.vectorize(one, otypes=[np.float64])(exprs)
+
+    # -- compiled: the kernels of st.jacobian / st.hessian
+    def compiled(self, order: int) -> np.ndarray:
+        p = self.problem
+        argnums = tuple(range(len(p.values)))
+        if order == 1:
+            result = functional.jacobian(p.fun, argnums=argnums)(*p.values)
+            return np.concatenate([np.asarray(r).reshape(self.m, -1) for r in result], axis=1)
+        hessians = []
+        for k in range(self.m):
+            if self.out_shape:
+                def entry(*args, k=k):
+                    return ops.reshape(p.fun(*args), [-1])[k]
+            else:
+                entry = p.fun
+            blocks = functional.hessian(entry, argnums=argnums)(*p.values)
+            hessians.append(np.concatenate([
+                np.concatenate([np.asarray(b).reshape(size, -1) for b in row], axis=1)
+                for row, size in zip(blocks, p.sizes)], axis=0))
+        return np.stack(hessians)
+
+    # -- finite differences: of the function (order 1), of its numeric gradient (order 2)
+    def _value(self, flat: np.ndarray) -> np.ndarray:
+        result = self.problem.fun(*[constant(v) for v in self.problem.split(flat)])
+        return np.asarray(result.numpy(), dtype=np.float64).reshape(self.m)
+
+    def _gradient(self, flat: np.ndarray) -> np.ndarray:
+        sources = [constant(v) for v in self.problem.split(flat)]
+        with GradientTape() as tape:
+            tape.watch(sources)
+            y = self.problem.fun(*sources)
+        jacobians = tape.jacobian(y, sources, unconnected_gradients=UnconnectedGradients.ZERO)
+        return np.concatenate([j.numpy().reshape(self.m, -1) for j in jacobians], axis=1)
+
+    def finite_differences(self, order: int) -> np.ndarray:
+        f = self._value if order == 1 else self._gradient
+        columns = []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for j in range(self.n):
+                step = _FD_STEP * max(1.0, abs(self.flat[j]))
+                up, down = self.flat.copy(), self.flat.copy()
+                up[j] += step
+                down[j] -= step
+                columns.append((f(up) - f(down)) / (up[j] - down[j]))
+        return np.stack(columns, axis=-1) if columns else np.zeros(
+            (self.m,) + (self.n,) * order)
+
+    # -- complex step, where the closed form is holomorphic
+    def complex_step(self, order: int) -> np.ndarray | None:
+        exprs = self.y_exprs if order == 1 else self.jac_exprs.ravel()
+        if not all(_holomorphic(sympy.sympify(e)) for e in exprs):
+            return None
+        function = sympy.lambdify(list(self.subs), list(exprs), modules="numpy")
+        point = np.array([float(v) for v in self.subs.values()], dtype=complex)
+        with np.errstate(all="ignore"):
+            base = _complex_values(function, point)
+            if not np.all(np.isfinite(base)) or np.any(np.imag(base) != 0):
+                return None  # outside the real domain: the complex extension is another branch
+            columns = []
+            for j in range(self.n):
+                shifted = point.copy()
+                shifted[j] += 1j * COMPLEX_STEP
+                columns.append(np.imag(_complex_values(function, shifted)) / COMPLEX_STEP)
+        result = np.stack(columns, axis=-1) if columns else np.zeros((len(exprs), 0))
+        return result.reshape((self.m,) + (self.n,) * order)
+
+
+def _complex_values(function, point: np.ndarray) -> np.ndarray:
+    return np.array([complex(v) for v in function(*point)], dtype=complex)
+
+
+def _holomorphic(expr: sympy.Basic) -> bool:
+    """Whether ``expr`` is built from operations that extend analytically to complex inputs."""
+    return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol or node.is_Number
+               or isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.NumberSymbol))
+               for node in sympy.preorder_traversal(expr))
+
+
+def _yours(supplied, problem: _Problem, m: int, order: int, what: str) -> np.ndarray:
+    """A user's gradient / Hessian, per argument as the transforms return them, made flat."""
+    k, sizes = len(problem.values), problem.sizes
+    result = supplied(*problem.values)
+    if order == 1:
+        blocks = [result] if k == 1 else list(result)
+        if len(blocks) != k:
+            raise ValueError(f"check_grads: {what} returned {len(blocks)} gradients for "
+                             f"{k} arguments")
+        flat = []
+        for block, value, name in zip(blocks, problem.values, problem.names):
+            block = np.asarray(block, dtype=np.float64)
+            if block.size != m * value.size:
+                raise ValueError(f"check_grads: {what} returned shape {block.shape} for "
+                                 f"{name} of shape {value.shape}")
+            flat.append(block.reshape(m, -1))
+        return np.concatenate(flat, axis=1)
+    rows = [[result]] if k == 1 else [list(row) for row in result]
+    flat_rows = []
+    for row, size_i in zip(rows, sizes):
+        if len(row) != k:
+            raise ValueError(f"check_grads: {what} must give {k}x{k} blocks for {k} arguments")
+        blocks = []
+        for block, size_j in zip(row, sizes):
+            block = np.asarray(block, dtype=np.float64)
+            if block.size != m * size_i * size_j:
+                raise ValueError(f"check_grads: {what} returned a block of shape {block.shape};"
+                                 f" expected {m * size_i * size_j} entries")
+            blocks.append(block.reshape(m, size_i, size_j))
+        flat_rows.append(np.concatenate(blocks, axis=2))
+    return np.concatenate(flat_rows, axis=1)
+
+
+# ---------------------------------------------------------------- the check
+
+
+def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | None = None, *,
+                grad: Callable | None = None, hess: Callable | None = None,
+                wrt: Sequence | None = None) -> GradCheck:
+    """Check symtape's derivatives of ``fun`` at ``args`` against independent numbers.
+
+    Compares, entry by entry, the exact symbolic derivative (evaluated to 30 digits), the
+    compiled kernel, central finite differences and, where the function is holomorphic,
+    complex-step differences; orders 1 (the Jacobian) and, with ``order=2``, 2 as well.
+
+    Parameters
+    ----------
+    fun : callable or sympy.Expr
+        A function of Tensors written with symtape's ops (``args`` a tuple of its positional
+        arguments, or one argument), or a SymPy expression (``args`` a dict ``{symbol or
+        name: value}``, or values in the order of ``wrt``, default the sorted free symbols).
+    order : 1 or 2
+    rtol, atol : float
+        An entry agrees when ``|value - symbolic| <= atol + rtol * |symbolic|`` for every
+        method. ``atol`` defaults to ``rtol`` times the largest derivative checked (of
+        order 1 and 2 for order 2, whose finite differences scale with the gradient).
+    grad, hess : callable, optional
+        Your own NumPy gradient (Jacobian) / Hessian, called with the argument values and
+        returning what ``st.grad`` / ``st.hessian`` with every argument would: one array for
+        one argument, one per argument (one block per pair for Hessians) otherwise.
+    wrt : symbols or names, optional
+        For a SymPy expression: the variables; other symbols take their value from ``args``.
+
+    Returns
+    -------
+    GradCheck
+        The table of every entry (``print`` it), when all of them agree.
+
+    Raises
+    ------
+    AssertionError
+        Some entry disagrees; the message is the table of the entries that differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import symtape as st
+    >>> def loss(w):
+    ...     return st.reduce_sum(st.exp(w) * w)
+    >>> _ = st.check_grads(loss, np.array([0.5, -1.0]))
+    >>> st.check_grads(loss, np.array([0.5, -1.0]), order=1,
+    ...                grad=lambda w: np.exp(w))  # wrong: forgot the product rule
+    Traceback (most recent call last):
+    ...
+    AssertionError: check_grads: 2 of 2 first-derivative entries disagree at w=[ 0.5, -1. ] ...
+    entry  symbolic ...
+    """
+    __tracebackhide__ = True  # pytest shows the table, not this frame
+    if order not in (1, 2):
+        raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
+    if hess is not None and order < 2:
+        raise ValueError("check_grads: hess= needs order=2")
+    problem = (_from_sympy(fun, args, wrt) if isinstance(fun, sympy.Basic)
+               else _from_callable(fun, args))
+    if wrt is not None and not isinstance(fun, sympy.Basic):
+        raise TypeError("check_grads: wrt= is for SymPy expressions; a function is "
+                        "differentiated with respect to all of its arguments")
+    columns = _Columns(problem, order)
+    labels = problem.labels()
+    out = [""] if not columns.out_shape else [
+        f"[{','.join(map(str, i))}]" for i in np.ndindex(*columns.out_shape)]
+    references = {1: columns.jac}
+    if order == 2:
+        references[2] = columns.hess
+    finite = [np.abs(r[np.isfinite(r)]) for r in references.values()]
+    scale = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
+    first_scale = float(finite[0].max()) if finite[0].size else 0.0
+    tolerances = {1: rtol * (first_scale or 1.0) if atol is None else atol,
+                  2: rtol * scale if atol is None else atol}
+    check = GradCheck(problem.point(), rtol, {o: tolerances[o] for o in references})
+    supplied = {1: grad, 2: hess}
+    for o, reference in references.items():
+        methods = {"compiled": columns.compiled(o),
+                   "yours": None if supplied[o] is None else _yours(
+                       supplied[o], problem, columns.m, o, ("grad", "hess")[o - 1]),
+                   "complex_step": columns.complex_step(o),
+                   "finite_difference": columns.finite_differences(o)}
+        for index in np.ndindex(*reference.shape):
+            k, *wrt_index = index
+            label = f"d{o if o > 1 else ''}f{out[k]}/" + "".join(
+                f"d{labels[i]}" for i in wrt_index)
+            entry = Entry(label, o, float(reference[index]), scale=tolerances[o] / rtol, **{
+                name: float(values[index]) for name, values in methods.items()
+                if values is not None})
+            entry.ok = all(_agrees(value, entry.symbolic, rtol, tolerances[o])
+                           for value in entry.columns().values())
+            check.entries.append(entry)
+    if not check.ok:
+        raise AssertionError(str(check))
+    return check
