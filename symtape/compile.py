@@ -35,7 +35,7 @@ from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 from symtape.symbolic import recursion_headroom
 
 
-__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache"]
+__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source"]
 
 _MAX_DEPTH = 40  # deeper subtrees become temporaries: printing never recurses further
 _MAX_WIDTH = 64  # wider sums and products are summed in parts
@@ -129,6 +129,58 @@ def _printer_class(base):
 
 
 PRINTERS = {"numpy": _printer_class(NumPyPrinter), "cupy": _printer_class(CuPyPrinter)}
+
+
+
+
+def function_source(functions: dict, symbols) -> str:
+    """Standalone NumPy source of ``def name(<symbols>)`` for each ``name: outputs`` given.
+
+    The readable counterpart of a kernel's ``source``: parameters keep the symbols' names,
+    shared subexpressions become ``_c0, _c1, ...``, ``outputs`` (an expression or a nested
+    list of them) is returned as an expression or a ``numpy.array``.
+
+    Examples
+    --------
+    >>> x, y = sympy.symbols("x y", real=True)
+    >>> print(function_source({"gradient": [2*x*sympy.sin(y), x**2*sympy.sin(y)]}, [x, y]))
+    import numpy
+    <BLANKLINE>
+    <BLANKLINE>
+    def gradient(x, y):
+        _c0 = numpy.sin(y)
+        return numpy.array([2*x*_c0, (x*x)*_c0])
+    """
+    for symbol in symbols:
+        if not symbol.name.isidentifier():
+            raise ValueError(f"{symbol.name!r} is not a Python identifier")
+    printer = _StandalonePrinter(Names())
+    definitions = []
+    for name, outputs in functions.items():
+        names = printer._names = Names()
+        names.of.update((symbol, symbol.name) for symbol in symbols)
+        array = np.array(outputs, dtype=object)
+        replacements, reduced = shared_subexpressions([sympy.sympify(e) for e in array.ravel()])
+        lines = [f"def {name}({', '.join(s.name for s in symbols)}):"]
+        for temporary, value in replacements:
+            names.of[temporary] = names.fresh("c")
+            lines.append(f"    {names.of[temporary]} = {printer.doprint(value)}")
+        printed = np.array([printer.doprint(e) for e in reduced], dtype=object)
+        result = printed.item() if array.ndim == 0 else (
+            "numpy.array(" + str(printed.reshape(array.shape).tolist()).replace("'", "") + ")")
+        definitions.append("\n".join([*lines, f"    return {result}"]))
+    imports = ["import numpy", *(["import scipy.special"] if printer.uses_scipy else [])]
+    return "\n\n\n".join(["\n".join(imports), *definitions])
+
+
+class _StandalonePrinter(PRINTERS["numpy"]):
+    """Prints ``erf`` as SciPy's (kernels use their own, code for users should not)."""
+
+    uses_scipy = False
+
+    def _print_erf(self, expr):
+        self.uses_scipy = True
+        return f"scipy.special.erf({self._print(expr.args[0])})"
 
 
 # ---------------------------------------------------------------- inputs and outputs

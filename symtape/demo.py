@@ -105,4 +105,20 @@ def _compiled(say) -> None:
         train_step()
     say("7. Adam(0.1) on w**2 - 10*w + 25, a compiled step, 1000 calls: w =",
         round(float(w.numpy()), 4))
-    say("   the traced step:", train_step.expr)
+    say("   the traced step:", train_step.expr, "\n")
+    _cross_check(say)
+
+
+def _cross_check(say) -> None:
+    """Step 8: the exact, compiled and numeric derivatives side by side, catching a mistake."""
+    def loss(w):
+        return st.reduce_sum(st.exp(w) * w)
+
+    point = np.array([0.5, -1.0])
+    say("8. st.check_grads(loss, w): symbolic, compiled, complex-step, finite differences")
+    say("   " + str(st.check_grads(loss, point, order=1)).replace("\n", "\n   "))
+    try:
+        st.check_grads(loss, point, order=1, grad=lambda w: np.exp(w))
+    except AssertionError as caught:
+        say("   a hand-written gradient exp(w) (the product rule forgotten) is caught:")
+        say("   " + str(caught).replace("\n", "\n   "))

@@ -184,28 +184,25 @@ class _Parser:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.error(f"the expression nests more than {MAX_DEPTH} levels deep")
-        expr = self.term()
+        terms = [self.term()]  # one Add of all terms: SymPy re-flattens on every `+`
         while self.token.text in ("+", "-") and self.token.kind == "op":
             sign = self.token.text
             self.index += 1
             right = self.term()
-            expr = expr + right if sign == "+" else expr - right
+            terms.append(right if sign == "+" else -right)
         self.depth -= 1
-        return expr
+        return sympy.Add(*terms)
 
     def term(self) -> sympy.Expr:
-        expr = self.unary()
+        factors = [self.unary()]
         while self.token.text in ("*", "/") and self.token.kind == "op":
             operator, token = self.token.text, self.token
             self.index += 1
             right = self.unary()
-            if operator == "*":
-                expr = expr * right
-            elif right.is_zero:
+            if operator == "/" and right.is_zero:
                 raise self.error("division by zero", token)
-            else:
-                expr = expr / right
-        return expr
+            factors.append(right if operator == "*" else 1 / right)
+        return sympy.Mul(*factors)
 
     def unary(self) -> sympy.Expr:
         if self.accept("-"):
