@@ -10,8 +10,9 @@ derivatives (order 2):
 - **yours**: a hand-written gradient or Hessian, when one is given (``grad=``, ``hess=``);
 - **complex step**: ``Im f(x + ih e_j) / h`` with ``h = 1e-20``, exact to rounding, where the
   closed form is holomorphic (no ``abs``, ``sign``, ``max``, comparisons, ...);
-- **finite diff.**: central differences with a step chosen per entry, ``eps**(1/3) * max(1, |x_j|)``,
-  of the function (order 1) or of its numeric gradient (order 2).
+- **finite diff.**: central differences (the five-point stencil, error ``O(h**4)``) with a
+  step chosen per entry, ``h = eps**(1/5) * max(1, |x_j|)``, of the function (order 1) or of
+  its numeric gradient (order 2).
 
 An entry agrees when every column is within ``atol + rtol * |symbolic|``. A disagreement
 raises ``AssertionError`` whose message is a table of the entries that differ.
@@ -38,7 +39,9 @@ __all__ = ["check_grads", "GradCheck", "Entry", "ClosedForms", "closed_forms"]
 
 DIGITS = 30  # precision of the symbolic reference
 COMPLEX_STEP = 1e-20
-_FD_STEP = np.finfo(np.float64).eps ** (1 / 3)
+_EPS = float(np.finfo(np.float64).eps)
+_FD_STEP = _EPS ** (1 / 5)  # balances the stencil's h**4 error against rounding's eps/h
+_FD_NOISE = 1e3 * _EPS ** (4 / 5)  # what finite differences may miss, relative to the scale
 _HOLOMORPHIC = (sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tan, sympy.asin, sympy.acos,
                 sympy.atan, sympy.sinh, sympy.cosh, sympy.tanh)
 _COLUMNS = (("compiled", "compiled"), ("yours", "yours"), ("complex_step", "complex step"),
@@ -291,8 +294,8 @@ def closed_forms(fun: Callable, values: Sequence[np.ndarray], names: Sequence[st
             inner.watch(sources)
             y = fun(*sources)
         if not isinstance(y, (Tensor, Variable)) or y.dtype.kind != "f":
-            raise TypeError("the function must compute a float Tensor with symtape's ops; it "
-                            f"returned {type(y).__name__}"
+            raise TypeError("check_grads: the function must compute a float Tensor with "
+                            f"symtape's ops; it returned {type(y).__name__}"
                             + (f" of dtype {y.dtype}" if hasattr(y, "dtype") else ""))
         m = math.prod(y.shape)
         jacobians = [inner.jacobian(y, s, unconnected_gradients=zero) for s in sources]
@@ -319,10 +322,7 @@ class _Columns:
         self.problem, self.order = problem, order
         self.n = sum(problem.sizes)
         self.flat = np.concatenate([v.ravel() for v in problem.values]) if self.n else np.zeros(0)
-        try:
-            forms = closed_forms(problem.fun, problem.values, problem.names, order)
-        except TypeError as error:
-            raise TypeError(f"check_grads: {error}") from None
+        forms = closed_forms(problem.fun, problem.values, problem.names, order)
         self.out_shape, self.m = forms.out_shape, len(forms.value)
         self.y_exprs, self.jac_exprs, self.hess_exprs = forms.value, forms.jacobian, forms.hessian
         self.subs = {s: sympy.Rational(float(v)) for s, v in forms.values.items()}
@@ -364,6 +364,11 @@ class _Columns:
         return np.stack(hessians)
 
     # -- finite differences: of the function (order 1), of its numeric gradient (order 2)
+    def value(self) -> np.ndarray:
+        """The function's value at the point, evaluated eagerly."""
+        with np.errstate(all="ignore"):
+            return self._value(self.flat)
+
     def _value(self, flat: np.ndarray) -> np.ndarray:
         result = self.problem.fun(*[constant(v) for v in self.problem.split(flat)])
         return np.asarray(result.numpy(), dtype=np.float64).reshape(self.m)
@@ -382,11 +387,14 @@ class _Columns:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             for j in range(self.n):
-                step = _FD_STEP * max(1.0, abs(self.flat[j]))
-                up, down = self.flat.copy(), self.flat.copy()
-                up[j] += step
-                down[j] -= step
-                columns.append((f(up) - f(down)) / (up[j] - down[j]))
+                x = self.flat[j]
+                h = (x + _FD_STEP * max(1.0, abs(x))) - x  # a step x + h represents exactly
+                at = []
+                for shift in (-2 * h, -h, h, 2 * h):
+                    point = self.flat.copy()
+                    point[j] = x + shift
+                    at.append(f(point))
+                columns.append((at[0] - 8 * at[1] + 8 * at[2] - at[3]) / (12 * h))
         return np.stack(columns, axis=-1) if columns else np.zeros(
             (self.m,) + (self.n,) * order)
 
@@ -419,6 +427,11 @@ def _holomorphic(expr: sympy.Basic) -> bool:
     return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol or node.is_Number
                or isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.NumberSymbol))
                for node in sympy.preorder_traversal(expr))
+
+
+def _largest(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 def _yours(supplied, problem: _Problem, m: int, order: int, what: str) -> np.ndarray:
@@ -475,8 +488,10 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
     order : 1 or 2
     rtol, atol : float
         An entry agrees when ``|value - symbolic| <= atol + rtol * |symbolic|`` for every
-        method. ``atol`` defaults to ``rtol`` times the largest derivative checked (of
-        order 1 and 2 for order 2, whose finite differences scale with the gradient).
+        method. ``atol`` defaults to ``rtol`` times the largest derivative of the same order
+        (of order 1 or 2, for second derivatives). Finite differences are allowed, on top,
+        ``1e3 * eps**(4/5)`` (3e-10) times the largest value or derivative at the point:
+        their own truncation and rounding error.
     grad, hess : callable, optional
         Your own NumPy gradient (Jacobian) / Hessian, called with the argument values and
         returning what ``st.grad`` / ``st.hessian`` with every argument would: one array for
@@ -513,9 +528,9 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
     if hess is not None and order < 2:
         raise ValueError("check_grads: hess= needs order=2")
-    problem = (_from_sympy(fun, args, wrt) if isinstance(fun, sympy.Basic)
-               else _from_callable(fun, args))
-    if wrt is not None and not isinstance(fun, sympy.Basic):
+    symbolic = isinstance(fun, (sympy.Basic, sympy.MatrixBase))
+    problem = _from_sympy(fun, args, wrt) if symbolic else _from_callable(fun, args)
+    if wrt is not None and not symbolic:
         raise TypeError("check_grads: wrt= is for SymPy expressions; a function is "
                         "differentiated with respect to all of its arguments")
     columns = _Columns(problem, order)
@@ -525,11 +540,14 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
     references = {1: columns.jac}
     if order == 2:
         references[2] = columns.hess
-    finite = [np.abs(r[np.isfinite(r)]) for r in references.values()]
-    scale = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
-    first_scale = float(finite[0].max()) if finite[0].size else 0.0
-    tolerances = {1: rtol * (first_scale or 1.0) if atol is None else atol,
-                  2: rtol * scale if atol is None else atol}
+    # derivatives near 0 are judged against the largest of their order (and the first
+    # order's, for second derivatives); finite differences are also allowed their own
+    # truncation and rounding noise, _FD_NOISE times the largest value or derivative
+    largest = {o: _largest(r) for o, r in references.items()}
+    scales = {1: largest[1] or 1.0, 2: max(largest.values()) or 1.0}
+    tolerances = {o: rtol * scales[o] if atol is None else atol for o in references}
+    noise = {1: _FD_NOISE * max(_largest(columns.value()), *largest.values()),
+             2: _FD_NOISE * max(largest.values())}
     check = GradCheck(problem.point(), rtol, {o: tolerances[o] for o in references})
     supplied = {1: grad, 2: hess}
     for o, reference in references.items():
@@ -542,11 +560,12 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
             k, *wrt_index = index
             label = f"d{o if o > 1 else ''}f{out[k]}/" + "".join(
                 f"d{labels[i]}" for i in wrt_index)
-            entry = Entry(label, o, float(reference[index]), scale=tolerances[o] / rtol, **{
+            entry = Entry(label, o, float(reference[index]), scale=scales[o], **{
                 name: float(values[index]) for name, values in methods.items()
                 if values is not None})
-            entry.ok = all(_agrees(value, entry.symbolic, rtol, tolerances[o])
-                           for value in entry.columns().values())
+            entry.ok = all(_agrees(value, entry.symbolic, rtol, tolerances[o]
+                                   + (noise[o] if name == "finite_difference" else 0.0))
+                           for name, value in entry.columns().items())
             check.entries.append(entry)
     if not check.ok:
         raise AssertionError(str(check))

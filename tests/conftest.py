@@ -9,3 +9,5 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+pytest_plugins = ["pytester"]  # tests of symtape's own pytest plugin

@@ -1,9 +1,12 @@
 """The walk-through: `symtape demo` and `python -m symtape`, run as a newcomer would."""
 
+import math
+import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -41,3 +44,142 @@ def test_unknown_command_exits_with_usage_error():
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- symtape diff / check
+
+
+def _symtape(*args, cwd=None):
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "-m", "symtape", *args], capture_output=True,
+                          text=True, timeout=120, check=False, cwd=cwd, env=env)
+
+
+def test_diff_prints_the_gradient_and_hessian_in_latex():
+    result = _symtape("diff", "x**2*sin(y)", "--wrt", "x", "y", "--order", "2",
+                      "--format", "latex")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        r"f = x^{2} \sin{\left(y \right)}",
+        r"\frac{\partial f}{\partial x} = 2 x \sin{\left(y \right)}",
+        r"\frac{\partial f}{\partial y} = x^{2} \cos{\left(y \right)}",
+        r"\nabla^2 f = \left[\begin{matrix}2 \sin{\left(y \right)} & 2 x \cos{\left(y \right)}"
+        r"\\2 x \cos{\left(y \right)} & - x^{2} \sin{\left(y \right)}\end{matrix}\right]",
+    ]
+
+
+def test_diff_pretty_output_is_the_closed_form():
+    result = _symtape("diff", "exp(a*x)", "--wrt", "x")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "     a⋅x" and lines[1] == "f = ℯ   "
+    assert lines[-1] == "df/dx = a⋅ℯ   " and "a⋅x" in lines[-2]
+
+
+def test_diff_default_variables_are_every_name_sorted():
+    result = _symtape("diff", "y*x + z", "--format", "latex")
+    assert [line.split(" = ")[0] for line in result.stdout.splitlines()[1:]] == [
+        r"\frac{\partial f}{\partial x}", r"\frac{\partial f}{\partial y}",
+        r"\frac{\partial f}{\partial z}"]
+
+
+def test_diff_simplify():
+    expr = "x*sin(x)**2 + x*cos(x)**2"
+    plain = _symtape("diff", expr, "--format", "latex").stdout
+    simple = _symtape("diff", expr, "--format", "latex", "--simplify").stdout
+    assert plain.splitlines()[1] == (r"\frac{\partial f}{\partial x} = \sin^{2}{\left(x \right)}"
+                                     r" + \cos^{2}{\left(x \right)}")
+    assert simple.splitlines()[1] == r"\frac{\partial f}{\partial x} = 1"
+
+
+def test_diff_at_a_point_prints_exact_and_numeric_values():
+    result = _symtape("diff", "log(1 + exp(a*x))", "--wrt", "x", "--at", "x=0,a=2",
+                      "--order", "2")
+    assert result.returncode == 0, result.stderr
+    tail = result.stdout.split("\nat ")[1].splitlines()
+    assert tail[0] == "x=0, a=2:"
+    assert tail[1] == "  f = log(2) = 0.693147180559945"
+    assert tail[2] == "  df/dx = 1"     # a e^{ax} / (1 + e^{ax}) at 0
+    assert tail[3] == "  H = [[1.]]"    # a^2 e^{ax} / (1 + e^{ax})^2 at 0
+
+
+def test_diff_values_may_be_expressions_with_commas():
+    result = _symtape("diff", "x*y", "--at", "x=atan2(1, 1)*4", "y=pi/4")
+    assert result.returncode == 0, result.stderr
+    assert "  f = pi**2/4 = 2.46740110027234" in result.stdout
+
+
+def test_diff_code_is_runnable_numpy():
+    result = _symtape("diff", "x**2*sin(y) + erf(x)*y", "--order", "2", "--format", "code")
+    assert result.returncode == 0, result.stderr
+    namespace: dict = {}
+    exec(result.stdout, namespace)  # the generated code, not user input
+    x, y = 0.7, -1.3
+    expected_grad = [2 * x * np.sin(y) + 2 / np.sqrt(np.pi) * np.exp(-x * x) * y,
+                     x**2 * np.cos(y) + math.erf(x)]
+    np.testing.assert_allclose(namespace["gradient"](x, y), expected_grad, rtol=1e-14)
+    hessian = namespace["hessian"](x, y)
+    assert hessian[0, 0] == pytest.approx(2 * np.sin(y) - 4 * x / np.sqrt(np.pi)
+                                          * np.exp(-x * x) * y, rel=1e-14)
+    assert hessian[1, 1] == pytest.approx(-x**2 * np.sin(y), rel=1e-14)
+
+
+def test_check_passes_and_prints_the_table():
+    result = _symtape("check", "atan2(y, x)*exp(x)", "--at", "x=1,y=2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("check_grads: all 6 first and second-derivative entries agree")
+    assert [line.split()[0] for line in lines[2:]] == [
+        "df/dx", "df/dy", "d2f/dxdx", "d2f/dxdy", "d2f/dydx", "d2f/dydy"]
+
+
+def test_check_fails_with_status_1_at_a_kink():
+    result = _symtape("check", "relu(x)", "--at", "x=0", "--order", "1")
+    assert result.returncode == 1
+    assert "1 of 1 first-derivative entries disagree" in result.stdout
+    assert "<-- differs" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["diff", "x + * y"], "cannot parse 'x + * y': unexpected '*' at column 5"),
+    (["diff", "x^2"], "cannot parse 'x^2': unexpected character '^' (write ** for powers) "
+                      "at column 2"),
+    (["diff", "foo(x)"], "cannot parse 'foo(x)': unknown function 'foo'"),
+    (["diff", "x", "--wrt", "2x"], "--wrt: '2x' is not a variable name"),
+    (["diff", "x*y", "--at", "x=1"], "--at: no value for y"),
+    (["diff", "x", "--at", "x"], "--at: 'x' is not NAME=VALUE"),
+    (["diff", "x", "--at", "x=y"], "--at: the value of x must be a real number, got y"),
+    (["diff", "x", "--at", "x=1+"], "cannot parse '1+': the expression ends too early"),
+    (["check", "x*y", "--at", "x=1"], "--at: no value for y (e.g. --at y=1)"),
+])
+def test_malformed_input_is_one_line_and_status_2(args, message):
+    result = _symtape(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("symtape: error: " + message)
+
+
+def test_check_needs_a_point():
+    result = _symtape("check", "x")
+    assert result.returncode == 2
+    assert "the following arguments are required: --at" in result.stderr
+
+
+@pytest.mark.parametrize("payload", [
+    "__import__('os').system('touch pwned')",
+    "__import__('pathlib').Path('pwned').touch()",
+    "open('pwned', 'w')",
+    "exec(\"open('pwned','w')\")",
+    "x; open('pwned', 'w')",
+    "lambda: open('pwned', 'w')",
+])
+def test_injection_leaves_no_trace(payload, tmp_path):
+    for command in (["diff", payload], ["check", payload, "--at", "x=1"],
+                    ["diff", "x", "--at", f"x={payload}"]):
+        result = _symtape(*command, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.startswith("symtape: error: ")
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
