@@ -16,6 +16,19 @@ derivatives (order 2):
 
 An entry agrees when every column is within ``atol + rtol * |symbolic|``. A disagreement
 raises ``AssertionError`` whose message is a table of the entries that differ.
+
+Examples
+--------
+>>> import symtape as st
+>>> print(st.check_grads(lambda x, y: x * st.exp(y), (2.0, 0.0)))  # doctest: +ELLIPSIS
+check_grads: all 6 first and second-derivative entries agree at x=2, y=0 (rtol=1e-05, atol=2e-05 / 2e-05 (first / second))
+entry     symbolic  compiled  complex step  finite diff.  rel. error
+df/dx     1         1         1             1             ...
+df/dy     2         2         2             2             ...
+d2f/dxdx  0         0         0             0             ...
+d2f/dxdy  1         1         1             1             ...
+d2f/dydx  1         1         1             1             ...
+d2f/dydy  2         2         2             2             ...
 """
 
 from __future__ import annotations
