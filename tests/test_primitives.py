@@ -891,3 +891,28 @@ def test_float32_hessian_and_jacobian_stay_float32():
     J = tape2.jacobian(y, x)
     assert J.dtype == st.float32
     np.testing.assert_allclose(J.numpy(), np.diag(2 * np.exp([a, b])), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- coverage of the registry
+
+# primitives whose rules are exercised through another property test, and where
+_THROUGH = {
+    "neg": "UNARY['negative']", "powc": "test_pow_constant_exponent*",
+    "log_real": "BINARY['pow'] (its exponent rule)", "heaviside": "the rules of relu, abs, "
+    "maximum, minimum", "broadcast_to": "test_broadcasting_*", "cast": "cast_roundtrip",
+    "scatter": "SHAPE_OPS['getitem'] (its rule)", "scatter_add": "SHAPE_OPS['stack'], the "
+    "gradients of repeated getitem", "sub": "BINARY['sub']", "div": "BINARY['div']",
+}
+_NOT_DIFFERENTIABLE = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+                       "logical_not", "sign"}
+
+
+def test_every_registered_primitive_has_a_property_test():
+    """A new primitive must join a table above (or say here which test exercises its rule)."""
+    covered = (set(UNARY) | set(BINARY) | set(SHAPE_OPS) | set(_THROUGH) | _NOT_DIFFERENTIABLE
+               | {"reduce_mean"})
+    from symtape.primitives import REGISTRY
+
+    assert set(REGISTRY) - covered == set()
+    for name in _NOT_DIFFERENTIABLE - {"sign"}:
+        assert REGISTRY[name].vjp is None, name
