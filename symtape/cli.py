@@ -1,4 +1,4 @@
-"""The ``symtape`` command line: ``demo``, ``diff`` and ``check`` (argparse; the work is the library's).
+"""The ``symtape`` command line: ``demo``, ``diff`` and ``check`` (the work is the library's).
 
 Expressions and point values are read by :func:`symtape.parse`, which never evaluates
 Python. A malformed one is reported on one line (``symtape: error: ...``) with exit status 2;

@@ -201,7 +201,8 @@ def pow(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
         if isinstance(y, (Tensor, Variable)):  # a constant Tensor exponent still has a dtype
             base = _common([x, y], "pow")[0]
         else:
-            base = convert_to_tensor(x) if isinstance(x, (Tensor, Variable)) else _common([x], "pow")[0]
+            base = (convert_to_tensor(x) if isinstance(x, (Tensor, Variable))
+                    else _common([x], "pow")[0])
         return apply(_P["powc"], (base,), {"exponent": exponent})
     return _elementwise("pow", x, y)
 

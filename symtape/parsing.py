@@ -1,4 +1,4 @@
-"""A whitelist parser for expression strings: numbers, names, ``+ - * / **`` and symtape's functions.
+"""A whitelist parser for expression strings: numbers, names, ``+ - * / **``, symtape's functions.
 
 User strings (from the command line, from ``st.parse``) never reach ``eval``, ``exec``,
 ``sympy.sympify`` or ``sympy.parse_expr`` (the last two evaluate Python). This module reads

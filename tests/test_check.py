@@ -1,4 +1,4 @@
-"""st.check_grads: every method side by side, and a wrong derivative caught with a readable table."""
+"""st.check_grads: every method side by side; a wrong derivative caught with a readable table."""
 
 from __future__ import annotations
 
