@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import numpy as np
 import sympy
@@ -177,8 +178,14 @@ def _print_values(expr, gradient, hessian, variables, point, out) -> None:
     for v, g in zip(variables, gradient):
         print(f"  {_label((v,), 'pretty')} = {shown(g)}", file=out)
     if hessian is not None:
-        values = np.array(hessian.subs(point).evalf(15).tolist(), dtype=float)
-        print("  H = " + np.array2string(values, precision=10, prefix="  H = "), file=out)
+        rows = [", ".join(_number(v) for v in row) for row in hessian.subs(point).tolist()]
+        print("  H = [" + ",\n       ".join(f"[{row}]" for row in rows) + "]", file=out)
+
+
+def _number(value) -> str:
+    """A value at a point, to 12 digits (``zoo``, ``nan`` and complex values as SymPy says)."""
+    value = sympy.sympify(value).evalf(15)
+    return f"{float(value):.12g}" if value.is_real and value.is_finite else str(value)
 
 
 # ---------------------------------------------------------------- check
@@ -226,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         demo.run()
         return 0
     try:
-        return (_diff if args.command == "diff" else _check)(args, sys.stdout)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf and nan are in the output
+            return (_diff if args.command == "diff" else _check)(args, sys.stdout)
     except UsageError as error:
         print(f"symtape: error: {error}", file=sys.stderr)
         return 2

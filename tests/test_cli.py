@@ -100,7 +100,7 @@ def test_diff_at_a_point_prints_exact_and_numeric_values():
     assert tail[0] == "x=0, a=2:"
     assert tail[1] == "  f = log(2) = 0.693147180559945"
     assert tail[2] == "  df/dx = 1"     # a e^{ax} / (1 + e^{ax}) at 0
-    assert tail[3] == "  H = [[1.]]"    # a^2 e^{ax} / (1 + e^{ax})^2 at 0
+    assert tail[3] == "  H = [[1]]"     # a^2 e^{ax} / (1 + e^{ax})^2 at 0
 
 
 def test_diff_values_may_be_expressions_with_commas():
