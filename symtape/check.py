@@ -238,7 +238,7 @@ def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
                  for s in expr.free_symbols if s not in symbols}
         expr, values = expr.subs(fixed), [given[str(s)] for s in symbols]
     else:
-        values = list(args) if isinstance(args, (tuple, list)) else [args]
+        values = _positional(args)
         if len(values) != len(symbols):
             raise ValueError(f"check_grads: {len(values)} values for the {len(symbols)} "
                              f"symbols {', '.join(map(str, symbols))}; give one per symbol "
@@ -249,8 +249,13 @@ def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
     return _Problem(tensor_function(expr, symbols), [str(s) for s in symbols], arrays)
 
 
+def _positional(args) -> list:
+    """A tuple or list is the arguments; anything else is the one argument."""
+    return list(args) if isinstance(args, (tuple, list)) else [args]
+
+
 def _from_callable(fun: Callable, args) -> _Problem:
-    values = list(args) if isinstance(args, (tuple, list)) else [args]
+    values = _positional(args)
     try:
         parameters = [p.name for p in inspect.signature(fun).parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -262,6 +267,17 @@ def _from_callable(fun: Callable, args) -> _Problem:
 
 
 # ---------------------------------------------------------------- the columns
+
+
+def _flat(blocks, m: int) -> np.ndarray:
+    """Per-argument derivative blocks (``out + arg`` shaped) side by side: ``(m, n)``."""
+    return np.concatenate([np.asarray(b).reshape(m, -1) for b in blocks], axis=1)
+
+
+def _flat_pairs(rows, m: int, sizes: Sequence[int]) -> np.ndarray:
+    """Blocks per pair of arguments (``rows[i][j]``, ``out + arg_i + arg_j``): ``(m, n, n)``."""
+    return np.concatenate([np.concatenate([np.asarray(b).reshape(m, size, -1) for b in row],
+                                          axis=2) for row, size in zip(rows, sizes)], axis=1)
 
 
 def _flat_exprs(tensor, rows: int) -> np.ndarray:
@@ -315,17 +331,13 @@ def closed_forms(fun: Callable, values: Sequence[np.ndarray], names: Sequence[st
     hessian = None
     if order == 2:
         sizes = [s.numpy().size for s in sources]
-        blocks = [[outer.jacobian(j, s, unconnected_gradients=zero) for s in sources]
-                  for j in jacobians]
-        hessian = np.concatenate([
-            np.concatenate([_flat_exprs(b, m).reshape(m, size, -1) for b in row], axis=2)
-            for row, size in zip(blocks, sizes)], axis=1)
+        hessian = _flat_pairs([[_flat_exprs(outer.jacobian(j, s, unconnected_gradients=zero), m)
+                                for s in sources] for j in jacobians], m, sizes)
     point = {}
     for source in [*sources, *inner.watched_variables()]:
         point.update(zip(_flat_exprs(source, 1)[0], source.numpy().ravel()))
     return ClosedForms(tuple(y.shape), _flat_exprs(y, m)[:, 0],
-                       np.concatenate([_flat_exprs(j, m) for j in jacobians], axis=1),
-                       hessian, point)
+                       _flat([_flat_exprs(j, m) for j in jacobians], m), hessian, point)
 
 
 class _Columns:
@@ -361,8 +373,7 @@ class _Columns:
         p = self.problem
         argnums = tuple(range(len(p.values)))
         if order == 1:
-            result = functional.jacobian(p.fun, argnums=argnums)(*p.values)
-            return np.concatenate([np.asarray(r).reshape(self.m, -1) for r in result], axis=1)
+            return _flat(functional.jacobian(p.fun, argnums=argnums)(*p.values), self.m)
         hessians = []
         for k in range(self.m):
             if self.out_shape:
@@ -371,10 +382,8 @@ class _Columns:
             else:
                 entry = p.fun
             blocks = functional.hessian(entry, argnums=argnums)(*p.values)
-            hessians.append(np.concatenate([
-                np.concatenate([np.asarray(b).reshape(size, -1) for b in row], axis=1)
-                for row, size in zip(blocks, p.sizes)], axis=0))
-        return np.stack(hessians)
+            hessians.append(_flat_pairs(blocks, 1, p.sizes))
+        return np.concatenate(hessians)
 
     # -- finite differences: of the function (order 1), of its numeric gradient (order 2)
     def value(self) -> np.ndarray:
@@ -392,7 +401,7 @@ class _Columns:
             tape.watch(sources)
             y = self.problem.fun(*sources)
         jacobians = tape.jacobian(y, sources, unconnected_gradients=UnconnectedGradients.ZERO)
-        return np.concatenate([j.numpy().reshape(self.m, -1) for j in jacobians], axis=1)
+        return _flat([j.numpy() for j in jacobians], self.m)
 
     def finite_differences(self, order: int) -> np.ndarray:
         f = self._value if order == 1 else self._gradient
@@ -456,28 +465,22 @@ def _yours(supplied, problem: _Problem, m: int, order: int, what: str) -> np.nda
         if len(blocks) != k:
             raise ValueError(f"check_grads: {what} returned {len(blocks)} gradients for "
                              f"{k} arguments")
-        flat = []
+        blocks = [np.asarray(b, dtype=np.float64) for b in blocks]
         for block, value, name in zip(blocks, problem.values, problem.names):
-            block = np.asarray(block, dtype=np.float64)
             if block.size != m * value.size:
                 raise ValueError(f"check_grads: {what} returned shape {block.shape} for "
                                  f"{name} of shape {value.shape}")
-            flat.append(block.reshape(m, -1))
-        return np.concatenate(flat, axis=1)
+        return _flat(blocks, m)
     rows = [[result]] if k == 1 else [list(row) for row in result]
-    flat_rows = []
+    rows = [[np.asarray(b, dtype=np.float64) for b in row] for row in rows]
     for row, size_i in zip(rows, sizes):
         if len(row) != k:
             raise ValueError(f"check_grads: {what} must give {k}x{k} blocks for {k} arguments")
-        blocks = []
         for block, size_j in zip(row, sizes):
-            block = np.asarray(block, dtype=np.float64)
             if block.size != m * size_i * size_j:
                 raise ValueError(f"check_grads: {what} returned a block of shape {block.shape};"
                                  f" expected {m * size_i * size_j} entries")
-            blocks.append(block.reshape(m, size_i, size_j))
-        flat_rows.append(np.concatenate(blocks, axis=2))
-    return np.concatenate(flat_rows, axis=1)
+    return _flat_pairs(rows, m, sizes)
 
 
 # ---------------------------------------------------------------- the check

@@ -129,16 +129,21 @@ def _show(label: str, value, fmt: str, unicode: bool) -> str:
     return sympy.pretty(sympy.Eq(sympy.Symbol(label), value, evaluate=False), use_unicode=unicode)
 
 
-def _diff(args, out) -> int:
+def _read(args, needs_point: bool) -> tuple[sympy.Expr, list, list, dict]:
+    """EXPR, the variables, every symbol (variables first), and the point (checked complete)."""
     expr = _expression(args.expr)
     variables = _variables(expr, args.wrt)
+    symbols = variables + sorted(expr.free_symbols - set(variables), key=str)
     point = _point(args.at)
-    others = sorted(expr.free_symbols - set(variables), key=str)
-    symbols = variables + others
-    if point:
-        missing = [str(s) for s in symbols if s not in point]
-        if missing:
-            raise UsageError(f"--at: no value for {', '.join(missing)}")
+    missing = [str(s) for s in symbols if s not in point]
+    if missing and (point or needs_point):
+        raise UsageError(f"--at: no value for {', '.join(missing)} (e.g. --at "
+                         + ",".join(f"{m}=1" for m in missing) + ")")
+    return expr, variables, symbols, point
+
+
+def _diff(args, out) -> int:
+    expr, variables, symbols, point = _read(args, needs_point=False)
     values = [np.asarray(float(point[s]) if point else 0.5) for s in symbols]
     forms = closed_forms(tensor_function(expr, symbols), values, [str(s) for s in symbols],
                          args.order)
@@ -192,14 +197,7 @@ def _number(value) -> str:
 
 
 def _check(args, out) -> int:
-    expr = _expression(args.expr)
-    variables = _variables(expr, args.wrt)
-    point = _point(args.at)
-    missing = [str(s) for s in sorted(expr.free_symbols | set(variables), key=str)
-               if s not in point]
-    if missing:
-        raise UsageError(f"--at: no value for {', '.join(missing)} (e.g. --at "
-                         + ",".join(f"{m}=1" for m in missing) + ")")
+    expr, variables, _, point = _read(args, needs_point=True)
     values = {str(s): float(v) for s, v in point.items()}
     try:
         report = check_grads(expr, values, order=args.order, rtol=args.rtol, atol=args.atol,

@@ -154,11 +154,11 @@ def function_source(functions: dict, symbols) -> str:
     for symbol in symbols:
         if not symbol.name.isidentifier():
             raise ValueError(f"{symbol.name!r} is not a Python identifier")
-    printer = _StandalonePrinter(Names())
-    definitions = []
+    definitions, uses_scipy = [], False
     for name, outputs in functions.items():
-        names = printer._names = Names()
+        names = Names()
         names.of.update((symbol, symbol.name) for symbol in symbols)
+        printer = _StandalonePrinter(names)
         array = np.array(outputs, dtype=object)
         replacements, reduced = shared_subexpressions([sympy.sympify(e) for e in array.ravel()])
         lines = [f"def {name}({', '.join(s.name for s in symbols)}):"]
@@ -169,7 +169,8 @@ def function_source(functions: dict, symbols) -> str:
         result = printed.item() if array.ndim == 0 else (
             "numpy.array(" + str(printed.reshape(array.shape).tolist()).replace("'", "") + ")")
         definitions.append("\n".join([*lines, f"    return {result}"]))
-    imports = ["import numpy", *(["import scipy.special"] if printer.uses_scipy else [])]
+        uses_scipy |= printer.uses_scipy
+    imports = ["import numpy", *(["import scipy.special"] if uses_scipy else [])]
     return "\n\n\n".join(["\n".join(imports), *definitions])
 
 

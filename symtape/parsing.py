@@ -181,16 +181,15 @@ class _Parser:
         return expr
 
     def expression(self) -> sympy.Expr:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.error(f"the expression nests more than {MAX_DEPTH} levels deep")
+        return self.nested(self.sum)
+
+    def sum(self) -> sympy.Expr:
         terms = [self.term()]  # one Add of all terms: SymPy re-flattens on every `+`
         while self.token.text in ("+", "-") and self.token.kind == "op":
             sign = self.token.text
             self.index += 1
             right = self.term()
             terms.append(right if sign == "+" else -right)
-        self.depth -= 1
         return sympy.Add(*terms)
 
     def term(self) -> sympy.Expr:

@@ -2,7 +2,6 @@
 
 import importlib.util
 import sys
-import types
 import warnings
 
 import numpy as np
@@ -12,6 +11,8 @@ import symtape as st
 from symtape.backends import (array_module, cupy_module, current_device, default_array_module,
                               device_name, gpu_count, gpu_errors, is_gpu_array, require_gpu,
                               to_device, translate_gpu_error)
+
+from fake_cupy import make_fake_cupy
 
 
 def test_import_never_imports_cupy():
@@ -66,20 +67,13 @@ def test_a_missing_dependency_of_cupy_is_a_broken_install(monkeypatch):
         cupy_module()
 
 
-def _fake_cupy(get_count):
-    cupy = types.ModuleType("cupy")
-    cupy.ndarray = type("ndarray", (), {})
-    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_count))
-    return cupy
-
-
 def test_gpu_count_is_silently_zero_when_cuda_is_broken(monkeypatch):
     def broken():
         warnings.warn("CUDA path could not be detected")
         raise _error("CUDARuntimeError", "cupy_backends.cuda.api.runtime",
                      "cudaErrorNoDevice: no CUDA-capable device is detected")
 
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(broken))
+    monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy(broken))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert gpu_count() == 0
@@ -89,10 +83,10 @@ def test_gpu_count_is_silently_zero_when_cuda_is_broken(monkeypatch):
 
 
 def test_zero_devices_is_a_device_error_and_counts_are_reported(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 0))
+    monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy(0))
     with pytest.raises(st.DeviceError, match="found no CUDA device"):
         cupy_module()
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 3))
+    monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy(3))
     assert gpu_count() == 3
     with pytest.raises(st.DeviceError, match=r"this machine has 3 CUDA device\(s\), '/gpu:0' to "
                                              r"'/gpu:2'"):

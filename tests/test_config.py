@@ -5,8 +5,6 @@ or replaced by a small fake with CuPy's pool semantics: one default pool whose
 ``set_limit``/``get_limit`` act on the current CUDA device, where 0 means no limit.
 The real pool is tested in test_gpu.py."""
 
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -17,57 +15,6 @@ from symtape import config
 from symtape.config import LogicalDevice, PhysicalDevice
 
 CPU0 = PhysicalDevice("/physical_device:CPU:0", "CPU")
-
-
-def make_fake_cupy(device_count: int) -> types.ModuleType:
-    state = types.SimpleNamespace(current=0)
-
-    class Device:
-        def __init__(self, id=None):
-            self.id, self._previous = state.current if id is None else id, []
-
-        def __enter__(self):
-            self._previous.append(state.current)
-            state.current = self.id
-            return self
-
-        def __exit__(self, *exc):
-            state.current = self._previous.pop()
-
-    class MemoryPool:  # one object, a limit per device, read and set on the current one
-        def __init__(self):
-            self.limits = {}
-
-        def set_limit(self, size=None, fraction=None):
-            self.limits[state.current] = size
-
-        def get_limit(self):
-            return self.limits.get(state.current, 0)
-
-    pool = MemoryPool()
-    cupy = types.ModuleType("cupy")
-    cupy.ndarray, cupy.state = type("ndarray", (), {}), state
-    cupy.get_default_memory_pool = lambda: pool
-    cupy.cuda = types.SimpleNamespace(
-        Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: device_count))
-    return cupy
-
-
-@pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch):
-    monkeypatch.setattr(config, "_MEMORY_GROWTH", {})
-
-
-@pytest.fixture
-def no_cupy(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", None)
-
-
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    cupy = make_fake_cupy(2)
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    return cupy
 
 
 def test_config_is_a_module_attribute_with_tensorflow_names():

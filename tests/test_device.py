@@ -8,7 +8,6 @@ behaviour is tested in test_gpu.py."""
 import subprocess
 import sys
 import threading
-import types
 
 import numpy as np
 import pytest
@@ -17,62 +16,7 @@ import symtape as st
 from symtape.backends import current_device, default_array_module
 from symtape.device import CPU, DeviceSpec, parse_device
 
-
-def make_fake_cupy(device_count: int) -> types.ModuleType:
-    """A stand-in for the slice of CuPy that device placement uses."""
-    state = types.SimpleNamespace(current=0, host_copies=0)
-
-    class ndarray:  # host data tagged with the CUDA device it lives on
-        def __init__(self, data, device_id):
-            self._data, self.device = np.asarray(data), types.SimpleNamespace(id=device_id)
-
-        shape = property(lambda self: self._data.shape)
-        dtype = property(lambda self: self._data.dtype)
-        ndim = property(lambda self: self._data.ndim)
-
-        def astype(self, dtype, copy=True):
-            return ndarray(self._data.astype(dtype, copy=copy), self.device.id)
-
-        def __getitem__(self, key):  # CuPy has no scalars: 0-d results stay arrays
-            return ndarray(self._data[key], self.device.id)
-
-        def get(self):  # the one explicit device -> host copy
-            state.host_copies += 1
-            return self._data.copy()
-
-        def __array__(self, *args, **kwargs):
-            raise TypeError("Implicit conversion to a NumPy array is not allowed")
-
-    class Device:  # entering makes it current; exiting restores the previous one
-        def __init__(self, id=None):
-            self.id, self._previous = state.current if id is None else id, []
-
-        def __enter__(self):
-            self._previous.append(state.current)
-            state.current = self.id
-            return self
-
-        def __exit__(self, *exc):
-            state.current = self._previous.pop()
-
-    cupy = types.ModuleType("cupy")
-    cupy.ndarray, cupy.state = ndarray, state
-    cupy.asarray = lambda a: a if isinstance(a, ndarray) else ndarray(np.array(a), state.current)
-    cupy.cuda = types.SimpleNamespace(
-        Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: device_count))
-    return cupy
-
-
-@pytest.fixture
-def no_cupy(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", None)
-
-
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    cupy = make_fake_cupy(2)
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    return cupy
+from fake_cupy import make_fake_cupy
 
 
 # ---------------------------------------------------------------- parsing

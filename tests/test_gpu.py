@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 
 import symtape as st
+from symtape.backends import gpu_count
 
 cupy = pytest.importorskip("cupy")
-try:
-    _DEVICES = cupy.cuda.runtime.getDeviceCount()
-except Exception:  # no driver, broken install
-    _DEVICES = 0
-pytestmark = pytest.mark.skipif(_DEVICES == 0, reason="no CUDA device")
+_DEVICES = gpu_count()  # 0 where the driver or the install is broken
+pytestmark = pytest.mark.skipif(_DEVICES == 0, reason="no usable CUDA device")
 
 
 def test_new_values_in_a_gpu_block_are_cupy_arrays_on_that_gpu():

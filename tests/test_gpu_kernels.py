@@ -8,13 +8,10 @@ import pytest
 import sympy
 
 import symtape as st
+from symtape.backends import gpu_count
 
 cupy = pytest.importorskip("cupy")
-try:
-    _DEVICES = cupy.cuda.runtime.getDeviceCount()
-except Exception:  # no driver, broken install
-    _DEVICES = 0
-pytestmark = pytest.mark.skipif(_DEVICES == 0, reason="no CUDA device")
+pytestmark = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA device")
 
 optimize = pytest.importorskip("scipy.optimize")
 x, y = sympy.symbols("x y", real=True)
