@@ -15,15 +15,7 @@ import sympy
 from scipy.optimize import rosen_der, rosen_hess, rosen_hess_prod
 
 import symtape as st
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from benchlib import best_of, print_table
 
 
 def rosen_scalar(xs):
@@ -194,11 +186,7 @@ def main() -> None:
     bench_cache(args.repeat, rows)
     if args.gpu:
         bench_gpu(args.repeat, rows)
-    print(f"{'case':<72} {'symtape':>10} {'baseline':>10} {'ratio':>7}  target")
-    for name, ours, theirs, target in rows:
-        ratio = f"{ours / theirs:7.2f}" if theirs else "      -"
-        base = f"{theirs * 1e3:8.3f}ms" if theirs else "         -"
-        print(f"{name:<72} {ours * 1e3:8.3f}ms {base} {ratio}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

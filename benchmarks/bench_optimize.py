@@ -15,15 +15,7 @@ from scipy.optimize import minimize as scipy_minimize
 from scipy.optimize import rosen, rosen_der, rosen_hess_prod
 
 import symtape as st
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from benchlib import best_of, print_table
 
 
 def sgd_eager():
@@ -148,11 +140,7 @@ def main() -> None:
                  floor, f"<= tf.function's 8 ms (trace + compile once: {first:.2f} s)"))
     bench_bridge(rows)
     bench_other_frameworks(args.repeat, rows)
-    print(f"{'case':<66} {'symtape':>10} {'baseline':>10} {'ratio':>8}  target")
-    for name, ours, theirs, target in rows:
-        ratio = f"{ours / theirs:8.2f}" if theirs else "       -"
-        base = f"{theirs * 1e3:8.3f}ms" if theirs else "         -"
-        print(f"{name:<66} {ours * 1e3:8.3f}ms {base} {ratio}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -8,23 +8,12 @@ Times are the best of several runs (the least disturbed by the rest of the machi
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import sympy
 
 import symtape as st
-
-
-def best_of(fn, repeat: int, setup=None) -> float:
-    times = []
-    for _ in range(repeat):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from benchlib import best_of
 
 
 def rosenbrock(xs):

@@ -1,4 +1,4 @@
-"""Hypothesis settings (random examples locally, a fixed reproducible set in CI) and CuPy fixtures."""
+"""Hypothesis profiles (random locally, reproducible in CI) and the CuPy fixtures."""
 
 import os
 import sys
