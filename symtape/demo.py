@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import TextIO
 
@@ -87,8 +88,12 @@ def _compiled(say) -> None:
     point = np.full(1000, 1.2)
     say("6. compiled transforms of Rosenbrock's function on one vector")
     say("   st.grad(rosen)([1, 2, 3])            =", st.grad(rosen)(np.array([1.0, 2.0, 3.0])))
-    say("   st.hessian(rosen, sparse=True), n=1000:", st.hessian(rosen, sparse=True)(point).nnz,
-        "nonzeros (3n - 2)")
+    if importlib.util.find_spec("scipy") is None:  # the demo needs only SymPy and NumPy
+        say("   st.hessian(rosen, sparse=True) returns a scipy.sparse matrix: "
+            "pip install 'symtape[scipy]' to see it here")
+    else:
+        say("   st.hessian(rosen, sparse=True), n=1000:",
+            st.hessian(rosen, sparse=True)(point).nnz, "nonzeros (3n - 2)")
     value_and_grad = st.value_and_grad(lambda a, b: st.sin(a) * b, argnums=(0, 1))
     value_and_grad(0.0, 1.0)  # one point fixes the signature; then whole batches at once
     values, _ = value_and_grad(np.linspace(0, 1, 1_000_000), 2.0)

@@ -183,3 +183,15 @@ def test_injection_leaves_no_trace(payload, tmp_path):
         assert result.stderr.startswith("symtape: error: ")
         assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_walkthrough_needs_neither_scipy_nor_a_gpu():
+    # the README's first command installs symtape alone (SymPy and NumPy): no optional extra
+    script = ("import sys; sys.modules['scipy'] = None; sys.modules['cupy'] = None; "
+              "from symtape.cli import main; sys.exit(main(['demo']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'symtape[scipy]' to see it here" in result.stdout
+    assert "values.shape = (1000000,)" in result.stdout
+    assert "a hand-written gradient exp(w) (the product rule forgotten) is caught" in result.stdout
