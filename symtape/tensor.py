@@ -30,6 +30,9 @@ ACTIVE_TAPES: ContextVar[tuple] = ContextVar("symtape_active_tapes", default=())
 ACTIVE_TRACE: ContextVar[Any] = ContextVar("symtape_active_trace", default=None)
 
 _EMPTY: dict = {}
+# Jupyter typesets a Tensor's closed form up to these sizes; larger ones show their repr.
+LATEX_MAX_ENTRIES = 400
+LATEX_MAX_CHARS = 20_000
 _constant_names = itertools.count(1)
 _variable_names = itertools.count(1)
 
@@ -56,6 +59,32 @@ class _Operators:
         'x'
         """
         return Reference(self)
+
+    def _repr_latex_(self) -> str | None:
+        r"""The closed form as LaTeX, which Jupyter shows in place of the repr.
+
+        ``None`` (Jupyter then shows the repr) where LaTeX would not help: more than
+        ``LATEX_MAX_ENTRIES`` entries, a formula longer than ``LATEX_MAX_CHARS`` characters,
+        or a value whose closed form cannot be built.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(2.0, name="x")
+        >>> with st.GradientTape() as tape:
+        ...     y = st.sin(x) * x
+        >>> tape.gradient(y, x)._repr_latex_()
+        '$x \\cos{\\left(x \\right)} + \\sin{\\left(x \\right)}$'
+        >>> st.constant(range(1000))._repr_latex_() is None
+        True
+        """
+        if int(np.prod(self.shape)) > LATEX_MAX_ENTRIES:
+            return None
+        try:
+            text = sympy.latex(self.expr)
+        except Exception:  # a display hook must not raise: Jupyter falls back to the repr
+            return None
+        return f"${text}$" if len(text) <= LATEX_MAX_CHARS else None
 
     # -- what Tensor and Variable share: everything read off the current value
     @property
@@ -241,9 +270,6 @@ class Tensor(_Operators):
         from symtape import symbolic
 
         return symbolic.expr_of(self)
-
-    def _repr_latex_(self) -> str:
-        return f"${sympy.latex(self.expr)}$"
 
     def __repr__(self) -> str:
         return f"<st.Tensor: shape={self.shape}, dtype={self.dtype}, numpy={_short(self._value)}>"

@@ -131,6 +131,28 @@ def test_latex_repr_for_notebooks():
     assert (x / 2)._repr_latex_() == "$\\frac{x}{2}$"
 
 
+def test_gradients_and_variables_render_as_latex_in_notebooks():
+    x = st.Variable([1.0, 2.0], name="x")
+    with st.GradientTape() as tape:
+        y = st.reduce_sum(st.exp(x) * x)
+    assert tape.gradient(y, x)._repr_latex_() == "$" + sympy.latex(sympy.Array(
+        [sympy.exp(s) * s + sympy.exp(s) for s in x.expr])) + "$"
+    assert x._repr_latex_() == r"$\left[\begin{matrix}x[0] & x[1]\end{matrix}\right]$"
+
+
+def test_latex_repr_falls_back_to_the_repr_where_latex_would_not_help(monkeypatch):
+    from symtape import tensor
+
+    assert st.constant(np.zeros(tensor.LATEX_MAX_ENTRIES + 1))._repr_latex_() is None
+    assert st.constant(np.zeros(tensor.LATEX_MAX_ENTRIES))._repr_latex_().startswith("$")
+    x = st.Variable(np.ones(50), name="x")
+    long_sum = st.reduce_sum(st.sin(x) * st.cos(x) ** 2)
+    monkeypatch.setattr(tensor, "LATEX_MAX_CHARS", 100)
+    assert long_sum._repr_latex_() is None
+    monkeypatch.setattr(sympy, "latex", lambda e: 1 / 0)  # a display hook must never raise
+    assert st.constant(1.0)._repr_latex_() is None
+
+
 def test_variable_expr_is_its_symbol_array():
     w = st.Variable(np.zeros((2, 2)), name="W")
     expected = sympy.Array([[sympy.Symbol(f"W[{i},{j}]", real=True) for j in range(2)]
