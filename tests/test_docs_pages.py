@@ -29,12 +29,35 @@ def _symtape(command: str, cwd) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+# `print(...)  # -> shown` in a page: the line printed must be `shown` (`...` matches anything)
+SHOWN = re.compile(r"^(\s*)print\((.*)\)\s*# -> (.*)$", re.M)
+
+
+def _checked_prints(block: str) -> str:
+    return SHOWN.sub(lambda m: f"{m[1]}_shows({m[3].rstrip()!r}, {m[2]})", block)
+
+
+def _shows(expected: str, *values) -> None:
+    printed = " ".join(map(str, values))
+    print(printed)
+    pattern = ".*".join(re.escape(part) for part in expected.split("..."))
+    assert re.fullmatch(pattern, printed, re.S), f"the page shows {expected!r}, it prints {printed!r}"
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    namespace: dict = {"__name__": f"docs_{page.stem}", "_shows": _shows}
     for block in _blocks(page, "python"):
-        exec(compile(block, str(page), "exec"), namespace)  # our own documentation
+        exec(compile(_checked_prints(block), str(page), "exec"), namespace)  # our own docs
+
+
+def test_shown_output_is_checked():
+    namespace = {"_shows": _shows}
+    exec(_checked_prints("print(1 + 1, 'a')  # -> 2 a"), namespace)
+    exec(_checked_prints("print([0.5])  # -> [0...]"), namespace)
+    with pytest.raises(AssertionError, match="the page shows '3', it prints '2'"):
+        exec(_checked_prints("print(2)  # -> 3"), namespace)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
@@ -65,4 +88,20 @@ def test_the_logistic_example_output_is_what_the_page_shows(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     exec(compile(_blocks(page, "python")[0], str(page), "exec"), {})
     shown = [b for b in _blocks(page, "text") if b.startswith("check_grads: 3 of 3")][0]
-    assert capsys.readouterr().out == shown
+    printed = capsys.readouterr().out
+    # finite differences are good to ~1e-10: their last printed digit (and so the column's
+    # width) may differ between machines; everything else must be as shown
+    assert _words(printed) == _words(shown)
+    for ours, theirs in zip(_numbers(printed), _numbers(shown)):
+        assert ours == pytest.approx(theirs, rel=1e-9)
+
+
+NUMBER = re.compile(r"(?<![\w\[])-?\d+\.\d+(?:e[-+]\d+)?")
+
+
+def _words(text: str) -> list[str]:
+    return NUMBER.sub("#", text).split()
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(n) for n in NUMBER.findall(text)]
