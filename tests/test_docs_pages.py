@@ -29,6 +29,17 @@ def _symtape(command: str, cwd) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_code_block_is_one_the_tests_run(page):
+    """python, bash and text blocks run (above and below); `py` is TensorFlow, shown beside."""
+    text = page.read_text()
+    assert text.count("```") == 2 * len(BLOCK.findall(text)), f"{page.name}: a block with no language"
+    for language, body in BLOCK.findall(text):
+        assert language in ("python", "bash", "text", "py"), (page.name, language, body)
+        if language == "py":
+            assert "tf." in body and "st." not in body, body
+
+
 # `print(...)  # -> shown` in a page: the line printed must be `shown` (`...` matches anything)
 SHOWN = re.compile(r"^(\s*)print\((.*)\)\s*# -> (.*)$", re.M)
 
