@@ -25,3 +25,27 @@ def print_table(rows: list) -> None:
         ratio = f"{ours / theirs:8.2f}" if theirs else "       -"
         base = f"{theirs * 1e3:8.3f}ms" if theirs else "         -"
         print(f"{name:<{width}} {ours * 1e3:8.3f}ms {base} {ratio}  {target}")
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``1.23 s``, ``4.56 ms`` or ``7.89 us``; ``-`` for ``None`` (nothing was timed)."""
+    if seconds is None:
+        return "-"
+    if seconds >= 0.1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-4:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+def print_columns(header: list, rows: list, markdown: bool = False) -> None:
+    """Rows of text cells under ``header``: aligned plain text, or a Markdown table."""
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in rows:
+            print("| " + " | ".join(str(cell) for cell in row) + " |")
+        return
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  ".join(f"{str(cell):<{width}}" for cell, width in zip(row, widths)).rstrip())
