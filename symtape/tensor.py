@@ -580,11 +580,16 @@ def constant(value, dtype=None, name: str | None = None) -> Tensor:
     1/2
     >>> st.constant([1, 2], dtype=st.float32)
     <st.Tensor: shape=(2,), dtype=float32, numpy=[1., 2.]>
+    >>> st.constant(st.random.normal((2,), seed=0), name="noise").name
+    'noise'
     """
     if isinstance(value, Variable):
         value = value._read()
     if isinstance(value, Tensor) and dtype is None:
-        return value
+        computed = value._prim is not None or value._source is not None
+        if name is None or name == value._name or computed:
+            return value  # as TensorFlow does; a computed value keeps its place in the graph
+        return Tensor(value._value, name=name)  # a leaf constant under a new name (its symbol)
     return Tensor(_to_array(value, None if dtype is None else dtypes.as_dtype(dtype),
                             what="st.constant"), name=name)
 

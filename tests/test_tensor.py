@@ -169,3 +169,16 @@ def test_convert_to_tensor():
     assert st.convert_to_tensor([1.0, 2.0]).shape == (2,)
     with pytest.raises(TypeError, match="st.cast"):
         st.convert_to_tensor(v, dtype=st.float32)
+
+
+def test_constant_of_a_constant_takes_the_new_name_for_its_symbol():
+    noise = st.random.normal((2,), seed=0)
+    x = st.constant(noise, name="x")
+    assert x.name == "x" and noise.name != "x"
+    np.testing.assert_array_equal(x.numpy(), noise.numpy())
+    with st.GradientTape() as tape:
+        tape.watch(x)
+        y = st.reduce_sum(x**2)
+    assert tape.gradient(y, x).expr == sympy.Array([2 * sympy.Symbol("x[0]", real=True),
+                                                    2 * sympy.Symbol("x[1]", real=True)])
+    assert st.constant(noise) is noise  # no name: the same Tensor, as in TensorFlow
