@@ -28,6 +28,6 @@ def test_published_optimum_is_reached(problem, how):
 
 @pytest.mark.slow  # solves all problems again, three ways
 def test_the_example_runs_as_a_script(capsys):
-    mgh.main()
+    mgh.main([])
     out = capsys.readouterr().out
     assert "Kowalik and Osborne" in out and "(other)" not in out
