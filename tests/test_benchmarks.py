@@ -1,0 +1,22 @@
+"""The benchmark scripts still run (a smoke run at small sizes; timings are not asserted)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+# what the table must show: symtape's own row (ratio 1) in the comparison, times in the other
+@pytest.mark.parametrize("script, shows", [("bench_compare.py", "symtape     "),
+                                           ("bench_compile.py", "ms")])
+def test_benchmark_runs_quick(script, shows):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert shows in result.stdout and "failed" not in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr
