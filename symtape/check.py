@@ -286,6 +286,13 @@ def _flat_exprs(tensor, rows: int) -> np.ndarray:
     return np.array(items, dtype=object).reshape(rows, -1)
 
 
+def _through_kernel(transform, values):
+    """``transform(*values)`` computed by its compiled kernel: trace first, then call (the
+    call that traces a new signature returns the eager run's values, not the kernel's)."""
+    transform.get_concrete_function(*values)
+    return transform(*values)
+
+
 @dataclass
 class ClosedForms:
     """The exact derivatives symtape derives for a function, flattened.
@@ -373,7 +380,8 @@ class _Columns:
         p = self.problem
         argnums = tuple(range(len(p.values)))
         if order == 1:
-            return _flat(functional.jacobian(p.fun, argnums=argnums)(*p.values), self.m)
+            return _flat(_through_kernel(functional.jacobian(p.fun, argnums=argnums), p.values),
+                         self.m)
         hessians = []
         for k in range(self.m):
             if self.out_shape:
@@ -381,7 +389,7 @@ class _Columns:
                     return ops.reshape(p.fun(*args), [-1])[k]
             else:
                 entry = p.fun
-            blocks = functional.hessian(entry, argnums=argnums)(*p.values)
+            blocks = _through_kernel(functional.hessian(entry, argnums=argnums), p.values)
             hessians.append(_flat_pairs(blocks, 1, p.sizes))
         return np.concatenate(hessians)
 

@@ -550,9 +550,11 @@ def _program_printer(base):
         order: ``a + (b + c)`` keeps its parentheses, so the kernel rounds as the eager op did."""
 
         def parenthesize(self, item, level, strict=False):
+            # SymPy's meaning of `strict`, which its inherited printers (Pow: `(x**3)**-1`)
+            # rely on: not strict parenthesizes an operand of equal precedence too
             code = self._print(item)
             below = _level(item)
-            return f"({code})" if below < level or (strict and below <= level) else code
+            return f"({code})" if below < level or (not strict and below == level) else code
 
         def _print_Add(self, expr):
             first, *rest = expr.args
@@ -560,24 +562,24 @@ def _program_printer(base):
             for term in rest:
                 if term.is_Mul and term.args[0] is _MINUS_ONE:
                     code += " - " + self.parenthesize(_MUL(term.args[1:]) if len(term.args) > 2
-                                                      else term.args[1], _ADD_LEVEL, strict=True)
+                                                      else term.args[1], _ADD_LEVEL)
                 elif term.is_Number and term.is_negative:
                     code += " - " + self._print(-term)
                 else:
-                    code += " + " + self.parenthesize(term, _ADD_LEVEL, strict=True)
+                    code += " + " + self.parenthesize(term, _ADD_LEVEL)
             return code
 
         def _print_Mul(self, expr):
             first, *rest = expr.args
             if first is _MINUS_ONE:
                 inner = rest[0] if len(rest) == 1 else _MUL(tuple(rest))
-                return "-" + self.parenthesize(inner, _MUL_LEVEL)
-            code = self.parenthesize(first, _MUL_LEVEL)
+                return "-" + self.parenthesize(inner, _MUL_LEVEL, strict=True)
+            code = self.parenthesize(first, _MUL_LEVEL, strict=True)
             for factor in rest:
                 if factor.is_Pow and factor.exp is _MINUS_ONE:
-                    code += "/" + self.parenthesize(factor.base, _MUL_LEVEL, strict=True)
+                    code += "/" + self.parenthesize(factor.base, _MUL_LEVEL)
                 else:
-                    code += "*" + self.parenthesize(factor, _MUL_LEVEL, strict=True)
+                    code += "*" + self.parenthesize(factor, _MUL_LEVEL)
             return code
 
     return ProgramPrinter

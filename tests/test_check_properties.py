@@ -26,7 +26,7 @@ X, Y = sympy.symbols("x y", real=True)
 UNARY = ["sin({})", "cos({})", "tan(atan({})/2)", "atan({})", "tanh({})", "sinh({}/2)",
          "cosh({}/2)", "exp({}/2)", "sigmoid({})", "softplus({})", "erf({})", "square({})",
          "log(1 + square({}))", "log1p(square({}))", "sqrt(1 + square({}))",
-         "asin(tanh({})/2)", "acos(tanh({})/2)", "-{}", "({})**3"]
+         "asin(tanh({})/2)", "acos(tanh({})/2)", "-{}", "({})**3", "1/(2 + square({}))**3"]
 BINARY = ["{} + {}", "{} - {}", "{} * {}", "{} / (2 + sin({}))", "pow(2 + cos({}), {})",
           "atan2({}, 2 + cos({}))", "({})**2 * {}"]
 LEAVES = ["x", "y", "x", "y", "0.5", "3"]
@@ -66,6 +66,27 @@ def _passes_check_grads(text: str, x0: float, y0: float) -> None:
                for entry in check.entries)
 
 
+def _kernels_match_eager(text: str, x0: float, y0: float) -> None:
+    """Traced at one point, the compiled kernels compute the right values at another: the
+    first call of a new signature is the eager run, so only later calls test the kernel."""
+    expr = st.parse(text)
+    fun = tensor_function(expr, [X, Y])
+    at = (np.float64(y0), np.float64(x0))  # the point the kernels run at, not the traced one
+    value_and_grad = st.value_and_grad(fun, argnums=(0, 1))
+    value_and_grad(np.float64(x0), np.float64(y0))  # trace
+    value, grads = value_and_grad(*at)
+    exact = [expr, sympy.diff(expr, X), sympy.diff(expr, Y)]
+    subs = {X: sympy.Float(at[0], 30), Y: sympy.Float(at[1], 30)}
+    for ours, oracle in zip([value, *grads], exact):
+        assert float(ours) == pytest.approx(float(oracle.evalf(30, subs=subs)), rel=1e-9, abs=1e-12), text
+
+
+@settings(max_examples=6, deadline=None)
+@given(_expressions(), POINTS, POINTS)
+def test_compiled_kernels_match_sympy_away_from_the_traced_point(text, x0, y0):
+    _kernels_match_eager(text, x0, y0)
+
+
 @settings(max_examples=6, deadline=None)
 @given(_expressions(), POINTS, POINTS)
 def test_random_compositions_match_sympy_diff(text, x0, y0):
@@ -83,6 +104,7 @@ def test_every_template_alone(template):
     text = template.format("x", "y") if template.count("{}") == 2 else template.format("x*y")
     _agree_with_sympy_diff(text, 0.7, -0.4)
     _passes_check_grads(text, 0.7, -0.4)
+    _kernels_match_eager(text, 0.7, -0.4)
 
 
 @pytest.mark.slow
@@ -90,6 +112,13 @@ def test_every_template_alone(template):
 @given(_expressions(), POINTS, POINTS)
 def test_random_compositions_match_sympy_diff_many(text, x0, y0):
     _agree_with_sympy_diff(text, x0, y0)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(_expressions(), POINTS, POINTS)
+def test_compiled_kernels_match_sympy_away_from_the_traced_point_many(text, x0, y0):
+    _kernels_match_eager(text, x0, y0)
 
 
 @pytest.mark.slow
