@@ -19,7 +19,7 @@ import numpy as np
 
 from symtape import dtypes
 from symtape.primitives import REGISTRY
-from symtape.tensor import (Tensor, TensorLike, Variable, _Operators, _to_array, apply,
+from symtape.tensor import (Tensor, TensorLike, Variable, _Operators, _to_array, _traced, apply,
                             convert_to_tensor, weak_constant)
 
 __all__ = [
@@ -645,6 +645,12 @@ def _normalize_key(key, shape):
     out = []
     for item in items:
         if isinstance(item, (Tensor, Variable)):
+            if _traced(item):
+                raise TypeError(
+                    "indexing with a Tensor that is an argument of a compiled function (or "
+                    "computed from one): the positions would be frozen into the kernel. Keep "
+                    "index arrays out of the traced arguments: close over them, as in "
+                    "`st.grad(lambda x: f(x, index))`")
             item = item.numpy()
         if isinstance(item, list):
             item = np.asarray(item)

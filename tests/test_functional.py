@@ -973,3 +973,11 @@ def test_transforms_pass_keyword_arguments_through():
     assert float(grad(2.0)) == 12.0  # 3 * x**2
     assert float(grad(2.0, scale=0.5)) == 6.0
     assert float(grad(1.0, scale=2.0)) == 6.0  # a traced keyword: the same kernel, new value
+
+
+def test_indexing_with_a_traced_argument_says_to_close_over_the_index():
+    index = np.array([0, 2])
+    with pytest.raises(TypeError, match="close over them"):
+        st.grad(lambda x, i: st.reduce_sum(x[i] ** 2))(np.ones(3), index)
+    closed_over = st.grad(lambda x: st.reduce_sum(x[index] ** 2))
+    np.testing.assert_array_equal(closed_over(np.array([1.0, 2.0, 3.0])), [2.0, 0.0, 6.0])
