@@ -377,10 +377,14 @@ class Newton(Optimizer):
         start = [v.numpy() for v in variables]
         slope = float(g @ step)
         alpha = float(self._learning_rate())
+        # near a minimum the decrease a step promises falls below the rounding error of
+        # the loss itself; without this allowance Armijo's test rejects the good full steps
+        # there, and the step halves every iteration instead of converging quadratically
+        rounding = 16 * np.finfo(np.float64).eps * abs(f0)
         for _ in range(self.max_backtracks):
             _assign_flat(variables, start, alpha * step)
             trial = float(value_of())
-            if np.isfinite(trial) and trial <= f0 + 1e-4 * alpha * slope:
+            if np.isfinite(trial) and trial <= f0 + 1e-4 * alpha * slope + rounding:
                 return
             alpha /= 2
         _assign_flat(variables, start, 0 * step)  # no acceptable step: stay where we were

@@ -71,3 +71,30 @@ def test_several_variables_share_one_sparse_hessian():
 def test_apply_gradients_is_refused(sparse):
     with pytest.raises(TypeError, match="minimize"):
         st.optimizers.Newton(sparse=sparse).apply_gradients([])
+
+
+def test_newton_converges_below_the_rounding_of_the_loss():
+    # LJ13 from a perturbed icosahedron: near the minimum the decrease a step promises is
+    # below the rounding noise of the 78-term energy, and a strict Armijo test then halved
+    # every step (|g| stalled near 1e-8, halving each iteration)
+    phi = (1 + np.sqrt(5)) / 2
+    vertices = np.array([p for a in (-1, 1) for b in (-1, 1)
+                         for p in ((0, a, b * phi), (a, b * phi, 0), (b * phi, 0, a))])
+    vertices *= 2 ** (1 / 6) / np.linalg.norm(vertices[0])
+    start = np.vstack([np.zeros(3), vertices])
+    start += np.random.default_rng(0).normal(0, 0.05, start.shape)
+    i, j = np.triu_indices(13, 1)
+
+    def energy(x):
+        points = st.reshape(x, (13, 3))
+        d = points[i] - points[j]
+        squared = st.reduce_sum(d * d, axis=1)
+        inverse_6 = 1 / (squared * squared * squared)
+        return st.reduce_sum(4 * (inverse_6 * inverse_6 - inverse_6))
+
+    x = st.Variable(start.reshape(-1), name="x")
+    newton = st.optimizers.Newton()
+    for _ in range(25):
+        newton.minimize(lambda: energy(x), [x])
+    assert float(energy(x)) == pytest.approx(-44.326801, abs=1e-6)
+    assert np.linalg.norm(st.grad(energy)(x.numpy())) < 1e-11
