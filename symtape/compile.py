@@ -25,6 +25,7 @@ import importlib
 import itertools
 import linecache
 import math
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -446,10 +447,26 @@ class Kernel:
         self._layout = layout
         self._shapes = [o.shape for o in outputs]
         self._as_tuple = as_tuple
+        self._modules = modules
         self._function = load(source, modules, backend)
         self._floats = "_floats" in source.partition("\n")[0]
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_function": None}  # pickled as source (to Dask workers)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        key = (self.source, self.backend)  # the source is the whole kernel: a full cache key
+        function = _unpickled_kernels.get(key)
+        if function is None:
+            function = _unpickled_kernels[key] = load(self.source, self._modules, self.backend)
+        self._function = function
+
     def __call__(self, *args):
+        if "dask.array" in sys.modules and any(map(is_dask_array, args)):
+            from symtape import chunked
+
+            return chunked.call_kernel(self, args)
         xp = array_module_for(self.backend)
         if len(args) != len(self._layout.shapes):
             raise TypeError(f"kernel takes {len(self._layout.shapes)} arguments "
@@ -521,6 +538,12 @@ def _value_of(arg):
 
 
 _kernel_ids = itertools.count()
+_unpickled_kernels: dict = {}  # (source, backend) -> function, in a process that unpickled it
+
+
+def is_dask_array(value) -> bool:
+    """Whether ``value`` is a ``dask.array.Array`` (only asked once dask is imported)."""
+    return isinstance(value, sys.modules["dask.array"].Array)
 
 
 def load(source: str, modules, backend: str, namespace: dict | None = None):

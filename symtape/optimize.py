@@ -84,6 +84,8 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     key = (method or "").lower()
     flat = _flat_objective(fun, shape)
     options: dict[str, Any] = {}
+    if _chunked(args):  # data in a dask array: every derivative is a sum over its chunks
+        return _minimize_chunked(optimize, flat, x0, key, method, args, progress, scipy_kwargs)
     if key not in _NO_GRADIENT:
         value_grad = value_and_grad(flat)
         value_grad(x0.reshape(-1), *args)  # trace and compile at the start, once
@@ -100,7 +102,11 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
         options["hess"] = _hessian(flat, x0.reshape(-1), args, dense=key in _HESSIAN)
     elif key in _PRODUCT:
         options["hessp"] = _hessian_product(flat)
-    options.update(scipy_kwargs)
+    return _run(optimize, objective, x0, method, args, progress, {**options, **scipy_kwargs})
+
+
+def _run(optimize, objective, x0, method, args, progress, options):
+    """SciPy's minimize with the history of losses (and progress) recorded."""
     monitor = _Monitor(options.pop("callback", None), progress)
     try:
         result = optimize.minimize(objective, x0.reshape(-1), args=tuple(args), method=method,
@@ -109,6 +115,40 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
         monitor.close()
     result.history = np.array(monitor.history)
     return result
+
+
+def _chunked(args: tuple) -> bool:
+    import sys
+
+    return "dask.array" in sys.modules and any(
+        isinstance(a, sys.modules["dask.array"].Array) for a in args)
+
+
+def _minimize_chunked(optimize, flat, x0, key, method, args, progress, scipy_kwargs):
+    """``minimize`` over data held in dask arrays: ``fun(x, *args)`` must be a sum over the
+    data's rows; each derivative is evaluated chunk by chunk and added up (Dask computes)."""
+    from symtape.chunked import chunk_sum
+    from symtape.functional import Function, hessian
+
+    options: dict[str, Any] = {}
+    if key in _NO_GRADIENT:
+        value = Function(flat, wrap_outputs=False)
+        objective = lambda x, *a: float(chunk_sum(value, (x, *a)))  # noqa: E731
+    else:
+        value_grad = value_and_grad(flat)
+
+        def objective(x, *a):
+            value, gradient = chunk_sum(value_grad, (x, *a))
+            return float(value), np.asarray(gradient, dtype=np.float64)
+
+        options["jac"] = True
+    if key in _HESSIAN or key in _SPARSE_HESSIAN:  # summed dense: SciPy takes it for both
+        dense = hessian(flat)
+        options["hess"] = lambda x, *a: chunk_sum(dense, (x, *a))
+    elif key in _PRODUCT:
+        product = _product_of(flat)
+        options["hessp"] = lambda x, p, *a: chunk_sum(product, (x, p, *a))
+    return _run(optimize, objective, x0, method, args, progress, {**options, **scipy_kwargs})
 
 
 class _Monitor:
@@ -198,6 +238,11 @@ def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
     [2.0, 1.5]
     """
     optimize = _scipy_optimize()
+    if _chunked(args):
+        raise TypeError("least_squares: its Jacobian has a row per residual, which data in a "
+                        "dask array would gather to one process; minimize the sum of squared "
+                        "residuals instead: st.optimize.minimize(lambda x, *a: "
+                        "st.reduce_sum(fun(x, *a) ** 2), x0, args, method='trust-exact')")
     x0 = np.asarray(x0, dtype=np.float64)
     flat = _flat_objective(fun, x0.shape)
     residuals = _plain(flat, vector=True)
@@ -243,6 +288,11 @@ def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callab
     return lambda x, *a: sparse(x, *a)
 
 
+def _product_of(flat: Callable):
+    """The compiled Hessian-vector product ``(x, v, *args) -> H(x) v``."""
+    return grad(lambda x, v, *args: reduce_sum(grad(flat)(x, *args) * v))
+
+
 def _hessian_product(flat: Callable) -> Callable:
-    product = grad(lambda x, v, *args: reduce_sum(grad(flat)(x, *args) * v))
+    product = _product_of(flat)
     return lambda x, p, *args: product(x, p, *args)

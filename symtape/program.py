@@ -648,22 +648,18 @@ class Program:
         self.argument_shapes = [tuple(np.shape(p._value)) for p in arguments]
         self.output_shapes = [tuple(np.shape(t._value)) for t in graph.outputs]
         self.output_dtypes = [_dtype_of(t._value) for t in graph.outputs]
-        self.source, self._function, self.batchable = cached(
+        self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: _generate(graph, backend))
 
     def __call__(self, values: list) -> list:
-        xp = array_module_for(self.backend)
-        batch = self.batch_shape(values)
-        results = self._function(values, [v._value for v in self.variables])
-        out = []
-        for value, shape, dtype in zip(results, self.output_shapes, self.output_dtypes):
-            value = xp.asarray(value)
-            if value.dtype != dtype:
-                value = value.astype(dtype)
-            if value.shape != batch + shape:  # a constant output, or one no argument reaches
-                value = xp.array(xp.broadcast_to(value, batch + shape))
-            out.append(value)
-        return out
+        return finish_outputs(self, self.batch_shape(values),
+                              self._function(values, [v._value for v in self.variables]))
+
+    def portable(self) -> "PortableProgram":
+        """This kernel without the trace: picklable (its source and namespace), for workers."""
+        namespace, modules = self._recipe
+        return PortableProgram(self.source, namespace, modules, self.backend, self.batchable,
+                               self.argument_shapes, self.output_shapes, self.output_dtypes)
 
     def batch_shape(self, values: list) -> tuple[int, ...]:
         """The common leading (batch) shape of the arguments; () for a plain call."""
@@ -696,5 +692,66 @@ def _generate(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
     with recursion_headroom():
         builder = _Builder(graph, backend)
         source = builder.build()
-    function = load(source, builder.printer.module_imports, backend, builder.namespace)
-    return source, function, builder.batchable
+    modules = frozenset(builder.printer.module_imports)
+    function = load(source, modules, backend, builder.namespace)
+    return source, function, builder.batchable, (builder.namespace, modules)
+
+
+def finish_outputs(program, batch: tuple, results) -> list:
+    """A kernel's results as arrays of the traced dtypes, broadcast to the batch shape."""
+    xp = array_module_for(program.backend)
+    out = []
+    for value, shape, dtype in zip(results, program.output_shapes, program.output_dtypes):
+        value = xp.asarray(value)
+        if value.dtype != dtype:
+            value = value.astype(dtype)
+        if value.shape != batch + shape:  # a constant output, or one no argument reaches
+            value = xp.array(xp.broadcast_to(value, batch + shape))
+        out.append(value)
+    return out
+
+
+class PortableProgram:
+    """A :class:`Program`'s kernel as source and namespace: it pickles (to Dask workers),
+    and unpickling compiles it once per process (see :mod:`symtape.chunked`)."""
+
+    def __init__(self, source: str, namespace: dict, modules: frozenset, backend: str,
+                 batchable: bool, argument_shapes, output_shapes, output_dtypes):
+        self.source, self.namespace, self.modules = source, namespace, modules
+        self.backend, self.batchable = backend, batchable
+        self.argument_shapes = list(argument_shapes)
+        self.output_shapes, self.output_dtypes = list(output_shapes), list(output_dtypes)
+        self.digest: str | None = None  # of source and namespace: the key of a process's cache
+        self._function = None
+
+    def __call__(self, values: list, variables: list) -> list:
+        batch = Program.batch_shape(self, values)
+        return finish_outputs(self, batch, self._compiled()(values, variables))
+
+    def _compiled(self) -> Callable:
+        if self._function is None:
+            function = PORTABLE_KERNELS.get(self.digest) if self.digest else None
+            if function is None:
+                function = load(self.source, self.modules, self.backend, self.namespace)
+                PORTABLE_BUILDS[0] += 1
+                if self.digest:
+                    if len(PORTABLE_KERNELS) >= 256:  # bounded: the oldest goes first
+                        PORTABLE_KERNELS.pop(next(iter(PORTABLE_KERNELS)))
+                    PORTABLE_KERNELS[self.digest] = function
+            self._function = function
+        return self._function
+
+    def __getstate__(self) -> dict:
+        if self.digest is None:
+            import hashlib
+
+            import cloudpickle  # Dask's own pickler (the namespace holds modules, lambdas)
+
+            payload = cloudpickle.dumps((self.source, self.backend, sorted(self.namespace.items())))
+            self.digest = hashlib.sha1(payload).hexdigest()
+        return {**self.__dict__, "_function": None}  # the compiled code is rebuilt, not sent
+
+
+# kernels unpickled in this process (on a Dask worker: every task's), by digest
+PORTABLE_KERNELS: dict[str, Callable] = {}
+PORTABLE_BUILDS = [0]  # how many times this process compiled an unpickled kernel
