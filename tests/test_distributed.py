@@ -73,6 +73,23 @@ def test_a_fit_over_chunked_data_on_the_cluster_matches_the_in_memory_fit(client
     np.testing.assert_allclose(chunked.x, [2.0, 1.3, 0.5], atol=0.02)
 
 
+def test_the_scale_out_example_on_the_cluster(client):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "scale_out.py"
+    spec = importlib.util.spec_from_file_location("example_scale_out", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    value, _, tasks = example.gradient_over_points(400_000, 50_000)
+    assert tasks == 8 and value == pytest.approx(example.exact_gradient_sum(400_000), rel=1e-12)
+    t, y = client.persist(example.make_data(8_000, 2_000))
+    chunked = example.fit(t, y)
+    in_memory = example.fit(t.compute(), y.compute())  # the same data, in one process
+    np.testing.assert_allclose(chunked.x, in_memory.x, rtol=1e-9)
+    np.testing.assert_allclose(chunked.x, example.TRUE, atol=0.01)
+
+
 def _exit_soon():
     """Kill this worker's process a moment after returning (a crash, not a clean close)."""
     threading.Timer(0.05, os._exit, (1,)).start()

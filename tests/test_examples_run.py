@@ -18,14 +18,14 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 HELPERS = {"plotting.py"}  # imported by the scripts, not run
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in HELPERS)
-NEEDS = {"mlp_digits.py": "sklearn"}  # optional extras a script cannot run without
+NEEDS = {"mlp_digits.py": "sklearn", "scale_out.py": "distributed"}  # optional extras a script cannot run without
 
 
 def test_the_examples_are_all_here():
     # a script added without being run here would not be tested
     assert {"gradients_and_watch.py", "nested_tapes.py", "persistent_tapes.py", "functions.py",
             "tutorial_loops.py", "devices.py", "curve_fit.py", "lennard_jones.py",
-            "logistic_regression.py", "mlp_digits.py", "mgh.py"} <= set(SCRIPTS)
+            "logistic_regression.py", "mlp_digits.py", "mgh.py", "scale_out.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
