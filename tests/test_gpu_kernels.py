@@ -105,3 +105,19 @@ def test_transforms_inside_a_gpu_block_run_on_the_gpu():
         g = st.grad(rosen)(point)  # a host array, placed on the current device
     assert isinstance(g, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(g), optimize.rosen_der(point), rtol=1e-10)
+
+
+def test_dask_arrays_of_cupy_blocks_run_the_cupy_kernel_per_block():
+    da = pytest.importorskip("dask.array")
+    f = lambda a, b: st.exp(-a * a) * st.sin(b)  # noqa: E731
+    gradient = st.grad(f, argnums=(0, 1))
+    points = np.linspace(-1.0, 1.0, 10_000)
+    on_gpu = da.from_array(points, chunks=2_500).map_blocks(cupy.asarray)
+    ga, gb = gradient(on_gpu, on_gpu)
+    assert isinstance(ga._meta, cupy.ndarray)
+    block = ga.blocks[0].compute()
+    assert isinstance(block, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(ga.compute()),
+                               -2 * points * np.exp(-points**2) * np.sin(points), rtol=1e-12)
+    assert float(gb.sum().compute()) == pytest.approx(
+        float(np.sum(np.exp(-points**2) * np.cos(points))), rel=1e-12)
