@@ -650,6 +650,7 @@ class Program:
         self.output_dtypes = [_dtype_of(t._value) for t in graph.outputs]
         self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: _generate(graph, backend))
+        self._portable = None
 
     def __call__(self, values: list) -> list:
         return finish_outputs(self, self.batch_shape(values),
@@ -657,9 +658,12 @@ class Program:
 
     def portable(self) -> "PortableProgram":
         """This kernel without the trace: picklable (its source and namespace), for workers."""
-        namespace, modules = self._recipe
-        return PortableProgram(self.source, namespace, modules, self.backend, self.batchable,
-                               self.argument_shapes, self.output_shapes, self.output_dtypes)
+        if self._portable is None:  # one per program: its digest is computed once
+            namespace, modules = self._recipe
+            self._portable = PortableProgram(
+                self.source, namespace, modules, self.backend, self.batchable,
+                self.argument_shapes, self.output_shapes, self.output_dtypes)
+        return self._portable
 
     def batch_shape(self, values: list) -> tuple[int, ...]:
         """The common leading (batch) shape of the arguments; () for a plain call."""
