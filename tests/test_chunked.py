@@ -180,3 +180,9 @@ def test_import_symtape_does_not_import_dask_and_a_missing_dask_says_how_to_inst
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "pip install 'symtape[dask]'" in result.stdout
+
+
+def test_a_sparse_hessian_on_dask_arrays_says_what_to_use_instead():
+    hessian = st.hessian(lambda x: st.reduce_sum(x**3), sparse=True)
+    with pytest.raises(TypeError, match=r"use st.hessian\(f\) \(dense, block by block\)"):
+        hessian(da.ones(4, chunks=2))
