@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.scheduler:
         client, cluster = distributed.Client(args.scheduler), None
     else:
+        # CRITICAL: comms closing at shutdown log tracebacks (at ERROR) that mean nothing
         cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=None, silence_logs=logging.CRITICAL)
         client = distributed.Client(cluster)
     try:
         workers = len(client.scheduler_info()["workers"])
