@@ -331,7 +331,32 @@ def _symmetric(rows: list[list[int]]) -> list[list[int]]:
 
 
 def _colour_columns(rows: list[list[int]], size: int) -> np.ndarray:
-    """Greedy colouring: two columns with a nonzero in the same row never share a colour."""
+    """Greedy colouring: two columns with a nonzero in the same row never share a colour.
+
+    The columns that conflict with column j are the pattern's squared row j (a sparse
+    product, in SciPy's C), so the Python loop does one small array step per column."""
+    try:
+        import scipy.sparse
+    except ImportError:
+        return _colour_columns_by_sets(rows, size)
+    indptr = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    indices = np.fromiter((k for r in rows for k in r), dtype=np.int64, count=int(indptr[-1]))
+    pattern = scipy.sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr),
+                                      shape=(size, size))
+    conflicts = (pattern @ pattern).tocsr()
+    colours = np.full(size, -1, dtype=np.int64)
+    for j in range(size):
+        used = colours[conflicts.indices[conflicts.indptr[j]:conflicts.indptr[j + 1]]]
+        used = used[used >= 0]
+        free = np.ones(len(used) + 1, dtype=bool)  # one of 0..len(used) is always free
+        free[used[used <= len(used)]] = False
+        colours[j] = int(np.argmax(free))
+    return colours
+
+
+def _colour_columns_by_sets(rows: list[list[int]], size: int) -> np.ndarray:
+    """The same greedy colouring with Python sets (without SciPy)."""
     colours = np.full(size, -1, dtype=np.int64)
     for j in range(size):  # by symmetry, column j's nonzero rows are rows[j]
         taken = {int(colours[k]) for i in rows[j] for k in rows[i] if colours[k] >= 0}

@@ -264,3 +264,17 @@ def test_pattern_through_structural_ops_matches_sympy():
     pattern = H.toarray() != 0
     assert (pattern <= support).all()
     assert H.nnz <= support.sum() + 3  # x[5]'s row and column through the max: at most 3 more
+
+
+def test_the_colouring_is_the_same_greedy_colouring_with_or_without_scipy():
+    from symtape.sparse import _colour_columns, _colour_columns_by_sets
+
+    rng = np.random.default_rng(3)
+    for size, density in [(1, 1.0), (30, 0.1), (120, 0.03), (60, 0.5)]:
+        upper = np.triu(rng.random((size, size)) < density)
+        pattern = upper | upper.T | np.eye(size, dtype=bool)
+        rows = [list(np.nonzero(row)[0]) for row in pattern]
+        colours = _colour_columns(rows, size)
+        np.testing.assert_array_equal(colours, _colour_columns_by_sets(rows, size))
+        for row in pattern:  # no two columns with a nonzero in one row share a colour
+            assert len(set(colours[row])) == row.sum()
