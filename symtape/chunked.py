@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from symtape.backends import array_module
+from symtape.compile import is_dask_array
 
 __all__ = ["require_dask", "call_function", "call_kernel", "chunk_sum", "kernel_cache_info"]
 
@@ -71,9 +72,9 @@ def kernel_cache_info() -> dict:
     >>> sorted(kernel_cache_info())
     ['builds', 'size']
     """
-    from symtape.program import PORTABLE_BUILDS, PORTABLE_KERNELS
+    from symtape.compile import UNPICKLED_BUILDS, UNPICKLED_KERNELS
 
-    return {"size": len(PORTABLE_KERNELS), "builds": PORTABLE_BUILDS[0]}
+    return {"size": len(UNPICKLED_KERNELS), "builds": UNPICKLED_BUILDS[0]}
 
 
 # ---------------------------------------------------------------- calls: blocks of points
@@ -84,10 +85,10 @@ def call_function(function, leaves: list, rebuild: Callable):
     da = require_dask()
     from symtape.functional import _leaf_spec
 
-    stand_ins = [_stand_in(leaf) if _is_dask(leaf) else leaf for leaf in leaves]
+    stand_ins = [_stand_in(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
     concrete = function._lookup([_leaf_spec(leaf) for leaf in stand_ins])
     if concrete is None:  # no trace to batch over: every entry of a dask array is a point
-        points = [_point(leaf) if _is_dask(leaf) else leaf for leaf in leaves]
+        points = [_point(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
         args, kwargs = rebuild(points)
         with np.errstate(all="ignore"):  # traced at zeros: only the graph matters
             concrete = function.get_concrete_function(*args, **kwargs)
@@ -146,7 +147,7 @@ def _blockwise(da, run: Callable, head: tuple, values: list, point_shapes, outpu
     batch_index = tuple(next(letters) for _ in batch)
     pairs = []
     for value, core, lead in zip(values, point_shapes, batches):
-        if not _is_dask(value) and not lead:
+        if not is_dask_array(value) and not lead:
             pairs += [value, None]  # the same value in every task
             continue
         value = da.asarray(value)
@@ -204,7 +205,7 @@ def chunk_sum(transform, args: tuple) -> Any:
     from symtape import nest
 
     leaves, rebuild = nest.flatten(args)
-    data = [leaf for leaf in leaves if _is_dask(leaf)]
+    data = [leaf for leaf in leaves if is_dask_array(leaf)]
     if not data:
         raise ValueError("chunk_sum: no dask array among the arguments")
     if any(d.ndim == 0 or d.shape[0] != data[0].shape[0] for d in data):
@@ -212,9 +213,10 @@ def chunk_sum(transform, args: tuple) -> Any:
                          f"got shapes {[d.shape for d in data]}")
     rows = data[0].chunks[0]  # all chunked as the first, whole along their other axes
     data = [d.rechunk({0: rows, **{k: -1 for k in range(1, d.ndim)}}) for d in data]
+
     def with_rows(count: int) -> list:
         stand_ins = iter([np.zeros((count,) + d.shape[1:], d.dtype) for d in data])
-        return [next(stand_ins) if _is_dask(leaf) else leaf for leaf in leaves]
+        return [next(stand_ins) if is_dask_array(leaf) else leaf for leaf in leaves]
 
     portables, layout = {}, None
     for count in sorted(set(rows)):  # one trace per chunk size (usually two)
@@ -230,7 +232,7 @@ def chunk_sum(transform, args: tuple) -> Any:
     traced = [leaf for leaf, spec in zip(leaves, layout.specs) if spec[0] == "T"]
     pairs, data_iter, first_data = [], iter(data), None
     for position, leaf in enumerate(traced):
-        if _is_dask(leaf):
+        if is_dask_array(leaf):
             d = next(data_iter)
             first_data = position if first_data is None else first_data
             pairs += [d, ("i",) + tuple(f"a{position}_{k}" for k in range(1, d.ndim))]
@@ -266,12 +268,6 @@ def _chunk_terms(portables: dict, variables: list, first_data: int, *values):
 # ---------------------------------------------------------------- helpers
 
 
-def _is_dask(value) -> bool:
-    import sys
-
-    return "dask.array" in sys.modules and isinstance(value, sys.modules["dask.array"].Array)
-
-
 def _stand_in(array):
     """A zero-memory array of a dask array's shape and dtype (for the signature lookup)."""
     xp = array_module(array._meta)
@@ -286,6 +282,6 @@ def _point(array):
 
 def _meta_module(values: list):
     for value in values:
-        if _is_dask(value):
+        if is_dask_array(value):
             return array_module(value._meta)
     return np

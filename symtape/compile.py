@@ -456,14 +456,12 @@ class Kernel:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        key = (self.source, self.backend)  # the source is the whole kernel: a full cache key
-        function = _unpickled_kernels.get(key)
-        if function is None:
-            function = _unpickled_kernels[key] = load(self.source, self._modules, self.backend)
-        self._function = function
+        # the source is the whole kernel: a full cache key
+        self._function = load_unpickled((self.source, self.backend), self.source,
+                                        self._modules, self.backend)
 
     def __call__(self, *args):
-        if "dask.array" in sys.modules and any(map(is_dask_array, args)):
+        if any_dask_array(args):
             from symtape import chunked
 
             return chunked.call_kernel(self, args)
@@ -538,12 +536,34 @@ def _value_of(arg):
 
 
 _kernel_ids = itertools.count()
-_unpickled_kernels: dict = {}  # (source, backend) -> function, in a process that unpickled it
+# kernels compiled from pickled source in this process (on a Dask worker: every task's)
+UNPICKLED_KERNELS: dict = {}
+UNPICKLED_BUILDS = [0]  # how many times this process compiled one
+
+
+def load_unpickled(key, source: str, modules, backend: str, namespace: dict | None = None):
+    """:func:`load`, once per ``key`` in this process: a kernel that arrives pickled with
+    every task is compiled for the first and reused by the rest (at most 256 kept)."""
+    function = UNPICKLED_KERNELS.get(key)
+    if function is None:
+        function = load(source, modules, backend, namespace)
+        UNPICKLED_BUILDS[0] += 1
+        if len(UNPICKLED_KERNELS) >= 256:  # bounded: the oldest goes first
+            UNPICKLED_KERNELS.pop(next(iter(UNPICKLED_KERNELS)))
+        UNPICKLED_KERNELS[key] = function
+    return function
 
 
 def is_dask_array(value) -> bool:
-    """Whether ``value`` is a ``dask.array.Array`` (only asked once dask is imported)."""
-    return isinstance(value, sys.modules["dask.array"].Array)
+    """Whether ``value`` is a ``dask.array.Array`` (False, without importing it, if nothing
+    imported Dask: then no value can be one)."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(value, dask_array.Array)
+
+
+def any_dask_array(values) -> bool:
+    """Whether any of ``values`` is a dask array: the switch to :mod:`symtape.chunked`."""
+    return "dask.array" in sys.modules and any(map(is_dask_array, values))
 
 
 def load(source: str, modules, backend: str, namespace: dict | None = None):

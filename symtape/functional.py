@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from symtape import nest
 from symtape.backends import array_module, to_device
-from symtape.compile import is_dask_array
+from symtape.compile import any_dask_array
 from symtape.device import CPU, CURRENT_DEVICE
 from symtape.program import Program
 from symtape.tape import GradientTape
@@ -250,7 +249,7 @@ class Function:
         if _runs_eagerly():
             return self.python_function(*args, **kwargs)
         leaves, rebuild = nest.flatten((args, kwargs))
-        if "dask.array" in sys.modules and any(map(is_dask_array, leaves)):
+        if any_dask_array(leaves):
             from symtape import chunked
 
             return chunked.call_function(self, leaves, rebuild)

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from symtape.functional import grad, jacobian, value_and_grad
+from symtape.compile import any_dask_array
+from symtape.functional import Function, grad, hessian, jacobian, value_and_grad
 from symtape.ops import reduce_sum
 
 __all__ = ["minimize", "least_squares"]
@@ -83,30 +84,28 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     shape = x0.shape
     key = (method or "").lower()
     flat = _flat_objective(fun, shape)
+    chunked = any_dask_array(args)  # data in dask arrays: every derivative sums over chunks
+    evaluate = _summed_over_chunks if chunked else _whole
     options: dict[str, Any] = {}
-    if _chunked(args):  # data in a dask array: every derivative is a sum over its chunks
-        return _minimize_chunked(optimize, flat, x0, key, method, args, progress, scipy_kwargs)
-    if key not in _NO_GRADIENT:
-        value_grad = value_and_grad(flat)
-        value_grad(x0.reshape(-1), *args)  # trace and compile at the start, once
+    if key in _NO_GRADIENT:
+        value = evaluate(Function(flat, wrap_outputs=False))
+        objective = lambda x, *a: float(value(x, *a))  # noqa: E731
+    else:
+        value_grad = evaluate(value_and_grad(flat))
+        if not chunked:
+            value_grad(x0.reshape(-1), *args)  # trace and compile at the start, once
 
-        def fun_and_jac(x, *a):
+        def objective(x, *a):
             value, gradient = value_grad(x, *a)
             return float(value), gradient
 
         options["jac"] = True
-        objective = fun_and_jac
-    else:
-        objective = _plain(flat)
-    if key in _HESSIAN or key in _SPARSE_HESSIAN:
-        options["hess"] = _hessian(flat, x0.reshape(-1), args, dense=key in _HESSIAN)
+    if key in _HESSIAN or key in _SPARSE_HESSIAN:  # summed over chunks: dense, for both
+        options["hess"] = (evaluate(hessian(flat)) if chunked else
+                           _hessian(flat, x0.reshape(-1), args, dense=key in _HESSIAN))
     elif key in _PRODUCT:
-        options["hessp"] = _hessian_product(flat)
-    return _run(optimize, objective, x0, method, args, progress, {**options, **scipy_kwargs})
-
-
-def _run(optimize, objective, x0, method, args, progress, options):
-    """SciPy's minimize with the history of losses (and progress) recorded."""
+        options["hessp"] = evaluate(_hessian_product(flat))
+    options.update(scipy_kwargs)
     monitor = _Monitor(options.pop("callback", None), progress)
     try:
         result = optimize.minimize(objective, x0.reshape(-1), args=tuple(args), method=method,
@@ -117,38 +116,17 @@ def _run(optimize, objective, x0, method, args, progress, options):
     return result
 
 
-def _chunked(args: tuple) -> bool:
-    import sys
-
-    return "dask.array" in sys.modules and any(
-        isinstance(a, sys.modules["dask.array"].Array) for a in args)
+def _whole(transform: Callable) -> Callable:
+    """A compiled derivative on data held whole: itself."""
+    return transform
 
 
-def _minimize_chunked(optimize, flat, x0, key, method, args, progress, scipy_kwargs):
-    """``minimize`` over data held in dask arrays: ``fun(x, *args)`` must be a sum over the
-    data's rows; each derivative is evaluated chunk by chunk and added up (Dask computes)."""
+def _summed_over_chunks(transform: Callable) -> Callable:
+    """A compiled derivative on data in dask arrays: ``fun(x, *args)`` must be a sum over
+    the data's rows; it is evaluated chunk by chunk and added up (Dask computes)."""
     from symtape.chunked import chunk_sum
-    from symtape.functional import Function, hessian
 
-    options: dict[str, Any] = {}
-    if key in _NO_GRADIENT:
-        value = Function(flat, wrap_outputs=False)
-        objective = lambda x, *a: float(chunk_sum(value, (x, *a)))  # noqa: E731
-    else:
-        value_grad = value_and_grad(flat)
-
-        def objective(x, *a):
-            value, gradient = chunk_sum(value_grad, (x, *a))
-            return float(value), np.asarray(gradient, dtype=np.float64)
-
-        options["jac"] = True
-    if key in _HESSIAN or key in _SPARSE_HESSIAN:  # summed dense: SciPy takes it for both
-        dense = hessian(flat)
-        options["hess"] = lambda x, *a: chunk_sum(dense, (x, *a))
-    elif key in _PRODUCT:
-        product = _product_of(flat)
-        options["hessp"] = lambda x, p, *a: chunk_sum(product, (x, p, *a))
-    return _run(optimize, objective, x0, method, args, progress, {**options, **scipy_kwargs})
+    return lambda *args: chunk_sum(transform, args)
 
 
 class _Monitor:
@@ -242,14 +220,14 @@ def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
     [2.0, 1.5]
     """
     optimize = _scipy_optimize()
-    if _chunked(args):
+    if any_dask_array(args):
         raise TypeError("least_squares: its Jacobian has a row per residual, which data in a "
                         "dask array would gather to one process; minimize the sum of squared "
                         "residuals instead: st.optimize.minimize(lambda x, *a: "
                         "st.reduce_sum(fun(x, *a) ** 2), x0, args, method='trust-exact')")
     x0 = np.asarray(x0, dtype=np.float64)
     flat = _flat_objective(fun, x0.shape)
-    residuals = _plain(flat, vector=True)
+    residuals = _plain(flat)
     m, n = np.size(residuals(x0.reshape(-1), *args)), x0.size
     # one reverse sweep per row of the Jacobian, or, with more residuals than unknowns (the
     # usual fit), one per column, over the residuals' vector-Jacobian product
@@ -264,7 +242,6 @@ def _jacobian_by_columns(flat: Callable, m: int, n: int):
     ``J^T v`` is linear in ``v``, so its gradient with respect to ``v`` of entry k is
     column k of ``J`` (forward mode by reverse over reverse). For m residuals and n
     unknowns this costs n sweeps instead of m."""
-    from symtape.functional import Function
     from symtape.ops import reshape, stack, zeros
     from symtape.tape import GradientTape
 
@@ -296,22 +273,13 @@ def _flat_objective(fun: Callable, shape: tuple) -> Callable:
     return reshaped
 
 
-def _plain(flat: Callable, vector: bool = False) -> Callable:
-    """The objective alone, compiled (for methods that use no derivatives)."""
-    from symtape.functional import Function
-
+def _plain(flat: Callable) -> Callable:
+    """The residual vector alone, compiled, as float64."""
     compiled = Function(flat, wrap_outputs=False)
-
-    def call(x, *args):
-        value = compiled(x, *args)
-        return np.asarray(value, dtype=np.float64) if vector else float(value)
-
-    return call
+    return lambda x, *args: np.asarray(compiled(x, *args), dtype=np.float64)
 
 
 def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
-    from symtape.functional import hessian
-
     sparse = hessian(flat, sparse=True)
     sparse(x0, *args)  # derive the pattern and compile once
     if dense:
@@ -319,11 +287,6 @@ def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callab
     return lambda x, *a: sparse(x, *a)
 
 
-def _product_of(flat: Callable):
+def _hessian_product(flat: Callable):
     """The compiled Hessian-vector product ``(x, v, *args) -> H(x) v``."""
     return grad(lambda x, v, *args: reduce_sum(grad(flat)(x, *args) * v))
-
-
-def _hessian_product(flat: Callable) -> Callable:
-    product = _product_of(flat)
-    return lambda x, p, *args: product(x, p, *args)

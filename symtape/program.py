@@ -28,7 +28,8 @@ import numpy as np
 import sympy
 from sympy.core.function import UndefinedFunction
 
-from symtape.compile import PRINTERS, Names, array_module_for, cached, fold_constants, load
+from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants, load,
+                             load_unpickled)
 from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable
@@ -733,16 +734,9 @@ class PortableProgram:
         return finish_outputs(self, batch, self._compiled()(values, variables))
 
     def _compiled(self) -> Callable:
-        if self._function is None:
-            function = PORTABLE_KERNELS.get(self.digest) if self.digest else None
-            if function is None:
-                function = load(self.source, self.modules, self.backend, self.namespace)
-                PORTABLE_BUILDS[0] += 1
-                if self.digest:
-                    if len(PORTABLE_KERNELS) >= 256:  # bounded: the oldest goes first
-                        PORTABLE_KERNELS.pop(next(iter(PORTABLE_KERNELS)))
-                    PORTABLE_KERNELS[self.digest] = function
-            self._function = function
+        if self._function is None:  # unpickled (it has a digest): once per process
+            code = (self.source, self.modules, self.backend, self.namespace)
+            self._function = load_unpickled(self.digest, *code) if self.digest else load(*code)
         return self._function
 
     def __getstate__(self) -> dict:
@@ -755,7 +749,3 @@ class PortableProgram:
             self.digest = hashlib.sha1(payload).hexdigest()
         return {**self.__dict__, "_function": None}  # the compiled code is rebuilt, not sent
 
-
-# kernels unpickled in this process (on a Dask worker: every task's), by digest
-PORTABLE_KERNELS: dict[str, Callable] = {}
-PORTABLE_BUILDS = [0]  # how many times this process compiled an unpickled kernel

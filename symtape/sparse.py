@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 
 import numpy as np
 import sympy
 
 from symtape import nest
 from symtape.backends import array_module
-from symtape.compile import is_dask_array
+from symtape.compile import any_dask_array
 from symtape.symbolic import factored, symbolic_value
 from symtape.tensor import Tensor
 
@@ -59,7 +58,7 @@ class SparseHessian:
         nums = _argnums(self._argnums, len(args))
         args = _differentiated(args, nums)
         leaves, rebuild = nest.flatten(args)
-        if "dask.array" in sys.modules and any(map(is_dask_array, leaves)):
+        if any_dask_array(leaves):
             raise TypeError("a sparse Hessian is one matrix at one point, and dask arrays are "
                             "batches of points: use st.hessian(f) (dense, block by block), or "
                             "pass data in dask arrays to st.optimize.minimize, which sums the "

@@ -115,10 +115,10 @@ def test_compile_kernels_run_block_by_block_keeping_float32():
 
 
 def test_kernels_pickle_as_source_and_compile_once_per_process(monkeypatch):
-    from symtape import program as program_module
     from symtape.chunked import kernel_cache_info
 
-    monkeypatch.setattr(program_module, "PORTABLE_KERNELS", {})  # as a fresh worker has
+    # as a fresh worker has (the module: `symtape.compile` the attribute is the function)
+    monkeypatch.setattr(sys.modules["symtape.compile"], "UNPICKLED_KERNELS", {})
 
     program = st.grad(_f).get_concrete_function(0.1, 0.2, 0.3)._program.portable()
     payload = cloudpickle.dumps(program)
