@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import numpy as np
 import pytest
@@ -30,9 +31,13 @@ def test_python_dash_m_runs_the_walkthrough():
     assert result.stderr == ""
 
 
-@pytest.mark.skipif(shutil.which("symtape") is None, reason="package not installed as a command")
+# the command this interpreter's installation made, not whichever `symtape` is first on PATH
+_COMMAND = shutil.which("symtape", path=sysconfig.get_path("scripts"))
+
+
+@pytest.mark.skipif(_COMMAND is None, reason="package not installed as a command")
 def test_symtape_demo_command():
-    result = subprocess.run(["symtape", "demo"], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([_COMMAND, "demo"], capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
     _check_walkthrough(result.stdout)
