@@ -1,0 +1,234 @@
+"""The CuPy backend checked without a GPU: NumPy poses as CuPy.
+
+Every compiled callable (``st.function`` and the transforms, the sparse Hessian, ``st.compile``)
+is built for the ``'cupy'`` backend and run with a stand-in module named ``cupy`` (and
+``cupyx``) that forwards to NumPy and SciPy and records each name asked of it. That runs the
+CuPy-printed source and the library's CuPy branches (``xp.`` calls in the primitives and the
+batching helpers, ``cupyx.scipy.special.erf``, ``cupyx.scatter_add``) on the CPU:
+
+- their values must equal the NumPy kernels' (the CuPy printer's Piecewise, ``log`` and
+  ``where`` mean what NumPy's do), for every primitive in the registry;
+- where CuPy is installed, every name recorded must exist in it: a call CuPy lacks would
+  otherwise surface only on a GPU (real GPU runs: ``tests/test_gpu_kernels.py``).
+"""
+
+import contextlib
+import importlib
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import pytest
+import sympy
+
+import symtape as st
+import symtape.algebra
+import symtape.functional
+import symtape.nest
+import symtape.program
+from symtape.primitives import REGISTRY
+
+compile_module = importlib.import_module("symtape.compile")  # `symtape.compile` is st.compile
+
+special = pytest.importorskip("scipy.special")
+
+
+class _Posing(types.ModuleType):
+    """A module called ``name`` that forwards to ``target`` and records what is asked of it."""
+
+    def __init__(self, name: str, target, used: set):
+        super().__init__(name)
+        self._target, self._used = target, used
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        self._used.add(f"{self.__name__}.{attr}")
+        return getattr(self._target, attr)
+
+
+class _NoArray:
+    """CuPy's ndarray as the stand-in has it: nothing is one, so values stay NumPy's."""
+
+
+@contextlib.contextmanager
+def numpy_posing_as_cupy():
+    """Within: compiled callables take the ``'cupy'`` backend and run on NumPy.
+
+    Yields the set of ``cupy.`` and ``cupyx.`` names asked for, filled as kernels run."""
+    used: set[str] = set()
+    cupy = _Posing("cupy", np, used)
+    cupy.ndarray = _NoArray
+    special_module = _Posing("cupyx.scipy.special", types.SimpleNamespace(erf=special.erf), used)
+    scipy_module = _Posing("cupyx.scipy", types.SimpleNamespace(special=special_module), used)
+    cupyx = _Posing("cupyx", types.SimpleNamespace(scipy=scipy_module, scatter_add=np.add.at),
+                    used)
+    modules = {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": scipy_module,
+               "cupyx.scipy.special": special_module}
+
+    def array_module_for(backend):
+        return cupy if backend == "cupy" else np
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, module in modules.items():
+            patch.setitem(sys.modules, name, module)
+        patch.setattr(compile_module, "array_module_for", array_module_for)
+        patch.setattr(symtape.program, "array_module_for", array_module_for)
+        patch.setattr(symtape.functional, "_backend", lambda placeholders, trace: "cupy")
+        patch.setattr(symtape.algebra, "_NUMERIC", {})  # no algebra of the stand-in outlives it
+        st.clear_kernel_cache()  # nor a kernel built with it
+        try:
+            yield used
+        finally:
+            st.clear_kernel_cache()
+
+
+def scalar_mix(x, y):
+    """Every elementwise primitive, on two scalars (their derivatives add relu's heaviside,
+    pow's log_real ...)."""
+    a = st.sin(x) * st.cos(y) + st.tan(x / 5) + st.exp(-x * x) + st.log(y * y + 1)
+    b = st.log1p(x * x) + st.sqrt(y * y + 1) + st.asin(x / 9) + st.acos(y / 9) + st.atan(x)
+    c = st.atan2(x, y + 3) + st.sinh(x / 3) + st.cosh(y / 3) + st.tanh(x) + st.erf(y)
+    d = st.sigmoid(x) + st.relu(y) * y + st.softplus(x) + st.abs(x) * x + st.sign(y) * x
+    e = st.maximum(x, y) * x + st.minimum(x, y) * y + st.where(x < y, x, y * y) - x ** 3
+    f = st.cast(st.less_equal(x, y), st.float64) * x + st.cast(st.greater(x, y), st.float64) * y
+    g = st.cast(st.greater_equal(x, 0.0), st.float64) * y + st.cast(st.equal(x, y), st.float64)
+    h = st.cast(st.logical_not(st.not_equal(x, y)), st.float64) + st.pow(st.abs(x) + 1, y)
+    return a + b + c + d + e + f + g + h
+
+
+def array_mix(v, w):
+    """The structural primitives and reductions, on two vectors of length 4."""
+    m = st.reshape(v, (2, 2))
+    products = st.matmul(m, st.transpose(m)) + st.tensordot(m, m, 1)
+    shifted = st.concat([v[1:], v[:1]], 0) * w[::-1]
+    picked = v[np.array([0, 2, 2])] * w[0]  # repeated entries: scatter_add in the gradient
+    extremes = st.reduce_max(v * w) + st.reduce_min(v - w)
+    return (st.reduce_sum(products) + st.reduce_mean(shifted * shifted) + st.reduce_sum(picked)
+            + extremes + st.reduce_sum(st.one_hot(np.array([1, 0, 3]), 4) @ (v * v)))
+
+
+TRANSFORMS = {
+    "function": lambda f: st.function(f),
+    "grad": lambda f: st.grad(f, argnums=(0, 1)),
+    "value_and_grad": lambda f: st.value_and_grad(f, argnums=(0, 1)),
+    "hessian": lambda f: st.hessian(f, argnums=(0, 1)),
+    "jacobian": lambda f: st.jacobian(lambda a, b: st.stack([f(a, b), f(b, a)]), argnums=0),
+}
+CASES = {  # (function, the point traced at, points the kernel then runs at: one and a batch)
+    "scalars": (scalar_mix, (0.3, 0.7),
+                [(-0.4, 0.9), (np.linspace(-1, 1, 5), np.linspace(2, -2, 5))]),
+    "arrays": (array_mix, (np.arange(4.0) + 1, np.ones(4)),
+               [(np.array([0.5, -1.0, 2.0, 0.3]), np.array([1.0, 2.0, -0.5, 0.25])),
+                (np.linspace(-1, 1, 12).reshape(3, 4), np.linspace(2, 0, 4))]),
+}
+
+
+def _run(transform: str, case: str) -> tuple[list, str]:
+    """The values at the CASES points (after one trace) and the generated source."""
+    fun, traced_at, points = CASES[case]
+    compiled = TRANSFORMS[transform](fun)
+    compiled(*traced_at)  # the first call of a signature traces and returns the eager run
+    values = [compiled(*point) for point in points]
+    return values, compiled.get_concrete_function(*traced_at).source
+
+
+def _flat(values) -> list[np.ndarray]:
+    return [np.asarray(v) for v in symtape.nest.flatten(values)[0]]
+
+
+def _assert_same(got, expected):
+    got, expected = _flat(got), _flat(expected)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_cupy_source_computes_what_the_numpy_kernel_does(transform, case):
+    with np.errstate(all="ignore"):
+        expected, numpy_source = _run(transform, case)
+        with numpy_posing_as_cupy():
+            got, cupy_source = _run(transform, case)
+    assert "numpy" not in cupy_source and "cupy" not in numpy_source
+    if case == "scalars":  # elementwise calls are printed with the backend's module
+        assert "cupy.sin(" in cupy_source and "numpy.sin(" in numpy_source
+    _assert_same(got, expected)
+
+
+def test_every_primitive_runs_through_the_cupy_backend(monkeypatch):
+    seen = set()
+    numbered = symtape.program._numbered
+
+    def recording(order, resolve, same):
+        seen.update(node._prim.name for node in order if node._prim is not None)
+        return numbered(order, resolve, same)
+
+    monkeypatch.setattr(symtape.program, "_numbered", recording)
+    with np.errstate(all="ignore"), numpy_posing_as_cupy():
+        for transform in TRANSFORMS:
+            for case in CASES:
+                _run(transform, case)
+    assert seen == set(REGISTRY), f"not exercised: {sorted(set(REGISTRY) - seen)}"
+
+
+def _rosenbrock(v):
+    return st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
+
+
+def test_sparse_hessian_through_the_cupy_backend_matches_the_numpy_one():
+    traced_at, point = np.linspace(0.5, 1.5, 30), np.linspace(2.0, -1.0, 30)
+    expected = st.hessian(_rosenbrock, sparse=True)(point)
+    with numpy_posing_as_cupy():
+        sparse = st.hessian(_rosenbrock, sparse=True)
+        sparse(traced_at)
+        got = sparse(point)
+    assert got.nnz == expected.nnz == 3 * 30 - 2
+    np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-13)
+
+
+x, y = sympy.symbols("x y", real=True)
+COMPILED = [sympy.Piecewise((sympy.log(x), x > 1), (sympy.erf(y) * x, x > -1), (x * y, True)),
+            sympy.Max(x, y, 0), sympy.Min(x, 2) * sympy.sign(y), sympy.Heaviside(x),
+            sympy.Abs(y) ** sympy.Rational(3, 2), sympy.atan2(x, y), sympy.asinh(x),
+            sympy.acosh(y * y + 2), sympy.atanh(x / 9), sympy.exp(x) - sympy.sqrt(y * y)]
+
+
+def test_st_compile_with_the_cupy_printer_matches_numpy():
+    xs, ys = np.linspace(-2.0, 3.0, 11), np.linspace(1.5, -1.5, 11)
+    with np.errstate(all="ignore"):
+        expected = st.compile(COMPILED, [x, y])(xs, ys)
+        with numpy_posing_as_cupy():
+            kernel = st.compile(COMPILED, [x, y], backend="cupy")
+            got = kernel(xs, ys)
+    assert "cupy.where(" in kernel.source and "numpy" not in kernel.source
+    assert "select" not in kernel.source  # SymPy's select form does not broadcast on CuPy
+    _assert_same(got, expected)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="CuPy is not installed")
+def test_every_cupy_name_the_kernels_use_exists_in_cupy():
+    used = set()
+    with np.errstate(all="ignore"):
+        with numpy_posing_as_cupy() as names:
+            for transform in TRANSFORMS:
+                for case in CASES:
+                    _run(transform, case)
+            sparse = st.hessian(_rosenbrock, sparse=True)
+            sparse(np.ones(5))
+            sparse(np.zeros(5))
+            st.compile(COMPILED, [x, y], backend="cupy")(np.ones(3), np.ones(3))
+        used |= names
+    assert {"cupy.where", "cupy.log", "cupyx.scipy", "cupyx.scatter_add"} <= used
+    missing = []
+    for name in sorted(used):
+        module, attr = name.rsplit(".", 1)
+        try:
+            if not hasattr(importlib.import_module(module), attr):
+                missing.append(name)
+        except ImportError:
+            missing.append(name)
+    assert not missing, f"CuPy has no {missing}"
