@@ -516,23 +516,65 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
 
 
 def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
-    """Compile the Jacobian: shape ``output.shape + argument.shape`` (JAX's ``jacrev``).
+    """Compile the Jacobian: shape ``output.shape + argument.shape`` (JAX's ``jacrev``, or
+    ``jacfwd`` where that is cheaper).
+
+    It takes one reverse sweep per output entry (a row), or, when the outputs outnumber the
+    differentiated inputs (residuals of a fit), one per input entry (a column): the
+    vector-Jacobian product ``J^T v`` is linear in ``v``, so the gradient of its entry ``k``
+    with respect to ``v`` is column ``k``. Either way the entries are exact.
 
     Examples
     --------
-    >>> import symtape as st
+    >>> import numpy as np, symtape as st
     >>> J = st.jacobian(lambda x: st.stack([x[0] * x[1], st.sin(x[0])]))
     >>> J(st.constant([0.0, 2.0]))
     array([[2., 0.],
            [1., 0.]])
+    >>> t = np.linspace(0.0, 1.0, 1000)  # 1000 residuals, 2 unknowns: 2 sweeps
+    >>> J = st.jacobian(lambda p: p[0] * st.exp(-p[1] * t))
+    >>> J(np.array([2.0, 0.0])).shape
+    (1000, 2)
     """
     def derive(fun, args, nums):
         tape, y = _with_tape(fun, args, nums)
         y = _as_tensor(y)
-        return _pick(tape.jacobian(y, [args[i] for i in nums], unconnected_gradients="zero"),
-                     argnums)
+        sources = [args[i] for i in nums]
+        if _columns_are_cheaper(y, sources):
+            return _pick(_jacobian_by_columns(tape, y, sources), argnums)
+        return _pick(tape.jacobian(y, sources, unconnected_gradients="zero"), argnums)
 
     return _Transform(fun, argnums, derive, "jacobian")
+
+
+def _columns_are_cheaper(y: Tensor, sources: list) -> bool:
+    """Fewer differentiated input entries than output entries (and all of them floats)."""
+    leaves = [_as_tensor(leaf) for leaf in nest.flatten(sources)[0]]
+    inputs = [int(np.prod(leaf.shape, dtype=np.int64)) for leaf in leaves]
+    return (y.dtype.kind == "f" and all(leaf.dtype.kind == "f" for leaf in leaves)
+            and 0 < min(inputs, default=0) and sum(inputs) < int(np.prod(y.shape, dtype=np.int64)))
+
+
+def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
+    """``tape.jacobian(y, sources)`` in one reverse sweep per source entry: each column is
+    the gradient, with respect to the seed ``v``, of one entry of ``J^T v`` (forward mode as
+    reverse over reverse)."""
+    from symtape.ops import reshape, stack, zeros
+
+    seed = zeros(y.shape, dtype=y.dtype)  # its value never matters: J^T v is linear in v
+    with GradientTape(persistent=True) as outer:
+        outer.watch(seed)
+        products = tape.gradient(y, sources, output_gradients=seed, unconnected_gradients="zero")
+        flat, rebuild = nest.flatten(products)
+        entries = []
+        for product in flat:  # each entry is recorded: the outer tape differentiates it
+            column = reshape(product, [-1])
+            entries.append([column[k] for k in range(int(np.prod(product.shape, dtype=np.int64)))])
+    blocks = []
+    for product, column_entries in zip(flat, entries):
+        columns = [outer.gradient(e, seed, unconnected_gradients="zero") for e in column_entries]
+        blocks.append(reshape(stack(columns, axis=-1), tuple(y.shape) + tuple(product.shape)))
+    return rebuild(blocks)
 
 
 def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False):

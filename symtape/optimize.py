@@ -228,36 +228,10 @@ def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
     x0 = np.asarray(x0, dtype=np.float64)
     flat = _flat_objective(fun, x0.shape)
     residuals = _plain(flat)
-    m, n = np.size(residuals(x0.reshape(-1), *args)), x0.size
-    # one reverse sweep per row of the Jacobian, or, with more residuals than unknowns (the
-    # usual fit), one per column, over the residuals' vector-Jacobian product
-    jac = _jacobian_by_columns(flat, m, n) if m > n else jacobian(flat)
+    jac = jacobian(flat)  # by columns when residuals outnumber unknowns (the usual fit)
     jac(x0.reshape(-1), *args)  # trace and compile once
     return optimize.least_squares(residuals, x0.reshape(-1), jac=lambda x, *a: jac(x, *a),
                                   args=tuple(args), **scipy_kwargs)
-
-
-def _jacobian_by_columns(flat: Callable, m: int, n: int):
-    """The (m, n) Jacobian of ``flat``'s m residuals in n reverse sweeps: the product
-    ``J^T v`` is linear in ``v``, so its gradient with respect to ``v`` of entry k is
-    column k of ``J`` (forward mode by reverse over reverse). For m residuals and n
-    unknowns this costs n sweeps instead of m."""
-    from symtape.ops import reshape, stack, zeros
-    from symtape.tape import GradientTape
-
-    def columns(x, *args):
-        seed = zeros(m, dtype=x.dtype)  # its value never matters: only J^T v's slope in v
-        with GradientTape(persistent=True) as outer:
-            outer.watch(seed)
-            with GradientTape() as inner:
-                inner.watch(x)
-                r = reshape(flat(x, *args), [-1])
-            product = inner.gradient(r, x, output_gradients=seed, unconnected_gradients="zero")
-            entries = [product[k] for k in range(n)]  # recorded: the outer tape needs them
-        return stack([outer.gradient(e, seed, unconnected_gradients="zero") for e in entries],
-                     axis=1)
-
-    return Function(columns, wrap_outputs=False)
 
 
 def _flat_objective(fun: Callable, shape: tuple) -> Callable:

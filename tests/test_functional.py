@@ -582,6 +582,69 @@ def test_jacobian_with_argnums_tuple():
     np.testing.assert_allclose(jy, [2.0, 1.0, 0.0], rtol=1e-15)
 
 
+
+def _damped_residuals(t):
+    def residuals(p):  # p[4] does not enter: its column is zero
+        return p[0] * st.exp(-p[1] * t) * st.cos(p[2] * t + p[3]) - np.cos(t)
+    return residuals
+
+
+def test_jacobian_with_more_outputs_than_inputs_is_built_by_columns():
+    t = np.linspace(0.0, 10.0, 300)
+    residuals = _damped_residuals(t)
+    J = st.jacobian(residuals)
+    points = RNG.normal(size=(3, 5))
+    for point in points:  # the oracle: an eager tape, one reverse sweep per row
+        x = st.constant(point)
+        with st.GradientTape() as tape:
+            tape.watch(x)
+            r = residuals(x)
+        by_rows = tape.jacobian(r, x, unconnected_gradients="zero").numpy()
+        np.testing.assert_allclose(J(point), by_rows, rtol=1e-13, atol=1e-15)
+    a, b, c, d, _ = point
+    e = np.exp(-b * t)
+    by_hand = np.stack([e * np.cos(c * t + d), -a * t * e * np.cos(c * t + d),
+                        -a * t * e * np.sin(c * t + d), -a * e * np.sin(c * t + d),
+                        np.zeros_like(t)], axis=1)
+    np.testing.assert_allclose(J(point), by_hand, rtol=1e-12, atol=1e-14)
+    batch = J(points)  # leading batch axes still broadcast
+    assert batch.shape == (3, 300, 5)
+    np.testing.assert_allclose(batch[-1], by_hand, rtol=1e-12, atol=1e-14)
+    source = J.get_concrete_function(point).source
+    assert source.count("\n") < 60  # 5 sweeps, not one per residual (300)
+
+
+def test_jacobian_by_columns_is_exact_and_keeps_shapes_and_dtypes():
+    t = np.array([0.0, 0.5, 2.0])
+
+    def f(m, v):  # outputs (2, 3): 6 entries; inputs 4 + 1 = 5 entries: by columns
+        return st.stack([m[0, 0] * st.exp(-v * t) + m[1, 1] ** 2, st.sin(m[0, 1] * t) + v * v])
+
+    J = st.jacobian(f, argnums=(0, 1))
+    m0, v0 = np.array([[2.0, 0.3], [7.0, -1.5]]), np.float64(0.25)
+    jm, jv = J(m0, v0)
+    assert jm.shape == (2, 3, 2, 2) and jv.shape == (2, 3)
+    exprs = J.get_concrete_function(m0, v0).expr
+    names = symbols_by_name(sympy.flatten(exprs))
+    a, b, d, v = (names[n] for n in ("m[0,0]", "m[0,1]", "m[1,1]", "v"))
+    ts = [sympy.Integer(0), sympy.Rational(1, 2), sympy.Integer(2)]
+    closed = [[a * sympy.exp(-v * tk) + d ** 2 for tk in ts],
+              [sympy.sin(b * tk) + v * v for tk in ts]]
+    entries = {(0, 0): a, (0, 1): b, (1, 1): d}
+    exact_m, exact_v = exprs
+    for i in range(2):
+        for k in range(3):
+            assert sympy.simplify(exact_v[i][k] - sympy.diff(closed[i][k], v)) == 0
+            for (r, c), symbol in entries.items():
+                assert sympy.simplify(exact_m[i][k][r][c] - sympy.diff(closed[i][k], symbol)) == 0
+            assert exact_m[i][k][1][0] == 0  # m[1, 0] does not enter
+    numeric = sympy.lambdify([a, b, d, v], exact_m, "numpy")(2.0, 0.3, -1.5, 0.25)
+    np.testing.assert_allclose(jm, np.array(numeric, dtype=float), rtol=1e-14)
+    jm32, jv32 = J(m0.astype(np.float32), np.float32(v0))
+    assert jm32.dtype == jv32.dtype == np.float32
+    np.testing.assert_allclose(jm32, jm, rtol=1e-6)
+
+
 # ---------------------------------------------------------------- argnums and results
 
 

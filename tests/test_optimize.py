@@ -151,28 +151,6 @@ def test_user_callbacks_get_xk_or_the_intermediate_result():
     assert len(results) == 2 and results[1] <= results[0]
 
 
-def test_least_squares_jacobian_by_columns_for_more_residuals_than_unknowns():
-    from symtape.optimize import _jacobian_by_columns
-
-    t = np.linspace(0.0, 10.0, 300)
-
-    def residuals(p):  # p[4] does not enter: its column is zero
-        return p[0] * st.exp(-p[1] * t) * st.cos(p[2] * t + p[3]) - np.cos(t)
-
-    by_columns = _jacobian_by_columns(residuals, 300, 5)
-    by_rows = st.jacobian(residuals)
-    for point in np.random.default_rng(0).normal(size=(3, 5)):
-        np.testing.assert_allclose(by_columns(point), by_rows(point), rtol=1e-13, atol=1e-15)
-    a, b, c, d, _ = point
-    e = np.exp(-b * t)
-    hand = np.stack([e * np.cos(c * t + d), -a * t * e * np.cos(c * t + d),
-                     -a * t * e * np.sin(c * t + d), -a * e * np.sin(c * t + d),
-                     np.zeros_like(t)], axis=1)
-    np.testing.assert_allclose(by_columns(point), hand, rtol=1e-12, atol=1e-14)
-    source = by_columns.get_concrete_function(point).source
-    assert source.count("\n") < 200  # n sweeps, not one per residual
-
-
 def test_least_squares_fits_many_residuals():
     rng = np.random.default_rng(2)
     t = np.linspace(0.0, 10.0, 2_000)
