@@ -76,7 +76,7 @@ def _value(leaf):
     return leaf
 
 
-def _matches(traced: tuple, spec: tuple) -> bool:
+def _matches(traced: tuple, spec: tuple, any_device: bool = False) -> bool:
     """Whether a call's leaf spec is the traced one, possibly with leading batch axes."""
     if traced[0] != spec[0]:
         return False
@@ -84,8 +84,8 @@ def _matches(traced: tuple, spec: tuple) -> bool:
         return traced == spec
     core, shape = traced[1], spec[1]
     # a trace made for a Python float (weak) serves float64 arrays too: outputs are cast
-    return (traced[2] == spec[2] and traced[4] == spec[4] and len(shape) >= len(core)
-            and shape[len(shape) - len(core):] == core)
+    return (traced[2] == spec[2] and (any_device or traced[4] == spec[4])
+            and len(shape) >= len(core) and shape[len(shape) - len(core):] == core)
 
 
 def _argument_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
@@ -255,11 +255,28 @@ class Function:
             return chunked.call_function(self, leaves, rebuild)
         leaves = _placed(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
-        concrete = self._lookup(specs)
+        concrete = self._lookup(specs) or self._on_this_device(leaves, rebuild, specs)
         if concrete is None:
             args, kwargs = rebuild(leaves)
             return self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=True)[1]
         return concrete._run(leaves, self._wrap)
+
+    def _on_this_device(self, leaves: list, rebuild, specs: list) -> ConcreteFunction | None:
+        """A batched call on a device with no trace yet, of a trace made on another device:
+        the same point shapes, traced on this device (so a batch means the same on every
+        device), or None."""
+        model = self._lookup(specs, any_device=True)
+        if model is None:
+            return None
+        leads = [len(spec[1]) - len(traced[1]) if spec[0] == "T" else 0
+                 for spec, traced in zip(specs, model.specs)]
+        if not any(leads):
+            return None  # no batch axes: an ordinary new trace
+        point = [_value(leaf)[(0,) * lead] if lead else leaf for leaf, lead in zip(leaves, leads)]
+        point_specs = [_leaf_spec(leaf) for leaf in point]
+        args, kwargs = rebuild(point)
+        return (self._lookup(point_specs, exact=True)
+                or self._trace(args, kwargs, point, rebuild, point_specs, keep_effects=False)[0])
 
     def __get__(self, instance, owner=None):
         """As a method: ``self`` is a static argument (one trace per instance)."""
@@ -300,15 +317,17 @@ class Function:
                              "get_concrete_function) with example arguments first")
         return self._traces[-1].expr
 
-    def _lookup(self, specs: list[tuple], exact: bool = False) -> ConcreteFunction | None:
-        """A trace for exactly these specs; else (unless ``exact``) one they batch over."""
+    def _lookup(self, specs: list[tuple], exact: bool = False,
+                any_device: bool = False) -> ConcreteFunction | None:
+        """A trace for exactly these specs; else (unless ``exact``) one they batch over
+        (with ``any_device``, one made on any device)."""
         for concrete in self._traces:
             if concrete.specs == specs:
                 return concrete
         if not exact:
             for concrete in reversed(self._traces):
                 if len(concrete.specs) == len(specs) and all(
-                        _matches(a, b) for a, b in zip(concrete.specs, specs)):
+                        _matches(a, b, any_device) for a, b in zip(concrete.specs, specs)):
                     return concrete
         return None
 

@@ -1,11 +1,16 @@
 """Hypothesis profiles (random locally, reproducible in CI) and the CuPy fixtures."""
 
+import importlib.util
 import os
 import sys
 
 import pytest
+import simulated_cupy
 from fake_cupy import make_fake_cupy
 from hypothesis import settings
+
+import symtape as st
+import symtape.algebra
 
 # CI must be reproducible: a green run here means a green run there. Local runs (and
 # `pytest -m slow`) keep drawing new examples, which is how property tests find bugs.
@@ -28,3 +33,31 @@ def fake_cupy(monkeypatch):
     cupy = make_fake_cupy(2)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     return cupy
+
+
+def _usable_gpu() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    from symtape.backends import gpu_count
+
+    return gpu_count() > 0
+
+
+REAL_GPU = _usable_gpu()
+
+
+@pytest.fixture(params=["cuda" if REAL_GPU else "simulated"])
+def gpu_cupy(request, monkeypatch):
+    """CuPy for the GPU tests: the real one on a CUDA device, else two simulated devices
+    (``simulated_cupy.py``: NumPy underneath, CuPy's rules on top)."""
+    if request.param == "cuda":
+        import cupy
+
+        return cupy
+    modules = simulated_cupy.make_simulated_cupy(device_count=2)
+    simulated_cupy.install(modules, monkeypatch)
+    # what symtape keeps per backend must not outlive the simulation
+    monkeypatch.setattr(symtape.algebra, "_NUMERIC", {})
+    st.clear_kernel_cache()
+    request.addfinalizer(st.clear_kernel_cache)
+    return modules["cupy"]

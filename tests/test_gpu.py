@@ -1,4 +1,6 @@
-"""st.device and st.config on a real GPU: skipped cleanly without CuPy or a CUDA device.
+"""st.device and st.config on the GPU: on a CUDA device with CuPy, else on two simulated
+devices (``simulated_cupy.py``: CuPy's rules, NumPy underneath; ``[cuda]`` or ``[simulated]``
+in the test ids says which).
 
 Oracles are NumPy on the host and hand-derived derivatives; CuPy's own pool reports limits."""
 
@@ -8,12 +10,14 @@ import pytest
 import symtape as st
 from symtape.backends import gpu_count
 
-cupy = pytest.importorskip("cupy")
-_DEVICES = gpu_count()  # 0 where the driver or the install is broken
-pytestmark = pytest.mark.skipif(_DEVICES == 0, reason="no usable CUDA device")
 
 
-def test_new_values_in_a_gpu_block_are_cupy_arrays_on_that_gpu():
+@pytest.fixture
+def cupy(gpu_cupy):
+    return gpu_cupy
+
+
+def test_new_values_in_a_gpu_block_are_cupy_arrays_on_that_gpu(cupy):
     with st.device("/gpu:0"):
         c = st.constant([1.0, 2.0])
         s = st.constant(3, dtype=st.float32)
@@ -28,14 +32,14 @@ def test_new_values_in_a_gpu_block_are_cupy_arrays_on_that_gpu():
     assert st.constant([1.0]).device == "/cpu:0"  # outside the block: the CPU again
 
 
-def test_existing_gpu_arrays_stay_on_the_gpu():
+def test_existing_gpu_arrays_stay_on_the_gpu(cupy):
     value = cupy.arange(3.0)
     t = st.constant(value)
     assert isinstance(t._value, cupy.ndarray) and t.device == "/gpu:0"
     assert st.Variable(value).device == "/gpu:0"
 
 
-def test_ops_on_gpu_tensors_stay_on_the_gpu():
+def test_ops_on_gpu_tensors_stay_on_the_gpu(cupy):
     point = np.linspace(-1.0, 1.0, 7)
     with st.device("/gpu:0"):
         x = st.constant(point)
@@ -53,7 +57,7 @@ def _gradient(x):
     return tape.gradient(y, x)
 
 
-def test_gradient_on_the_gpu_matches_the_cpu_and_the_formula():
+def test_gradient_on_the_gpu_matches_the_cpu_and_the_formula(cupy):
     point = np.linspace(-1.0, 1.0, 5)
     on_cpu = _gradient(st.Variable(point, name="x"))
     with st.device("/gpu:0"):
@@ -66,15 +70,17 @@ def test_gradient_on_the_gpu_matches_the_cpu_and_the_formula():
     np.testing.assert_allclose(on_gpu.numpy(), on_cpu.numpy(), rtol=1e-12)
 
 
-def test_a_gpu_that_does_not_exist_is_a_device_error_and_cpu_keeps_working():
-    with pytest.raises(st.DeviceError, match=f"this machine has {_DEVICES} CUDA device"):
-        with st.device(f"/gpu:{_DEVICES}"):
+def test_a_gpu_that_does_not_exist_is_a_device_error_and_cpu_keeps_working(cupy):
+    devices = gpu_count()
+    with pytest.raises(st.DeviceError, match=f"this machine has {devices} CUDA device"):
+        with st.device(f"/gpu:{devices}"):
             pass
     assert st.constant([1.0]).device == "/cpu:0"
 
 
-@pytest.mark.skipif(_DEVICES < 2, reason="needs two CUDA devices")
-def test_a_second_gpu_is_selected_and_the_previous_one_restored():
+def test_a_second_gpu_is_selected_and_the_previous_one_restored(cupy):
+    if gpu_count() < 2:
+        pytest.skip("needs two CUDA devices")
     before = cupy.cuda.Device().id
     with st.device("/GPU:1"):
         assert cupy.cuda.Device().id == 1
@@ -83,14 +89,14 @@ def test_a_second_gpu_is_selected_and_the_previous_one_restored():
     assert cupy.cuda.Device().id == before
 
 
-def test_gpus_are_listed():
+def test_gpus_are_listed(cupy):
     gpus = st.config.list_physical_devices("GPU")
-    assert len(gpus) == _DEVICES
+    assert len(gpus) == gpu_count() == cupy.cuda.runtime.getDeviceCount()
     assert gpus[0] == st.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
     assert [d.name for d in st.config.list_logical_devices("GPU")][:1] == ["/device:GPU:0"]
 
 
-def test_memory_growth_is_recorded(monkeypatch):
+def test_memory_growth_is_recorded(cupy, monkeypatch):
     monkeypatch.setattr(st.config, "_MEMORY_GROWTH", {})
     gpu = st.config.list_physical_devices("GPU")[0]
     assert st.config.get_memory_growth(gpu) is True
@@ -99,7 +105,7 @@ def test_memory_growth_is_recorded(monkeypatch):
 
 
 @pytest.fixture
-def pool_limit_restored():
+def pool_limit_restored(cupy):
     pool = cupy.get_default_memory_pool()
     with cupy.cuda.Device(0):
         before = pool.get_limit()
@@ -108,7 +114,7 @@ def pool_limit_restored():
         pool.set_limit(size=before)
 
 
-def test_memory_limit_takes_effect_in_cupys_pool(pool_limit_restored):
+def test_memory_limit_takes_effect_in_cupys_pool(cupy, pool_limit_restored):
     pool = pool_limit_restored
     gpu = st.config.list_physical_devices("GPU")[0]
     limit = 256 * 1024**2

@@ -1,4 +1,6 @@
-"""Compiled kernels on the GPU (CuPy): skipped cleanly where CuPy or a CUDA device is missing.
+"""Compiled kernels on the GPU (CuPy): on a CUDA device with CuPy, else on simulated devices
+(``simulated_cupy.py``: CuPy's rules, NumPy underneath; the test ids say ``[cuda]`` or
+``[simulated]``).
 
 The oracles are the same computations on the CPU (NumPy kernels checked elsewhere against
 SymPy and SciPy) and SciPy's Rosenbrock derivatives."""
@@ -8,10 +10,12 @@ import pytest
 import sympy
 
 import symtape as st
-from symtape.backends import gpu_count
 
-cupy = pytest.importorskip("cupy")
-pytestmark = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA device")
+
+@pytest.fixture
+def cupy(gpu_cupy):
+    return gpu_cupy
+
 
 optimize = pytest.importorskip("scipy.optimize")
 x, y = sympy.symbols("x y", real=True)
@@ -21,19 +25,19 @@ def rosen(v):
     return st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
 
 
-def test_cupy_kernel_prints_piecewise_log_and_where():
+def test_cupy_kernel_prints_piecewise_log_and_where(cupy):
     expr = sympy.Piecewise((sympy.log(x), x > 1), (x * y, True)) + sympy.Max(x, y)
     points = np.linspace(-2.0, 3.0, 11)
-    on_cpu = st.compile(expr, [x, y])(points, 0.5)
     kernel = st.compile(expr, [x, y], backend="cupy")
     assert "numpy" not in kernel.source
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # log is evaluated on every entry, then discarded
+        on_cpu = st.compile(expr, [x, y])(points, 0.5)
         on_gpu = kernel(cupy.asarray(points), 0.5)
     assert isinstance(on_gpu, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(on_gpu), on_cpu, rtol=1e-12)
 
 
-def test_grad_and_hessian_vector_product_on_gpu_arrays():
+def test_grad_and_hessian_vector_product_on_gpu_arrays(cupy):
     point = np.linspace(0.5, 1.5, 1000)
     grad = st.grad(rosen)
     g = grad(cupy.asarray(point))
@@ -45,7 +49,7 @@ def test_grad_and_hessian_vector_product_on_gpu_arrays():
     np.testing.assert_allclose(cupy.asnumpy(hv), optimize.rosen_hess_prod(point, v), rtol=1e-10)
 
 
-def test_sparse_hessian_on_the_gpu_is_a_cupyx_matrix():
+def test_sparse_hessian_on_the_gpu_is_a_cupyx_matrix(cupy):
     import cupyx.scipy.sparse
 
     point = np.linspace(0.5, 1.5, 50)
@@ -54,10 +58,11 @@ def test_sparse_hessian_on_the_gpu_is_a_cupyx_matrix():
     np.testing.assert_allclose(cupy.asnumpy(H.toarray()), optimize.rosen_hess(point), rtol=1e-10)
 
 
-def test_batched_value_and_gradient_on_the_gpu():
+def test_batched_value_and_gradient_on_the_gpu(cupy):
     vg = st.value_and_grad(lambda a, b: st.sin(a) * st.exp(b) + st.where(a > b, a, b),
                            argnums=(0, 1))
-    vg(0.1, 0.2)
+    vg(0.1, 0.2)  # traced at a point on the CPU: a batch on the GPU means the same
+
     rng = np.random.default_rng(0)
     a, b = rng.uniform(-1, 1, 10_000), rng.uniform(-1, 1, 10_000)
     value, (da, db) = vg(cupy.asarray(a), cupy.asarray(b))
@@ -66,7 +71,17 @@ def test_batched_value_and_gradient_on_the_gpu():
     np.testing.assert_allclose(cupy.asnumpy(db), np.sin(a) * np.exp(b) + (a <= b))
 
 
-def test_function_with_a_gpu_variable_reads_it_at_call_time():
+
+def test_a_batch_means_the_same_on_every_device(cupy):
+    total = st.function(lambda v: st.reduce_sum(v * v))
+    total(np.ones(3))  # traced on the CPU at one vector of 3
+    batch = np.arange(12.0).reshape(4, 3)
+    on_gpu = total(cupy.asarray(batch))  # four vectors of 3, not one sum of 12 squares
+    assert on_gpu.device == "/gpu:0" and on_gpu.shape == (4,)
+    np.testing.assert_allclose(on_gpu.numpy(), total(batch).numpy(), rtol=1e-15)
+    np.testing.assert_allclose(on_gpu.numpy(), (batch**2).sum(axis=1), rtol=1e-15)
+
+def test_function_with_a_gpu_variable_reads_it_at_call_time(cupy):
     w = st.Variable(cupy.asarray([1.0, 2.0]), name="w")
 
     @st.function
@@ -82,7 +97,7 @@ def test_function_with_a_gpu_variable_reads_it_at_call_time():
     np.testing.assert_allclose(cupy.asnumpy(w._value), [3.0 - 0.25, 3.0 - 0.125])
 
 
-def test_a_gpu_variable_stays_on_the_gpu_when_assigned_host_data():
+def test_a_gpu_variable_stays_on_the_gpu_when_assigned_host_data(cupy):
     with st.device("/gpu:0"):
         w = st.Variable([1.0, 2.0], name="w")
     w.assign(np.array([3.0, 4.0]))  # outside the device block
@@ -90,7 +105,7 @@ def test_a_gpu_variable_stays_on_the_gpu_when_assigned_host_data():
     np.testing.assert_array_equal(w.numpy(), [3.0, 4.0])
 
 
-def test_host_arrays_meeting_gpu_arrays_are_copied_over():
+def test_host_arrays_meeting_gpu_arrays_are_copied_over(cupy):
     with st.device("/gpu:0"):
         a = st.constant([1.0, 2.0])
     b = st.constant([10.0, 20.0])  # on the CPU
@@ -99,7 +114,7 @@ def test_host_arrays_meeting_gpu_arrays_are_copied_over():
     np.testing.assert_array_equal(total.numpy(), [11.0, 22.0])
 
 
-def test_transforms_inside_a_gpu_block_run_on_the_gpu():
+def test_transforms_inside_a_gpu_block_run_on_the_gpu(cupy):
     point = np.linspace(0.5, 1.5, 100)
     with st.device("/gpu:0"):
         g = st.grad(rosen)(point)  # a host array, placed on the current device
@@ -107,7 +122,7 @@ def test_transforms_inside_a_gpu_block_run_on_the_gpu():
     np.testing.assert_allclose(cupy.asnumpy(g), optimize.rosen_der(point), rtol=1e-10)
 
 
-def test_dask_arrays_of_cupy_blocks_run_the_cupy_kernel_per_block():
+def test_dask_arrays_of_cupy_blocks_run_the_cupy_kernel_per_block(cupy):
     da = pytest.importorskip("dask.array")
     f = lambda a, b: st.exp(-a * a) * st.sin(b)  # noqa: E731
     gradient = st.grad(f, argnums=(0, 1))
