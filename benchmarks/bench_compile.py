@@ -130,7 +130,7 @@ def bench_cache(repeat: int, rows: list) -> None:
                  "< 1 ms"))
 
 
-def bench_gpu(repeat: int, rows: list) -> None:
+def bench_gpu(n: int, repeat: int, rows: list) -> None:
     """The vector and batch cases on CuPy arrays, against CuPy written by hand."""
     import cupy
 
@@ -141,7 +141,6 @@ def bench_gpu(repeat: int, rows: list) -> None:
         run()  # warm up: CUDA kernels compile on first use
         return best_of(run, repeat)
 
-    n = 1_000_000
     x = cupy.asarray(point(n))
     grad = st.grad(rosen_vector)
 
@@ -185,7 +184,7 @@ def main() -> None:
     bench_batch(10_000 if quick else 1_000_000, args.repeat, rows)
     bench_cache(args.repeat, rows)
     if args.gpu:
-        bench_gpu(args.repeat, rows)
+        bench_gpu(10_000 if quick else 1_000_000, args.repeat, rows)
     print_table(rows)
 
 

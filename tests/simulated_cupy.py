@@ -177,7 +177,8 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
 
     def _binary(ufunc, reflected=False):
         def method(self, other):
-            return getattr(cupy, ufunc)(other, self) if reflected else getattr(cupy, ufunc)(self, other)
+            function = getattr(cupy, ufunc)
+            return function(other, self) if reflected else function(self, other)
         return method
 
     for dunder, ufunc in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
@@ -215,6 +216,9 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
 
         def __exit__(self, *exc):
             state.current = self._previous.pop()
+
+        def synchronize(self):
+            pass
 
     class CUDARuntimeError(RuntimeError):
         __module__ = "cupy_backends.cuda.api.runtime"
@@ -263,6 +267,10 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
             return function
 
     cupy = Cupy("cupy")
+    random = types.ModuleType("cupy.random")  # draws made on the host, placed on the device
+    for name in ("uniform", "normal", "random", "standard_normal", "rand", "randn", "seed"):
+        setattr(random, name, device_function(name, getattr(np.random, name)))
+    cupy.random = random
     cupy.ndarray, cupy.state = ndarray, state
     cupy.asarray, cupy.asanyarray, cupy.ascontiguousarray = asarray, asarray, asarray
     cupy.array, cupy.asnumpy = array, asnumpy
@@ -319,3 +327,13 @@ def install(modules: dict[str, types.ModuleType], monkeypatch) -> None:
     """Put the simulated modules in ``sys.modules`` for one test (restored afterwards)."""
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
+
+
+if __name__ == "__main__":  # python tests/simulated_cupy.py SCRIPT [ARGS]: SCRIPT on simulated GPUs
+    import os
+    import runpy
+
+    sys.modules.update(make_simulated_cupy(device_count=1))
+    sys.argv = sys.argv[1:]
+    sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))  # as `python SCRIPT` has it
+    runpy.run_path(sys.argv[0], run_name="__main__")

@@ -4,6 +4,7 @@ Oracles: ``sympy.diff`` on independent expressions, derivatives worked out by ha
 NumPy formulas), and the numbers the guides print.
 """
 
+import re
 import sys
 
 import numpy as np
@@ -346,15 +347,18 @@ def test_without_cupy_the_gpu_is_a_device_error_and_the_script_says_so(monkeypat
     assert "closed form: exp(x)*sin(x)**2 + 2*exp(x)*sin(x)*cos(x)" in out
 
 
-@pytest.mark.skipif(gpu_count() == 0, reason="no usable CuPy and CUDA device")
-def test_the_compiled_gradient_on_the_gpu_matches_the_cpu(capsys):
+def test_the_compiled_gradient_on_the_gpu_matches_the_cpu(gpu_cupy, capsys):
+    # on a CUDA device, or simulated ones (tests/simulated_cupy.py)
     points = np.linspace(-1.0, 1.0, 11)
     g = devices.gradient_on("/gpu:0", points)
-    assert g.device == "/gpu:0"
+    assert g.device == "/gpu:0" and isinstance(g._value, gpu_cupy.ndarray)
     np.testing.assert_allclose(g.numpy(), _derivative_oracle(points), rtol=1e-12, atol=1e-15)
     assert devices.gpu_error_message() is None
     devices.main(["--small"])
-    assert "the same on /gpu:0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "GPUs: ['/physical_device:GPU:0'" in out
+    difference = re.search(r"the same on /gpu:0: max \|GPU - CPU\| = (\S+)", out)
+    assert difference and float(difference.group(1)) < 1e-12, out
 
 
 # ---------------------------------------------------------------- tutorial_loops
