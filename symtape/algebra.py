@@ -28,7 +28,7 @@ import sympy
 from symtape import objarrays
 from symtape.primitives import REGISTRY, add_at
 from symtape.symbolic import symbolic_value
-from symtape.tensor import Tensor, apply, convert_to_tensor
+from symtape.tensor import Tensor, apply, convert_to_tensor, on_device_with
 
 __all__ = ["NumericAlgebra", "SymbolicAlgebra", "TensorAlgebra", "numeric_algebra", "SYMBOLIC",
            "TENSOR"]
@@ -130,7 +130,8 @@ class NumericAlgebra(_Algebra):
         return self.xp.zeros(shape, dtype)[()]
 
     def forward(self, node, argnum: int | None = None):
-        return node._value, [x._value for x in node._inputs]
+        # the inputs as the op saw them: a host constant that met GPU values, on the GPU
+        return node._value, on_device_with(self.xp, [x._value for x in node._inputs])
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         """The cotangent a sweep starts from: ones, a one-hot entry, or a given Tensor."""

@@ -538,8 +538,7 @@ def _to_array(value, dtype: np.dtype | None, *, what: str):
     array = array.astype(dtype, copy=not strict)
     if array.ndim == 0:
         array = array[()]  # NumPy: a scalar; CuPy, which has none: the 0-d array itself
-    device = CURRENT_DEVICE.get()
-    return array if device is CPU or on_gpu else to_device(array, device)
+    return array if on_gpu else on_current_device(array)
 
 
 def on_device_of(array, like):
@@ -633,9 +632,7 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
     """
     values = [t._value for t in inputs]
     xp = array_module(*values) if "cupy" in sys.modules else np
-    if xp is not np:  # host arrays meeting GPU ones are copied over, as TensorFlow does
-        values = [xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim else v for v in values]
-    value = prim.numeric(xp, *values, **params)
+    value = prim.numeric(xp, *on_device_with(xp, values), **params)
     for t in inputs:
         if t._symbolic:
             break
@@ -646,6 +643,27 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
         if tape._recording:
             tape._record(out, inputs)
     return out
+
+
+def on_device_with(xp, values: list) -> list:
+    """``values`` for an op of array module ``xp``: host arrays meeting GPU ones are copied
+    over, as TensorFlow does (NumPy scalars stay: CuPy takes them as they are)."""
+    if xp is np:
+        return values
+    return [xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim else v for v in values]
+
+
+def on_current_device(array):
+    """A new host array on the current device (``st.device``), as new constants go.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> on_current_device(np.ones(2))  # outside any st.device block: the CPU
+    array([1., 1.])
+    """
+    device = CURRENT_DEVICE.get()
+    return array if device is CPU else to_device(array, device)
 
 
 def call_with_context(name: str, fn: Callable[[], Any], shapes: list[tuple]) -> Any:

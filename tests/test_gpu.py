@@ -51,6 +51,30 @@ def test_ops_on_gpu_tensors_stay_on_the_gpu(cupy):
     np.testing.assert_allclose(total.numpy(), np.sum(np.sin(point) * 2.0 + point ** 2))
 
 
+
+def test_constructors_in_a_gpu_block_make_gpu_constants(cupy):
+    with st.device("/gpu:0"):
+        made = [st.zeros((2,)), st.ones((2, 2), dtype=st.int32), st.range(3),
+                st.one_hot([0, 2], 3), st.zeros(())]
+    for t in made:
+        assert isinstance(t._value, cupy.ndarray) and t.device == "/gpu:0"
+    np.testing.assert_array_equal(made[3].numpy(), [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert st.zeros((2,)).device == "/cpu:0"
+
+
+def test_a_host_constant_meeting_gpu_values_differentiates_on_the_gpu(cupy):
+    weights = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # made on the CPU
+    a = st.constant(weights)
+    with st.device("/gpu:0"):
+        x = st.Variable([0.5, -1.0], name="x")
+    with st.GradientTape() as tape:
+        y = st.reduce_sum(st.sin(st.matmul(a, x)))  # the backward pass reads `a` again
+    g = tape.gradient(y, x)
+    assert g.device == "/gpu:0"
+    # d/dx sum(sin(A x)) = A^T cos(A x)
+    expected = weights.T @ np.cos(weights @ np.array([0.5, -1.0]))
+    np.testing.assert_allclose(g.numpy(), expected, rtol=1e-12)
+
 def _gradient(x):
     with st.GradientTape() as tape:
         y = st.reduce_sum(st.exp(x) * st.sin(x) ** 2)

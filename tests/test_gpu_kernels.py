@@ -8,8 +8,10 @@ SymPy and SciPy) and SciPy's Rosenbrock derivatives."""
 import numpy as np
 import pytest
 import sympy
+from every_primitive import CASES
 
 import symtape as st
+from symtape import nest
 
 
 @pytest.fixture
@@ -136,3 +138,43 @@ def test_dask_arrays_of_cupy_blocks_run_the_cupy_kernel_per_block(cupy):
                                -2 * points * np.exp(-points**2) * np.sin(points), rtol=1e-12)
     assert float(gb.sum().compute()) == pytest.approx(
         float(np.sum(np.exp(-points**2) * np.cos(points))), rel=1e-12)
+
+
+def _host(values) -> list[np.ndarray]:
+    leaves = nest.flatten(values)[0]
+    return [np.asarray(v.numpy() if isinstance(v, st.Tensor) else
+                       (v.get() if hasattr(v, "get") else v)) for v in leaves]
+
+
+def _assert_close(on_gpu, on_cpu):
+    on_gpu, on_cpu = _host(on_gpu), _host(on_cpu)
+    assert len(on_gpu) == len(on_cpu)
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_primitive_on_the_gpu_eager_differentiated_and_compiled(cupy, case):
+    fun, traced_at, points = CASES[case]
+
+    def eager(device):
+        with st.device(device):
+            args = [st.constant(p) for p in points[0]]
+            with st.GradientTape() as tape:
+                tape.watch(args)
+                y = fun(*args)
+        return y, tape.gradient(y, args)
+
+    on_cpu, on_gpu = eager("/cpu:0"), eager("/gpu:0")
+    assert all(t.device == "/gpu:0" for t in nest.flatten(on_gpu)[0])
+    _assert_close(on_gpu, on_cpu)
+    for transform in (st.function(fun), st.value_and_grad(fun, argnums=(0, 1)),
+                      st.hessian(fun, argnums=(0, 1))):
+        transform(*[cupy.asarray(p) for p in traced_at])  # traced on the GPU
+        for point in points:  # one point, then a batch
+            on_gpu = transform(*[cupy.asarray(p) for p in point])
+            leaves = nest.flatten(on_gpu)[0]
+            assert all(isinstance(v._value if isinstance(v, st.Tensor) else v, cupy.ndarray)
+                       for v in leaves)
+            _assert_close(on_gpu, transform(*point))
