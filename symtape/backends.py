@@ -10,6 +10,7 @@ recognised by class name and message (so without importing CuPy) and translated 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from contextlib import contextmanager
@@ -20,8 +21,8 @@ import numpy as np
 from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
 
 __all__ = ["DeviceError", "array_module", "device_name", "cupy_module", "current_device",
-           "default_array_module", "gpu_count", "select_gpu", "is_gpu_array", "to_device",
-           "gpu_errors", "translate_gpu_error"]
+           "default_array_module", "gpu_count", "gpu_device_of", "select_gpu", "is_gpu_array",
+           "to_device", "to_host", "gpu_errors", "translate_gpu_error"]
 
 
 class DeviceError(RuntimeError):
@@ -63,6 +64,36 @@ def is_gpu_array(value) -> bool:
     """
     cupy = sys.modules.get("cupy")
     return cupy is not None and isinstance(value, cupy.ndarray)
+
+
+def to_host(value) -> np.ndarray:
+    """``value`` as a NumPy array: a CuPy array is copied to the host (``.get()``), which
+    ``np.asarray`` refuses to do implicitly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_host([1.0, 2.0])
+    array([1., 2.])
+    """
+    return value.get() if is_gpu_array(value) else np.asarray(value)
+
+
+def gpu_device_of(values):
+    """A context that makes the CUDA device of the first CuPy array in ``values`` current
+    (nothing to do without one): an op, a kernel or a backward pass runs where its
+    operands live, whatever ``st.device`` block it is called in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> with gpu_device_of([np.ones(2)]):  # host values: no device to enter
+    ...     pass
+    """
+    for value in values:
+        if is_gpu_array(value):
+            return sys.modules["cupy"].cuda.Device(value.device.id)
+    return contextlib.nullcontext()
 
 
 def device_name(value) -> str:

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from symtape.backends import array_module
+from symtape.backends import array_module, to_host
 from symtape.compile import is_dask_array
 
 __all__ = ["require_dask", "call_function", "call_kernel", "chunk_sum", "kernel_cache_info"]
@@ -214,8 +214,9 @@ def chunk_sum(transform, args: tuple) -> Any:
     rows = data[0].chunks[0]  # all chunked as the first, whole along their other axes
     data = [d.rechunk({0: rows, **{k: -1 for k in range(1, d.ndim)}}) for d in data]
 
-    def with_rows(count: int) -> list:
-        stand_ins = iter([np.zeros((count,) + d.shape[1:], d.dtype) for d in data])
+    def with_rows(count: int) -> list:  # on the data's device: the kernels run there
+        stand_ins = iter([array_module(d._meta).zeros((count,) + d.shape[1:], d.dtype)
+                          for d in data])
         return [next(stand_ins) if is_dask_array(leaf) else leaf for leaf in leaves]
 
     portables, layout = {}, None
@@ -246,7 +247,7 @@ def chunk_sum(transform, args: tuple) -> Any:
     (total,) = dask.compute(terms.sum(axis=0))
     if alone is not None:
         total = total - (len(rows) - 1) * np.concatenate(
-            [np.ravel(np.asarray(a, dtype=np.float64)) for a in nest.flatten(alone)[0]])
+            [np.ravel(to_host(a).astype(np.float64)) for a in nest.flatten(alone)[0]])
     out, start = list(layout._static), 0
     for i, shape, size in zip(layout._positions, program.output_shapes, sizes):
         entries = total[start:start + size]
@@ -262,7 +263,7 @@ def _trace_at(transform, args: tuple):
 
 def _chunk_terms(portables: dict, variables: list, first_data: int, *values):
     outputs = portables[np.shape(values[first_data])[0]](list(values), variables)
-    return np.concatenate([np.ravel(np.asarray(o, dtype=np.float64)) for o in outputs])[None]
+    return np.concatenate([np.ravel(to_host(o).astype(np.float64)) for o in outputs])[None]
 
 
 # ---------------------------------------------------------------- helpers

@@ -20,7 +20,7 @@ import numpy as np
 from symtape import dtypes
 from symtape.primitives import REGISTRY
 from symtape.tensor import (Tensor, TensorLike, Variable, _Operators, _to_array, _traced, apply,
-                            convert_to_tensor, on_current_device, weak_constant)
+                            convert_to_tensor, new_constant, weak_constant)
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "pow", "square", "sqrt", "exp", "log",
@@ -689,7 +689,7 @@ def one_hot(indices: TensorLike, depth: int, on_value=1.0, off_value=0.0, axis: 
     values = np.where(hot, on_value, off_value).astype(dtype)
     if axis != -1:
         values = np.moveaxis(values, -1, axis)
-    return Tensor(on_current_device(values))
+    return new_constant(values)
 
 
 def zeros(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
@@ -702,7 +702,7 @@ def zeros(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
     array([0., 0.])
     """
     value = np.zeros(shape, dtypes.as_dtype(dtype))
-    return Tensor(on_current_device(value[()] if value.ndim == 0 else value))
+    return new_constant(value)
 
 
 def ones(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
@@ -715,7 +715,7 @@ def ones(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
     array([1, 1], dtype=int32)
     """
     value = np.ones(shape, dtypes.as_dtype(dtype))
-    return Tensor(on_current_device(value[()] if value.ndim == 0 else value))
+    return new_constant(value)
 
 
 def range(start, limit=None, delta=1, dtype=None, name: str | None = None) -> Tensor:  # noqa: A001
@@ -736,7 +736,7 @@ def range(start, limit=None, delta=1, dtype=None, name: str | None = None) -> Te
         value = value.astype(dtypes.as_dtype(dtype))
     elif value.dtype.kind in "iu":
         value = value.astype(dtypes.int64)
-    return Tensor(on_current_device(value))
+    return new_constant(value)
 
 
 # ---------------------------------------------------------------- Python operators

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from symtape.backends import is_gpu_array, to_host
 from symtape.compile import any_dask_array
 from symtape.functional import Function, grad, hessian, jacobian, value_and_grad
 from symtape.ops import reduce_sum
@@ -80,7 +81,7 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     [1.0, 1.0]
     """
     optimize = _scipy_optimize()
-    x0 = np.asarray(x0, dtype=np.float64)
+    x0 = to_host(x0).astype(np.float64)  # SciPy works on the host (data may be on a GPU)
     shape = x0.shape
     key = (method or "").lower()
     flat = _flat_objective(fun, shape)
@@ -117,8 +118,18 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
 
 
 def _whole(transform: Callable) -> Callable:
-    """A compiled derivative on data held whole: itself."""
-    return transform
+    """A compiled derivative on data held whole, its results on the host for SciPy (data on
+    a GPU stays there; each call copies only the results)."""
+    return lambda *args: _on_host(transform(*args))
+
+
+def _on_host(result):
+    """CuPy arrays and ``cupyx.scipy.sparse`` matrices in ``result`` copied to the host."""
+    if isinstance(result, tuple):
+        return tuple(_on_host(r) for r in result)
+    if is_gpu_array(result) or type(result).__module__.startswith("cupyx."):
+        return result.get()
+    return result
 
 
 def _summed_over_chunks(transform: Callable) -> Callable:
@@ -225,13 +236,13 @@ def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
                         "dask array would gather to one process; minimize the sum of squared "
                         "residuals instead: st.optimize.minimize(lambda x, *a: "
                         "st.reduce_sum(fun(x, *a) ** 2), x0, args, method='trust-exact')")
-    x0 = np.asarray(x0, dtype=np.float64)
+    x0 = to_host(x0).astype(np.float64)
     flat = _flat_objective(fun, x0.shape)
     residuals = _plain(flat)
     jac = jacobian(flat)  # by columns when residuals outnumber unknowns (the usual fit)
     jac(x0.reshape(-1), *args)  # trace and compile once
-    return optimize.least_squares(residuals, x0.reshape(-1), jac=lambda x, *a: jac(x, *a),
-                                  args=tuple(args), **scipy_kwargs)
+    return optimize.least_squares(residuals, x0.reshape(-1), jac=_whole(jac), args=tuple(args),
+                                  **scipy_kwargs)
 
 
 def _flat_objective(fun: Callable, shape: tuple) -> Callable:
@@ -250,15 +261,15 @@ def _flat_objective(fun: Callable, shape: tuple) -> Callable:
 def _plain(flat: Callable) -> Callable:
     """The residual vector alone, compiled, as float64."""
     compiled = Function(flat, wrap_outputs=False)
-    return lambda x, *args: np.asarray(compiled(x, *args), dtype=np.float64)
+    return lambda x, *args: to_host(compiled(x, *args)).astype(np.float64)
 
 
 def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
     sparse = hessian(flat, sparse=True)
     sparse(x0, *args)  # derive the pattern and compile once
     if dense:
-        return lambda x, *a: sparse(x, *a).toarray()
-    return lambda x, *a: sparse(x, *a)
+        return lambda x, *a: _on_host(sparse(x, *a)).toarray()
+    return lambda x, *a: _on_host(sparse(x, *a))
 
 
 def _hessian_product(flat: Callable):

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from symtape import ops
+from symtape.backends import to_host
 from symtape.tape import GradientTape
 from symtape.tensor import Tensor, Variable, convert_to_tensor, on_device_of
 
@@ -391,7 +392,7 @@ class Newton(Optimizer):
 
 
 def _flat(arrays) -> np.ndarray:
-    return np.concatenate([np.asarray(a, dtype=float).reshape(-1) for a in arrays])
+    return np.concatenate([to_host(a).astype(float).reshape(-1) for a in arrays])
 
 
 def _dense_derivatives(loss, variables) -> Callable:
@@ -409,7 +410,7 @@ def _dense_derivatives(loss, variables) -> Callable:
 
     def evaluate():
         value, grads, blocks = compiled()
-        H = np.block([[np.asarray(b, dtype=float).reshape(m, n) for b, n in zip(row, sizes)]
+        H = np.block([[to_host(b).astype(float).reshape(m, n) for b, n in zip(row, sizes)]
                       for row, m in zip(blocks, sizes)])
         return value, _flat(grads), H
 
@@ -451,9 +452,9 @@ def _sparse_derivatives(loss, variables) -> Callable:
 
     def evaluate():
         value, grads, hv = compiled(seeds)  # a batch: one row per colour
-        product = np.concatenate([np.asarray(p).reshape(count, -1) for p in hv], axis=1)
+        product = np.concatenate([to_host(p).reshape(count, -1) for p in hv], axis=1)
         H = scipy.sparse.csr_matrix((product.reshape(-1)[take], indices, indptr), shape=(n, n))
-        return np.asarray(value).reshape(-1)[0], _flat([g[0] for g in grads]), H
+        return to_host(value).reshape(-1)[0], _flat([g[0] for g in grads]), H
 
     return evaluate
 

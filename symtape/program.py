@@ -30,9 +30,10 @@ from sympy.core.function import UndefinedFunction
 
 from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants, load,
                              load_unpickled)
+from symtape.backends import gpu_device_of, is_gpu_array
 from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
-from symtape.tensor import Tensor, Variable
+from symtape.tensor import Tensor, Variable, on_device_with
 
 __all__ = ["Program"]
 
@@ -644,6 +645,8 @@ class Program:
     def __init__(self, arguments: list[Tensor], outputs: list[Tensor], aliases: dict,
                  backend: str = "numpy"):
         graph = _Graph(arguments, outputs, aliases)
+        if any(is_gpu_array(v._value) for v in graph.variables):
+            backend = "cupy"  # a kernel that reads GPU Variables runs on the GPU
         self.backend = backend
         self.variables = graph.variables
         self.argument_shapes = [tuple(np.shape(p._value)) for p in arguments]
@@ -654,8 +657,12 @@ class Program:
         self._portable = None
 
     def __call__(self, values: list) -> list:
-        return finish_outputs(self, self.batch_shape(values),
-                              self._function(values, [v._value for v in self.variables]))
+        variables = [v._value for v in self.variables]
+        if self.backend == "numpy":
+            return finish_outputs(self, self.batch_shape(values), self._function(values, variables))
+        with gpu_device_of(values + variables):  # where the arguments live; host ones copied
+            values = on_device_with(array_module_for("cupy"), values)
+            return finish_outputs(self, self.batch_shape(values), self._function(values, variables))
 
     def portable(self) -> "PortableProgram":
         """This kernel without the trace: picklable (its source and namespace), for workers."""

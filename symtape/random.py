@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from symtape import dtypes
-from symtape.tensor import ACTIVE_TRACE, Tensor
+from symtape.tensor import ACTIVE_TRACE, Tensor, new_constant
 
 __all__ = ["normal", "uniform", "set_seed"]
 
@@ -66,7 +66,7 @@ def normal(shape, mean: float = 0.0, stddev: float = 1.0, dtype=dtypes.float64,
     dtype = _floating(dtype)
     value = _rng(seed).normal(mean, stddev, size=tuple(np.atleast_1d(shape)) if np.ndim(shape)
                               else (() if shape == () else (int(shape),))).astype(dtype)
-    return Tensor(value[()] if value.ndim == 0 else value)
+    return new_constant(value)
 
 
 def uniform(shape, minval: float = 0.0, maxval: float = 1.0, dtype=dtypes.float64,
@@ -83,4 +83,4 @@ def uniform(shape, minval: float = 0.0, maxval: float = 1.0, dtype=dtypes.float6
     dtype = _floating(dtype)
     value = _rng(seed).uniform(minval, maxval, size=tuple(np.atleast_1d(shape)) if np.ndim(shape)
                                else (() if shape == () else (int(shape),))).astype(dtype)
-    return Tensor(value[()] if value.ndim == 0 else value)
+    return new_constant(value)

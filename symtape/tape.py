@@ -20,7 +20,7 @@ import numpy as np
 
 from symtape import accumulate, dtypes, nest
 from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
-from symtape.backends import array_module
+from symtape.backends import array_module, gpu_device_of
 from symtape.symbolic import factored
 from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor
 
@@ -366,7 +366,9 @@ class GradientTape(metaclass=_TapeClass):
 
         if _recorded_elsewhere(p) or ACTIVE_TRACE.get() is not None:
             return run(TENSOR)  # recorded: it can be differentiated again, or compiled
-        values = run(numeric_algebra(array_module(*[t._value for t in targets])))
+        target_values = [t._value for t in targets]
+        with gpu_device_of(target_values):  # the sweep runs where the targets live
+            values = run(numeric_algebra(array_module(*target_values)))
         closed_forms = _Once(lambda: _factored(run, SYMBOLIC))
         return [None if v is None else
                 Tensor(_owned(v), thunk=functools.partial(closed_forms.item, i))

@@ -18,7 +18,8 @@ import numpy as np
 import sympy
 
 from symtape import dtypes
-from symtape.backends import array_module, device_name, is_gpu_array, to_device
+from symtape.backends import (array_module, device_name, gpu_device_of, is_gpu_array,
+                              to_device, to_host)
 from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
 from symtape.primitives import Primitive
 
@@ -298,7 +299,7 @@ TensorLike = Union[Tensor, "Variable", float, int, bool, np.ndarray, list, tuple
 
 
 def _short(value) -> str:
-    array = np.asarray(value)
+    array = to_host(value)
     if array.ndim == 0:
         return repr(array.item())
     return np.array2string(array, threshold=20, separator=", ")
@@ -632,7 +633,11 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
     """
     values = [t._value for t in inputs]
     xp = array_module(*values) if "cupy" in sys.modules else np
-    value = prim.numeric(xp, *on_device_with(xp, values), **params)
+    if xp is np:
+        value = prim.numeric(np, *values, **params)
+    else:
+        with gpu_device_of(values):
+            value = prim.numeric(xp, *on_device_with(xp, values), **params)
     for t in inputs:
         if t._symbolic:
             break
@@ -646,11 +651,14 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
 
 
 def on_device_with(xp, values: list) -> list:
-    """``values`` for an op of array module ``xp``: host arrays meeting GPU ones are copied
-    over, as TensorFlow does (NumPy scalars stay: CuPy takes them as they are)."""
+    """``values`` for an op of array module ``xp``: host arrays meeting GPU ones, and GPU
+    arrays of another device, are copied to the current device, as TensorFlow copies
+    inputs (NumPy scalars stay: CuPy takes them as they are)."""
     if xp is np:
         return values
-    return [xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim else v for v in values]
+    current = xp.cuda.Device().id
+    return [xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim else
+            v.copy() if is_gpu_array(v) and v.device.id != current else v for v in values]
 
 
 def on_current_device(array):
@@ -664,6 +672,19 @@ def on_current_device(array):
     """
     device = CURRENT_DEVICE.get()
     return array if device is CPU else to_device(array, device)
+
+
+def new_constant(array: np.ndarray) -> "Tensor":
+    """A constant Tensor of a newly made host array (``st.zeros``, ``st.random.normal``, ...),
+    on the current device, as TensorFlow places new values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> new_constant(np.zeros(())).numpy()
+    array(0.)
+    """
+    return Tensor(on_current_device(array[()] if array.ndim == 0 else array))
 
 
 def call_with_context(name: str, fn: Callable[[], Any], shapes: list[tuple]) -> Any:

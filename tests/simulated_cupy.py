@@ -10,6 +10,8 @@ breaks on, so a test passing here has not quietly run on the host:
   ``a.get()`` and ``cupy.asnumpy(a)`` are the explicit host copies, and they are counted;
 - CuPy functions and ufuncs refuse NumPy arrays (``cupy.sin(np.ones(2))``, ``a + np.ones(2)``
   raise TypeError); only the creation functions (``asarray``, ``array``) take host data;
+- computing on an array of another device than the current one raises ValueError (CuPy
+  does without peer access between the two; reading shapes and dtypes is fine);
 - indexing never returns a scalar: 0-d arrays stay arrays;
 - names CuPy lacks are missing here too: ``cupy.add.at`` (old releases), ``cupy.vectorize``
   of Python functions, object arrays;
@@ -30,6 +32,8 @@ import numpy as np
 
 NUMPY_ARRAY_REFUSED = "Unsupported type <class 'numpy.ndarray'>"
 _CREATION = {"asarray", "array", "asanyarray", "ascontiguousarray"}
+_METADATA = {"ndim", "shape", "size", "result_type", "can_cast", "min_scalar_type",
+             "broadcast_shapes", "isscalar", "iscomplexobj", "isrealobj"}
 _MISSING = {"vectorize", "frompyfunc", "errstate", "seterr", "geterr", "set_printoptions",
             "object_", "matrix", "asmatrix", "loadtxt", "savetxt", "genfromtxt"}
 
@@ -57,15 +61,15 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
             raise OutOfMemoryError(data.nbytes, limit)
         return ndarray(data, device_id)
 
-    def refuse_host(values) -> None:
+    def refuse_host(values, computing: bool = True) -> None:
         for value in values:
             if isinstance(value, np.ndarray):
                 raise TypeError(NUMPY_ARRAY_REFUSED)
             if isinstance(value, (list, tuple)):
-                refuse_host(value)
-            if isinstance(value, ndarray) and value.device.id != state.current:
-                raise ValueError(f"array on device {value.device.id} used on device "
-                                 f"{state.current}")
+                refuse_host(value, computing)
+            if computing and isinstance(value, ndarray) and value.device.id != state.current:
+                raise ValueError(f"The device where the array resides ({value.device.id}) is "
+                                 f"different from the current device ({state.current})")
 
     def unwrap(value):
         if isinstance(value, ndarray):
@@ -90,16 +94,20 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
         return value
 
     def device_function(name: str, function):
+        computing = name not in _METADATA  # reading shapes and dtypes launches no kernel
+
         @functools.wraps(function)
         def call(*args, **kwargs):
-            refuse_host(args)
-            refuse_host(kwargs.values())
+            refuse_host(args, computing)
+            refuse_host(kwargs.values(), computing)
             return wrap(function(*unwrap(args), **unwrap(kwargs)))
         call.__name__ = name
         return call
 
     class ndarray:
         """Host data tagged with its device; arithmetic through the simulated ufuncs."""
+
+        __module__ = "cupy"  # as type(a).__module__ is for CuPy's arrays
 
         __array_priority__ = 100
 
@@ -288,6 +296,8 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
 
     class csr_matrix:
         """cupyx.scipy.sparse.csr_matrix: device arrays data / indices / indptr."""
+
+        __module__ = "cupyx.scipy.sparse._csr"
 
         def __init__(self, arg, shape=None, dtype=None):
             data, indices, indptr = arg

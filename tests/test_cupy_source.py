@@ -61,6 +61,7 @@ def numpy_posing_as_cupy():
     used: set[str] = set()
     cupy = _Posing("cupy", np, used)
     cupy.ndarray = _NoArray
+    cupy.cuda = types.SimpleNamespace(Device=lambda id=None: types.SimpleNamespace(id=0))
     special_module = _Posing("cupyx.scipy.special", types.SimpleNamespace(erf=special.erf), used)
     scipy_module = _Posing("cupyx.scipy", types.SimpleNamespace(special=special_module), used)
     cupyx = _Posing("cupyx", types.SimpleNamespace(scipy=scipy_module, scatter_add=np.add.at),

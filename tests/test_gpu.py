@@ -52,13 +52,15 @@ def test_ops_on_gpu_tensors_stay_on_the_gpu(cupy):
 
 
 
-def test_constructors_in_a_gpu_block_make_gpu_constants(cupy):
+def test_constructors_and_random_draws_in_a_gpu_block_make_gpu_constants(cupy):
     with st.device("/gpu:0"):
         made = [st.zeros((2,)), st.ones((2, 2), dtype=st.int32), st.range(3),
                 st.one_hot([0, 2], 3), st.zeros(())]
+        made += [st.random.normal((3,), seed=1), st.random.uniform((), seed=2)]
     for t in made:
         assert isinstance(t._value, cupy.ndarray) and t.device == "/gpu:0"
     np.testing.assert_array_equal(made[3].numpy(), [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(made[5].numpy(), st.random.normal((3,), seed=1).numpy())
     assert st.zeros((2,)).device == "/cpu:0"
 
 
@@ -151,3 +153,48 @@ def test_memory_limit_takes_effect_in_cupys_pool(cupy, pool_limit_restored):
     st.config.set_memory_limit(gpu, 0)
     with cupy.cuda.Device(0):
         assert pool.get_limit() == 0  # no limit
+
+
+def test_gpu_tensors_print_and_typeset(cupy):
+    with st.device("/gpu:0"):
+        x = st.Variable([0.5, -1.0], name="x")
+        with st.GradientTape() as tape:
+            y = st.reduce_sum(x * x * x)
+    g = tape.gradient(y, x)
+    assert repr(g) == "<st.Tensor: shape=(2,), dtype=float64, numpy=[0.75, 3.  ]>"
+    assert str(g).startswith("st.Tensor([0.75, 3.  ]")
+    assert repr(x).startswith("<st.Variable 'x' shape=(2,) dtype=float64, numpy=[ 0.5, -1. ]")
+    assert g._repr_latex_() == "$\\left[\\begin{matrix}3 x[0]^{2} & 3 x[1]^{2}\\end{matrix}\\right]$"
+
+
+def _on_two_gpus():
+    if gpu_count() < 2:
+        pytest.skip("needs two CUDA devices")
+
+
+def test_values_of_two_gpus_meet_on_the_first_operands(cupy):
+    _on_two_gpus()
+    with st.device("/gpu:0"):
+        a = st.constant([1.0, 2.0])
+    with st.device("/gpu:1"):
+        b = st.constant([10.0, 20.0])
+    total = a + b  # b is copied over, as TensorFlow copies inputs
+    assert total.device == "/gpu:0" and (b + a).device == "/gpu:1"
+    np.testing.assert_array_equal(total.numpy(), [11.0, 22.0])
+
+
+def test_work_on_a_second_gpu_outside_its_block_runs_there(cupy):
+    _on_two_gpus()
+    with st.device("/gpu:1"):
+        x = st.Variable([0.3, 0.5], name="x")
+    with st.GradientTape() as tape:  # the current CUDA device is 0 here
+        y = st.reduce_sum(st.exp(x) * x)
+    g = tape.gradient(y, x)
+    expected = np.exp([0.3, 0.5]) * (1 + np.array([0.3, 0.5]))  # d/dx x e^x
+    assert g.device == "/gpu:1"
+    np.testing.assert_allclose(g.numpy(), expected, rtol=1e-12)
+    compiled = st.grad(lambda a: st.reduce_sum(st.exp(a) * a))
+    for _ in range(2):  # the trace, then the kernel
+        on_gpu1 = compiled(x._value)
+        assert on_gpu1.device.id == 1
+    np.testing.assert_allclose(cupy.asnumpy(on_gpu1), expected, rtol=1e-12)

@@ -178,3 +178,55 @@ def test_every_primitive_on_the_gpu_eager_differentiated_and_compiled(cupy, case
             assert all(isinstance(v._value if isinstance(v, st.Tensor) else v, cupy.ndarray)
                        for v in leaves)
             _assert_close(on_gpu, transform(*point))
+
+
+def _newton_steps(w):
+    newton = st.optimizers.Newton()
+    for _ in range(4):
+        newton.minimize(lambda: st.reduce_sum((w - 3.0) ** 4 + w * w), [w])
+    return w.numpy()
+
+
+def test_newton_on_gpu_variables_takes_the_cpu_steps(cupy):
+    on_cpu = _newton_steps(st.Variable([1.0, -2.0], name="w"))
+    with st.device("/gpu:0"):
+        w = st.Variable([1.0, -2.0], name="w")
+    np.testing.assert_allclose(_newton_steps(w), on_cpu, rtol=1e-12)
+    assert w.device == "/gpu:0"
+
+
+def test_a_function_reading_a_gpu_variable_runs_on_the_gpu(cupy):
+    with st.device("/gpu:0"):
+        w = st.Variable([1.0, 2.0], name="w")
+    weighted = st.function(lambda x: st.reduce_sum(w * x * st.constant([3.0, 4.0])))
+    for x in (np.array([1.0, 1.0]), np.array([2.0, -1.0])):  # host arguments, copied over
+        out = weighted(x)
+        assert out.device == "/gpu:0"
+        assert float(out.numpy()) == float(np.sum(np.array([1.0, 2.0]) * x * [3.0, 4.0]))
+
+
+def _decay_fit(t, data, minimize_method=None):
+    if minimize_method is None:
+        return st.optimize.least_squares(lambda p, t, y: p[0] * st.exp(-p[1] * t) - y,
+                                         [1.0, 1.0], args=(t, data)).x
+    loss = lambda p, t, y: st.reduce_sum((p[0] * st.exp(-p[1] * t) - y) ** 2)  # noqa: E731
+    return st.optimize.minimize(loss, [1.0, 1.0], args=(t, data), method=minimize_method).x
+
+
+@pytest.mark.parametrize("method", [None, "BFGS", "trust-exact", "Newton-CG", "trust-constr"])
+def test_fits_to_data_on_the_gpu_equal_the_cpu_fits(cupy, method):
+    t = np.linspace(0.0, 2.0, 60)
+    data = 2.0 * np.exp(-0.7 * t) + 0.01 * np.cos(7 * t)
+    on_cpu = _decay_fit(t, data, method)
+    on_gpu = _decay_fit(cupy.asarray(t), cupy.asarray(data), method)
+    assert type(on_gpu) is np.ndarray  # SciPy's result, on the host
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-7)
+
+
+def test_a_chunked_fit_to_data_in_gpu_blocks_equals_the_in_memory_fit(cupy):
+    da = pytest.importorskip("dask.array")
+    t = np.linspace(0.0, 2.0, 400)
+    data = 2.0 * np.exp(-0.7 * t) + 0.01 * np.cos(7 * t)
+    chunked = [da.from_array(a, chunks=100).map_blocks(cupy.asarray) for a in (t, data)]
+    np.testing.assert_allclose(_decay_fit(*chunked, "trust-exact"),
+                               _decay_fit(t, data, "trust-exact"), rtol=1e-9)
