@@ -43,6 +43,7 @@ import numpy as np
 import sympy
 
 from symtape import functional, ops
+from symtape.backends import to_host
 from symtape.parsing import parse_symbol
 from symtape.sympy_ops import tensor_function
 from symtape.tape import GradientTape, UnconnectedGradients
@@ -208,7 +209,7 @@ def _short(value: np.ndarray) -> str:
 def _as_float_array(value, name: str) -> np.ndarray:
     if isinstance(value, (Tensor, Variable)):
         value = value.numpy()
-    array = np.asarray(value)
+    array = to_host(value)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"check_grads: argument {name} has dtype {array.dtype}; give real "
                         "numbers (an int or float scalar or array)")
@@ -271,12 +272,12 @@ def _from_callable(fun: Callable, args) -> _Problem:
 
 def _flat(blocks, m: int) -> np.ndarray:
     """Per-argument derivative blocks (``out + arg`` shaped) side by side: ``(m, n)``."""
-    return np.concatenate([np.asarray(b).reshape(m, -1) for b in blocks], axis=1)
+    return np.concatenate([to_host(b).reshape(m, -1) for b in blocks], axis=1)
 
 
 def _flat_pairs(rows, m: int, sizes: Sequence[int]) -> np.ndarray:
     """Blocks per pair of arguments (``rows[i][j]``, ``out + arg_i + arg_j``): ``(m, n, n)``."""
-    return np.concatenate([np.concatenate([np.asarray(b).reshape(m, size, -1) for b in row],
+    return np.concatenate([np.concatenate([to_host(b).reshape(m, size, -1) for b in row],
                                           axis=2) for row, size in zip(rows, sizes)], axis=1)
 
 
@@ -473,14 +474,14 @@ def _yours(supplied, problem: _Problem, m: int, order: int, what: str) -> np.nda
         if len(blocks) != k:
             raise ValueError(f"check_grads: {what} returned {len(blocks)} gradients for "
                              f"{k} arguments")
-        blocks = [np.asarray(b, dtype=np.float64) for b in blocks]
+        blocks = [to_host(b).astype(np.float64) for b in blocks]
         for block, value, name in zip(blocks, problem.values, problem.names):
             if block.size != m * value.size:
                 raise ValueError(f"check_grads: {what} returned shape {block.shape} for "
                                  f"{name} of shape {value.shape}")
         return _flat(blocks, m)
     rows = [[result]] if k == 1 else [list(row) for row in result]
-    rows = [[np.asarray(b, dtype=np.float64) for b in row] for row in rows]
+    rows = [[to_host(b).astype(np.float64) for b in row] for row in rows]
     for row, size_i in zip(rows, sizes):
         if len(row) != k:
             raise ValueError(f"check_grads: {what} must give {k}x{k} blocks for {k} arguments")

@@ -33,6 +33,7 @@ import numpy as np
 import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
+from symtape.backends import is_gpu_array
 from symtape.symbolic import recursion_headroom
 
 
@@ -471,6 +472,10 @@ class Kernel:
                             f"({self._signature()}), got {len(args)}")
         # Python numbers stay Python numbers (weak: float32 arrays keep their dtype)
         values = [_value_of(a) for a in args]
+        if xp is np and any(is_gpu_array(v) for v in values):
+            raise TypeError("this kernel was compiled for NumPy and got a CuPy array: compile "
+                            "it with st.compile(..., backend='cupy') for GPU arrays, or pass "
+                            "host arrays (cupy.asnumpy)")
         values = [v if isinstance(v, (int, float)) else xp.asarray(v) for v in values]
         if self._floats and self._plain_float64(values):
             try:  # Python's float arithmetic raises where NumPy's gives inf/nan: then use arrays

@@ -230,3 +230,30 @@ def test_a_chunked_fit_to_data_in_gpu_blocks_equals_the_in_memory_fit(cupy):
     chunked = [da.from_array(a, chunks=100).map_blocks(cupy.asarray) for a in (t, data)]
     np.testing.assert_allclose(_decay_fit(*chunked, "trust-exact"),
                                _decay_fit(t, data, "trust-exact"), rtol=1e-9)
+
+
+def test_check_grads_in_a_gpu_block(cupy):
+    with st.device("/gpu:0"):  # its kernels and probes run on the GPU
+        report = st.check_grads(lambda a: st.reduce_sum(st.exp(a) * st.sin(a)),
+                                [st.constant([0.1, 0.2])])
+    assert report.ok and "all 6 first and second-derivative entries agree" in str(report)
+
+
+def test_a_numpy_kernel_given_gpu_arrays_says_how_to_compile_for_cupy(cupy):
+    kernel = st.compile(sympy.sin(x) * y, [x, y])
+    with pytest.raises(TypeError, match="backend='cupy'"):
+        kernel(cupy.asarray([1.0, 2.0]), 3.0)
+    on_gpu = st.compile(sympy.sin(x) * y, [x, y], backend="cupy")(np.array([1.0, 2.0]), 3.0)
+    assert isinstance(on_gpu, cupy.ndarray)  # host arguments of a CuPy kernel are copied over
+    np.testing.assert_allclose(cupy.asnumpy(on_gpu), 3.0 * np.sin([1.0, 2.0]), rtol=1e-14)
+
+
+def test_a_cupy_kernel_runs_per_block_on_dask_arrays_of_gpu_blocks(cupy):
+    da = pytest.importorskip("dask.array")
+    kernel = st.compile([sympy.sin(x) * y, x + y], [x, y], backend="cupy")
+    points = np.linspace(0.0, 1.0, 1000)
+    blocks = da.from_array(points, chunks=250).map_blocks(cupy.asarray)
+    both = kernel(blocks, blocks)
+    assert both.shape == (1000, 2) and isinstance(both._meta, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(both.compute()),
+                               np.stack([np.sin(points) * points, 2 * points], axis=1), rtol=1e-14)
