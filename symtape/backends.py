@@ -10,10 +10,9 @@ recognised by class name and message (so without importing CuPy) and translated 
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import ModuleType
 
 import numpy as np
@@ -93,7 +92,7 @@ def gpu_device_of(values):
     for value in values:
         if is_gpu_array(value):
             return sys.modules["cupy"].cuda.Device(value.device.id)
-    return contextlib.nullcontext()
+    return nullcontext()
 
 
 def device_name(value) -> str:

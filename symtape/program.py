@@ -28,9 +28,9 @@ import numpy as np
 import sympy
 from sympy.core.function import UndefinedFunction
 
+from symtape.backends import gpu_device_of, is_gpu_array
 from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants, load,
                              load_unpickled)
-from symtape.backends import gpu_device_of, is_gpu_array
 from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable, on_device_with

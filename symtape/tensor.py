@@ -653,7 +653,14 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
 def on_device_with(xp, values: list) -> list:
     """``values`` for an op of array module ``xp``: host arrays meeting GPU ones, and GPU
     arrays of another device, are copied to the current device, as TensorFlow copies
-    inputs (NumPy scalars stay: CuPy takes them as they are)."""
+    inputs (NumPy scalars stay: CuPy takes them as they are).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> on_device_with(np, [np.ones(2), 3.0])  # NumPy's ops take host values as they are
+    [array([1., 1.]), 3.0]
+    """
     if xp is np:
         return values
     current = xp.cuda.Device().id

@@ -164,7 +164,8 @@ def test_gpu_tensors_print_and_typeset(cupy):
     assert repr(g) == "<st.Tensor: shape=(2,), dtype=float64, numpy=[0.75, 3.  ]>"
     assert str(g).startswith("st.Tensor([0.75, 3.  ]")
     assert repr(x).startswith("<st.Variable 'x' shape=(2,) dtype=float64, numpy=[ 0.5, -1. ]")
-    assert g._repr_latex_() == "$\\left[\\begin{matrix}3 x[0]^{2} & 3 x[1]^{2}\\end{matrix}\\right]$"
+    latex = "$\\left[\\begin{matrix}3 x[0]^{2} & 3 x[1]^{2}\\end{matrix}\\right]$"
+    assert g._repr_latex_() == latex
 
 
 def _on_two_gpus():
