@@ -664,8 +664,13 @@ def on_device_with(xp, values: list) -> list:
     if xp is np:
         return values
     current = xp.cuda.Device().id
-    return [xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim else
-            v.copy() if is_gpu_array(v) and v.device.id != current else v for v in values]
+
+    def placed(v):
+        if isinstance(v, np.ndarray):  # a 0-d one as a NumPy scalar: CuPy refuses the array
+            return xp.asarray(v) if v.ndim else v[()]
+        return v.copy() if is_gpu_array(v) and v.device.id != current else v
+
+    return [placed(v) for v in values]
 
 
 def on_current_device(array):

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import sympy
 from every_primitive import CASES
+from hypothesis import HealthCheck, given, settings
+from test_check_properties import POINTS, X, Y, _expressions
 
 import symtape as st
 from symtape import nest
+from symtape.sympy_ops import tensor_function
 
 
 @pytest.fixture
@@ -257,3 +260,39 @@ def test_a_cupy_kernel_runs_per_block_on_dask_arrays_of_gpu_blocks(cupy):
     assert both.shape == (1000, 2) and isinstance(both._meta, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(both.compute()),
                                np.stack([np.sin(points) * points, 2 * points], axis=1), rtol=1e-14)
+
+
+def _compiled_on_the_gpu_matches_sympy(cupy, text: str, x0: float, y0: float) -> None:
+    expr = st.parse(text)
+    value_and_grad = st.value_and_grad(tensor_function(expr, [X, Y]), argnums=(0, 1))
+    value_and_grad(cupy.asarray(x0), cupy.asarray(y0))  # traced on the GPU
+    xs, ys = np.array([y0, x0, 0.25]), np.array([x0, -0.5, y0])  # a batch, off the trace
+    value, grads = value_and_grad(cupy.asarray(xs), cupy.asarray(ys))
+    assert all(isinstance(v, cupy.ndarray) for v in (value, *grads))
+    exact = [expr, sympy.diff(expr, X), sympy.diff(expr, Y)]
+    for ours, oracle in zip([value, *grads], exact):
+        for k in range(3):
+            subs = {X: sympy.Float(xs[k], 30), Y: sympy.Float(ys[k], 30)}
+            assert float(ours[k]) == pytest.approx(float(oracle.evalf(30, subs=subs)),
+                                                   rel=1e-9, abs=1e-12), text
+
+
+def test_a_constant_base_to_a_gpu_power(cupy):
+    # its derivative's rule met the base as a 0-d host array, which CuPy refuses
+    _compiled_on_the_gpu_matches_sympy(cupy, "(pow(2 + cos(0.5), x)) + x*y", 0.0, 0.0)
+
+
+_ONE_CUPY = [HealthCheck.function_scoped_fixture]  # the same CuPy serves every example
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=_ONE_CUPY)
+@given(_expressions(), POINTS, POINTS)
+def test_random_compositions_compiled_on_the_gpu_match_sympy(cupy, text, x0, y0):
+    _compiled_on_the_gpu_matches_sympy(cupy, text, x0, y0)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=_ONE_CUPY)
+@given(_expressions(), POINTS, POINTS)
+def test_random_compositions_compiled_on_the_gpu_match_sympy_many(cupy, text, x0, y0):
+    _compiled_on_the_gpu_matches_sympy(cupy, text, x0, y0)
