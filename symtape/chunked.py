@@ -86,7 +86,9 @@ def call_function(function, leaves: list, rebuild: Callable):
     from symtape.functional import _leaf_spec
 
     stand_ins = [_stand_in(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
-    concrete = function._lookup([_leaf_spec(leaf) for leaf in stand_ins])
+    specs = [_leaf_spec(leaf) for leaf in stand_ins]
+    # a trace to batch over, or one made on another device, traced again on the data's
+    concrete = function._lookup(specs) or function._on_this_device(stand_ins, rebuild, specs)
     if concrete is None:  # no trace to batch over: every entry of a dask array is a point
         points = [_point(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
         args, kwargs = rebuild(points)

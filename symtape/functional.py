@@ -173,6 +173,7 @@ class ConcreteFunction:
 
     def __call__(self, *args, **kwargs):
         leaves, _ = nest.flatten((args, kwargs))
+        leaves = _placed(leaves)  # as the st.function call would place them
         specs = [_leaf_spec(leaf) for leaf in leaves]
         if len(specs) != len(self.specs) or not all(map(_same_kind, self.specs, specs)):
             raise TypeError(f"this concrete function was traced for arguments "

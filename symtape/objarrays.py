@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
+from symtape.backends import to_host
+
 __all__ = ["exact_number", "exact_array", "normalize", "to_sympy", "add_many",
            "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full", "shape_of"]
 
@@ -70,7 +72,7 @@ def exact_array(value: Any):
     >>> exact_array(np.array([0.5, 0.25]))
     array([1/2, 1/4], dtype=object)
     """
-    array = np.asarray(value)
+    array = to_host(value)  # a GPU value's closed form is read from a host copy
     if array.ndim == 0:
         return exact_number(array[()])
     flat = [exact_number(v) for v in array.ravel().tolist()]

@@ -657,12 +657,7 @@ class Program:
         self._portable = None
 
     def __call__(self, values: list) -> list:
-        variables = [v._value for v in self.variables]
-        if self.backend == "numpy":
-            return finish_outputs(self, self.batch_shape(values), self._function(values, variables))
-        with gpu_device_of(values + variables):  # where the arguments live; host ones copied
-            values = on_device_with(array_module_for("cupy"), values)
-            return finish_outputs(self, self.batch_shape(values), self._function(values, variables))
+        return run_kernel(self, self._function, values, [v._value for v in self.variables])
 
     def portable(self) -> "PortableProgram":
         """This kernel without the trace: picklable (its source and namespace), for workers."""
@@ -709,6 +704,18 @@ def _generate(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
     return source, function, builder.batchable, (builder.namespace, modules)
 
 
+def run_kernel(program, function: Callable, values: list, variables: list) -> list:
+    """Call a :class:`Program`'s (or :class:`PortableProgram`'s) generated ``function``: a
+    CuPy kernel runs on its arguments' GPU, host arguments copied over."""
+    if program.backend == "numpy":
+        return finish_outputs(program, Program.batch_shape(program, values),
+                              function(values, variables))
+    with gpu_device_of(values + variables):
+        values = on_device_with(array_module_for("cupy"), values)
+        return finish_outputs(program, Program.batch_shape(program, values),
+                              function(values, variables))
+
+
 def finish_outputs(program, batch: tuple, results) -> list:
     """A kernel's results as arrays of the traced dtypes, broadcast to the batch shape."""
     xp = array_module_for(program.backend)
@@ -737,8 +744,7 @@ class PortableProgram:
         self._function = None
 
     def __call__(self, values: list, variables: list) -> list:
-        batch = Program.batch_shape(self, values)
-        return finish_outputs(self, batch, self._compiled()(values, variables))
+        return run_kernel(self, self._compiled(), values, variables)
 
     def _compiled(self) -> Callable:
         if self._function is None:  # unpickled (it has a digest): once per process

@@ -19,7 +19,7 @@ import numpy as np
 import sympy
 
 from symtape import nest
-from symtape.backends import array_module
+from symtape.backends import array_module, default_array_module
 from symtape.compile import any_dask_array
 from symtape.symbolic import factored, symbolic_value
 from symtape.tensor import Tensor
@@ -96,7 +96,7 @@ class _Built:
         self._shapes = [tuple(np.shape(_value_of(s))) for s in sources]
         self._dtypes = [np.dtype(getattr(_value_of(s), "dtype", np.float64)) for s in sources]
         # one trace of one product (zero seeds); its inner gradient, a graph, gives the pattern
-        xp = array_module(*[_value_of(leaf) for leaf in leaves])
+        xp = _array_module_of(leaves)
         zeros = [xp.zeros(shape, dtype) for shape, dtype in zip(self._shapes, self._dtypes)]
         self._product.get_concrete_function(*args, zeros)
         self._grads, self._sources = seen["grads"], seen["sources"]
@@ -125,7 +125,7 @@ class _Built:
         self._seeds = (np.arange(self.colours)[:, None] == colours[None, :]).astype(np.float64)
 
     def evaluate(self, leaves: list, args: tuple, nums: tuple):
-        xp = array_module(*[_value_of(leaf) for leaf in leaves])
+        xp = _array_module_of(leaves)
         if self.colours == 0:
             data = xp.zeros(0, dtype=self._dtypes[0] if self._dtypes else np.float64)
         else:
@@ -364,6 +364,14 @@ def _colour_columns_by_sets(rows: list[list[int]], size: int) -> np.ndarray:
             colour += 1
         colours[j] = colour
     return colours
+
+
+
+def _array_module_of(leaves: list):
+    """Where a call on these arguments runs: on their GPU, or, for host values, on the
+    current device (inside ``st.device('/gpu:N')`` compiled calls place them there)."""
+    xp = array_module(*[_value_of(leaf) for leaf in leaves])
+    return xp if xp is not np else default_array_module()
 
 
 def _csr(xp, data, indices, indptr, size: int):

@@ -262,6 +262,53 @@ def test_a_cupy_kernel_runs_per_block_on_dask_arrays_of_gpu_blocks(cupy):
                                np.stack([np.sin(points) * points, 2 * points], axis=1), rtol=1e-14)
 
 
+
+def test_closed_forms_through_gpu_constants(cupy):
+    with st.device("/gpu:0"):
+        weights = st.constant([1.0, 2.0])
+        x = st.Variable([0.5, 0.25], name="x")
+        with st.GradientTape() as tape:
+            y = st.reduce_sum(weights * x**2)
+    g = tape.gradient(y, x)
+    x0, x1 = sympy.symbols("x[0] x[1]", real=True)
+    assert [sympy.simplify(e - f) for e, f in zip(g.expr, [2 * x0, 4 * x1])] == [0, 0]
+    np.testing.assert_allclose(g.numpy(), [1.0, 1.0], rtol=1e-15)
+
+
+def test_calls_inside_a_gpu_block_place_host_arguments_there(cupy):
+    with st.device("/gpu:0"):
+        H = st.hessian(lambda x: x**3 + st.sin(x), sparse=True)(2.0)  # a Python float
+        assert isinstance(H.data, cupy.ndarray)
+        assert float(cupy.asnumpy(H.toarray())[0, 0]) == pytest.approx(12.0 - np.sin(2.0))
+        total = st.function(lambda v: st.reduce_sum(v * v))
+        concrete = total.get_concrete_function(np.zeros(3))
+        with pytest.raises(ValueError, match=r"\(3,\)"):  # the shape, not the device
+            concrete(np.zeros(4))
+        assert float(concrete(np.array([1.0, 2.0, 2.0])).numpy()) == 9.0
+
+
+def test_dask_host_blocks_meet_a_trace_made_on_the_gpu(cupy):
+    da = pytest.importorskip("dask.array")
+    f = lambda x: st.reduce_sum(st.sin(x) * x[::-1])  # noqa: E731
+    points = np.random.default_rng(3).normal(size=(12, 3))
+    with st.device("/gpu:0"):
+        hessian = st.hessian(f)
+        hessian(points[0])  # traced on the GPU at a point of 3
+    lazy = hessian(da.from_array(points, chunks=(5, 3)))  # host blocks: traced again there
+    assert lazy.shape == (12, 3, 3)
+    np.testing.assert_allclose(lazy.compute(), np.stack([hessian(p) for p in points]),
+                               rtol=1e-13)
+
+
+def test_a_chunked_fit_in_a_gpu_block_to_host_blocks_equals_the_in_memory_fit(cupy):
+    da = pytest.importorskip("dask.array")
+    t = np.linspace(0.0, 2.0, 400)
+    data = 2.0 * np.exp(-0.7 * t) + 0.01 * np.cos(7 * t)
+    chunked = [da.from_array(a, chunks=100) for a in (t, data)]
+    with st.device("/gpu:0"):  # the kernels are CuPy's; the blocks are copied over
+        on_gpu = _decay_fit(*chunked, "BFGS")
+    np.testing.assert_allclose(on_gpu, _decay_fit(t, data, "BFGS"), rtol=1e-7)
+
 def _compiled_on_the_gpu_matches_sympy(cupy, text: str, x0: float, y0: float) -> None:
     expr = st.parse(text)
     value_and_grad = st.value_and_grad(tensor_function(expr, [X, Y]), argnums=(0, 1))
