@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Callable
 
 import numpy as np
 import sympy
@@ -217,19 +218,23 @@ def compiled_casadi(kind: str):
     return case
 
 
-def compiled_jax(sizes: Sizes, repeat: int) -> Timing:
-    jax, jnp = load_jax()
-    x0 = point(sizes.vector)
-    x = jnp.asarray(x0)
-    assert x.dtype == jnp.float64
+def jitted_jax(transform: str, size: str, check: Callable):
+    """``jax.jit(jax.<transform>(f))`` at the point of ``sizes.<size>``, float64."""
+    def case(sizes: Sizes, repeat: int) -> Timing:
+        jax, jnp = load_jax()
+        x0 = point(getattr(sizes, size))
+        x = jnp.asarray(x0)
+        assert x.dtype == jnp.float64
 
-    def build():
-        grad = jax.jit(jax.grad(lambda v: jnp.sum(rosen_terms(v))))
-        return grad, grad(x).block_until_ready()
+        def build():
+            derivative = jax.jit(getattr(jax, transform)(lambda v: jnp.sum(rosen_terms(v))))
+            return derivative, derivative(x).block_until_ready()
 
-    (grad, first), once = timed(build)
-    check_gradient(first, x0)
-    return Timing(once, best_of(lambda: grad(x).block_until_ready(), calls(repeat)))
+        (derivative, first), once = timed(build)
+        check(first, x0)
+        return Timing(once, best_of(lambda: derivative(x).block_until_ready(), calls(repeat)))
+
+    return case
 
 
 def compiled_tensorflow(jit_compile: bool):
@@ -392,20 +397,6 @@ def hessian_casadi(sizes: Sizes, repeat: int) -> Timing:
     return Timing(once, best_of(lambda: hess(x), calls(repeat)))
 
 
-def hessian_jax(sizes: Sizes, repeat: int) -> Timing:
-    jax, jnp = load_jax()
-    x0 = point(sizes.hessian)
-    x = jnp.asarray(x0)
-
-    def build():
-        hess = jax.jit(jax.hessian(lambda v: jnp.sum(rosen_terms(v))))
-        return hess, hess(x).block_until_ready()
-
-    (hess, first), once = timed(build)
-    check_hessian(first, x0)
-    return Timing(once, best_of(lambda: hess(x).block_until_ready(), calls(repeat)))
-
-
 def hessian_tensorflow(jit_compile: bool):
     def case(sizes: Sizes, repeat: int) -> Timing:
         tf = load_tensorflow()
@@ -449,7 +440,7 @@ TASKS = [
         ("SymPy", "no array-level form (lambdify of scalar formulas: bench_compile.py)", None),
         ("CasADi", "MX graph, Function of casadi.gradient, DM in and out", compiled_casadi("MX")),
         ("CasADi", "SX (one scalar node per entry), same", compiled_casadi("SX")),
-        ("JAX", "jax.jit(jax.grad(f)), float64", compiled_jax),
+        ("JAX", "jax.jit(jax.grad(f)), float64", jitted_jax("grad", "vector", check_gradient)),
         ("TensorFlow", "tf.function with a GradientTape", compiled_tensorflow(False)),
         ("TensorFlow", "same, tf.function(jit_compile=True) (XLA)", compiled_tensorflow(True)),
     ]),
@@ -471,7 +462,8 @@ TASKS = [
         ("symtape", "st.hessian(f, sparse=True): scipy.sparse, 3n-2 nonzeros", hessian_symtape),
         ("SymPy", "sympy.hessian is dense, n^2 diff calls: impractical", None),
         ("CasADi", "SX casadi.hessian: Function, sparse DM, 3n-2 nonzeros", hessian_casadi),
-        ("JAX", "jax.jit(jax.hessian(f)): dense n x n", hessian_jax),
+        ("JAX", "jax.jit(jax.hessian(f)): dense n x n",
+         jitted_jax("hessian", "hessian", check_hessian)),
         ("TensorFlow", "tf.function, nested tapes, tape.jacobian: dense",
          hessian_tensorflow(False)),
         ("TensorFlow", "same, tf.function(jit_compile=True) (XLA)", hessian_tensorflow(True)),

@@ -13,7 +13,7 @@ import numpy as np
 import sympy
 
 import symtape as st
-from benchlib import best_of
+from benchlib import best_of, format_seconds
 
 
 def rosenbrock(xs):
@@ -179,18 +179,8 @@ def main() -> None:
           f"{'target':<22}baseline (ratio = symtape / baseline)")
     for name, ours, base_name, base, target in rows:
         ratio = ours / base if base == base and base > 0 else float("nan")
-        print(f"{name:<{width}}  {_fmt(ours):>11}  {_fmt(base):>11}  {ratio:>7.3f}x  "
+        print(f"{name:<{width}}  {format_seconds(ours):>11}  {format_seconds(base):>11}  {ratio:>7.3f}x  "
               f"{target:<22}{base_name}")
-
-
-def _fmt(seconds: float) -> str:
-    if seconds != seconds:
-        return "-"
-    if seconds >= 0.1:
-        return f"{seconds:.3f} s"
-    if seconds >= 1e-4:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.2f} us"
 
 
 if __name__ == "__main__":

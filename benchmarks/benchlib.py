@@ -28,8 +28,8 @@ def print_table(rows: list) -> None:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``1.23 s``, ``4.56 ms`` or ``7.89 us``; ``-`` for ``None`` (nothing was timed)."""
-    if seconds is None:
+    """``1.23 s``, ``4.56 ms`` or ``7.89 us``; ``-`` for ``None`` or NaN (nothing was timed)."""
+    if seconds is None or seconds != seconds:
         return "-"
     if seconds >= 0.1:
         return f"{seconds:.2f} s"

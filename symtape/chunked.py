@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from symtape.backends import array_module, to_host
-from symtape.compile import is_dask_array
+from symtape.compile import is_dask_array, leading_batches
 
 __all__ = ["require_dask", "call_function", "call_kernel", "chunk_sum", "kernel_cache_info"]
 
@@ -91,9 +91,7 @@ def call_function(function, leaves: list, rebuild: Callable):
     concrete = function._lookup(specs) or function._on_this_device(stand_ins, rebuild, specs)
     if concrete is None:  # no trace to batch over: every entry of a dask array is a point
         points = [_point(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
-        args, kwargs = rebuild(points)
-        with np.errstate(all="ignore"):  # traced at zeros: only the graph matters
-            concrete = function.get_concrete_function(*args, **kwargs)
+        concrete = _trace_at(function, *rebuild(points))
     if concrete._assigned:
         raise ValueError("a function that assigns Variables cannot be called with dask arrays "
                          "(each block would assign a different value)")
@@ -133,14 +131,10 @@ def _run_kernel(kernel, *values):
 def _blockwise(da, run: Callable, head: tuple, values: list, point_shapes, output_shapes,
                output_dtypes, batchable: bool) -> list:
     """Lazy outputs of ``run(*head, *blocks)``, one task per block of the batch axes."""
-    batches = []
-    for i, (value, core) in enumerate(zip(values, point_shapes)):
-        shape = tuple(np.shape(value))
-        lead = len(shape) - len(core)
-        if lead < 0 or shape[lead:] != tuple(core):
-            raise ValueError(f"argument {i} has shape {shape}; the trace takes points of shape "
-                             f"{tuple(core)} (with leading batch axes for dask arrays)")
-        batches.append(shape[:lead])
+    batches = leading_batches(
+        values, point_shapes,
+        lambda i, shape, core: f"argument {i} has shape {shape}; the trace takes points of "
+                               f"shape {core} (with leading batch axes for dask arrays)")
     batch = tuple(np.broadcast_shapes(*batches))
     if batch and not batchable:
         raise ValueError("this function indexes with several separated integer arrays, which "
@@ -248,8 +242,7 @@ def chunk_sum(transform, args: tuple) -> Any:
                          concatenate=True, meta=np.empty((0, 0)))
     (total,) = dask.compute(terms.sum(axis=0))
     if alone is not None:
-        total = total - (len(rows) - 1) * np.concatenate(
-            [np.ravel(to_host(a).astype(np.float64)) for a in nest.flatten(alone)[0]])
+        total = total - (len(rows) - 1) * _flat_float64(nest.flatten(alone)[0])
     out, start = list(layout._static), 0
     for i, shape, size in zip(layout._positions, program.output_shapes, sizes):
         entries = total[start:start + size]
@@ -258,14 +251,19 @@ def chunk_sum(transform, args: tuple) -> Any:
     return layout._rebuild(out)
 
 
-def _trace_at(transform, args: tuple):
+def _trace_at(function, args: tuple, kwargs: dict | None = None):
     with np.errstate(all="ignore"):  # traced at zeros: only the graph matters
-        return transform.get_concrete_function(*args)
+        return function.get_concrete_function(*args, **(kwargs or {}))
 
 
 def _chunk_terms(portables: dict, variables: list, first_data: int, *values):
     outputs = portables[np.shape(values[first_data])[0]](list(values), variables)
-    return np.concatenate([np.ravel(to_host(o).astype(np.float64)) for o in outputs])[None]
+    return _flat_float64(outputs)[None]
+
+
+def _flat_float64(outputs) -> np.ndarray:
+    """Outputs (on the host or a GPU) as one float64 vector on the host, in order."""
+    return np.concatenate([np.ravel(to_host(o).astype(np.float64)) for o in outputs])
 
 
 # ---------------------------------------------------------------- helpers

@@ -28,6 +28,7 @@ import math
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import sympy
@@ -513,15 +514,11 @@ class Kernel:
         return outputs
 
     def _batch_shape(self, arrays) -> tuple[int, ...]:
-        batches = []
-        for i, (array, core) in enumerate(zip(arrays, self._layout.shapes)):
-            shape = tuple(np.shape(array))
-            lead = len(shape) - len(core)
-            if lead < 0 or shape[lead:] != core:
-                raise ValueError(f"kernel argument {i} has shape {shape}; expected "
-                                 f"(..., {', '.join(map(str, core))}) — a shape ending in {core}, "
-                                 "with optional leading batch axes")
-            batches.append(shape[:lead])
+        batches = leading_batches(
+            arrays, self._layout.shapes,
+            lambda i, shape, core: f"kernel argument {i} has shape {shape}; expected "
+                                   f"(..., {', '.join(map(str, core))}) — a shape ending in "
+                                   f"{core}, with optional leading batch axes")
         try:
             return tuple(np.broadcast_shapes(*batches))
         except ValueError:
@@ -534,6 +531,26 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<st.Kernel backend={self.backend!r} ({self._signature()})>"
+
+
+def leading_batches(values, point_shapes, mismatch: Callable) -> list[tuple[int, ...]]:
+    """Each value's batch shape: the axes its shape has before the point shape it must end
+    in; ``mismatch(i, shape, point_shape)`` is the error's message where it does not.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> leading_batches([np.ones((4, 2)), 1.0], [(2,), ()], lambda *a: "no")
+    [(4,), ()]
+    """
+    batches = []
+    for i, (value, core) in enumerate(zip(values, point_shapes)):
+        shape, core = tuple(np.shape(value)), tuple(core)
+        lead = len(shape) - len(core)
+        if lead < 0 or shape[lead:] != core:
+            raise ValueError(mismatch(i, shape, core))
+        batches.append(shape[:lead])
+    return batches
 
 
 def _value_of(arg):

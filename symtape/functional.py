@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -570,9 +571,9 @@ def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
 def _columns_are_cheaper(y: Tensor, sources: list) -> bool:
     """Fewer differentiated input entries than output entries (and all of them floats)."""
     leaves = [_as_tensor(leaf) for leaf in nest.flatten(sources)[0]]
-    inputs = [int(np.prod(leaf.shape, dtype=np.int64)) for leaf in leaves]
+    sizes = [math.prod(leaf.shape) for leaf in leaves]
     return (y.dtype.kind == "f" and all(leaf.dtype.kind == "f" for leaf in leaves)
-            and 0 < min(inputs, default=0) and sum(inputs) < int(np.prod(y.shape, dtype=np.int64)))
+            and 0 < min(sizes, default=0) and sum(sizes) < math.prod(y.shape))
 
 
 def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
@@ -589,7 +590,7 @@ def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
         entries = []
         for product in flat:  # each entry is recorded: the outer tape differentiates it
             column = reshape(product, [-1])
-            entries.append([column[k] for k in range(int(np.prod(product.shape, dtype=np.int64)))])
+            entries.append([column[k] for k in range(math.prod(product.shape))])
     blocks = []
     for product, column_entries in zip(flat, entries):
         columns = [outer.gradient(e, seed, unconnected_gradients="zero") for e in column_entries]

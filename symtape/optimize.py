@@ -265,11 +265,9 @@ def _plain(flat: Callable) -> Callable:
 
 
 def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
-    sparse = hessian(flat, sparse=True)
+    sparse = _whole(hessian(flat, sparse=True))
     sparse(x0, *args)  # derive the pattern and compile once
-    if dense:
-        return lambda x, *a: _on_host(sparse(x, *a)).toarray()
-    return lambda x, *a: _on_host(sparse(x, *a))
+    return (lambda x, *a: sparse(x, *a).toarray()) if dense else sparse
 
 
 def _hessian_product(flat: Callable):

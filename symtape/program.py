@@ -29,8 +29,8 @@ import sympy
 from sympy.core.function import UndefinedFunction
 
 from symtape.backends import gpu_device_of, is_gpu_array
-from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants, load,
-                             load_unpickled)
+from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
+                             leading_batches, load, load_unpickled)
 from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable, on_device_with
@@ -670,15 +670,10 @@ class Program:
 
     def batch_shape(self, values: list) -> tuple[int, ...]:
         """The common leading (batch) shape of the arguments; () for a plain call."""
-        batches = []
-        for i, (value, core) in enumerate(zip(values, self.argument_shapes)):
-            shape = tuple(np.shape(value))
-            lead = len(shape) - len(core)
-            if lead < 0 or shape[lead:] != core:
-                raise ValueError(f"argument {i} has shape {shape}; this trace takes shape {core}"
-                                 " (optionally with extra leading batch axes)")
-            if lead:
-                batches.append(shape[:lead])
+        batches = [lead for lead in leading_batches(
+            values, self.argument_shapes,
+            lambda i, shape, core: f"argument {i} has shape {shape}; this trace takes shape "
+                                   f"{core} (optionally with extra leading batch axes)") if lead]
         if not batches:
             return ()
         if not self.batchable:
@@ -707,13 +702,17 @@ def _generate(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
 def run_kernel(program, function: Callable, values: list, variables: list) -> list:
     """Call a :class:`Program`'s (or :class:`PortableProgram`'s) generated ``function``: a
     CuPy kernel runs on its arguments' GPU, host arguments copied over."""
-    if program.backend == "numpy":
-        return finish_outputs(program, Program.batch_shape(program, values),
-                              function(values, variables))
-    with gpu_device_of(values + variables):
-        values = on_device_with(array_module_for("cupy"), values)
-        return finish_outputs(program, Program.batch_shape(program, values),
-                              function(values, variables))
+    if program.backend == "cupy":
+        with gpu_device_of(values + variables):
+            return run_kernel_here(program, function,
+                                   on_device_with(array_module_for("cupy"), values), variables)
+    return run_kernel_here(program, function, values, variables)
+
+
+def run_kernel_here(program, function: Callable, values: list, variables: list) -> list:
+    """``function`` called on the current device, its outputs finished."""
+    return finish_outputs(program, Program.batch_shape(program, values),
+                          function(values, variables))
 
 
 def finish_outputs(program, batch: tuple, results) -> list:

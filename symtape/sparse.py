@@ -366,7 +366,6 @@ def _colour_columns_by_sets(rows: list[list[int]], size: int) -> np.ndarray:
     return colours
 
 
-
 def _array_module_of(leaves: list):
     """Where a call on these arguments runs: on their GPU, or, for host values, on the
     current device (inside ``st.device('/gpu:N')`` compiled calls place them there)."""

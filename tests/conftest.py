@@ -9,8 +9,6 @@ import simulated_cupy
 from fake_cupy import make_fake_cupy
 from hypothesis import settings
 
-import symtape as st
-import symtape.algebra
 
 # CI must be reproducible: a green run here means a green run there. Local runs (and
 # `pytest -m slow`) keep drawing new examples, which is how property tests find bugs.
@@ -56,8 +54,4 @@ def gpu_cupy(request, monkeypatch):
         return cupy
     modules = simulated_cupy.make_simulated_cupy(device_count=2)
     simulated_cupy.install(modules, monkeypatch)
-    # what symtape keeps per backend must not outlive the simulation
-    monkeypatch.setattr(symtape.algebra, "_NUMERIC", {})
-    st.clear_kernel_cache()
-    request.addfinalizer(st.clear_kernel_cache)
     return modules["cupy"]

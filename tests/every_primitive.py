@@ -1,9 +1,10 @@
 """Functions that use every primitive in the registry, for tests that run them everywhere
-(the CuPy backend's source, simulated and real GPUs)."""
+(the CuPy backend's source, simulated and real GPUs), and the comparison of their results."""
 
 import numpy as np
 
 import symtape as st
+from symtape import nest
 
 
 def scalar_mix(x, y):
@@ -38,3 +39,18 @@ CASES = {  # (function, the point traced at, points the kernel then runs at: one
                [(np.array([0.5, -1.0, 2.0, 0.3]), np.array([1.0, 2.0, -0.5, 0.25])),
                 (np.linspace(-1, 1, 12).reshape(3, 4), np.linspace(2, 0, 4))]),
 }
+
+
+def host_leaves(values) -> list[np.ndarray]:
+    """The arrays of a (nested) result, on the host: Tensors, CuPy arrays or NumPy's."""
+    return [np.asarray(v.numpy() if isinstance(v, st.Tensor) else
+                       (v.get() if hasattr(v, "get") else v)) for v in nest.flatten(values)[0]]
+
+
+def assert_same_results(got, expected, rtol: float, atol: float, same_dtype: bool = True):
+    """Two (nested) results agree leaf by leaf: shapes (and dtypes), then values."""
+    got, expected = host_leaves(got), host_leaves(expected)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape and (not same_dtype or a.dtype == b.dtype)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)

@@ -39,9 +39,25 @@ def make_fake_cupy(device_count: int | Callable[[], int]) -> types.ModuleType:
         def __array__(self, *args, **kwargs):
             raise TypeError("Implicit conversion to a NumPy array is not allowed")
 
-    class Device:  # entering makes it current; exiting restores the previous one
+    Device, pool = cuda_device_and_pool(state)
+    count = device_count if callable(device_count) else lambda: device_count
+    cupy = types.ModuleType("cupy")
+    cupy.ndarray, cupy.state = ndarray, state
+    cupy.asarray = lambda a: a if isinstance(a, ndarray) else ndarray(np.array(a), state.current)
+    cupy.get_default_memory_pool = lambda: pool
+    cupy.cuda = types.SimpleNamespace(
+        Device=Device, runtime=types.SimpleNamespace(getDeviceCount=count))
+    return cupy
+
+
+def cuda_device_and_pool(state) -> tuple[type, object]:
+    """CuPy's ``cuda.Device`` and default memory pool over ``state.current``, the current
+    device: a Device block makes its device current and restores the previous one; the pool
+    keeps a limit per device (``pool.limits``), read and set on the current one, 0 for none."""
+
+    class Device:
         def __init__(self, id=None):
-            self.id, self._previous = state.current if id is None else id, []
+            self.id, self._previous = state.current if id is None else int(id), []
 
         def __enter__(self):
             self._previous.append(state.current)
@@ -51,7 +67,10 @@ def make_fake_cupy(device_count: int | Callable[[], int]) -> types.ModuleType:
         def __exit__(self, *exc):
             state.current = self._previous.pop()
 
-    class MemoryPool:  # one object, a limit per device, read and set on the current one
+        def synchronize(self):
+            pass
+
+    class MemoryPool:
         def __init__(self):
             self.limits = {}
 
@@ -61,12 +80,7 @@ def make_fake_cupy(device_count: int | Callable[[], int]) -> types.ModuleType:
         def get_limit(self):
             return self.limits.get(state.current, 0)
 
-    pool = MemoryPool()
-    count = device_count if callable(device_count) else lambda: device_count
-    cupy = types.ModuleType("cupy")
-    cupy.ndarray, cupy.state = ndarray, state
-    cupy.asarray = lambda a: a if isinstance(a, ndarray) else ndarray(np.array(a), state.current)
-    cupy.get_default_memory_pool = lambda: pool
-    cupy.cuda = types.SimpleNamespace(
-        Device=Device, runtime=types.SimpleNamespace(getDeviceCount=count))
-    return cupy
+        def free_all_blocks(self):
+            pass
+
+    return Device, MemoryPool()

@@ -29,6 +29,7 @@ import sys
 import types
 
 import numpy as np
+from fake_cupy import cuda_device_and_pool
 
 NUMPY_ARRAY_REFUSED = "Unsupported type <class 'numpy.ndarray'>"
 _CREATION = {"asarray", "array", "asanyarray", "ascontiguousarray"}
@@ -41,7 +42,6 @@ _MISSING = {"vectorize", "frompyfunc", "errstate", "seterr", "geterr", "set_prin
 class _State:
     def __init__(self, device_count: int):
         self.device_count, self.current, self.host_copies = device_count, 0, 0
-        self.limits: dict[int, int] = {}
 
 
 def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
@@ -56,7 +56,7 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
                              f"bytes, limit set to: {limit:,} bytes).")
 
     def allocated(data: np.ndarray, device_id: int) -> "ndarray":
-        limit = state.limits.get(device_id, 0)
+        limit = pool.limits.get(device_id, 0)
         if limit and data.nbytes > limit:
             raise OutOfMemoryError(data.nbytes, limit)
         return ndarray(data, device_id)
@@ -210,41 +210,16 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
         setattr(ndarray, f"__{dunder}__", in_place)
     ndarray.__hash__ = None
 
-    class Device:  # entering makes it current; exiting restores the previous one
-        def __init__(self, id=None):
-            self.id = state.current if id is None else int(id)
-            if not 0 <= self.id < state.device_count:
-                raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
-            self._previous: list[int] = []
-
-        def __enter__(self):
-            self._previous.append(state.current)
-            state.current = self.id
-            return self
-
-        def __exit__(self, *exc):
-            state.current = self._previous.pop()
-
-        def synchronize(self):
-            pass
-
     class CUDARuntimeError(RuntimeError):
         __module__ = "cupy_backends.cuda.api.runtime"
 
-    class MemoryPool:  # a limit per device, read and set on the current one; 0: none
-        def set_limit(self, size=None, fraction=None):
-            state.limits[state.current] = int(size or 0)
+    any_device, pool = cuda_device_and_pool(state)
 
-        def get_limit(self):
-            return state.limits.get(state.current, 0)
-
-        def free_all_blocks(self):
-            pass
-
-        def used_bytes(self):
-            return 0
-
-    pool = MemoryPool()
+    class Device(any_device):  # CuPy's, for the devices that exist
+        def __init__(self, id=None):
+            super().__init__(id)
+            if not 0 <= self.id < state.device_count:
+                raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
 
     def asarray(a, dtype=None, order=None):
         if isinstance(a, ndarray):
@@ -334,9 +309,17 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
 
 
 def install(modules: dict[str, types.ModuleType], monkeypatch) -> None:
-    """Put the simulated modules in ``sys.modules`` for one test (restored afterwards)."""
+    """Put stand-in CuPy modules in ``sys.modules`` for one test (``monkeypatch`` restores
+    them), with empty per-backend caches of symtape: no kernel or numeric algebra built on
+    the stand-ins outlives it, and the real caches come back untouched."""
+    import collections
+
+    import symtape.algebra
+
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(symtape.algebra, "_NUMERIC", {})
+    monkeypatch.setattr(sys.modules["symtape.compile"], "_cache", collections.OrderedDict())
 
 
 if __name__ == "__main__":  # python tests/simulated_cupy.py SCRIPT [ARGS]: SCRIPT on simulated GPUs

@@ -15,18 +15,16 @@ batching helpers, ``cupyx.scipy.special.erf``, ``cupyx.scatter_add``) on the CPU
 import contextlib
 import importlib
 import importlib.util
-import sys
 import types
 
 import numpy as np
 import pytest
+import simulated_cupy
 import sympy
-from every_primitive import CASES
+from every_primitive import CASES, assert_same_results
 
 import symtape as st
-import symtape.algebra
 import symtape.functional
-import symtape.nest
 import symtape.program
 from symtape.primitives import REGISTRY
 
@@ -73,17 +71,11 @@ def numpy_posing_as_cupy():
         return cupy if backend == "cupy" else np
 
     with pytest.MonkeyPatch.context() as patch:
-        for name, module in modules.items():
-            patch.setitem(sys.modules, name, module)
+        simulated_cupy.install(modules, patch)
         patch.setattr(compile_module, "array_module_for", array_module_for)
         patch.setattr(symtape.program, "array_module_for", array_module_for)
         patch.setattr(symtape.functional, "_backend", lambda placeholders, trace: "cupy")
-        patch.setattr(symtape.algebra, "_NUMERIC", {})  # no algebra of the stand-in outlives it
-        st.clear_kernel_cache()  # nor a kernel built with it
-        try:
-            yield used
-        finally:
-            st.clear_kernel_cache()
+        yield used
 
 
 TRANSFORMS = {
@@ -104,18 +96,6 @@ def _run(transform: str, case: str) -> tuple[list, str]:
     return values, compiled.get_concrete_function(*traced_at).source
 
 
-def _flat(values) -> list[np.ndarray]:
-    return [np.asarray(v) for v in symtape.nest.flatten(values)[0]]
-
-
-def _assert_same(got, expected):
-    got, expected = _flat(got), _flat(expected)
-    assert len(got) == len(expected)
-    for a, b in zip(got, expected):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_cupy_source_computes_what_the_numpy_kernel_does(transform, case):
@@ -126,7 +106,7 @@ def test_cupy_source_computes_what_the_numpy_kernel_does(transform, case):
     assert "numpy" not in cupy_source and "cupy" not in numpy_source
     if case == "scalars":  # elementwise calls are printed with the backend's module
         assert "cupy.sin(" in cupy_source and "numpy.sin(" in numpy_source
-    _assert_same(got, expected)
+    assert_same_results(got, expected, rtol=1e-13, atol=1e-14)
 
 
 def test_every_primitive_runs_through_the_cupy_backend(monkeypatch):
@@ -176,7 +156,7 @@ def test_st_compile_with_the_cupy_printer_matches_numpy():
             got = kernel(xs, ys)
     assert "cupy.where(" in kernel.source and "numpy" not in kernel.source
     assert "select" not in kernel.source  # SymPy's select form does not broadcast on CuPy
-    _assert_same(got, expected)
+    assert_same_results(got, expected, rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="CuPy is not installed")

@@ -11,6 +11,8 @@ _EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
 def _load(name: str):
+    if str(_EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(_EXAMPLES))  # the scripts import plotting.py from beside them
     spec = importlib.util.spec_from_file_location(f"example_{name}", _EXAMPLES / f"{name}.py")
     module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

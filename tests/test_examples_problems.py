@@ -6,25 +6,12 @@ digits classifier that beats a sensible accuracy. Gradients are checked with han
 NumPy formulas, not with the library itself.
 """
 
-import importlib.util
-import pathlib
 import sys
 
 import numpy as np
 import pytest
 import sympy
-
-_EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str):
-    if str(_EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(_EXAMPLES))  # the scripts import plotting.py from beside them
-    spec = importlib.util.spec_from_file_location(f"example_{name}", _EXAMPLES / f"{name}.py")
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from test_examples import _load
 
 curve_fit = _load("curve_fit")
 lennard_jones = _load("lennard_jones")

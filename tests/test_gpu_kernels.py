@@ -8,7 +8,7 @@ SymPy and SciPy) and SciPy's Rosenbrock derivatives."""
 import numpy as np
 import pytest
 import sympy
-from every_primitive import CASES
+from every_primitive import CASES, assert_same_results
 from hypothesis import HealthCheck, given, settings
 from test_check_properties import POINTS, X, Y, _expressions
 
@@ -143,20 +143,6 @@ def test_dask_arrays_of_cupy_blocks_run_the_cupy_kernel_per_block(cupy):
         float(np.sum(np.exp(-points**2) * np.cos(points))), rel=1e-12)
 
 
-def _host(values) -> list[np.ndarray]:
-    leaves = nest.flatten(values)[0]
-    return [np.asarray(v.numpy() if isinstance(v, st.Tensor) else
-                       (v.get() if hasattr(v, "get") else v)) for v in leaves]
-
-
-def _assert_close(on_gpu, on_cpu):
-    on_gpu, on_cpu = _host(on_gpu), _host(on_cpu)
-    assert len(on_gpu) == len(on_cpu)
-    for a, b in zip(on_gpu, on_cpu):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_every_primitive_on_the_gpu_eager_differentiated_and_compiled(cupy, case):
     fun, traced_at, points = CASES[case]
@@ -171,7 +157,7 @@ def test_every_primitive_on_the_gpu_eager_differentiated_and_compiled(cupy, case
 
     on_cpu, on_gpu = eager("/cpu:0"), eager("/gpu:0")
     assert all(t.device == "/gpu:0" for t in nest.flatten(on_gpu)[0])
-    _assert_close(on_gpu, on_cpu)
+    assert_same_results(on_gpu, on_cpu, rtol=1e-10, atol=1e-12, same_dtype=False)
     for transform in (st.function(fun), st.value_and_grad(fun, argnums=(0, 1)),
                       st.hessian(fun, argnums=(0, 1))):
         transform(*[cupy.asarray(p) for p in traced_at])  # traced on the GPU
@@ -180,7 +166,8 @@ def test_every_primitive_on_the_gpu_eager_differentiated_and_compiled(cupy, case
             leaves = nest.flatten(on_gpu)[0]
             assert all(isinstance(v._value if isinstance(v, st.Tensor) else v, cupy.ndarray)
                        for v in leaves)
-            _assert_close(on_gpu, transform(*point))
+            assert_same_results(on_gpu, transform(*point), rtol=1e-10, atol=1e-12,
+                                same_dtype=False)
 
 
 def _newton_steps(w):
