@@ -44,6 +44,8 @@ import sympy
 
 from symtape import functional, ops
 from symtape.backends import to_host
+from symtape.compile import compile as compile_kernel
+from symtape.objarrays import as_sympy
 from symtape.parsing import parse_symbol
 from symtape.sympy_ops import tensor_function
 from symtape.tape import GradientTape, UnconnectedGradients
@@ -365,7 +367,7 @@ class _Columns:
 
     def _evaluate(self, exprs: np.ndarray) -> np.ndarray:
         def one(expr):
-            value = sympy.sympify(expr).evalf(DIGITS, subs=self.subs, chop=True)
+            value = as_sympy(expr).evalf(DIGITS, subs=self.subs, chop=True)
             try:
                 return float(value)
             except TypeError:  # complex or undefined here
@@ -432,9 +434,11 @@ class _Columns:
     # -- complex step, where the closed form is holomorphic
     def complex_step(self, order: int) -> np.ndarray | None:
         exprs = self.y_exprs if order == 1 else self.jac_exprs.ravel()
-        if not all(_holomorphic(sympy.sympify(e)) for e in exprs):
+        if not all(_holomorphic(as_sympy(e)) for e in exprs):
             return None
-        function = sympy.lambdify(list(self.subs), list(exprs), modules="numpy")
+        # our own kernel, not lambdify: it names parameters _x0, _x1, ... so a variable
+        # called `exp` or `numpy` cannot shadow what the code calls
+        function = compile_kernel(list(exprs), list(self.subs))
         point = np.array([float(v) for v in self.subs.values()], dtype=complex)
         with np.errstate(all="ignore"):
             base = _complex_values(function, point)
@@ -450,7 +454,7 @@ class _Columns:
 
 
 def _complex_values(function, point: np.ndarray) -> np.ndarray:
-    return np.array([complex(v) for v in function(*point)], dtype=complex)
+    return np.asarray(function(*point), dtype=complex).reshape(-1)
 
 
 def _holomorphic(expr: sympy.Basic) -> bool:

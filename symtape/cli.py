@@ -16,6 +16,7 @@ import sympy
 
 from symtape.check import check_grads, closed_forms
 from symtape.compile import function_source
+from symtape.objarrays import as_sympy
 from symtape.parsing import ParseError, parse, parse_symbol
 from symtape.sympy_ops import tensor_function
 
@@ -173,7 +174,7 @@ def _diff(args, out) -> int:
 
 def _print_values(expr, gradient, hessian, variables, point, out) -> None:
     def shown(value):
-        exact = sympy.sympify(value).subs(point)
+        exact = as_sympy(value).subs(point)
         number = exact.evalf(15)
         return str(exact) if exact == number or exact.is_Integer else f"{exact} = {number}"
 
@@ -189,7 +190,7 @@ def _print_values(expr, gradient, hessian, variables, point, out) -> None:
 
 def _number(value) -> str:
     """A value at a point, to 12 digits (``zoo``, ``nan`` and complex values as SymPy says)."""
-    value = sympy.sympify(value).evalf(15)
+    value = as_sympy(value).evalf(15)
     return f"{float(value):.12g}" if value.is_real and value.is_finite else str(value)
 
 

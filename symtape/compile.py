@@ -35,6 +35,7 @@ import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
 from symtape.backends import is_gpu_array
+from symtape.objarrays import as_sympy
 from symtape.symbolic import recursion_headroom
 
 
@@ -155,15 +156,21 @@ def function_source(functions: dict, symbols) -> str:
         return numpy.array([2*x*_c0, (x*x)*_c0])
     """
     for symbol in symbols:
+        if not isinstance(symbol, sympy.Symbol):
+            raise TypeError(f"function_source: parameters must be SymPy symbols, got {symbol!r}")
         if not symbol.name.isidentifier():
             raise ValueError(f"{symbol.name!r} is not a Python identifier")
     definitions, uses_scipy = [], False
     for name, outputs in functions.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"function_source: {name!r} is not a Python identifier")
         names = Names()
         names.of.update((symbol, symbol.name) for symbol in symbols)
         printer = _StandalonePrinter(names)
         array = np.array(outputs, dtype=object)
-        replacements, reduced = shared_subexpressions([sympy.sympify(e) for e in array.ravel()])
+        replacements, reduced = shared_subexpressions(
+            [as_sympy(e, f"function_source: outputs of {name!r} must be SymPy expressions")
+             for e in array.ravel()])
         lines = [f"def {name}({', '.join(s.name for s in symbols)}):"]
         for temporary, value in replacements:
             names.of[temporary] = names.fresh("c")
@@ -240,7 +247,7 @@ def _as_output(item) -> np.ndarray:
     array = _as_object_array(item)
     flat = array.reshape(-1)
     for i, entry in enumerate(flat):
-        flat[i] = sympy.sympify(entry) if not isinstance(entry, sympy.Basic) else entry
+        flat[i] = as_sympy(entry, "compile: outputs must be SymPy expressions")
         if not isinstance(flat[i], sympy.Expr):
             raise TypeError(f"compile: outputs must be SymPy expressions, got {entry!r}")
     return array

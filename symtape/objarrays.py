@@ -16,7 +16,7 @@ import sympy
 
 from symtape.backends import to_host
 
-__all__ = ["exact_number", "exact_array", "normalize", "to_sympy", "add_many",
+__all__ = ["as_sympy", "exact_number", "exact_array", "normalize", "to_sympy", "add_many",
            "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full", "shape_of"]
 
 _SHORT_DECIMAL_DIGITS = 12  # a float whose shortest repr has at most this many digits is a decimal
@@ -44,6 +44,34 @@ def exact_number(value: Any) -> sympy.Basic:
     if isinstance(value, (complex, np.complexfloating)):
         return _exact_float(value.real) + sympy.I * _exact_float(value.imag)
     raise TypeError(f"cannot turn {type(value).__name__} {value!r} into a SymPy number")
+
+
+def as_sympy(value: Any, where: str = "expected a SymPy expression") -> sympy.Basic:
+    """Return ``value`` as a SymPy object without ever reading a string as Python.
+
+    SymPy objects pass through and numbers (Python's and NumPy's) become SymPy numbers.
+    Anything else raises ``TypeError``: ``sympy.sympify`` would evaluate a string as
+    Python code, so strings are refused here and belong to ``st.parse``.
+
+    Examples
+    --------
+    >>> as_sympy(2.5), as_sympy(3)
+    (2.50000000000000, 3)
+    >>> as_sympy("x + 1")
+    Traceback (most recent call last):
+    ...
+    TypeError: expected a SymPy expression, got the string 'x + 1': strings are not parsed here (sympify would run them as Python); build the expression with st.parse('x + 1') or SymPy
+    """
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, (str, bytes)):
+        text = value if isinstance(value, str) else value.decode(errors="replace")
+        raise TypeError(f"{where}, got the string {text!r}: strings are not parsed here "
+                        f"(sympify would run them as Python); build the expression with "
+                        f"st.parse({text!r}) or SymPy")
+    if isinstance(value, (bool, np.bool_, int, float, complex, np.number)):
+        return sympy.sympify(value)  # a number: nothing to evaluate
+    raise TypeError(f"{where}, got {type(value).__name__} {value!r}")
 
 
 def _exact_float(value) -> sympy.Basic:
