@@ -21,6 +21,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import math
+import numbers
+import signal
+import threading
 import warnings
 from typing import Any, Callable, Iterable
 
@@ -29,7 +34,7 @@ import numpy as np
 from symtape import ops
 from symtape.backends import to_host
 from symtape.tape import GradientTape
-from symtape.tensor import Tensor, Variable, convert_to_tensor, on_device_of
+from symtape.tensor import ACTIVE_TRACE, Tensor, Variable, convert_to_tensor, on_device_of
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "Newton"]
 
@@ -50,18 +55,38 @@ class Optimizer:
     """
 
     def __init__(self, learning_rate: float | Callable[[Tensor], Any], name: str):
-        if not callable(learning_rate) and not learning_rate > 0:
-            raise ValueError(f"{name}: learning_rate must be positive, got {learning_rate!r}")
-        self.learning_rate = learning_rate
         self.name = name
+        self.learning_rate = learning_rate  # checked by the property's setter
         self.iterations = Variable(0, dtype=np.int64, name=f"{name}/iterations", trainable=False)
         self._slots: dict[int, dict[str, Variable]] = {}
         self._owners: dict[int, Variable] = {}  # keeps each trained Variable alive with its state
 
     # ------------------------------------------------------------ Keras API
+    @property
+    def learning_rate(self):
+        """The step size: a positive number, or a schedule (a callable of the step count).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> opt = st.optimizers.SGD(learning_rate=0.1)
+        >>> opt.learning_rate = "0.05"
+        Traceback (most recent call last):
+        ...
+        TypeError: SGD: learning_rate must be a positive number or a schedule (a callable taking the step count), got the str '0.05'; write learning_rate=0.05, a number
+        """
+        return self._learning_rate_value
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        self._learning_rate_value = _checked_learning_rate(self.name, value)
+
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Variable]]) -> Variable:
         """Update each Variable from its gradient (``None`` gradients are skipped, with a
         warning); returns ``iterations``, the number of steps taken.
+
+        A step updates every Variable or none: if it is cut short (an error, or Ctrl-C), the
+        Variables, the optimizer's state and ``iterations`` are put back as they were.
 
         Examples
         --------
@@ -74,22 +99,19 @@ class Optimizer:
         >>> w.numpy()
         array(3.)
         """
-        pairs = list(grads_and_vars)
-        for gradient, variable in pairs:
-            if not isinstance(variable, Variable):
-                raise TypeError(f"{self.name}.apply_gradients expects (gradient, Variable) pairs, "
-                                f"got a {type(variable).__name__} where the Variable goes")
+        pairs = self._checked_pairs(grads_and_vars)
         missing = [v.name for g, v in pairs if g is None]
         if missing:
             warnings.warn(f"{self.name}: no gradient for {', '.join(missing)} (not connected to "
                           "the loss); those Variables are left unchanged", stacklevel=2)
         lr = self._learning_rate()
-        for gradient, variable in pairs:
-            if gradient is not None:
-                if _dtype(gradient) != variable.dtype:
-                    gradient = ops.cast(convert_to_tensor(gradient), variable.dtype)
+        steps = [(gradient if _dtype(gradient) == variable.dtype else
+                  ops.cast(convert_to_tensor(gradient), variable.dtype), variable)
+                 for gradient, variable in pairs if gradient is not None]
+        with self._all_or_nothing([variable for _, variable in steps]):
+            for gradient, variable in steps:
                 self.update(variable, gradient, lr)
-        self.iterations.assign_add(1)
+            self.iterations.assign_add(1)
         return self.iterations
 
     def minimize(self, loss: Callable[[], Any], var_list: Iterable[Variable],
@@ -107,7 +129,7 @@ class Optimizer:
         >>> abs(float(x.numpy()) - 1) < 1e-5
         True
         """
-        variables = list(var_list)
+        variables = self._checked_var_list(var_list)
         if tape is None:
             if not callable(loss):
                 raise TypeError(f"{self.name}.minimize: `loss` must be a callable returning the "
@@ -119,6 +141,72 @@ class Optimizer:
         grads = tape.gradient(value, variables)
         self.apply_gradients(zip(grads, variables))
         return value
+
+    # ------------------------------------------------------------ checks
+    def _checked_var_list(self, var_list) -> list[Variable]:
+        """``var_list`` as a list of distinct Variables, or an error that says how to fix it."""
+        where = f"{self.name}.minimize"
+        if var_list is None:
+            raise TypeError(f"{where}: var_list is None; pass the Variables to train, "
+                            "e.g. minimize(loss, [w, b])")
+        if isinstance(var_list, (Variable, Tensor)):
+            raise TypeError(f"{where}: var_list must be a list of Variables, got a single "
+                            f"{type(var_list).__name__}; write [{_label(var_list)}]")
+        variables = list(var_list)
+        if not variables:
+            raise ValueError(f"{where}: var_list is empty; pass the Variables to train, "
+                             "e.g. minimize(loss, [w, b])")
+        for i, variable in enumerate(variables):
+            if not isinstance(variable, Variable):
+                raise TypeError(f"{where}: var_list[{i}] is a {type(variable).__name__}, not a "
+                                "Variable; only st.Variable objects can be trained")
+        _refuse_repeats(variables, f"{where}: var_list")
+        return variables
+
+    def _checked_pairs(self, grads_and_vars) -> list[tuple[Any, Variable]]:
+        """``(gradient, Variable)`` pairs, each Variable once, each gradient of its shape."""
+        where = f"{self.name}.apply_gradients"
+        if grads_and_vars is None:
+            raise TypeError(f"{where}: grads_and_vars is None; pass (gradient, Variable) "
+                            "pairs, e.g. zip(grads, variables)")
+        pairs = []
+        for pair in grads_and_vars:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"{where} expects (gradient, Variable) pairs, got a "
+                                f"{type(pair).__name__}; pass zip(grads, variables)")
+            gradient, variable = pair
+            if not isinstance(variable, Variable):
+                raise TypeError(f"{where} expects (gradient, Variable) pairs, got a "
+                                f"{type(variable).__name__} where the Variable goes")
+            shape = tuple(gradient.shape) if hasattr(gradient, "shape") else np.shape(gradient)
+            if gradient is not None and shape != variable.shape:
+                raise ValueError(f"{where}: the gradient for Variable {variable.name!r} has shape "
+                                 f"{shape}, the Variable {variable.shape}; a gradient has its "
+                                 "Variable's shape")
+            pairs.append((gradient, variable))
+        _refuse_repeats([variable for _, variable in pairs], f"{where}: grads_and_vars")
+        return pairs
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self, variables: list[Variable]):
+        """Run one step that assigns ``variables``: if anything cuts it short (an error, or
+        Ctrl-C between two assignments), the Variables, their state and ``iterations`` are
+        put back as they were, so no Variable is left a step ahead of the others."""
+        if ACTIVE_TRACE.get() is not None:  # a trace keeps nothing: st.function assigns the
+            yield                            # kernel's results after each call
+            return
+        slots = {id(v): dict(self._slots.get(id(v), {})) for v in variables}
+        state = [self.iterations, *variables, *(s for d in slots.values() for s in d.values())]
+        before = [(v, v.value()) for v in state]  # arrays are swapped on assign, never changed
+        try:
+            yield
+        except BaseException:
+            with _held_interrupts():  # the restoring itself is not cut short
+                for v, value in before:
+                    v.assign(value, read_value=False)
+                for v in variables:  # state created by the step goes: it starts afresh
+                    self._slots[id(v)] = slots[id(v)]
+            raise
 
     # ------------------------------------------------------------ state
     def slot(self, variable: Variable, name: str, initial: float = 0.0) -> Variable:
@@ -153,7 +241,12 @@ class Optimizer:
 
     def _learning_rate(self):
         lr = self.learning_rate
-        return lr(self.iterations.value()) if callable(lr) else lr
+        if not callable(lr):
+            return lr
+        value = lr(self.iterations.value())
+        if isinstance(value, numbers.Number):  # a schedule's plain numbers are checked too
+            _checked_learning_rate(f"{self.name}: the learning-rate schedule's result", value)
+        return value
 
     def update(self, variable: Variable, gradient, lr) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -168,6 +261,96 @@ class Optimizer:
 
 def _dtype(value):
     return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+
+
+def _label(variable) -> str:
+    return getattr(variable, "name", None) or "w"
+
+
+def _refuse_repeats(variables: list[Variable], where: str) -> None:
+    seen: set[int] = set()
+    for variable in variables:
+        if id(variable) in seen:
+            raise ValueError(f"{where} lists Variable {variable.name!r} twice; list each Variable "
+                             "once (it takes one step per call; add up its gradients first if "
+                             "it has several)")
+        seen.add(id(variable))
+
+
+def _real(value) -> float | None:
+    """``value`` as a float if it is a real number (not a bool, a string or None), else None."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _checked_learning_rate(owner: str, value):
+    """A schedule (callable), or a finite positive number: else an error with the fix."""
+    if callable(value) or (isinstance(value, (Tensor, Variable)) and value.shape == ()
+                           and value.dtype.kind == "f"):
+        return value  # a schedule, or a scalar Tensor or Variable (Keras takes both)
+    number = _real(value)
+    if number is None:
+        hint = "a number such as 0.01"
+        if isinstance(value, str) and _real_text(value) is not None:
+            hint = f"learning_rate={_real_text(value)!r}, a number"
+        raise TypeError(f"{owner}: learning_rate must be a positive number or a schedule (a "
+                        "callable taking the step count), got "
+                        f"{_describe(value)}; write {hint}")
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{owner}: learning_rate must be finite and positive, got {number!r}; "
+                         "a step size such as 0.01 (smaller if the loss diverges)")
+    return value
+
+
+def _real_text(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _describe(value) -> str:
+    return "None" if value is None else f"the {type(value).__name__} {value!r}"
+
+
+def _hyperparameter(owner: str, label: str, value, interval: str,
+                    inside: Callable[[float], bool]) -> float:
+    """``value`` as a float, if it is a finite real number for which ``inside`` holds."""
+    number = _real(value)
+    if number is None:
+        raise TypeError(f"{owner}: {label} must be a number in {interval}, got {_describe(value)}")
+    if not (math.isfinite(number) and inside(number)):
+        raise ValueError(f"{owner}: {label} must be in {interval}, got {number!r}")
+    return number
+
+
+def _fraction(value: float) -> bool:
+    return 0 <= value < 1
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+@contextlib.contextmanager
+def _held_interrupts():
+    """Hold Ctrl-C (SIGINT) until the block is done, then deliver it to whoever handled it
+    before: a block of assignments is then never cut in the middle."""
+    if (threading.current_thread() is not threading.main_thread()  # handlers run there only
+            or signal.getsignal(signal.SIGINT) is None):  # not Python's to replace and restore
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
 
 
 class SGD(Optimizer):
@@ -190,9 +373,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
                  name: str = "SGD"):
         super().__init__(learning_rate, name)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum!r}")
-        self.momentum = momentum
+        self.momentum = _hyperparameter(name, "momentum", momentum, "[0, 1]", lambda m: 0 <= m <= 1)
         self.nesterov = bool(nesterov)
 
     def update(self, variable, gradient, lr):
@@ -228,10 +409,10 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, amsgrad: bool = False, name: str = "Adam"):
         super().__init__(learning_rate, name)
-        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= beta < 1:
-                raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
-        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+        self.beta_1, self.beta_2 = (_hyperparameter(name, label, beta, "[0, 1)", _fraction)
+                                    for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)))
+        self.epsilon = _hyperparameter(name, "epsilon", epsilon, "(0, inf)", _positive)
+        self.amsgrad = bool(amsgrad)
 
     def update(self, variable, gradient, lr):
         t = ops.cast(self._step(), variable.dtype)
@@ -265,7 +446,10 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-7, centered: bool = False, name: str = "RMSprop"):
         super().__init__(learning_rate, name)
-        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self.rho = _hyperparameter(name, "rho", rho, "[0, 1)", _fraction)
+        self.momentum = _hyperparameter(name, "momentum", momentum, "[0, 1)", _fraction)
+        self.epsilon = _hyperparameter(name, "epsilon", epsilon, "(0, inf)", _positive)
+        self.centered = bool(centered)
 
     def update(self, variable, gradient, lr):
         a = self.slot(variable, "velocity")
@@ -300,10 +484,10 @@ class Adagrad(Optimizer):
     def __init__(self, learning_rate=0.001, initial_accumulator_value: float = 0.1,
                  epsilon: float = 1e-7, name: str = "Adagrad"):
         super().__init__(learning_rate, name)
-        if initial_accumulator_value < 0:
-            raise ValueError("Adagrad: initial_accumulator_value must be >= 0, got "
-                             f"{initial_accumulator_value!r}")
-        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+        self.initial_accumulator_value = _hyperparameter(
+            name, "initial_accumulator_value", initial_accumulator_value, "[0, inf)",
+            lambda a: a >= 0)
+        self.epsilon = _hyperparameter(name, "epsilon", epsilon, "(0, inf)", _positive)
 
     def update(self, variable, gradient, lr):
         acc = self.slot(variable, "accumulator", self.initial_accumulator_value)
@@ -337,7 +521,12 @@ class Newton(Optimizer):
     def __init__(self, learning_rate=1.0, damping: float = 1e-8, max_backtracks: int = 40,
                  sparse: bool | None = None, name: str = "Newton"):
         super().__init__(learning_rate, name)
-        self.damping, self.max_backtracks = damping, max_backtracks
+        self.damping = _hyperparameter(name, "damping", damping, "(0, inf)", _positive)
+        if isinstance(max_backtracks, bool) or not isinstance(max_backtracks, numbers.Integral) \
+                or max_backtracks < 1:
+            raise ValueError(f"{name}: max_backtracks must be a whole number >= 1, got "
+                             f"{max_backtracks!r}")
+        self.max_backtracks = int(max_backtracks)
         self.sparse = sparse  # None: sparse above 64 entries in all
         self._kernels: dict = {}
 
@@ -346,16 +535,19 @@ class Newton(Optimizer):
                         "minimize(loss_fn, var_list)")
 
     def minimize(self, loss, var_list, tape=None):
-        variables = list(var_list)
+        variables = self._checked_var_list(var_list)
         if not callable(loss):
-            raise TypeError("Newton.minimize: `loss` must be a callable returning the loss")
+            raise TypeError(f"{self.name}.minimize: `loss` must be a callable returning the loss")
         sizes = [int(np.prod(v.shape, dtype=np.int64)) for v in variables]
         sparse = self.sparse if self.sparse is not None else sum(sizes) > 64
         value_of, derivatives = self._compiled(loss, variables, sparse)
         value, g, H = derivatives()  # kernels: the Variables are read now
         step = (_sparse_newton_step if sparse else _damped_newton_step)(H, g, self.damping)
-        self._line_search(value_of, variables, float(value), g, step)
-        self.iterations.assign_add(1)
+        # the line search puts trial points on the Variables: if it is cut short there (an
+        # error, Ctrl-C), they go back to the start
+        with self._all_or_nothing(variables):
+            self._line_search(value_of, variables, float(value), g, step)
+            self.iterations.assign_add(1)
         return Tensor(value)
 
     def _compiled(self, loss, variables, sparse: bool):
