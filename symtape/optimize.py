@@ -17,10 +17,12 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable
 
 import numpy as np
 
+from symtape import nest
 from symtape.backends import is_gpu_array, to_host
 from symtape.compile import any_dask_array
 from symtape.functional import Function, grad, hessian, jacobian, value_and_grad
@@ -45,7 +47,7 @@ def _scipy_optimize():
 
 
 def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
-             progress: bool = False, **scipy_kwargs):
+             progress: bool = False, kwargs: dict | None = None, **scipy_kwargs):
     """``scipy.optimize.minimize`` with the compiled gradient, Hessian or Hessian products.
 
     Parameters
@@ -60,10 +62,15 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
         ``'trust-constr'`` the sparse one, ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'``
         compiled Hessian-vector products, the others the gradient.
     args : tuple
-        Extra arguments of ``fun`` (not differentiated).
+        Extra arguments of ``fun`` (not differentiated): data, as NumPy, CuPy or dask arrays
+        (a Python list of numbers among them is made one array, as ``np.asarray`` makes it).
+        A single array in place of the tuple is one argument, as SciPy takes it.
     progress : bool, default False
         Show the iterations and the loss as they go (a ``tqdm`` bar if tqdm is installed,
         else a line on stderr about once a second).
+    kwargs : dict, optional
+        Keyword arguments of ``fun``: ``fun(x, *args, **kwargs)``, as ``least_squares`` (and
+        SciPy's) take them; their values are data too.
     **scipy_kwargs
         Passed to SciPy (``tol``, ``bounds``, ``constraints``, ``options``, ``callback``, ...).
 
@@ -81,9 +88,10 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     [1.0, 1.0]
     """
     optimize = _scipy_optimize()
-    x0 = to_host(x0).astype(np.float64)  # SciPy works on the host (data may be on a GPU)
+    x0 = _start(x0, "minimize")
     shape = x0.shape
     key = (method or "").lower()
+    fun, args = _positional(fun, args, kwargs, "minimize")
     flat = _flat_objective(fun, shape)
     chunked = any_dask_array(args)  # data in dask arrays: every derivative sums over chunks
     evaluate = _summed_over_chunks if chunked else _whole
@@ -204,7 +212,8 @@ def _progress_bar() -> Callable:
     return update
 
 
-def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
+def least_squares(fun: Callable, x0, args: tuple = (), kwargs: dict | None = None,
+                  **scipy_kwargs):
     """``scipy.optimize.least_squares`` with the compiled Jacobian of the residuals.
 
     With more residuals than unknowns (the usual fit), the Jacobian is computed a column at
@@ -217,7 +226,9 @@ def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
         ``fun(x, *args)``: symtape ops on the vector ``x``, returning the residual vector.
     x0 : array-like
     args : tuple
-        Extra arguments of ``fun``.
+        Extra arguments of ``fun`` (data; a Python list of numbers is made an array).
+    kwargs : dict, optional
+        Keyword arguments of ``fun``, as in SciPy: ``fun(x, *args, **kwargs)``.
     **scipy_kwargs
         Passed to SciPy (``method``, ``bounds``, ``loss``, ``x_scale``, ...).
 
@@ -229,20 +240,78 @@ def least_squares(fun: Callable, x0, args: tuple = (), **scipy_kwargs):
     >>> residuals = lambda p: p[0] * st.exp(-p[1] * st.constant(t)) - st.constant(data)
     >>> np.round(st.optimize.least_squares(residuals, [1.0, 1.0]).x, 6).tolist()
     [2.0, 1.5]
+
+    Data as keyword arguments, as SciPy passes them:
+
+    >>> fit = lambda p, t, data: p[0] * st.exp(-p[1] * t) - data
+    >>> result = st.optimize.least_squares(fit, [1.0, 1.0], args=(t,), kwargs={"data": data})
+    >>> np.round(result.x, 6).tolist()
+    [2.0, 1.5]
     """
     optimize = _scipy_optimize()
+    fun, args = _positional(fun, args, kwargs, "least_squares")
     if any_dask_array(args):
         raise TypeError("least_squares: its Jacobian has a row per residual, which data in a "
                         "dask array would gather to one process; minimize the sum of squared "
                         "residuals instead: st.optimize.minimize(lambda x, *a: "
                         "st.reduce_sum(fun(x, *a) ** 2), x0, args, method='trust-exact')")
-    x0 = to_host(x0).astype(np.float64)
+    x0 = _start(x0, "least_squares")
     flat = _flat_objective(fun, x0.shape)
     residuals = _plain(flat)
     jac = jacobian(flat)  # by columns when residuals outnumber unknowns (the usual fit)
     jac(x0.reshape(-1), *args)  # trace and compile once
     return optimize.least_squares(residuals, x0.reshape(-1), jac=_whole(jac), args=tuple(args),
                                   **scipy_kwargs)
+
+
+def _start(x0, where: str) -> np.ndarray:
+    """``x0`` as float64 on the host (SciPy works there; data may be on a GPU)."""
+    start = to_host(x0).astype(np.float64)
+    if start.size == 0:
+        raise ValueError(f"{where}: x0 is empty (shape {start.shape}); it is the starting value "
+                         "of the unknowns, so give at least one, e.g. x0=np.zeros(3)")
+    return start
+
+
+def _positional(fun: Callable, args, kwargs: dict | None, where: str) -> tuple[Callable, tuple]:
+    """``fun`` and its extra arguments as compiled derivatives take them: all positional.
+
+    SciPy's ``kwargs`` follow ``args`` as traced arguments (data, not constants baked into
+    the kernels), passed back by name; lists of numbers become arrays.
+    """
+    if args is None:
+        args = ()
+    elif not isinstance(args, (tuple, list)):  # one argument (an array, say), as SciPy wraps it
+        args = (args,)
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"{where}: kwargs must be a dict of keyword arguments of fun, got a "
+                        f"{type(kwargs).__name__}")
+    args = tuple(_as_data(a, f"{where}: args[{i}]") for i, a in enumerate(args))
+    if not kwargs:
+        return fun, args
+    names = tuple(kwargs)
+    values = tuple(_as_data(kwargs[name], f"{where}: kwargs[{name!r}]") for name in names)
+    count = len(args)
+
+    def by_name(x, *extra):
+        return fun(x, *extra[:count], **dict(zip(names, extra[count:])))
+
+    return by_name, args + values
+
+
+def _as_data(value, where: str):
+    """A (nested) list of numbers as one array: else each number would be traced apart."""
+    if isinstance(value, list):
+        leaves = nest.flatten(value)[0]
+        if leaves and all(isinstance(leaf, numbers.Number) for leaf in leaves):
+            try:
+                return np.asarray(value)
+            except ValueError:
+                raise ValueError(f"{where} is a ragged list of numbers (rows of different "
+                                 "lengths); pass a NumPy array, or a tuple of arrays") from None
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_as_data(v, where) for v in value)
+    return value
 
 
 def _flat_objective(fun: Callable, shape: tuple) -> Callable:

@@ -159,3 +159,75 @@ def test_least_squares_fits_many_residuals():
         lambda p: p[0] * st.exp(-p[1] * t) * st.cos(p[2] * t + p[3]) - y, [1.5, 0.2, 2.3, 0.0])
     np.testing.assert_allclose(fit.x, [2.0, 0.3, 2.5, 0.4], atol=0.01)
     assert fit.jac.shape == (2_000, 4)
+
+
+T = np.linspace(0.0, 2.0, 30)
+DATA = 3.0 * np.exp(-0.7 * T) + 0.5
+
+
+def _decay(p, t, data):
+    return p[0] * st.exp(-p[1] * t) + p[2] - data
+
+
+def test_least_squares_takes_scipys_kwargs_for_the_residuals_and_their_jacobian():
+    result = st.optimize.least_squares(_decay, [1.0, 1.0, 0.0], args=(T,), kwargs={"data": DATA})
+    np.testing.assert_allclose(result.x, [3.0, 0.7, 0.5], rtol=1e-8)
+    expected = np.stack([np.exp(-0.7 * T), -3.0 * T * np.exp(-0.7 * T), np.ones_like(T)], axis=1)
+    np.testing.assert_allclose(result.jac, expected, rtol=1e-6)  # the exact Jacobian at the fit
+
+
+@pytest.mark.parametrize("method", ["BFGS", "trust-exact", "Newton-CG", "Nelder-Mead"])
+def test_minimize_takes_kwargs_as_least_squares_does(method):
+    squares = lambda p, t, data: st.reduce_sum(_decay(p, t, data) ** 2)  # noqa: E731
+    result = st.optimize.minimize(squares, [2.5, 0.5, 0.3], method=method, args=(T,),
+                                  kwargs={"data": DATA},
+                                  **({"options": {"xatol": 1e-10, "fatol": 1e-14,
+                                                  "maxiter": 20_000}}
+                                     if method == "Nelder-Mead" else {}))
+    np.testing.assert_allclose(result.x, [3.0, 0.7, 0.5], rtol=1e-5)
+
+
+def test_kwargs_are_data_read_at_each_call_not_constants_frozen_into_the_kernel():
+    for scale in (1.0, 2.0):  # the same function, new data: the new data's fit
+        result = st.optimize.least_squares(_decay, [1.0, 1.0, 0.0], args=(T,),
+                                           kwargs={"data": scale * DATA})
+        np.testing.assert_allclose(result.x, [3.0 * scale, 0.7, 0.5 * scale], rtol=1e-8)
+
+
+def test_lists_of_numbers_in_args_and_kwargs_are_arrays():
+    t, data = T.tolist(), DATA.tolist()
+
+    def residuals(p, t, data):  # st.constant of a list of traced numbers used to fail here
+        return p[0] * st.exp(-p[1] * st.constant(t)) + p[2] - st.constant(data)
+
+    fit = st.optimize.least_squares(residuals, [1.0, 1.0, 0.0], args=(t,), kwargs={"data": data})
+    np.testing.assert_allclose(fit.x, [3.0, 0.7, 0.5], rtol=1e-8)
+    squares = lambda p, t, data: st.reduce_sum(residuals(p, t, data) ** 2)  # noqa: E731
+    result = st.optimize.minimize(squares, [2.5, 0.5, 0.3], args=(t, data), method="trust-exact")
+    np.testing.assert_allclose(result.x, [3.0, 0.7, 0.5], rtol=1e-5)  # to SciPy's gtol
+
+
+def test_a_ragged_list_in_args_says_to_pass_an_array():
+    with pytest.raises(ValueError, match=r"minimize: args\[0\] is a ragged list of numbers .*"
+                                         r"pass a NumPy array"):
+        st.optimize.minimize(lambda p, rows: p[0] ** 2, [1.0], args=([[1.0, 2.0], [3.0]],))
+
+
+def test_a_single_array_as_args_is_one_argument_as_in_scipy():
+    target = np.array([[1.0, 2.0], [3.0, 4.0]])
+    result = st.optimize.minimize(lambda x, goal: st.reduce_sum((x - goal[:, 0]) ** 2),
+                                  np.zeros(2), args=target, method="BFGS")
+    np.testing.assert_allclose(result.x, [1.0, 3.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("bridge", [st.optimize.minimize, st.optimize.least_squares])
+def test_an_empty_start_is_refused_with_the_fix(bridge):
+    with pytest.raises(ValueError, match=r"x0 is empty \(shape \(0,\)\); it is the starting value "
+                                         r"of the unknowns, so give at least one"):
+        bridge(lambda x: st.reduce_sum(x * x), np.zeros(0))
+
+
+def test_kwargs_that_are_not_a_dict_are_named():
+    with pytest.raises(TypeError, match="kwargs must be a dict of keyword arguments of fun, got "
+                                        "a tuple"):
+        st.optimize.least_squares(_decay, [1.0, 1.0, 0.0], args=(T,), kwargs=(DATA,))
