@@ -158,9 +158,15 @@ def test_minimize_over_chunked_data_matches_the_in_memory_fit(method):
     chunked = st.optimize.minimize(loss, np.zeros(4), method=method,
                                    args=(da.from_array(X, chunks=(150, 3)),
                                          da.from_array(y, chunks=150)))
-    np.testing.assert_allclose(chunked.x, in_memory.x, atol=1e-10)
+    # sums over chunks round differently from one sum, so an iterative method may take a
+    # different path (trust-constr: 24 iterations in one run, 25 in another): compare what
+    # does not depend on the path. The L2 term makes the loss 1-strongly convex, so each
+    # point lies within its gradient's norm of the minimizer; the objective is flat there.
+    assert chunked.success and in_memory.success
+    gradient = st.grad(loss)
+    bound = sum(np.linalg.norm(gradient(r.x, X, y)) for r in (chunked, in_memory))
+    assert np.linalg.norm(chunked.x - in_memory.x) <= bound < 1e-4
     assert chunked.fun == pytest.approx(in_memory.fun, rel=1e-12)
-    assert chunked.nit == in_memory.nit
 
 
 def test_least_squares_says_to_minimize_the_sum_of_squares_instead():
