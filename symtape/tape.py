@@ -96,8 +96,9 @@ class GradientTape(metaclass=_TapeClass):
     # ------------------------------------------------------------ context
     def __enter__(self) -> "GradientTape":
         if any(t is self for t in ACTIVE_TAPES.get()):
-            raise RuntimeError("this GradientTape is already recording; tapes cannot be nested "
-                               "in themselves (create a second st.GradientTape())")
+            raise ValueError("this GradientTape is already recording; a tape cannot be "
+                             "re-entered while it is active (create a second "
+                             "st.GradientTape() to nest one)")
         ACTIVE_TAPES.set(ACTIVE_TAPES.get() + (self,))
         self._recording = True
         return self
@@ -135,13 +136,15 @@ class GradientTape(metaclass=_TapeClass):
         >>> tape.gradient(y, a).expr
         3*a**2
         """
-        for item in nest.flatten(tensor)[0]:
+        items = nest.flatten(tensor)[0]
+        for item in items:  # all checked before any is watched
+            if not isinstance(item, (Tensor, Variable)):
+                raise ValueError(f"watch: expected Tensors or Variables, got {_kind(item)}; wrap "
+                                 "values with st.constant(...) first")
+        for item in items:
             if isinstance(item, Variable):
                 self._watch_variable(item)
                 continue
-            if not isinstance(item, Tensor):
-                raise TypeError(f"watch: expected Tensors or Variables, got {type(item).__name__}; "
-                                "wrap values with st.constant(...) first")
             if not dtypes.is_floating(item.dtype):
                 warnings.warn(f"watch: the watched tensor has dtype {item.dtype}; only float "
                               "tensors get gradients", stacklevel=2)
@@ -153,18 +156,19 @@ class GradientTape(metaclass=_TapeClass):
             self._watched[id(item)] = item
 
     def watched_variables(self) -> tuple[Variable, ...]:
-        """The Variables this tape watches, in the order they were first watched.
+        """The Variables this tape watches, in order of construction (as TensorFlow's).
 
         Examples
         --------
         >>> import symtape as st
-        >>> x = st.Variable(1.0, name="x")
+        >>> x, y = st.Variable(1.0, name="x"), st.Variable(2.0, name="y")
         >>> with st.GradientTape() as tape:
-        ...     y = x * 2
+        ...     z = y * x
         >>> [v.name for v in tape.watched_variables()]
-        ['x']
+        ['x', 'y']
         """
-        return tuple(v for v in self._watched.values() if isinstance(v, Variable))
+        watched = [v for v in self._watched.values() if isinstance(v, Variable)]
+        return tuple(sorted(watched, key=lambda v: v._serial))
 
     @contextlib.contextmanager
     def stop_recording(self):
@@ -214,7 +218,8 @@ class GradientTape(metaclass=_TapeClass):
         """The gradient of ``target`` with respect to ``sources``, mirroring their structure.
 
         A non-scalar ``target``, or a list of targets, is summed first (as in TensorFlow);
-        ``output_gradients`` weights each target entry instead of 1.
+        ``output_gradients`` weights each target entry instead of 1 (and, watched by an outer
+        tape, the gradient can be differentiated w.r.t. them).
 
         Examples
         --------
@@ -234,13 +239,15 @@ class GradientTape(metaclass=_TapeClass):
         results = self._differentiate(
             targets, srcs, [lambda A: [A.seed(t.shape, t.dtype, tensor=s) for t, s in
                                        zip(targets, seeds)]],
-            lambda A, rows, src: rows[0])
+            lambda A, rows, src: rows[0], also_read=[s for s in seeds if s is not None])
         return rebuild(_finish(results, srcs, policy, lambda src: src.shape))
 
     def jacobian(self, target, sources,
                  unconnected_gradients: str | UnconnectedGradients = UnconnectedGradients.NONE,
                  parallel_iterations=None, experimental_use_pfor: bool = True):
         """The Jacobian of ``target``: shape ``target.shape + source.shape`` per source.
+
+        One with no entries (an empty target or source) is an empty array, as in TensorFlow.
 
         Examples
         --------
@@ -264,14 +271,18 @@ class GradientTape(metaclass=_TapeClass):
             return A.reshape(A.stack(values), shape=tgt.shape + src.shape)
 
         results = self._differentiate([tgt], srcs, rows, assemble)
-        return rebuild(_finish(results, srcs, policy, lambda src: tgt.shape + src.shape))
+        shape_of = lambda src: tgt.shape + src.shape  # noqa: E731
+        return rebuild(_empty_if_no_entries(_finish(results, srcs, policy, shape_of), srcs,
+                                            shape_of))
 
     def batch_jacobian(self, target, source,
                        unconnected_gradients: str | UnconnectedGradients = UnconnectedGradients.NONE,
                        parallel_iterations=None, experimental_use_pfor: bool = True):
         """Per-example Jacobians: ``target[i]`` w.r.t. ``source[i]``, shape ``(B,) + ...``.
 
-        Assumes example ``i`` of the target depends only on example ``i`` of the source.
+        Assumes example ``i`` of the target depends only on example ``i`` of the source. Both
+        need rank 2 at least (a batch axis, then the example's). As in TensorFlow, a target
+        that does not depend on the source gives zeros of the target's dtype (not ``None``).
 
         Examples
         --------
@@ -283,13 +294,18 @@ class GradientTape(metaclass=_TapeClass):
         array([[6., 0.],
                [0., 8.]])
         """
-        self._begin_use("batch_jacobian")
         policy = _unconnected_policy(unconnected_gradients)
         (tgt,) = _targets(target, single=True)
         (src,) = _sources([source])
-        if not tgt.shape or not src.shape or tgt.shape[0] != src.shape[0]:
+        for label, shape in (("target", tgt.shape), ("source", src.shape)):
+            if len(shape) < 2:
+                raise ValueError(f"batch_jacobian: the {label}'s shape {shape} must have rank at "
+                                 "least 2 (a batch axis, then each example's axes); for one "
+                                 "example use tape.jacobian")
+        if tgt.shape[0] != src.shape[0]:
             raise ValueError(f"batch_jacobian: target {tgt.shape} and source {src.shape} need the "
                              "same leading (batch) dimension")
+        self._begin_use("batch_jacobian")
         inner = tgt.shape[1:]
         size = int(np.prod(inner, dtype=np.int64))
         rows = [functools.partial(_batch_seed, tgt, k) for k in range(size)]
@@ -299,7 +315,10 @@ class GradientTape(metaclass=_TapeClass):
             return A.reshape(A.stack(values, axis=1), shape=s.shape[:1] + inner + s.shape[1:])
 
         (result,) = self._differentiate([tgt], [src], rows, assemble)
-        return _finish([result], [src], policy, lambda s: s.shape[:1] + inner + s.shape[1:])[0]
+        shape = src.shape[:1] + inner + src.shape[1:]
+        (result,) = _finish([result], [src], policy, lambda s: shape)
+        # unconnected: zeros of the target's dtype whatever the policy, as TensorFlow keeps
+        return result if result is not None else Tensor(np.zeros(shape, tgt.dtype))
 
     def hessian(self, target, sources,
                 unconnected_gradients: str | UnconnectedGradients = UnconnectedGradients.NONE):
@@ -344,11 +363,12 @@ class GradientTape(metaclass=_TapeClass):
         self._used = True
 
     def _differentiate(self, targets: list[Tensor], sources: list, seed_rows: list[Callable],
-                       assemble: Callable) -> list[Tensor | None]:
+                       assemble: Callable, also_read: Sequence[Tensor] = ()) -> list[Tensor | None]:
         """Run one sweep per seed row, and assemble each source's rows into a result.
 
-        Numerically when no other tape records these nodes (the closed form then comes
-        lazily from a symbolic sweep), on Tensors otherwise (so the result is recorded).
+        Numerically when no other tape records these nodes or ``also_read`` (Tensors the
+        seeds read: output gradients), the closed form then coming lazily from a symbolic
+        sweep; on Tensors otherwise, so the result is recorded.
         """
         # only what this tape watches (or recorded) is differentiable, as in TensorFlow
         wanted = {id(s) for s in sources if id(s) in self._watched or id(s) in self._recorded}
@@ -364,7 +384,7 @@ class GradientTape(metaclass=_TapeClass):
                 out.append(None if all(r is None for r in rows) else assemble(A, rows, src))
             return out
 
-        if _recorded_elsewhere(p) or ACTIVE_TRACE.get() is not None:
+        if _recorded_elsewhere(p, also_read) or ACTIVE_TRACE.get() is not None:
             return run(TENSOR)  # recorded: it can be differentiated again, or compiled
         target_values = [t._value for t in targets]
         with gpu_device_of(target_values):  # the sweep runs where the targets live
@@ -394,15 +414,17 @@ class _Once:
         return self._items[index]
 
 
-def _recorded_elsewhere(p: accumulate.Plan) -> bool:
-    """Whether an active, recording tape watches anything this sweep reads."""
+def _recorded_elsewhere(p: accumulate.Plan, also_read: Sequence[Tensor] = ()) -> bool:
+    """Whether an active, recording tape watches anything this sweep reads: the plan's nodes
+    and leaves, and ``also_read``."""
+    leaves = list(p.leaves.items()) + [(id(t), t) for t in also_read]
     for tape in ACTIVE_TAPES.get():
         if not tape._recording:
             continue
         recorded, watched = tape._recorded, tape._watched
         if any(id(node) in recorded for node in p.order):
             return True
-        for key, leaf in p.leaves.items():
+        for key, leaf in leaves:
             if key in recorded or key in watched or accumulate.source_key(leaf) in watched:
                 return True
     return False
@@ -490,6 +512,16 @@ def _finish(results: list, sources: list, policy: UnconnectedGradients,
         else:
             out.append(result)
     return out
+
+
+def _empty_if_no_entries(results: list, sources: list, shape_of: Callable) -> list:
+    """A Jacobian with no entries is an empty array, never None (as in TensorFlow)."""
+    return [Tensor(np.zeros(shape_of(s), s.dtype)) if r is None and dtypes.is_floating(s.dtype)
+            and 0 in shape_of(s) else r for r, s in zip(results, sources)]
+
+
+def _kind(item) -> str:
+    return "None" if item is None else f"a {type(item).__name__} ({item!r})"
 
 
 def _describe(src) -> str:

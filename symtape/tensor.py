@@ -17,11 +17,11 @@ from typing import Any, Callable, Union
 import numpy as np
 import sympy
 
-from symtape import dtypes
+from symtape import dtypes, nest
 from symtape.backends import (array_module, device_name, gpu_device_of, is_gpu_array,
                               to_device, to_host)
 from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
-from symtape.primitives import Primitive
+from symtape.primitives import REGISTRY, Primitive
 
 __all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", "apply"]
 
@@ -36,6 +36,7 @@ LATEX_MAX_ENTRIES = 400
 LATEX_MAX_CHARS = 20_000
 _constant_names = itertools.count(1)
 _variable_names = itertools.count(1)
+_variables_made = itertools.count()  # construction order (tape.watched_variables sorts by it)
 
 
 class _Operators:
@@ -331,7 +332,7 @@ class Variable(_Operators):
     False
     """
 
-    __slots__ = ("_value", "_name", "_trainable", "_read_cache", "_symbols")
+    __slots__ = ("_value", "_name", "_trainable", "_read_cache", "_symbols", "_serial")
 
     def __init__(self, initial_value, dtype=None, name: str | None = None,
                  trainable: bool = True):
@@ -348,6 +349,7 @@ class Variable(_Operators):
         self._trainable = bool(trainable)
         self._read_cache: Tensor | None = None
         self._symbols = None
+        self._serial = next(_variables_made)
 
     # -- reading
     def _read(self) -> Tensor:
@@ -373,7 +375,24 @@ class Variable(_Operators):
         """
         return self._read()
 
-    read_value = value
+    def read_value(self) -> Tensor:
+        """The current value as a new Tensor, a node of its own (TensorFlow's read): gradients
+        can be taken w.r.t. it, and reach the Variable through it.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> v = st.Variable(2.0, name="v")
+        >>> with st.GradientTape() as tape:
+        ...     r = v.read_value()
+        ...     y = r * 3.0 + v * v
+        >>> [float(g) for g in tape.gradient(y, [r, v])]
+        [3.0, 7.0]
+        >>> r.expr
+        v
+        """
+        read = self._read()  # an identity op on the read (a reshape to its own shape)
+        return apply(REGISTRY["reshape"], (read,), {"shape": read.shape})
 
     def numpy(self) -> np.ndarray:
         """The current value as a NumPy array (a copy).
@@ -525,6 +544,11 @@ def _to_array(value, dtype: np.dtype | None, *, what: str):
         try:
             array = np.asarray(value)
         except (TypeError, ValueError) as err:
+            if isinstance(value, (list, tuple)) and any(map(_traced, nest.flatten(value)[0])):
+                raise TypeError(f"{what}: the {type(value).__name__} holds Tensors traced one by "
+                                "one (a compiled function traces each number of a list "
+                                "argument apart); pass the data as one array, np.asarray(...), "
+                                "or join Tensors with st.stack") from None
             raise TypeError(f"{what}: cannot convert {type(value).__name__} to an array ({err})") from None
         if array.dtype == object or array.dtype.kind in "USVO":
             raise TypeError(f"{what}: cannot convert {value!r} ({array.dtype}) to a numeric Tensor")

@@ -174,7 +174,7 @@ def test_reentering_a_persistent_tape_keeps_recording():
 def test_tape_cannot_be_entered_twice_at_once():
     tape = st.GradientTape()
     with tape:
-        with pytest.raises(RuntimeError, match="already recording"):
+        with pytest.raises(ValueError, match="already recording"):  # TensorFlow's type
             with tape:
                 pass
 
@@ -193,7 +193,7 @@ def test_stop_recording_outside_the_tape_is_an_error():
     (lambda tape, y, x: tape.gradient(y, x, output_gradients=[1.0, 2.0]), "2 entries for 1"),
     (lambda tape, y, x: tape.gradient(y, x, output_gradients=st.constant([1.0, 2.0])),
      r"shape \(2,\) does not match"),
-    (lambda tape, y, x: tape.batch_jacobian(y, x), "leading \\(batch\\) dimension"),
+    (lambda tape, y, x: tape.batch_jacobian(y, x), "must have rank at least 2"),
     (lambda tape, y, x: tape.watch(1.0), "wrap values with st.constant"),
 ])
 def test_bad_arguments_have_clear_errors(bad, message):

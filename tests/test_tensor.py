@@ -182,3 +182,13 @@ def test_constant_of_a_constant_takes_the_new_name_for_its_symbol():
     assert tape.gradient(y, x).expr == sympy.Array([2 * sympy.Symbol("x[0]", real=True),
                                                     2 * sympy.Symbol("x[1]", real=True)])
     assert st.constant(noise) is noise  # no name: the same Tensor, as in TensorFlow
+
+
+def test_a_constant_of_a_list_of_traced_numbers_says_to_pass_one_array():
+    from symtape.trace import Trace, placeholder
+
+    with Trace():  # as st.function traces a list argument: each number apart
+        numbers = [placeholder(np.float64(1.0), "a"), placeholder(np.float64(2.0), "b")]
+        with pytest.raises(TypeError, match=r"st.constant: the list holds Tensors traced one by "
+                                            r"one .*pass the data as one array"):
+            st.constant(numbers)
