@@ -149,9 +149,12 @@ class Optimizer:
         if var_list is None:
             raise TypeError(f"{where}: var_list is None; pass the Variables to train, "
                             "e.g. minimize(loss, [w, b])")
-        if isinstance(var_list, (Variable, Tensor)):
+        if isinstance(var_list, Variable):
             raise TypeError(f"{where}: var_list must be a list of Variables, got a single "
-                            f"{type(var_list).__name__}; write [{_label(var_list)}]")
+                            f"Variable; write [{var_list.name}]")
+        if isinstance(var_list, Tensor):
+            raise TypeError(f"{where}: var_list must be a list of Variables, got a Tensor; only "
+                            "st.Variable objects can be trained")
         variables = list(var_list)
         if not variables:
             raise ValueError(f"{where}: var_list is empty; pass the Variables to train, "
@@ -261,10 +264,6 @@ class Optimizer:
 
 def _dtype(value):
     return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
-
-
-def _label(variable) -> str:
-    return getattr(variable, "name", None) or "w"
 
 
 def _refuse_repeats(variables: list[Variable], where: str) -> None:

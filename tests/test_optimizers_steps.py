@@ -303,6 +303,7 @@ def test_adam_with_sound_hyperparameters_gives_no_nan_where_epsilon_zero_did():
                       r"e.g. minimize\(loss, \[w, b\]\)"),
     ([], ValueError, r"var_list is empty"),
     ("w", TypeError, r"var_list\[0\] is a str, not a Variable"),
+    (st.constant([1.0, 2.0]), TypeError, r"var_list must be a list of Variables, got a Tensor"),
 ])
 def test_bad_var_lists_are_named(var_list, error, message):
     with pytest.raises(error, match=message):
