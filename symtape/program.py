@@ -35,7 +35,7 @@ from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable, on_device_with
 
-__all__ = ["Program"]
+__all__ = ["Program", "structure_key"]
 
 # printed as SymPy expressions; every other elementwise primitive is a call of its numeric form
 _SYMPY_PRINTED = frozenset({
@@ -330,6 +330,24 @@ class _Graph:
             else:
                 items.append(kind + described)
         return (backend, tuple(items), tuple(index[id(t)] for t in self.outputs))
+
+
+def structure_key(arguments: list[Tensor], outputs: list[Tensor]) -> tuple:
+    """What ``outputs`` compute from ``arguments`` (ops, parameters, shapes, dtypes, the values
+    of constants), independent of which objects computed it: a key for caches of what is
+    derived from a graph, as the kernel cache is keyed for kernels.
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> from symtape.trace import placeholder
+    >>> def key():
+    ...     x = placeholder(np.ones(3), "x")
+    ...     return structure_key([x], [st.reduce_sum(st.sin(x) * x)])
+    >>> key() == key()
+    True
+    """
+    return _Graph(arguments, outputs, {}).key("structure")
 
 
 # ---------------------------------------------------------------- code generation

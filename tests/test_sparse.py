@@ -273,8 +273,8 @@ def test_the_colouring_is_the_same_greedy_colouring_with_or_without_scipy():
     for size, density in [(1, 1.0), (30, 0.1), (120, 0.03), (60, 0.5)]:
         upper = np.triu(rng.random((size, size)) < density)
         pattern = upper | upper.T | np.eye(size, dtype=bool)
-        rows = [list(np.nonzero(row)[0]) for row in pattern]
-        colours = _colour_columns(rows, size)
-        np.testing.assert_array_equal(colours, _colour_columns_by_sets(rows, size))
+        csr = scipy.sparse.csr_matrix(pattern)
+        colours = _colour_columns(csr.indptr, csr.indices)
+        np.testing.assert_array_equal(colours, _colour_columns_by_sets(csr.indptr, csr.indices))
         for row in pattern:  # no two columns with a nonzero in one row share a colour
             assert len(set(colours[row])) == row.sum()
