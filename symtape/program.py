@@ -162,6 +162,8 @@ def _concat(xp, *xs, ks, axis):
 
 def _matmul(xp, a, b, *, ka, kb):
     a, b = xp.asarray(a), xp.asarray(b)
+    if ka == 2 and a.ndim == 2 and b.ndim > kb and (kb == 1 or b.shape[-1] == 1):
+        return _matrix_times_batch(xp, a, b, kb)
     if ka == 1:
         a = a[..., None, :]
     if kb == 1:
@@ -178,6 +180,14 @@ def _matmul(xp, a, b, *, ka, kb):
     if ka == 1:
         out = out[..., 0] if kb == 1 else out[..., 0, :]
     return out
+
+
+def _matrix_times_batch(xp, a, b, kb: int):
+    """One matrix ``a`` times a batch of vectors (columns ``(..., n, 1)`` when ``kb`` is 2):
+    one matrix product ``b @ a.T``, not a stack of matrix-vector products (a Hessian's
+    products with many seeds, each through a data matrix)."""
+    out = xp.matmul(b if kb == 1 else b[..., 0], a.T)
+    return out if kb == 1 else out[..., None]
 
 
 def _structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
