@@ -278,3 +278,129 @@ def test_the_colouring_is_the_same_greedy_colouring_with_or_without_scipy():
         np.testing.assert_array_equal(colours, _colour_columns_by_sets(csr.indptr, csr.indices))
         for row in pattern:  # no two columns with a nonzero in one row share a colour
             assert len(set(colours[row])) == row.sum()
+
+
+# ---------------------------------------------------------------- patterns against oracles
+
+
+def finite_difference_support(f, x, h=1e-3):
+    """Where the Hessian is nonzero at ``x``, by central second differences of the value alone
+    (an oracle that shares no code with the derivatives)."""
+    n, step = len(x), np.eye(len(x)) * h
+
+    def value(v):
+        return float(f(st.constant(v)))
+
+    hessian = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            hessian[i, j] = hessian[j, i] = (
+                value(x + step[i] + step[j]) - value(x + step[i] - step[j])
+                - value(x - step[i] + step[j]) + value(x - step[i] - step[j])) / (4 * h * h)
+    return np.abs(hessian) > 1e-5
+
+
+DATA = np.random.default_rng(21).normal(size=(7, 12))
+TAKE = np.array([3, 0, 5, 5, 1, 11, 7])
+
+
+def chained_indexing(x):
+    y = x[TAKE]  # a gather with a repeated index
+    z = y[1:5][::-1]
+    return st.reduce_sum(st.sin(z * y[:4])) + st.reduce_sum(st.exp(x[::3][1:] * x[1::3][:-1]))
+
+
+def slices_concat_reshape(x):
+    m = st.transpose(st.reshape(x, (3, 4)))  # (4, 3)
+    tail = st.reshape(st.concat([x[10:], x[:1]], 0), (1, 3))
+    parts = st.concat([m[:2, :] ** 2, tail * m[3:, :]], 0)  # (3, 3)
+    rows = st.reduce_sum(parts, axis=1)  # one sum per row
+    return st.reduce_sum(st.tanh(rows) * st.cos(x[4]))
+
+
+def matmul_with_data(x):
+    return st.reduce_sum(st.softplus(st.matmul(st.constant(DATA), x))) + st.reduce_sum(x ** 4)
+
+
+def where_and_maximum(x):
+    kept = st.where(x[:6] > x[6:], x[:6] ** 3, st.sin(x[6:]))
+    return st.reduce_sum(kept) + st.reduce_sum(st.maximum(x[1:], x[:-1]) ** 2) \
+        + st.reduce_max(st.exp(x[4:8])) * x[0]
+
+
+def outer_product(x):
+    return st.reduce_sum(st.sin(st.reshape(x[:4], (4, 1)) * st.reshape(x[4:8], (1, 4)))) \
+        + st.reduce_sum(st.reduce_sum(st.reshape(x, (2, 6)), axis=0) ** 3)
+
+
+@pytest.mark.parametrize("f, exact", [(chained_indexing, True), (slices_concat_reshape, True),
+                                      (matmul_with_data, True), (outer_product, True),
+                                      (where_and_maximum, False)])
+def test_pattern_contains_every_nonzero_of_the_hessian(f, exact):
+    # at random points, the finite-difference Hessian's nonzeros lie in the detected pattern;
+    # for smooth functions without max/where the pattern is exactly their union
+    rng = np.random.default_rng(8)
+    H = st.hessian(f, sparse=True)
+    support = np.zeros((12, 12), dtype=bool)
+    for _ in range(3):
+        x = rng.uniform(-1.5, 1.5, 12)
+        m = H(x)
+        pattern = np.zeros((12, 12), dtype=bool)
+        pattern[tuple(zip(*stored_pattern(m)))] = True
+        observed = finite_difference_support(f, x)
+        assert not (observed & ~pattern).any(), np.argwhere(observed & ~pattern)
+        support |= observed
+    if exact:
+        np.testing.assert_array_equal(pattern, support)
+
+
+def test_common_structures_are_detected_exactly():
+    n = 9
+    # a separable sum: diagonal, one colour
+    H = st.hessian(lambda x: st.reduce_sum(st.sin(x) * x ** 2 + st.exp(x)), sparse=True)
+    m = H(np.linspace(-1, 1, n))
+    assert stored_pattern(m) == {(i, i) for i in range(n)} and H._last.colours == 1
+    # a dense matmul with data (logistic regression): every entry, a colour per column
+    X, y = RNG.normal(size=(30, n)), (RNG.random(30) < 0.5) * 1.0
+
+    def logistic(w, X, y):
+        z = st.matmul(X, w)
+        return st.reduce_sum(st.softplus(z) - y * z) + 0.5 * st.reduce_sum(w * w)
+
+    H = st.hessian(logistic, sparse=True)
+    w = RNG.normal(size=n)
+    m = H(w, X, y)
+    assert m.nnz == n * n and H._last.colours == n
+    p = 1 / (1 + np.exp(-(X @ w)))
+    np.testing.assert_allclose(m.toarray(), X.T @ ((p * (1 - p))[:, None] * X) + np.eye(n),
+                               rtol=1e-12)
+    # a matrix of weights through data: entries couple within a column of W only
+    W = RNG.normal(size=(4, 3))
+    H = st.hessian(lambda W: st.reduce_sum(st.softplus(st.matmul(st.constant(X[:, :4]), W))),
+                   sparse=True)
+    expected = {(a, b) for a in range(12) for b in range(12) if a % 3 == b % 3}
+    assert stored_pattern(H(W)) == expected and H._last.colours == 4
+
+
+def test_a_condition_carries_no_derivative():
+    # x[0] decides which branch, but no derivative flows through the comparison
+    H = st.hessian(lambda x: st.reduce_sum(st.where(x[0] > 0, x[1:] ** 3, st.sin(x[1:]))),
+                   sparse=True)
+    for x0 in (1.0, -1.0):
+        x = np.array([x0, 0.3, -0.4, 0.5])
+        m = H(x)
+        assert stored_pattern(m) == {(1, 1), (2, 2), (3, 3)}
+        expected = 6 * x[1:] if x0 > 0 else -np.sin(x[1:])
+        np.testing.assert_allclose(m.diagonal()[1:], expected, rtol=1e-14)
+
+
+def test_zero_size_and_scalar_pieces():
+    def f(x):
+        empty = st.concat([x[:0], x[5:5] * 2.0], 0)  # nothing from x
+        counted = st.reduce_sum(st.cast(x[4:] > 0, st.float64))  # piecewise constant
+        return st.reduce_sum(empty) + x[2] ** 2 * x[3] + counted ** 2
+
+    m = st.hessian(f, sparse=True)(np.arange(6.0))
+    # by hand: d2/dx2^2 = 2 x3, d2/dx2 dx3 = 2 x2; the count has no derivative
+    assert stored_pattern(m) == {(2, 2), (2, 3), (3, 2)}
+    np.testing.assert_allclose(m.toarray()[2:4, 2:4], [[6.0, 4.0], [4.0, 0.0]])
