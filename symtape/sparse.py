@@ -1,8 +1,10 @@
 """Sparse Hessians: only the entries a gradient entry depends on are ever computed.
 
-The sparsity pattern is exact: entry ``(i, j)`` is structurally nonzero when variable ``j``
-occurs in the closed form of gradient entry ``i`` (one symbolic reverse sweep gives all of
-them). The values come from Hessian-vector products, compressed by a column colouring
+The sparsity pattern is structural: entry ``(i, j)`` is stored when gradient entry ``i``'s
+recorded graph reaches variable ``j`` through ops that carry a derivative (comparisons and
+``where``'s condition carry none), or ``j``'s reaches ``i``. It is found in one pass over
+the graph with whole arrays per value (:class:`_Deps`), never Python sets per entry, and
+kept in the kernel cache under the graph's structure. The values come from Hessian-vector products, compressed by a column colouring
 (Curtis, Powell and Reid): columns that share no row get one colour, and one product with
 the sum of their unit vectors yields all their entries at once. The extended Rosenbrock
 function (``3n - 2`` nonzeros, tridiagonal) needs 3 products for any ``n``, and the
