@@ -256,30 +256,40 @@ class _Deps:
     on the sources in ``common``, and entry ``k`` also on ``indices[indptr[k]:indptr[k + 1]]``
     (CSR; ``indptr`` is None where there are none). Sources are numbered over all the
     differentiated entries. A dense operand gives a dense block (``common``) at the cost of
-    one set; per-entry arrays appear only where indexing, slicing or reductions need them."""
+    one set; per-entry arrays appear only where indexing, slicing or reductions need them.
 
-    __slots__ = ("shape", "size", "common", "indptr", "indices")
+    The CSR rows may be those of ``eshape``, a shape that broadcasts to ``shape`` (same rank,
+    1 on axes along which every entry depends on the same sources): ``X @ W`` with data
+    ``X`` keeps one row per column of ``W``, not one per entry."""
+
+    __slots__ = ("shape", "size", "common", "indptr", "indices", "eshape")
 
     def __init__(self, shape, common: frozenset = frozenset(), indptr=None, indices=None,
-                 disjoint: bool = False):
+                 disjoint: bool = False, eshape=None):
         self.shape = tuple(shape)
         self.size = math.prod(self.shape)
+        self.eshape = self.shape if eshape is None else tuple(eshape)
+        rows = math.prod(self.eshape)
         if self.size == 0:
             common, indptr, indices = frozenset(), None, None
-        elif indptr is not None and (self.size == 1 or not len(indices)):
-            common = common.union(indices.tolist())  # one entry: its sources are common
+        elif indptr is not None and (rows == 1 or not len(indices)):
+            common = common.union(indices.tolist())  # one row for all: its sources are common
             indptr = indices = None
         elif indptr is not None and common and not disjoint:
             # what every entry has needs no entry of its own
             keep = ~np.isin(indices, _as_array(common))
             if not keep.all():
-                rows = np.repeat(np.arange(self.size), np.diff(indptr))[keep]
-                indptr, indices = _csr_of(self.size, rows, indices[keep])
+                kept = np.repeat(np.arange(rows), np.diff(indptr))[keep]
+                indptr, indices = _csr_of(rows, kept, indices[keep])
+        if indptr is None:
+            self.eshape = self.shape
         self.common, self.indptr, self.indices = common, indptr, indices
 
     def pairs(self, expand: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray]:
         """The (entry, source) pairs of the per-entry part, and of ``expand`` (a part of
         ``common``) for every entry, as two arrays: rows, then columns."""
+        if self.eshape != self.shape:
+            return _full(self).pairs(expand)
         rows = [np.repeat(np.arange(self.size), np.diff(self.indptr))] \
             if self.indptr is not None else []
         cols = [self.indices] if self.indptr is not None else []
@@ -290,6 +300,24 @@ class _Deps:
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rows), np.concatenate(cols)
+
+
+def _full(d: _Deps | None) -> _Deps | None:
+    """``d`` with a CSR row per entry (its broadcast rows repeated)."""
+    if d is None or d.eshape == d.shape:
+        return d
+    rows = np.broadcast_to(np.arange(math.prod(d.eshape)).reshape(d.eshape), d.shape)
+    indptr, indices = _take_rows(d.indptr, d.indices, rows.reshape(-1))
+    return _Deps(d.shape, d.common, indptr, indices, disjoint=True)
+
+
+def _take_rows(indptr: np.ndarray, indices: np.ndarray, src: np.ndarray) -> tuple:
+    """The CSR whose row ``k`` is row ``src[k]`` of ``(indptr, indices)``."""
+    counts = np.diff(indptr)[src]
+    out = np.zeros(len(src) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    starts = np.repeat(indptr[src] - out[:-1], counts)
+    return out, indices[starts + np.arange(out[-1])]
 
 
 def _as_array(sources: frozenset) -> np.ndarray:
@@ -365,8 +393,19 @@ def _through(node: Tensor, inputs: list) -> _Deps | None:
     positions = prim.numeric(np, np.arange(math.prod(shapes[0])).reshape(shapes[0]), **params)
     return _gathered(inputs[0], np.asarray(positions), shape)
 def _reshaped(d: _Deps | None, shape) -> _Deps | None:
-    """The same entries in another shape (a reshape keeps their order)."""
-    return None if d is None else _Deps(shape, d.common, d.indptr, d.indices, disjoint=True)
+    """The same entries in another shape (a reshape keeps their order); broadcast rows stay
+    broadcast where the reshape only adds or drops axes of length 1."""
+    if d is None:
+        return None
+    shape = tuple(shape)
+    if d.eshape != d.shape:
+        core = [(n, e) for n, e in zip(d.shape, d.eshape) if n != 1]
+        if [n for n, _ in core] != [n for n in shape if n != 1]:
+            return _reshaped(_full(d), shape)
+        axes = iter(core)
+        eshape = tuple(1 if n == 1 else next(axes)[1] for n in shape)
+        return _Deps(shape, d.common, d.indptr, d.indices, disjoint=True, eshape=eshape)
+    return _Deps(shape, d.common, d.indptr, d.indices, disjoint=True)
 
 
 def _gathered(d: _Deps | None, positions: np.ndarray, shape) -> _Deps | None:
@@ -376,59 +415,63 @@ def _gathered(d: _Deps | None, positions: np.ndarray, shape) -> _Deps | None:
     src = np.asarray(positions).reshape(-1)
     if d.indptr is None or not len(src):
         return _Deps(shape, d.common)
-    counts = np.diff(d.indptr)[src]
-    indptr = np.zeros(len(src) + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    starts = np.repeat(d.indptr[src] - indptr[:-1], counts)
-    return _Deps(shape, d.common, indptr, d.indices[starts + np.arange(indptr[-1])],
-                 disjoint=True)
+    d = _full(d)
+    return _Deps(shape, d.common, *_take_rows(d.indptr, d.indices, src), disjoint=True)
 
 
 def _union(shape, live: list) -> _Deps | None:
     """A broadcasting elementwise op on inputs ``(deps, shape)``: each entry depends on what
-    the entries it is computed from depend on."""
+    the entries it is computed from depend on (rows stay broadcast where all inputs' are)."""
     if not live:
         return None
     if len(live) == 1 and tuple(live[0][1]) == tuple(shape):
         return live[0][0]
     common = frozenset().union(*[d.common for d, _ in live])
-    parts = [d if tuple(s) == tuple(shape) else
-             _gathered(d, np.broadcast_to(np.arange(d.size).reshape(s), shape), shape)
-             for d, s in live if d.indptr is not None]
-    parts = [d for d in parts if d.indptr is not None]
-    if all(d is parts[0] or _same_entries(d, parts[0]) for d in parts[1:]):
+    parts = [d for d, _ in live if d.indptr is not None]
+    if not parts:
+        return _Deps(shape, common)
+    padded = [(1,) * (len(shape) - len(d.eshape)) + d.eshape for d in parts]
+    eshape = tuple(np.broadcast_shapes(*padded))
+    parts = [_Deps(eshape, d.common, *((d.indptr, d.indices) if e == eshape else _take_rows(
+                 d.indptr, d.indices, np.broadcast_to(np.arange(math.prod(e)).reshape(e),
+                                                      eshape).reshape(-1))), disjoint=True)
+             for d, e in zip(parts, padded)]  # rows over eshape, one per entry of it
+    if all(_same_entries(d, parts[0]) for d in parts[1:]):
         parts = parts[:1]  # `x * x`, or operands of one origin: nothing to merge
     if len(parts) == 1:
         return _Deps(shape, common, parts[0].indptr, parts[0].indices,
-                     disjoint=common == parts[0].common)
-    if not parts:
-        return _Deps(shape, common)
+                     disjoint=common == parts[0].common, eshape=eshape)
     pairs = [d.pairs() for d in parts]
-    indptr, indices = _csr_of(math.prod(shape), np.concatenate([r for r, _ in pairs]),
+    indptr, indices = _csr_of(math.prod(eshape), np.concatenate([r for r, _ in pairs]),
                               np.concatenate([c for _, c in pairs]), unique=True)
-    return _Deps(shape, common, indptr, indices)
+    return _Deps(shape, common, indptr, indices, eshape=eshape)
 
 
 def _same_entries(a: _Deps, b: _Deps) -> bool:
     return np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
 
 
-def _moved(d: _Deps, targets: np.ndarray, shape) -> _Deps:
-    """Entry ``k`` of ``d`` added into entry ``targets[k]`` of a result of ``shape`` (entries
-    no target reaches depend on nothing)."""
-    size = math.prod(shape)
-    covered = bool(d.common) and bool(np.bincount(targets, minlength=size).all())
-    rows, cols = d.pairs(frozenset() if covered else d.common)
-    indptr, indices = _csr_of(size, targets[rows], cols, unique=True)
-    return _Deps(shape, d.common if covered else frozenset(), indptr, indices, disjoint=True)
+def _moved(d: _Deps, targets: np.ndarray, shape, eshape=None) -> _Deps:
+    """Row ``k`` of ``d`` added into row ``targets[k]`` of a result of ``shape`` with rows
+    ``eshape`` (rows no target reaches depend on nothing)."""
+    rows = math.prod(shape if eshape is None else eshape)
+    covered = bool(d.common) and bool(np.bincount(targets, minlength=rows).all())
+    source, cols = d.pairs(frozenset() if covered else d.common)
+    indptr, indices = _csr_of(rows, targets[source], cols, unique=True)
+    return _Deps(shape, d.common if covered else frozenset(), indptr, indices, disjoint=True,
+                 eshape=eshape if indptr is not None else None)
 
 
 def _reduced(d: _Deps | None, kept: tuple) -> _Deps | None:
     """A reduction to the shape ``kept`` (``d``'s shape with 1 on the reduced axes)."""
     if d is None or d.size == 0:
         return None
-    targets = np.broadcast_to(np.arange(math.prod(kept)).reshape(kept), d.shape)
-    return _moved(d, targets.reshape(-1), kept)
+    if d.indptr is None:
+        return _Deps(kept, d.common)
+    eshape = tuple(1 if k == 1 else e for k, e in zip(kept, d.eshape))
+    targets = np.broadcast_to(np.arange(math.prod(eshape)).reshape(eshape), d.eshape)
+    rows = _Deps(d.eshape, d.common, d.indptr, d.indices, disjoint=True)
+    return _moved(rows, targets.reshape(-1), kept, eshape)
 
 
 def _matmul(inputs: list, shapes: list, shape) -> _Deps | None:

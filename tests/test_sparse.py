@@ -333,9 +333,16 @@ def outer_product(x):
         + st.reduce_sum(st.reduce_sum(st.reshape(x, (2, 6)), axis=0) ** 3)
 
 
+def weights_through_data(x):
+    z = st.matmul(st.constant(DATA[:, :4]), st.reshape(x, (4, 3)))  # a column per output
+    by_column = st.reduce_sum(st.exp(z), axis=0)  # each depends on one column of weights
+    return (st.reduce_sum(st.sin(z[::2, 1:])) + st.reduce_sum(by_column ** 2 * by_column[0])
+            + st.reduce_sum(st.square(st.transpose(z)[2] * z[:, 2])))
+
+
 @pytest.mark.parametrize("f, exact", [(chained_indexing, True), (slices_concat_reshape, True),
                                       (matmul_with_data, True), (outer_product, True),
-                                      (where_and_maximum, False)])
+                                      (weights_through_data, True), (where_and_maximum, False)])
 def test_pattern_contains_every_nonzero_of_the_hessian(f, exact):
     # at random points, the finite-difference Hessian's nonzeros lie in the detected pattern;
     # for smooth functions without max/where the pattern is exactly their union
@@ -380,6 +387,24 @@ def test_common_structures_are_detected_exactly():
                    sparse=True)
     expected = {(a, b) for a in range(12) for b in range(12) if a % 3 == b % 3}
     assert stored_pattern(H(W)) == expected and H._last.colours == 4
+
+
+def test_softmax_regression_is_dense_and_exact():
+    # multinomial logistic regression: W (features x classes) through many rows of data;
+    # by hand, H = sum_i kron(x_i x_i^T, diag(p_i) - p_i p_i^T) + 2 I over W flattened
+    X = RNG.normal(size=(500, 4))
+    W = 0.3 * RNG.normal(size=(4, 3))
+
+    def loss(W, X):
+        z = st.matmul(X, W)
+        return st.reduce_sum(st.log(st.reduce_sum(st.exp(z), axis=1))) + st.reduce_sum(W * W)
+
+    m = st.hessian(loss, sparse=True)(W, X)
+    p = np.exp(X @ W)
+    p /= p.sum(axis=1, keepdims=True)
+    expected = sum(np.kron(np.outer(x, x), np.diag(q) - np.outer(q, q)) for x, q in zip(X, p))
+    assert m.nnz == 144
+    np.testing.assert_allclose(m.toarray(), expected + 2 * np.eye(12), rtol=1e-11, atol=1e-12)
 
 
 def test_a_condition_carries_no_derivative():
