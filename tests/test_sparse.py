@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from scipy.optimize import rosen_hess, rosen_hess_prod
 
 import symtape as st
@@ -283,9 +285,9 @@ def test_the_colouring_is_the_same_greedy_colouring_with_or_without_scipy():
 # ---------------------------------------------------------------- patterns against oracles
 
 
-def finite_difference_support(f, x, h=1e-3):
-    """Where the Hessian is nonzero at ``x``, by central second differences of the value alone
-    (an oracle that shares no code with the derivatives)."""
+def finite_difference_hessian(f, x, h=1e-3):
+    """The Hessian at ``x`` by central second differences of the value alone (an oracle that
+    shares no code with the derivatives)."""
     n, step = len(x), np.eye(len(x)) * h
 
     def value(v):
@@ -297,7 +299,12 @@ def finite_difference_support(f, x, h=1e-3):
             hessian[i, j] = hessian[j, i] = (
                 value(x + step[i] + step[j]) - value(x + step[i] - step[j])
                 - value(x - step[i] + step[j]) + value(x - step[i] - step[j])) / (4 * h * h)
-    return np.abs(hessian) > 1e-5
+    return hessian
+
+
+def finite_difference_support(f, x):
+    """Where the Hessian is nonzero at ``x`` (by second differences)."""
+    return np.abs(finite_difference_hessian(f, x)) > 1e-5
 
 
 DATA = np.random.default_rng(21).normal(size=(7, 12))
@@ -429,3 +436,60 @@ def test_zero_size_and_scalar_pieces():
     # by hand: d2/dx2^2 = 2 x3, d2/dx2 dx3 = 2 x2; the count has no derivative
     assert stored_pattern(m) == {(2, 2), (2, 3), (3, 2)}
     np.testing.assert_allclose(m.toarray()[2:4, 2:4], [[6.0, 4.0], [4.0, 0.0]])
+
+
+# random chains of structural ops on a vector of 8: each step maps the current value on,
+# keeping values moderate (second differences stay accurate)
+STEPS = {
+    "reverse": lambda a: a[::-1],
+    "tail": lambda a: a[1:] if a.shape[0] > 1 else a,
+    "gather": lambda a: a[(np.arange(a.shape[0] + 2) * 3 + 1) % a.shape[0]],  # repeats
+    "fold": lambda a: st.reshape(a, (-1,)) if a.ndim == 2 else
+    st.reshape(a, (2, -1)) if a.shape[0] % 2 == 0 else a,
+    "transpose": lambda a: st.transpose(a) if a.ndim == 2 else a,
+    "mix": lambda a: a * st.sin(a[::-1]),
+    "row_sums": lambda a: a * st.tanh(st.reduce_sum(a, axis=-1, keepdims=True)),
+    "data": lambda a: st.matmul(st.constant(DATA[:3, :a.shape[0]] / a.shape[0]), a),
+    "concat": lambda a: st.concat([a, a[:1] * 0.5], 0),
+    "where": lambda a: st.where(a > 0, a * st.tanh(a), a * st.sin(a)),  # smooth at 0
+}
+
+
+def _chain(names):
+    def f(x):
+        a = x
+        for name in names:
+            a = STEPS[name](a)
+        return st.reduce_sum(st.sin(a) * st.cos(0.5 * a) + st.tanh(a) ** 2)  # bounded
+
+    return f
+
+
+def _check_chain(names, seed):
+    f = _chain(names)
+    x = np.random.default_rng(seed).uniform(-1.2, 1.2, 8)
+    m = st.hessian(f, sparse=True)(x)
+    pattern = np.zeros((8, 8), dtype=bool)
+    pattern[tuple(zip(*stored_pattern(m)))] = True
+    # second differences at h and h/2, extrapolated (Richardson): good to O(h^4)
+    oracle = (4 * finite_difference_hessian(f, x, 5e-4) - finite_difference_hessian(f, x)) / 3
+    assert not ((np.abs(oracle) > 1e-5) & ~pattern).any(), names  # a superset of the nonzeros
+    # the values too: a pattern missing an entry would mix entries of one colour
+    scale = max(1.0, np.abs(oracle).max())
+    np.testing.assert_allclose(m.toarray(), oracle, rtol=1e-4, atol=1e-5 * scale,
+                               err_msg=str(names))
+
+
+@settings(max_examples=5, deadline=None)
+@given(names=hs.lists(hs.sampled_from(sorted(STEPS)), min_size=1, max_size=4),
+       seed=hs.integers(0, 2**16))
+def test_random_chains_of_structural_ops_against_finite_differences(names, seed):
+    _check_chain(names, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(names=hs.lists(hs.sampled_from(sorted(STEPS)), min_size=1, max_size=6),
+       seed=hs.integers(0, 2**16))
+def test_random_chains_of_structural_ops_against_finite_differences_many(names, seed):
+    _check_chain(names, seed)
