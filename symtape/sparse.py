@@ -4,12 +4,12 @@ The sparsity pattern is structural: entry ``(i, j)`` is stored when gradient ent
 recorded graph reaches variable ``j`` through ops that carry a derivative (comparisons and
 ``where``'s condition carry none), or ``j``'s reaches ``i``. It is found in one pass over
 the graph with whole arrays per value (:class:`_Deps`), never Python sets per entry, and
-kept in the kernel cache under the graph's structure. The values come from Hessian-vector products, compressed by a column colouring
-(Curtis, Powell and Reid): columns that share no row get one colour, and one product with
-the sum of their unit vectors yields all their entries at once. The extended Rosenbrock
-function (``3n - 2`` nonzeros, tridiagonal) needs 3 products for any ``n``, and the
-products are one batched call of a compiled, vectorized kernel. Structural zeros are
-never differentiated nor evaluated.
+kept in the kernel cache under the graph's structure. The values come from Hessian-vector
+products, compressed by a column colouring (Curtis, Powell and Reid): columns that share no
+row get one colour, and one product with the sum of their unit vectors yields all their
+entries at once. The extended Rosenbrock function (``3n - 2`` nonzeros, tridiagonal) needs
+3 products for any ``n``, and the products are one batched call of a compiled, vectorized
+kernel. Structural zeros are never differentiated nor evaluated.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def _flat(values: list) -> list:
     return out
 
 
-def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, ...]:
     """The CSR ``(indptr, indices)`` of the Hessian whose gradient graph is ``grads``, and a
     colouring of its columns (columns of one colour share no row): ``(indptr, indices,
     colours)`` with ``colours`` an array, one colour per column.
@@ -392,6 +392,8 @@ def _through(node: Tensor, inputs: list) -> _Deps | None:
     # reshape, transpose, broadcast_to, getitem: each entry is one entry of the input
     positions = prim.numeric(np, np.arange(math.prod(shapes[0])).reshape(shapes[0]), **params)
     return _gathered(inputs[0], np.asarray(positions), shape)
+
+
 def _reshaped(d: _Deps | None, shape) -> _Deps | None:
     """The same entries in another shape (a reshape keeps their order); broadcast rows stay
     broadcast where the reshape only adds or drops axes of length 1."""
@@ -603,7 +605,8 @@ def _csr(xp, data, indices, indptr, size: int):
         except ImportError:
             raise ImportError("st.hessian(..., sparse=True) returns a scipy.sparse matrix; "
                               "install SciPy: pip install 'symtape[scipy]'") from None
-        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(size, size))
+        # each matrix its own index arrays: the pattern is shared, read-only, by every call
+        return scipy.sparse.csr_matrix((data, indices.copy(), indptr.copy()), shape=(size, size))
     import cupyx.scipy.sparse
 
     return cupyx.scipy.sparse.csr_matrix(

@@ -182,6 +182,17 @@ def test_variables_in_the_function_are_read_at_call_time():
     np.testing.assert_allclose(H(x).toarray(), np.diag(-1.0 * 6 * x))
 
 
+def test_each_matrix_can_be_changed_without_changing_the_next():
+    H = st.hessian(lambda x: st.reduce_sum(x[1:] * x[:-1]) + st.reduce_sum(x**3), sparse=True)
+    m = H(np.zeros(5))  # the diagonal 6x is zero here: stored, and removable
+    m.eliminate_zeros()
+    m.data *= 2
+    assert m.nnz == 8
+    again = H(np.zeros(5))
+    assert again.nnz == 13 and stored_pattern(again) == tridiagonal_pattern(5)
+    np.testing.assert_array_equal(again.toarray(), np.eye(5, k=1) + np.eye(5, k=-1))
+
+
 def test_float32_argument_gives_a_float32_matrix():
     H = st.hessian(lambda x: st.reduce_sum(x**3), sparse=True)
     m = H(np.array([1.0, 2.0], dtype=np.float32))
