@@ -59,8 +59,9 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
         The start; float64.
     method : str, optional
         Any SciPy method; ``'trust-exact'``/``'dogleg'`` get the exact dense Hessian,
-        ``'trust-constr'`` the sparse one, ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'``
-        compiled Hessian-vector products, the others the gradient.
+        ``'trust-constr'`` the sparse one (a dense array where its pattern is mostly dense),
+        ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'`` compiled Hessian-vector products,
+        the others the gradient.
     args : tuple
         Extra arguments of ``fun`` (not differentiated): data, as NumPy, CuPy or dask arrays
         (a Python list of numbers among them is made one array, as ``np.asarray`` makes it).
@@ -334,9 +335,22 @@ def _plain(flat: Callable) -> Callable:
 
 
 def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
+    """The compiled Hessian for SciPy: dense where the method wants it or the pattern is
+    mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``."""
     sparse = _whole(hessian(flat, sparse=True))
-    sparse(x0, *args)  # derive the pattern and compile once
-    return (lambda x, *a: sparse(x, *a).toarray()) if dense else sparse
+    first = sparse(x0, *args)  # derive the pattern and compile once
+    dense = dense or 2 * first.nnz > first.shape[0] * first.shape[1]
+    kept = [(x0, first)]  # the value SciPy asks for first: not computed twice
+
+    def hess(x, *a):
+        if kept:
+            start, value = kept.pop()
+            if np.array_equal(x, start):
+                return value.toarray() if dense else value
+        value = sparse(x, *a)
+        return value.toarray() if dense else value
+
+    return hess
 
 
 def _hessian_product(flat: Callable):

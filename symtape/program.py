@@ -35,7 +35,7 @@ from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable, on_device_with
 
-__all__ = ["Program"]
+__all__ = ["Program", "structure_key"]
 
 # printed as SymPy expressions; every other elementwise primitive is a call of its numeric form
 _SYMPY_PRINTED = frozenset({
@@ -162,6 +162,8 @@ def _concat(xp, *xs, ks, axis):
 
 def _matmul(xp, a, b, *, ka, kb):
     a, b = xp.asarray(a), xp.asarray(b)
+    if ka == 2 and a.ndim == 2 and b.ndim > kb and (kb == 1 or b.shape[-1] == 1):
+        return _matrix_times_batch(xp, a, b, kb)
     if ka == 1:
         a = a[..., None, :]
     if kb == 1:
@@ -178,6 +180,14 @@ def _matmul(xp, a, b, *, ka, kb):
     if ka == 1:
         out = out[..., 0] if kb == 1 else out[..., 0, :]
     return out
+
+
+def _matrix_times_batch(xp, a, b, kb: int):
+    """One matrix ``a`` times a batch of vectors (columns ``(..., n, 1)`` when ``kb`` is 2):
+    one matrix product ``b @ a.T``, not a stack of matrix-vector products (a Hessian's
+    products with many seeds, each through a data matrix)."""
+    out = xp.matmul(b if kb == 1 else b[..., 0], a.T)
+    return out if kb == 1 else out[..., None]
 
 
 def _structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
@@ -330,6 +340,24 @@ class _Graph:
             else:
                 items.append(kind + described)
         return (backend, tuple(items), tuple(index[id(t)] for t in self.outputs))
+
+
+def structure_key(arguments: list[Tensor], outputs: list[Tensor]) -> tuple:
+    """What ``outputs`` compute from ``arguments`` (ops, parameters, shapes, dtypes, the values
+    of constants), independent of which objects computed it: a key for caches of what is
+    derived from a graph, as the kernel cache is keyed for kernels.
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> from symtape.trace import placeholder
+    >>> def key():
+    ...     x = placeholder(np.ones(3), "x")
+    ...     return structure_key([x], [st.reduce_sum(st.sin(x) * x)])
+    >>> key() == key()
+    True
+    """
+    return _Graph(arguments, outputs, {}).key("structure")
 
 
 # ---------------------------------------------------------------- code generation

@@ -1,19 +1,21 @@
 """Sparse Hessians: only the entries a gradient entry depends on are ever computed.
 
-The sparsity pattern is exact: entry ``(i, j)`` is structurally nonzero when variable ``j``
-occurs in the closed form of gradient entry ``i`` (one symbolic reverse sweep gives all of
-them). The values come from Hessian-vector products, compressed by a column colouring
-(Curtis, Powell and Reid): columns that share no row get one colour, and one product with
-the sum of their unit vectors yields all their entries at once. The extended Rosenbrock
-function (``3n - 2`` nonzeros, tridiagonal) needs 3 products for any ``n``, and the
-products are one batched call of a compiled, vectorized kernel. Structural zeros are
-never differentiated nor evaluated.
+The sparsity pattern is structural: entry ``(i, j)`` is stored when gradient entry ``i``'s
+recorded graph reaches variable ``j`` through ops that carry a derivative (comparisons and
+``where``'s condition carry none), or ``j``'s reaches ``i``. It is found in one pass over
+the graph with whole arrays per value (:class:`_Deps`), never Python sets per entry, and
+kept in the kernel cache under the graph's structure. The values come from Hessian-vector
+products, compressed by a column colouring (Curtis, Powell and Reid): columns that share no
+row get one colour, and one product with the sum of their unit vectors yields all their
+entries at once. The extended Rosenbrock function (``3n - 2`` nonzeros, tridiagonal) needs
+3 products for any ``n``, and the products are one batched call of a compiled, vectorized
+kernel. Structural zeros are never differentiated nor evaluated.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
+import math
 
 import numpy as np
 import sympy
@@ -103,7 +105,7 @@ class _Built:
         self.size = sum(int(np.prod(shape, dtype=np.int64)) for shape in self._shapes)
         self._specs = specs
         self._expr = None
-        self._pattern(_graph_dependencies(self._grads, self._sources))
+        self._pattern(*_cached_pattern(self._grads, self._sources, seen["arguments"]))
 
     def _exact(self) -> tuple[list, list]:
         """The gradient's exact entries and the variables' symbols, flattened in order."""
@@ -111,15 +113,11 @@ class _Built:
             return (_flat([symbolic_value(g) for g in self._grads]),
                     _flat([symbolic_value(s) for s in self._sources]))
 
-    def _pattern(self, rows: list[list[int]]) -> None:
+    def _pattern(self, indptr: np.ndarray, indices: np.ndarray, colours: np.ndarray) -> None:
         """The CSR structure, a colouring of its columns, and where each value is found."""
-        colours = _colour_columns(rows, self.size)
-        self.colours = int(colours.max()) + 1 if self.size and any(rows) else 0
-        indptr = np.zeros(self.size + 1, dtype=np.int64)
-        indptr[1:] = np.cumsum([len(r) for r in rows])
-        self._indptr = indptr.astype(np.int32)
-        self._indices = np.array([j for r in rows for j in r], dtype=np.int32)
-        row_of = np.repeat(np.arange(self.size), [len(r) for r in rows])
+        self.colours = int(colours.max()) + 1 if self.size and len(indices) else 0
+        self._indptr, self._indices = indptr, indices
+        row_of = np.repeat(np.arange(self.size), np.diff(indptr))
         # the value of (i, j) is entry i of the product with colour(j)'s seed
         self._take = colours[self._indices] * self.size + row_of if self.size else row_of
         self._seeds = (np.arange(self.colours)[:, None] == colours[None, :]).astype(np.float64)
@@ -174,7 +172,8 @@ def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict):
                 inner.watch(sources)
                 y = _scalar(fun(*args), "hessian")
             grads = inner.gradient(y, sources, unconnected_gradients="zero")
-            seen.update(grads=grads, sources=sources)
+            seen.update(grads=grads, sources=sources, arguments=[
+                leaf for leaf in nest.flatten(list(args))[0] if isinstance(leaf, Tensor)])
             dot = 0
             for g, v in zip(grads, seeds):
                 dot = dot + reduce_sum(g * v)
@@ -208,7 +207,7 @@ def _flat(values: list) -> list:
     return out
 
 
-def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, np.ndarray, int]:
+def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, ...]:
     """The CSR ``(indptr, indices)`` of the Hessian whose gradient graph is ``grads``, and a
     colouring of its columns (columns of one colour share no row): ``(indptr, indices,
     colours)`` with ``colours`` an array, one colour per column.
@@ -226,121 +225,346 @@ def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, np.
     >>> indptr.tolist(), indices.tolist(), int(colours.max()) + 1
     ([0, 1, 3, 5, 6], [1, 0, 2, 1, 3, 2], 2)
     """
-    rows = _graph_dependencies(grads, sources)
-    indptr = np.zeros(len(rows) + 1, dtype=np.int32)
-    indptr[1:] = np.cumsum([len(r) for r in rows])
-    indices = np.array([j for r in rows for j in r], dtype=np.int32)
-    return indptr, indices, _colour_columns(rows, len(rows))
+    indptr, indices = _graph_dependencies(grads, sources)
+    return indptr, indices, _colouring(indptr, indices)
 
 
-def _graph_dependencies(grads: list[Tensor], sources: list) -> list[list[int]]:
-    """Per gradient entry, the variables its recorded graph reaches: one pass over the graph
-    in topological order, each entry of each value a set of variable positions. A source is
-    a Tensor, or a Variable (whose reads in the graph are then its leaves).
+def _cached_pattern(grads: list[Tensor], sources: list, arguments: list) -> tuple:
+    """:func:`hessian_pattern` through the kernel cache, keyed by the gradient graph's
+    structure (``arguments``: every traced argument, data included, so that the data's values
+    are not part of the key): a second identical fit derives nothing again."""
+    from symtape.compile import cached
+    from symtape.program import structure_key
 
-    Structural ops run their own NumPy forms on object arrays of :class:`_Reach` (whose
-    ``+`` and ``*`` are unions), so indexing, reductions and ``matmul`` move the sets exactly
-    as they move values; elementwise ops unite their broadcast operands' sets.
-    """
-    from symtape.primitives import REGISTRY
+    others = [a for a in arguments if all(a is not s for s in sources)]
+    key = ("hessian pattern", len(sources), structure_key(list(sources) + others, list(grads)))
+
+    def derive():
+        pattern = hessian_pattern(grads, sources)
+        for array in pattern:
+            array.flags.writeable = False  # shared by every fit that hits the cache
+        return pattern
+
+    return cached(key, derive)
+
+
+# ---------------------------------------------------------------- dependencies, array by array
+
+
+class _Deps:
+    """Which sources the entries of one value depend on, held as whole arrays: every entry
+    on the sources in ``common``, and entry ``k`` also on ``indices[indptr[k]:indptr[k + 1]]``
+    (CSR; ``indptr`` is None where there are none). Sources are numbered over all the
+    differentiated entries. A dense operand gives a dense block (``common``) at the cost of
+    one set; per-entry arrays appear only where indexing, slicing or reductions need them.
+
+    The CSR rows may be those of ``eshape``, a shape that broadcasts to ``shape`` (same rank,
+    1 on axes along which every entry depends on the same sources): ``X @ W`` with data
+    ``X`` keeps one row per column of ``W``, not one per entry."""
+
+    __slots__ = ("shape", "size", "common", "indptr", "indices", "eshape")
+
+    def __init__(self, shape, common: frozenset = frozenset(), indptr=None, indices=None,
+                 disjoint: bool = False, eshape=None):
+        self.shape = tuple(shape)
+        self.size = math.prod(self.shape)
+        self.eshape = self.shape if eshape is None else tuple(eshape)
+        rows = math.prod(self.eshape)
+        if self.size == 0:
+            common, indptr, indices = frozenset(), None, None
+        elif indptr is not None and (rows == 1 or not len(indices)):
+            common = common.union(indices.tolist())  # one row for all: its sources are common
+            indptr = indices = None
+        elif indptr is not None and common and not disjoint:
+            # what every entry has needs no entry of its own
+            keep = ~np.isin(indices, _as_array(common))
+            if not keep.all():
+                kept = np.repeat(np.arange(rows), np.diff(indptr))[keep]
+                indptr, indices = _csr_of(rows, kept, indices[keep])
+        if indptr is None:
+            self.eshape = self.shape
+        self.common, self.indptr, self.indices = common, indptr, indices
+
+    def pairs(self, expand: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+        """The (entry, source) pairs of the per-entry part, and of ``expand`` (a part of
+        ``common``) for every entry, as two arrays: rows, then columns."""
+        if self.eshape != self.shape:
+            return _full(self).pairs(expand)
+        rows = [np.repeat(np.arange(self.size), np.diff(self.indptr))] \
+            if self.indptr is not None else []
+        cols = [self.indices] if self.indptr is not None else []
+        if expand:
+            common = _as_array(expand)
+            rows.append(np.repeat(np.arange(self.size), len(common)))
+            cols.append(np.tile(common, self.size))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(rows), np.concatenate(cols)
+
+
+def _full(d: _Deps | None) -> _Deps | None:
+    """``d`` with a CSR row per entry (its broadcast rows repeated)."""
+    if d is None or d.eshape == d.shape:
+        return d
+    rows = np.broadcast_to(np.arange(math.prod(d.eshape)).reshape(d.eshape), d.shape)
+    indptr, indices = _take_rows(d.indptr, d.indices, rows.reshape(-1))
+    return _Deps(d.shape, d.common, indptr, indices, disjoint=True)
+
+
+def _take_rows(indptr: np.ndarray, indices: np.ndarray, src: np.ndarray) -> tuple:
+    """The CSR whose row ``k`` is row ``src[k]`` of ``(indptr, indices)``."""
+    counts = np.diff(indptr)[src]
+    out = np.zeros(len(src) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    starts = np.repeat(indptr[src] - out[:-1], counts)
+    return out, indices[starts + np.arange(out[-1])]
+
+
+def _as_array(sources: frozenset) -> np.ndarray:
+    return np.fromiter(sources, dtype=np.int64, count=len(sources))
+
+
+def _csr_of(size: int, rows: np.ndarray, cols: np.ndarray, unique: bool = False):
+    """CSR ``(indptr, indices)`` of (row, column) pairs given row by row, or in any order
+    with duplicates when ``unique`` is asked for; ``(None, None)`` when there are none."""
+    if not len(rows):
+        return None, None
+    if unique:  # a sort, then the first of each run (cheaper than np.unique's hashing)
+        span = int(cols.max()) + 1
+        keys = np.sort(rows.astype(np.int64) * span + cols)
+        first = np.ones(len(keys), dtype=bool)
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        rows, cols = np.divmod(keys[first], span)
+    indptr = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=size), out=indptr[1:])
+    return indptr, cols
+
+
+def _graph_dependencies(grads: list[Tensor], sources: list) -> tuple[np.ndarray, np.ndarray]:
+    """The symmetric CSR pattern ``(indptr, indices)`` of the variables each gradient entry's
+    recorded graph reaches: one pass over the graph in topological order, each value's
+    dependencies held as whole arrays (:class:`_Deps`). A source is a Tensor, or a Variable
+    (whose reads in the graph are then its leaves)."""
     from symtape.program import _walk
 
-    reach: dict[int, np.ndarray] = {}
+    deps: dict[int, _Deps | None] = {}
     offset = 0
     for s in sources:
-        size = int(np.prod(s.shape, dtype=np.int64))
-        bits = np.empty(size, dtype=object)
-        bits[:] = [_Reach(frozenset((offset + k,))) for k in range(size)]
-        reach[id(s)] = bits.reshape(s.shape)
+        size = math.prod(s.shape)
+        deps[id(s)] = _Deps(s.shape, frozenset(), np.arange(size + 1),
+                            np.arange(offset, offset + size))
         offset += size
     for node in _walk(list(grads), lambda t: t):
-        if id(node) in reach:
+        if id(node) in deps:
             continue
-        if node._prim is None:
-            own = reach.get(id(node._source)) if node._source is not None else None
-            reach[id(node)] = own if own is not None else _nothing(node.shape)
+        if node._prim is None:  # a read of a source Variable is that source; else data
+            deps[id(node)] = deps.get(id(node._source)) if node._source is not None else None
             continue
-        inputs = [reach[id(x)] for x in node._inputs]
-        if node._prim.elementwise:
-            reach[id(node)] = np.asarray(_unite(len(inputs))(*inputs), dtype=object) \
-                if len(inputs) > 1 else inputs[0]
-        elif node._prim.name in ("scatter", "scatter_add"):
-            params = node._params
-            keys = params["keys"] if "keys" in params else (params["key"],)
-            out = _nothing(params["shape"])
-            for key, value in zip(keys, inputs):
-                np.add.at(out, key, value)  # unions, even where keys repeat
-            reach[id(node)] = out
-        else:
-            name = "reduce_sum" if node._prim.name in ("reduce_max", "reduce_min") else \
-                node._prim.name
-            reach[id(node)] = np.asarray(REGISTRY[name].numeric(np, *inputs, **node._params),
-                                         dtype=object)
-    rows = []
+        inputs = [deps[id(x)] for x in node._inputs]
+        deps[id(node)] = None if all(d is None for d in inputs) else _through(node, inputs)
+    return _symmetric(grads, deps, offset)
+
+
+def _through(node: Tensor, inputs: list) -> _Deps | None:
+    """The dependencies of one op's result, from its inputs' (None: depends on nothing)."""
+    prim, params, shape = node._prim, node._params, np.shape(node._value)
+    shapes = [np.shape(x._value) for x in node._inputs]
+    if prim.elementwise:  # no derivative flows through a condition or a comparison
+        live = [(d, s) for k, (d, s) in enumerate(zip(inputs, shapes))
+                if d is not None and prim.rule(k) is not None]
+        return _union(shape, live)
+    name = prim.name
+    if name in ("reduce_sum", "reduce_max", "reduce_min"):
+        axis = params["axis"]
+        axes = range(len(shapes[0])) if axis is None else [a % len(shapes[0]) for a in axis]
+        kept = tuple(1 if i in axes else n for i, n in enumerate(shapes[0]))
+        return _reshaped(_reduced(inputs[0], kept), shape)
+    if name == "matmul":
+        return _matmul(inputs, shapes, shape)
+    if name in ("scatter", "scatter_add", "concat"):
+        offsets = np.cumsum([0] + [math.prod(s) for s in shapes])
+        positions = [np.arange(a, b).reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
+        stacked = _stacked(inputs, shapes)
+        if name == "concat":
+            return _gathered(stacked, np.concatenate(positions, axis=params["axis"]), shape)
+        keys = params["keys"] if name == "scatter_add" else (params["key"],)
+        return _scattered(stacked, positions, keys, shape)
+    # reshape, transpose, broadcast_to, getitem: each entry is one entry of the input
+    positions = prim.numeric(np, np.arange(math.prod(shapes[0])).reshape(shapes[0]), **params)
+    return _gathered(inputs[0], np.asarray(positions), shape)
+
+
+def _reshaped(d: _Deps | None, shape) -> _Deps | None:
+    """The same entries in another shape (a reshape keeps their order); broadcast rows stay
+    broadcast where the reshape only adds or drops axes of length 1."""
+    if d is None:
+        return None
+    shape = tuple(shape)
+    if d.eshape != d.shape:
+        core = [(n, e) for n, e in zip(d.shape, d.eshape) if n != 1]
+        if [n for n, _ in core] != [n for n in shape if n != 1]:
+            return _reshaped(_full(d), shape)
+        axes = iter(core)
+        eshape = tuple(1 if n == 1 else next(axes)[1] for n in shape)
+        return _Deps(shape, d.common, d.indptr, d.indices, disjoint=True, eshape=eshape)
+    return _Deps(shape, d.common, d.indptr, d.indices, disjoint=True)
+
+
+def _gathered(d: _Deps | None, positions: np.ndarray, shape) -> _Deps | None:
+    """Entry ``k`` of the result is entry ``positions.flat[k]`` of ``d``'s value."""
+    if d is None:
+        return None
+    src = np.asarray(positions).reshape(-1)
+    if d.indptr is None or not len(src):
+        return _Deps(shape, d.common)
+    d = _full(d)
+    return _Deps(shape, d.common, *_take_rows(d.indptr, d.indices, src), disjoint=True)
+
+
+def _union(shape, live: list) -> _Deps | None:
+    """A broadcasting elementwise op on inputs ``(deps, shape)``: each entry depends on what
+    the entries it is computed from depend on (rows stay broadcast where all inputs' are)."""
+    if not live:
+        return None
+    if len(live) == 1 and tuple(live[0][1]) == tuple(shape):
+        return live[0][0]
+    common = frozenset().union(*[d.common for d, _ in live])
+    parts = [d for d, _ in live if d.indptr is not None]
+    if not parts:
+        return _Deps(shape, common)
+    padded = [(1,) * (len(shape) - len(d.eshape)) + d.eshape for d in parts]
+    eshape = tuple(np.broadcast_shapes(*padded))
+    parts = [_Deps(eshape, d.common, *((d.indptr, d.indices) if e == eshape else _take_rows(
+                 d.indptr, d.indices, np.broadcast_to(np.arange(math.prod(e)).reshape(e),
+                                                      eshape).reshape(-1))), disjoint=True)
+             for d, e in zip(parts, padded)]  # rows over eshape, one per entry of it
+    if all(_same_entries(d, parts[0]) for d in parts[1:]):
+        parts = parts[:1]  # `x * x`, or operands of one origin: nothing to merge
+    if len(parts) == 1:
+        return _Deps(shape, common, parts[0].indptr, parts[0].indices,
+                     disjoint=common == parts[0].common, eshape=eshape)
+    pairs = [d.pairs() for d in parts]
+    indptr, indices = _csr_of(math.prod(eshape), np.concatenate([r for r, _ in pairs]),
+                              np.concatenate([c for _, c in pairs]), unique=True)
+    return _Deps(shape, common, indptr, indices, eshape=eshape)
+
+
+def _same_entries(a: _Deps, b: _Deps) -> bool:
+    return np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+
+
+def _moved(d: _Deps, targets: np.ndarray, shape, eshape=None) -> _Deps:
+    """Row ``k`` of ``d`` added into row ``targets[k]`` of a result of ``shape`` with rows
+    ``eshape`` (rows no target reaches depend on nothing)."""
+    rows = math.prod(shape if eshape is None else eshape)
+    covered = bool(d.common) and bool(np.bincount(targets, minlength=rows).all())
+    source, cols = d.pairs(frozenset() if covered else d.common)
+    indptr, indices = _csr_of(rows, targets[source], cols, unique=True)
+    return _Deps(shape, d.common if covered else frozenset(), indptr, indices, disjoint=True,
+                 eshape=eshape if indptr is not None else None)
+
+
+def _reduced(d: _Deps | None, kept: tuple) -> _Deps | None:
+    """A reduction to the shape ``kept`` (``d``'s shape with 1 on the reduced axes)."""
+    if d is None or d.size == 0:
+        return None
+    if d.indptr is None:
+        return _Deps(kept, d.common)
+    eshape = tuple(1 if k == 1 else e for k, e in zip(kept, d.eshape))
+    targets = np.broadcast_to(np.arange(math.prod(eshape)).reshape(eshape), d.eshape)
+    rows = _Deps(d.eshape, d.common, d.indptr, d.indices, disjoint=True)
+    return _moved(rows, targets.reshape(-1), kept, eshape)
+
+
+def _matmul(inputs: list, shapes: list, shape) -> _Deps | None:
+    """``out[..., i, k]`` depends on row ``i`` of ``a`` and column ``k`` of ``b``, all of it
+    (data entries are not looked at: the pattern serves any data of these shapes)."""
+    a_shape = tuple(shapes[0]) if len(shapes[0]) > 1 else (1,) + tuple(shapes[0])
+    b_shape = tuple(shapes[1]) if len(shapes[1]) > 1 else tuple(shapes[1]) + (1,)
+    full = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
+    rows, columns = a_shape[:-1] + (1,), b_shape[:-2] + (1, b_shape[-1])
+    live = [(_reduced(_reshaped(inputs[0], a_shape), rows), rows),
+            (_reduced(_reshaped(inputs[1], b_shape), columns), columns)]
+    return _reshaped(_union(full, [(d, s) for d, s in live if d is not None]), shape)
+
+
+def _stacked(inputs: list, shapes: list) -> _Deps:
+    """Several inputs' entries one after another (what ``concat`` and ``scatter_add`` read
+    from): in common what all of them have in common."""
+    sizes = [math.prod(s) for s in shapes]
+    present = [d for d, size in zip(inputs, sizes) if size]
+    common = frozenset.intersection(*[d.common for d in present]) \
+        if present and all(d is not None for d in present) else frozenset()
+    rows, cols, offset, expanded = [], [], 0, False
+    for d, size in zip(inputs, sizes):
+        if d is not None and size:
+            r, c = d.pairs(d.common - common)
+            rows.append(r + offset)
+            cols.append(c)
+            expanded |= d.common != common
+        offset += size
+    indptr, indices = _csr_of(offset, np.concatenate(rows), np.concatenate(cols),
+                              unique=expanded) if rows else (None, None)
+    return _Deps((offset,), common, indptr, indices, disjoint=True)
+
+
+def _scattered(stacked: _Deps, positions: list, keys, shape) -> _Deps:
+    """``out[key_i] += value_i`` into zeros of ``shape``, ``positions[i]`` the entries of
+    ``value_i`` in ``stacked`` (values broadcast to what their key selects)."""
+    entries = np.arange(math.prod(shape)).reshape(shape)
+    sources, targets = [], []
+    for where, key in zip(positions, keys):
+        selected = entries[key]
+        sources.append(np.broadcast_to(where, np.shape(selected)).reshape(-1))
+        targets.append(np.reshape(selected, -1))
+    sources, targets = np.concatenate(sources), np.concatenate(targets)
+    return _moved(_gathered(stacked, sources, (len(sources),)), targets, shape)
+
+
+def _symmetric(grads: list[Tensor], deps: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian's pattern: gradient entry ``i`` depends on variable ``j``, or ``j`` on
+    ``i`` (the Hessian is symmetric, so is its pattern); ``(indptr, indices)``, int32."""
+    rows, cols, offset, dense = [], [], 0, n > 0
     for g in grads:
-        rows.extend(sorted(_Reach.bits_of(entry))
-                    for entry in np.asarray(reach[id(g)], dtype=object).reshape(-1))
-    return _symmetric(rows)
+        d = deps[id(g)]
+        dense = dense and d is not None and len(d.common) == n
+        if d is not None:
+            r, c = d.pairs(d.common)
+            rows.append(r + offset)
+            cols.append(c)
+        offset += math.prod(g.shape)
+    if dense:  # every entry on every variable: no pairs to sort
+        return (np.arange(0, n * n + 1, n, dtype=np.int32),
+                np.tile(np.arange(n, dtype=np.int32), n))
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    indptr, indices = _csr_of(n, np.concatenate([r, c]), np.concatenate([c, r]), unique=True)
+    if indptr is None:
+        return np.zeros(n + 1, dtype=np.int32), np.zeros(0, dtype=np.int32)
+    return indptr.astype(np.int32), indices.astype(np.int32)
 
 
-class _Reach:
-    """A set of variable positions that adds and multiplies as a union."""
-
-    __slots__ = ("bits",)
-
-    def __init__(self, bits: frozenset):
-        self.bits = bits
-
-    @staticmethod
-    def bits_of(value) -> frozenset:
-        return value.bits if isinstance(value, _Reach) else _EMPTY
-
-    def _union(self, other) -> "_Reach":
-        return _Reach(self.bits | _Reach.bits_of(other))
-
-    __add__ = __radd__ = __mul__ = __rmul__ = __or__ = __ror__ = _union
+def _colouring(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """A colour per column: mostly dense patterns get one each (a greedy colouring would need
+    more than half as many, found at the cost of a dense matrix product), others the greedy
+    colouring."""
+    size = len(indptr) - 1
+    if 2 * len(indices) > size * size:
+        return np.arange(size, dtype=np.int64)
+    return _colour_columns(indptr, indices)
 
 
-@functools.lru_cache(maxsize=None)
-def _unite(arity: int):
-    """The broadcasting union of ``arity`` arrays of sets."""
-    return np.frompyfunc(lambda *sets: _Reach(_or_all(sets)), arity, 1)
-
-
-def _or_all(sets) -> frozenset:
-    return _EMPTY.union(*[_Reach.bits_of(value) for value in sets])
-
-
-_EMPTY: frozenset = frozenset()
-
-
-def _nothing(shape) -> np.ndarray:
-    out = np.empty(shape, dtype=object)
-    out[...] = _Reach(_EMPTY)
-    return out
-
-
-def _symmetric(rows: list[list[int]]) -> list[list[int]]:
-    """The Hessian is symmetric: so is its pattern."""
-    sets = [set(r) for r in rows]
-    for i, row in enumerate(rows):
-        for j in row:
-            sets[j].add(i)
-    return [sorted(r) for r in sets]
-
-
-def _colour_columns(rows: list[list[int]], size: int) -> np.ndarray:
-    """Greedy colouring: two columns with a nonzero in the same row never share a colour.
+def _colour_columns(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Greedy colouring of a symmetric CSR pattern: two columns with a nonzero in the same row
+    never share a colour.
 
     The columns that conflict with column j are the pattern's squared row j (a sparse
     product, in SciPy's C), so the Python loop does one small array step per column."""
     try:
         import scipy.sparse
     except ImportError:
-        return _colour_columns_by_sets(rows, size)
-    indptr = np.zeros(size + 1, dtype=np.int64)
-    np.cumsum([len(r) for r in rows], out=indptr[1:])
-    indices = np.fromiter((k for r in rows for k in r), dtype=np.int64, count=int(indptr[-1]))
+        return _colour_columns_by_sets(indptr, indices)
+    size = len(indptr) - 1
     pattern = scipy.sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr),
                                       shape=(size, size))
     conflicts = (pattern @ pattern).tocsr()
@@ -354,10 +578,11 @@ def _colour_columns(rows: list[list[int]], size: int) -> np.ndarray:
     return colours
 
 
-def _colour_columns_by_sets(rows: list[list[int]], size: int) -> np.ndarray:
+def _colour_columns_by_sets(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """The same greedy colouring with Python sets (without SciPy)."""
-    colours = np.full(size, -1, dtype=np.int64)
-    for j in range(size):  # by symmetry, column j's nonzero rows are rows[j]
+    rows = [indices[a:b].tolist() for a, b in zip(indptr[:-1], indptr[1:])]
+    colours = np.full(len(rows), -1, dtype=np.int64)
+    for j in range(len(rows)):  # by symmetry, column j's nonzero rows are rows[j]
         taken = {int(colours[k]) for i in rows[j] for k in rows[i] if colours[k] >= 0}
         colour = 0
         while colour in taken:
@@ -380,7 +605,8 @@ def _csr(xp, data, indices, indptr, size: int):
         except ImportError:
             raise ImportError("st.hessian(..., sparse=True) returns a scipy.sparse matrix; "
                               "install SciPy: pip install 'symtape[scipy]'") from None
-        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(size, size))
+        # each matrix its own index arrays: the pattern is shared, read-only, by every call
+        return scipy.sparse.csr_matrix((data, indices.copy(), indptr.copy()), shape=(size, size))
     import cupyx.scipy.sparse
 
     return cupyx.scipy.sparse.csr_matrix(

@@ -81,6 +81,74 @@ def test_derivatives_passed_to_scipy_are_the_exact_ones(monkeypatch):
     np.testing.assert_allclose(seen["hessp"], rosen_hess(point) @ np.arange(10.0), rtol=1e-13)
 
 
+def logistic(w, X, y):
+    z = st.matmul(X, w)
+    return st.reduce_sum(st.softplus(z) - y * z) + 0.5 * st.reduce_sum(w * w)
+
+
+def logistic_hessian(w, X):  # by hand: X^T diag(p (1 - p)) X + I
+    p = 1 / (1 + np.exp(-(X @ w)))
+    return X.T @ ((p * (1 - p))[:, None] * X) + np.eye(len(w))
+
+
+def spied_hessian(monkeypatch, fun, x0, args, method):
+    import scipy.optimize
+
+    seen = {}
+
+    def spy(fun, x0, args=(), method=None, jac=None, hess=None, **kwargs):
+        seen["hess"] = lambda x: hess(x, *args)
+        return scipy.optimize.OptimizeResult()
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    st.optimize.minimize(fun, x0, args=args, method=method)
+    return seen["hess"]
+
+
+def test_a_dense_pattern_gives_trust_constr_a_dense_hessian(monkeypatch):
+    import scipy.sparse
+
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(40, 6)), (rng.random(40) < 0.5) * 1.0
+    w0, w1 = np.zeros(6), rng.normal(size=6)
+    hess = spied_hessian(monkeypatch, logistic, w0, (X, y), "trust-constr")
+    for w in (w0, w1, w0):  # the first value is kept from the compile; later ones computed
+        value = hess(w)
+        assert isinstance(value, np.ndarray) and value.shape == (6, 6)
+        np.testing.assert_allclose(value, logistic_hessian(w, X), rtol=1e-12)
+    # Rosenbrock's tridiagonal pattern stays sparse
+    hess = spied_hessian(monkeypatch, rosen, START, (), "trust-constr")
+    for x in (START, START + 0.5):
+        assert scipy.sparse.issparse(hess(x))
+        np.testing.assert_allclose(hess(x).toarray(), rosen_hess(x), rtol=1e-13)
+
+
+def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
+    import symtape.sparse
+
+    derived = []
+    original = symtape.sparse._graph_dependencies
+    monkeypatch.setattr(symtape.sparse, "_graph_dependencies",
+                        lambda *a: derived.append(1) or original(*a))
+    st.clear_kernel_cache()  # patterns are kept in the kernel cache
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(50, 7)), (rng.random(50) < 0.5) * 1.0
+    first = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-exact")
+    assert len(derived) == 1
+    # the same fit again, and the same model on other data of the same shapes: no new pattern
+    again = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-exact")
+    other = st.optimize.minimize(logistic, np.zeros(7), args=(X[::-1] * 2, y), method="trust-exact")
+    assert len(derived) == 1
+    np.testing.assert_array_equal(again.x, first.x)
+    for result, data in ((first, X), (other, X[::-1] * 2)):  # the gradient by hand vanishes
+        p = 1 / (1 + np.exp(-(data @ result.x)))
+        assert np.abs(data.T @ (p - y) + result.x).max() < 1e-6
+    # another structure (a ridge penalty of another form) is a new pattern
+    st.optimize.minimize(lambda w, X, y: logistic(w, X, y) + st.reduce_sum(w ** 4),
+                         np.zeros(7), args=(X, y), method="trust-exact")
+    assert len(derived) == 2
+
+
 def test_extra_arguments_and_matrix_shaped_starts():
     target = np.array([[1.0, -2.0], [3.0, 0.5]])
 

@@ -206,6 +206,24 @@ def test_program_with_placeholders_and_batches():
     assert program.output_shapes == [(), (2,)]
 
 
+@pytest.mark.parametrize("batch", [(), (4,), (2, 3)])
+def test_matrix_times_a_batch_of_vectors_and_columns(batch):
+    # one data matrix meeting batched vectors (a Hessian's seeds): a single matrix product,
+    # against NumPy point by point
+    A = RNG.normal(size=(5, 3))
+    x = placeholder(np.ones(3), "x")
+    c = placeholder(np.ones((3, 1)), "c")
+    program = Program([x, c], [st.matmul(st.constant(A), x), st.matmul(st.constant(A), c),
+                               st.matmul(st.constant(A.T), st.matmul(st.constant(A), x))], {})
+    xs, cs = RNG.normal(size=batch + (3,)), RNG.normal(size=batch + (3, 1))
+    vector, column, twice = program([xs, cs])
+    assert vector.shape == batch + (5,) and column.shape == batch + (5, 1)
+    for index in np.ndindex(*batch):
+        np.testing.assert_allclose(vector[index], A @ xs[index], rtol=1e-13)
+        np.testing.assert_allclose(column[index], A @ cs[index], rtol=1e-13)
+        np.testing.assert_allclose(twice[index], A.T @ (A @ xs[index]), rtol=1e-13)
+
+
 def test_program_reads_variables_at_call_time():
     v = st.Variable([1.0, -1.0], name="v")
     x = placeholder(np.array([0.5, 0.5]), "x")

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from scipy.optimize import rosen_hess, rosen_hess_prod
 
 import symtape as st
@@ -180,6 +182,17 @@ def test_variables_in_the_function_are_read_at_call_time():
     np.testing.assert_allclose(H(x).toarray(), np.diag(-1.0 * 6 * x))
 
 
+def test_each_matrix_can_be_changed_without_changing_the_next():
+    H = st.hessian(lambda x: st.reduce_sum(x[1:] * x[:-1]) + st.reduce_sum(x**3), sparse=True)
+    m = H(np.zeros(5))  # the diagonal 6x is zero here: stored, and removable
+    m.eliminate_zeros()
+    m.data *= 2
+    assert m.nnz == 8
+    again = H(np.zeros(5))
+    assert again.nnz == 13 and stored_pattern(again) == tridiagonal_pattern(5)
+    np.testing.assert_array_equal(again.toarray(), np.eye(5, k=1) + np.eye(5, k=-1))
+
+
 def test_float32_argument_gives_a_float32_matrix():
     H = st.hessian(lambda x: st.reduce_sum(x**3), sparse=True)
     m = H(np.array([1.0, 2.0], dtype=np.float32))
@@ -273,8 +286,221 @@ def test_the_colouring_is_the_same_greedy_colouring_with_or_without_scipy():
     for size, density in [(1, 1.0), (30, 0.1), (120, 0.03), (60, 0.5)]:
         upper = np.triu(rng.random((size, size)) < density)
         pattern = upper | upper.T | np.eye(size, dtype=bool)
-        rows = [list(np.nonzero(row)[0]) for row in pattern]
-        colours = _colour_columns(rows, size)
-        np.testing.assert_array_equal(colours, _colour_columns_by_sets(rows, size))
+        csr = scipy.sparse.csr_matrix(pattern)
+        colours = _colour_columns(csr.indptr, csr.indices)
+        np.testing.assert_array_equal(colours, _colour_columns_by_sets(csr.indptr, csr.indices))
         for row in pattern:  # no two columns with a nonzero in one row share a colour
             assert len(set(colours[row])) == row.sum()
+
+
+# ---------------------------------------------------------------- patterns against oracles
+
+
+def finite_difference_hessian(f, x, h=1e-3):
+    """The Hessian at ``x`` by central second differences of the value alone (an oracle that
+    shares no code with the derivatives)."""
+    n, step = len(x), np.eye(len(x)) * h
+
+    def value(v):
+        return float(f(st.constant(v)))
+
+    hessian = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            hessian[i, j] = hessian[j, i] = (
+                value(x + step[i] + step[j]) - value(x + step[i] - step[j])
+                - value(x - step[i] + step[j]) + value(x - step[i] - step[j])) / (4 * h * h)
+    return hessian
+
+
+def finite_difference_support(f, x):
+    """Where the Hessian is nonzero at ``x`` (by second differences)."""
+    return np.abs(finite_difference_hessian(f, x)) > 1e-5
+
+
+DATA = np.random.default_rng(21).normal(size=(7, 12))
+TAKE = np.array([3, 0, 5, 5, 1, 11, 7])
+
+
+def chained_indexing(x):
+    y = x[TAKE]  # a gather with a repeated index
+    z = y[1:5][::-1]
+    return st.reduce_sum(st.sin(z * y[:4])) + st.reduce_sum(st.exp(x[::3][1:] * x[1::3][:-1]))
+
+
+def slices_concat_reshape(x):
+    m = st.transpose(st.reshape(x, (3, 4)))  # (4, 3)
+    tail = st.reshape(st.concat([x[10:], x[:1]], 0), (1, 3))
+    parts = st.concat([m[:2, :] ** 2, tail * m[3:, :]], 0)  # (3, 3)
+    rows = st.reduce_sum(parts, axis=1)  # one sum per row
+    return st.reduce_sum(st.tanh(rows) * st.cos(x[4]))
+
+
+def matmul_with_data(x):
+    return st.reduce_sum(st.softplus(st.matmul(st.constant(DATA), x))) + st.reduce_sum(x ** 4)
+
+
+def where_and_maximum(x):
+    kept = st.where(x[:6] > x[6:], x[:6] ** 3, st.sin(x[6:]))
+    return st.reduce_sum(kept) + st.reduce_sum(st.maximum(x[1:], x[:-1]) ** 2) \
+        + st.reduce_max(st.exp(x[4:8])) * x[0]
+
+
+def outer_product(x):
+    return st.reduce_sum(st.sin(st.reshape(x[:4], (4, 1)) * st.reshape(x[4:8], (1, 4)))) \
+        + st.reduce_sum(st.reduce_sum(st.reshape(x, (2, 6)), axis=0) ** 3)
+
+
+def weights_through_data(x):
+    z = st.matmul(st.constant(DATA[:, :4]), st.reshape(x, (4, 3)))  # a column per output
+    by_column = st.reduce_sum(st.exp(z), axis=0)  # each depends on one column of weights
+    return (st.reduce_sum(st.sin(z[::2, 1:])) + st.reduce_sum(by_column ** 2 * by_column[0])
+            + st.reduce_sum(st.square(st.transpose(z)[2] * z[:, 2])))
+
+
+@pytest.mark.parametrize("f, exact", [(chained_indexing, True), (slices_concat_reshape, True),
+                                      (matmul_with_data, True), (outer_product, True),
+                                      (weights_through_data, True), (where_and_maximum, False)])
+def test_pattern_contains_every_nonzero_of_the_hessian(f, exact):
+    # at random points, the finite-difference Hessian's nonzeros lie in the detected pattern;
+    # for smooth functions without max/where the pattern is exactly their union
+    rng = np.random.default_rng(8)
+    H = st.hessian(f, sparse=True)
+    support = np.zeros((12, 12), dtype=bool)
+    for _ in range(3):
+        x = rng.uniform(-1.5, 1.5, 12)
+        m = H(x)
+        pattern = np.zeros((12, 12), dtype=bool)
+        pattern[tuple(zip(*stored_pattern(m)))] = True
+        observed = finite_difference_support(f, x)
+        assert not (observed & ~pattern).any(), np.argwhere(observed & ~pattern)
+        support |= observed
+    if exact:
+        np.testing.assert_array_equal(pattern, support)
+
+
+def test_common_structures_are_detected_exactly():
+    n = 9
+    # a separable sum: diagonal, one colour
+    H = st.hessian(lambda x: st.reduce_sum(st.sin(x) * x ** 2 + st.exp(x)), sparse=True)
+    m = H(np.linspace(-1, 1, n))
+    assert stored_pattern(m) == {(i, i) for i in range(n)} and H._last.colours == 1
+    # a dense matmul with data (logistic regression): every entry, a colour per column
+    X, y = RNG.normal(size=(30, n)), (RNG.random(30) < 0.5) * 1.0
+
+    def logistic(w, X, y):
+        z = st.matmul(X, w)
+        return st.reduce_sum(st.softplus(z) - y * z) + 0.5 * st.reduce_sum(w * w)
+
+    H = st.hessian(logistic, sparse=True)
+    w = RNG.normal(size=n)
+    m = H(w, X, y)
+    assert m.nnz == n * n and H._last.colours == n
+    p = 1 / (1 + np.exp(-(X @ w)))
+    np.testing.assert_allclose(m.toarray(), X.T @ ((p * (1 - p))[:, None] * X) + np.eye(n),
+                               rtol=1e-12)
+    # a matrix of weights through data: entries couple within a column of W only
+    W = RNG.normal(size=(4, 3))
+    H = st.hessian(lambda W: st.reduce_sum(st.softplus(st.matmul(st.constant(X[:, :4]), W))),
+                   sparse=True)
+    expected = {(a, b) for a in range(12) for b in range(12) if a % 3 == b % 3}
+    assert stored_pattern(H(W)) == expected and H._last.colours == 4
+
+
+def test_softmax_regression_is_dense_and_exact():
+    # multinomial logistic regression: W (features x classes) through many rows of data;
+    # by hand, H = sum_i kron(x_i x_i^T, diag(p_i) - p_i p_i^T) + 2 I over W flattened
+    X = RNG.normal(size=(500, 4))
+    W = 0.3 * RNG.normal(size=(4, 3))
+
+    def loss(W, X):
+        z = st.matmul(X, W)
+        return st.reduce_sum(st.log(st.reduce_sum(st.exp(z), axis=1))) + st.reduce_sum(W * W)
+
+    m = st.hessian(loss, sparse=True)(W, X)
+    p = np.exp(X @ W)
+    p /= p.sum(axis=1, keepdims=True)
+    expected = sum(np.kron(np.outer(x, x), np.diag(q) - np.outer(q, q)) for x, q in zip(X, p))
+    assert m.nnz == 144
+    np.testing.assert_allclose(m.toarray(), expected + 2 * np.eye(12), rtol=1e-11, atol=1e-12)
+
+
+def test_a_condition_carries_no_derivative():
+    # x[0] decides which branch, but no derivative flows through the comparison
+    H = st.hessian(lambda x: st.reduce_sum(st.where(x[0] > 0, x[1:] ** 3, st.sin(x[1:]))),
+                   sparse=True)
+    for x0 in (1.0, -1.0):
+        x = np.array([x0, 0.3, -0.4, 0.5])
+        m = H(x)
+        assert stored_pattern(m) == {(1, 1), (2, 2), (3, 3)}
+        expected = 6 * x[1:] if x0 > 0 else -np.sin(x[1:])
+        np.testing.assert_allclose(m.diagonal()[1:], expected, rtol=1e-14)
+
+
+def test_zero_size_and_scalar_pieces():
+    def f(x):
+        empty = st.concat([x[:0], x[5:5] * 2.0], 0)  # nothing from x
+        counted = st.reduce_sum(st.cast(x[4:] > 0, st.float64))  # piecewise constant
+        return st.reduce_sum(empty) + x[2] ** 2 * x[3] + counted ** 2
+
+    m = st.hessian(f, sparse=True)(np.arange(6.0))
+    # by hand: d2/dx2^2 = 2 x3, d2/dx2 dx3 = 2 x2; the count has no derivative
+    assert stored_pattern(m) == {(2, 2), (2, 3), (3, 2)}
+    np.testing.assert_allclose(m.toarray()[2:4, 2:4], [[6.0, 4.0], [4.0, 0.0]])
+
+
+# random chains of structural ops on a vector of 8: each step maps the current value on,
+# keeping values moderate (second differences stay accurate)
+STEPS = {
+    "reverse": lambda a: a[::-1],
+    "tail": lambda a: a[1:] if a.shape[0] > 1 else a,
+    "gather": lambda a: a[(np.arange(a.shape[0] + 2) * 3 + 1) % a.shape[0]],  # repeats
+    "fold": lambda a: st.reshape(a, (-1,)) if a.ndim == 2 else
+    st.reshape(a, (2, -1)) if a.shape[0] % 2 == 0 else a,
+    "transpose": lambda a: st.transpose(a) if a.ndim == 2 else a,
+    "mix": lambda a: a * st.sin(a[::-1]),
+    "row_sums": lambda a: a * st.tanh(st.reduce_sum(a, axis=-1, keepdims=True)),
+    "data": lambda a: st.matmul(st.constant(DATA[:3, :a.shape[0]] / a.shape[0]), a),
+    "concat": lambda a: st.concat([a, a[:1] * 0.5], 0),
+    "where": lambda a: st.where(a > 0, a * st.tanh(a), a * st.sin(a)),  # smooth at 0
+}
+
+
+def _chain(names):
+    def f(x):
+        a = x
+        for name in names:
+            a = STEPS[name](a)
+        return st.reduce_sum(st.sin(a) * st.cos(0.5 * a) + st.tanh(a) ** 2)  # bounded
+
+    return f
+
+
+def _check_chain(names, seed):
+    f = _chain(names)
+    x = np.random.default_rng(seed).uniform(-1.2, 1.2, 8)
+    m = st.hessian(f, sparse=True)(x)
+    pattern = np.zeros((8, 8), dtype=bool)
+    pattern[tuple(zip(*stored_pattern(m)))] = True
+    # second differences at h and h/2, extrapolated (Richardson): good to O(h^4)
+    oracle = (4 * finite_difference_hessian(f, x, 5e-4) - finite_difference_hessian(f, x)) / 3
+    assert not ((np.abs(oracle) > 1e-5) & ~pattern).any(), names  # a superset of the nonzeros
+    # the values too: a pattern missing an entry would mix entries of one colour
+    scale = max(1.0, np.abs(oracle).max())
+    np.testing.assert_allclose(m.toarray(), oracle, rtol=1e-4, atol=1e-5 * scale,
+                               err_msg=str(names))
+
+
+@settings(max_examples=5, deadline=None)
+@given(names=hs.lists(hs.sampled_from(sorted(STEPS)), min_size=1, max_size=4),
+       seed=hs.integers(0, 2**16))
+def test_random_chains_of_structural_ops_against_finite_differences(names, seed):
+    _check_chain(names, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(names=hs.lists(hs.sampled_from(sorted(STEPS)), min_size=1, max_size=6),
+       seed=hs.integers(0, 2**16))
+def test_random_chains_of_structural_ops_against_finite_differences_many(names, seed):
+    _check_chain(names, seed)
