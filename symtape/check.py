@@ -45,6 +45,7 @@ import sympy
 from symtape import functional, ops
 from symtape.backends import to_host
 from symtape.compile import compile as compile_kernel
+from symtape.mpeval import distinct_nodes, evaluate
 from symtape.objarrays import as_sympy
 from symtape.parsing import parse_symbol
 from symtape.sympy_ops import tensor_function
@@ -366,17 +367,11 @@ class _Columns:
             self.hess = self._evaluate(self.hess_exprs)
 
     def _evaluate(self, exprs: np.ndarray) -> np.ndarray:
-        def one(expr):
-            value = as_sympy(expr).evalf(DIGITS, subs=self.subs, chop=True)
-            try:
-                return float(value)
-            except TypeError:  # complex or undefined here
-                return math.nan
-
-        if not exprs.size:
-            return np.zeros(exprs.shape)
-        with np.errstate(all="ignore"):
-            return np.vectorize(one, otypes=[np.float64])(exprs)
+        # once per distinct subexpression (polynomial in the recorded DAG, where SymPy's
+        # evalf is exponential in nesting depth); complex or undefined values are nan
+        values = evaluate([as_sympy(e) for e in exprs.ravel()], self.subs, DIGITS)
+        return np.array([v if isinstance(v, float) else math.nan for v in values],
+                        dtype=np.float64).reshape(exprs.shape)
 
     # -- compiled: the kernels of st.jacobian / st.hessian
     def compiled(self, order: int) -> np.ndarray:
@@ -461,7 +456,7 @@ def _holomorphic(expr: sympy.Basic) -> bool:
     """Whether ``expr`` is built from operations that extend analytically to complex inputs."""
     return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol or node.is_Number
                or isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.NumberSymbol))
-               for node in sympy.preorder_traversal(expr))
+               for node in distinct_nodes(expr))
 
 
 def _largest(values: np.ndarray) -> float:

@@ -52,12 +52,16 @@ _CACHE_SIZE = 512
 class Names:
     """Maps input symbols to argument entries and gives temporaries safe identifiers."""
 
-    def __init__(self):
+    def __init__(self, taken=()):
         self.of: dict[sympy.Symbol, str] = {}
         self._counter = itertools.count()
+        self._taken = frozenset(taken)  # names a temporary must not overwrite (parameters)
 
     def fresh(self, prefix: str = "t") -> str:
-        return f"_{prefix}{next(self._counter)}"
+        while True:
+            name = f"_{prefix}{next(self._counter)}"
+            if name not in self._taken:
+                return name
 
     def temporary(self, prefix: str) -> sympy.Dummy:
         """A new temporary symbol, already named in the generated code."""
@@ -126,8 +130,8 @@ def _printer_class(base):
 
         def _print_Heaviside(self, expr):
             at_zero = expr.args[1] if len(expr.args) > 1 else sympy.Rational(1, 2)
-            return (f"{self._module}.heaviside({self._print(expr.args[0])}, "
-                    f"{self._print(at_zero)})")
+            return (f"{self._module_format(self._module + '.heaviside')}("
+                    f"{self._print(expr.args[0])}, {self._print(at_zero)})")
 
     return KernelPrinter
 
@@ -155,43 +159,91 @@ def function_source(functions: dict, symbols) -> str:
         _c0 = numpy.sin(y)
         return numpy.array([2*x*_c0, (x*x)*_c0])
     """
-    for symbol in symbols:
-        if not isinstance(symbol, sympy.Symbol):
-            raise TypeError(f"function_source: parameters must be SymPy symbols, got {symbol!r}")
-        if not symbol.name.isidentifier():
-            raise ValueError(f"{symbol.name!r} is not a Python identifier")
+    parameters = _parameter_names(symbols)
+    aliases = _module_aliases(parameters)
     definitions, uses_scipy = [], False
     for name, outputs in functions.items():
         if not (isinstance(name, str) and name.isidentifier()):
             raise ValueError(f"function_source: {name!r} is not a Python identifier")
-        names = Names()
-        names.of.update((symbol, symbol.name) for symbol in symbols)
-        printer = _StandalonePrinter(names)
+        names = Names(taken=[*parameters, *aliases.values()])
+        names.of.update(zip(symbols, parameters))
+        printer = _StandalonePrinter(names, aliases)
         array = np.array(outputs, dtype=object)
         replacements, reduced = shared_subexpressions(
             [as_sympy(e, f"function_source: outputs of {name!r} must be SymPy expressions")
              for e in array.ravel()])
-        lines = [f"def {name}({', '.join(s.name for s in symbols)}):"]
+        lines = [f"def {name}({', '.join(parameters)}):"]
         for temporary, value in replacements:
             names.of[temporary] = names.fresh("c")
             lines.append(f"    {names.of[temporary]} = {printer.doprint(value)}")
         printed = np.array([printer.doprint(e) for e in reduced], dtype=object)
         result = printed.item() if array.ndim == 0 else (
-            "numpy.array(" + str(printed.reshape(array.shape).tolist()).replace("'", "") + ")")
+            f"{aliases['numpy']}.array("
+            + str(printed.reshape(array.shape).tolist()).replace("'", "") + ")")
         definitions.append("\n".join([*lines, f"    return {result}"]))
         uses_scipy |= printer.uses_scipy
-    imports = ["import numpy", *(["import scipy.special"] if uses_scipy else [])]
+    imports = [_import("numpy", aliases["numpy"])]
+    if uses_scipy:
+        imports.append(_import("scipy.special", aliases["scipy.special"]))
     return "\n\n\n".join(["\n".join(imports), *definitions])
 
 
+def _parameter_names(symbols) -> list[str]:
+    """The symbols' names, checked to be distinct Python parameters (as st.parse's are)."""
+    from symtape.parsing import name_problem  # parsing reads the op registry: import late
+
+    names = []
+    for symbol in symbols:
+        if not isinstance(symbol, sympy.Symbol):
+            raise TypeError(f"function_source: parameters must be SymPy symbols, got {symbol!r}")
+        problem = name_problem(symbol.name)
+        if problem is not None and not problem.startswith("is a function"):
+            raise ValueError(f"function_source: the parameter {symbol.name!r} {problem}")
+        if symbol.name in names:
+            raise ValueError(f"function_source: two parameters are named {symbol.name!r}; "
+                             "rename one of the symbols")
+        names.append(symbol.name)
+    return names
+
+
+def _module_aliases(parameters: list[str]) -> dict[str, str]:
+    """What the code calls ``numpy`` and ``scipy.special``: their own names, unless a
+    parameter would shadow them (a variable called ``numpy``)."""
+    taken = set(parameters)
+
+    def alias(module: str, name: str) -> str:
+        while name in taken:
+            name = "_" + name
+        taken.add(name)
+        return name
+
+    numpy_name = alias("numpy", "numpy")
+    special = "scipy.special" if "scipy" not in taken else alias("scipy.special", "scipy_special")
+    return {"numpy": numpy_name, "scipy.special": special}
+
+
+def _import(module: str, name: str) -> str:
+    return f"import {module}" if name == module else f"import {module} as {name}"
+
+
 class _StandalonePrinter(PRINTERS["numpy"]):
-    """Prints ``erf`` as SciPy's (kernels use their own, code for users should not)."""
+    """Prints ``erf`` as SciPy's (kernels use their own, code for users should not), and the
+    modules under the names :func:`_module_aliases` gave them."""
 
     uses_scipy = False
 
+    def __init__(self, names: Names, aliases: dict[str, str]):
+        super().__init__(names)
+        self._aliases = aliases
+
+    def _module_format(self, fqn, register=True):
+        text = super()._module_format(fqn, register)
+        module, dot, rest = text.partition(".")
+        return f"{self._aliases['numpy']}.{rest}" if module == "numpy" and dot else text
+
     def _print_erf(self, expr):
         self.uses_scipy = True
-        return f"scipy.special.erf({self._print(expr.args[0])})"
+        return f"{self._aliases['scipy.special']}.erf({self._print(expr.args[0])})"
 
 
 # ---------------------------------------------------------------- inputs and outputs
