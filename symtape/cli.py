@@ -8,6 +8,7 @@ a ``check`` that finds disagreeing derivatives exits with status 1.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 
@@ -17,7 +18,8 @@ import sympy
 from symtape.check import check_grads, closed_forms
 from symtape.compile import function_source
 from symtape.objarrays import as_sympy
-from symtape.parsing import ParseError, parse, parse_symbol
+from symtape.mpeval import evaluate
+from symtape.parsing import ParseError, parse, parse_symbol, substitute
 from symtape.sympy_ops import tensor_function
 
 __all__ = ["main"]
@@ -173,25 +175,42 @@ def _diff(args, out) -> int:
 
 
 def _print_values(expr, gradient, hessian, variables, point, out) -> None:
-    def shown(value):
-        exact = as_sympy(value).subs(point)
-        number = exact.evalf(15)
-        return str(exact) if exact == number or exact.is_Integer else f"{exact} = {number}"
-
     where = ", ".join(f"{s}={v}" for s, v in point.items())
     print(f"\nat {where}:", file=out)
-    print(f"  f = {shown(expr)}", file=out)
+    print(f"  f = {_shown(expr, point)}", file=out)
     for v, g in zip(variables, gradient):
-        print(f"  {_label((v,), 'pretty')} = {shown(g)}", file=out)
+        print(f"  {_label((v,), 'pretty')} = {_shown(g, point)}", file=out)
     if hessian is not None:
-        rows = [", ".join(_number(v) for v in row) for row in hessian.subs(point).tolist()]
+        values = evaluate([as_sympy(h) for h in hessian], point, 15)
+        rows = [", ".join(map(_number, values[i:i + hessian.cols]))
+                for i in range(0, len(values), hessian.cols)]
         print("  H = [" + ",\n       ".join(f"[{row}]" for row in rows) + "]", file=out)
 
 
+def _shown(value, point) -> str:
+    """The exact value at the point and, if it is not a plain number, its 15 digits; only the
+    digits where the exact value would be too large to build (``x**y`` at ``y=10**10``)."""
+    (number,) = evaluate([as_sympy(value)], point, 15)
+    try:
+        exact = substitute(as_sympy(value), point)
+    except OverflowError:
+        return _digits(number)
+    if exact.is_Integer or exact.has(sympy.zoo, sympy.nan) or not isinstance(number, float):
+        return str(exact)
+    digits = _digits(number)
+    return str(exact) if math.isfinite(number) and exact == sympy.Float(number, 15) else (
+        f"{exact} = {digits}")
+
+
+def _digits(number) -> str:
+    if isinstance(number, float) and math.isinf(number):
+        return f"{number} (beyond the float range)"
+    return str(sympy.Float(number, 15)) if isinstance(number, float) else str(number)
+
+
 def _number(value) -> str:
-    """A value at a point, to 12 digits (``zoo``, ``nan`` and complex values as SymPy says)."""
-    value = as_sympy(value).evalf(15)
-    return f"{float(value):.12g}" if value.is_real and value.is_finite else str(value)
+    """A value at a point, to 12 digits (nan and complex values as Python prints them)."""
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------- check
@@ -200,6 +219,10 @@ def _number(value) -> str:
 def _check(args, out) -> int:
     expr, variables, _, point = _read(args, needs_point=True)
     values = {str(s): float(v) for s, v in point.items()}
+    for symbol, value in point.items():
+        if not math.isfinite(values[str(symbol)]):
+            raise UsageError(f"--at: {symbol}={sympy.Float(value, 3)} is beyond the float64 "
+                             "range (1.8e308) that check compares in; give a smaller value")
     try:
         report = check_grads(expr, values, order=args.order, rtol=args.rtol, atol=args.atol,
                              wrt=variables)
@@ -236,5 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)  # inf and nan are in the output
             return (_diff if args.command == "diff" else _check)(args, sys.stdout)
     except UsageError as error:
+        print(f"symtape: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, ArithmeticError, RecursionError) as error:
+        # what the library refuses about this input (no op for it, a value it cannot take)
+        # is the user's to fix too: one line, not a traceback
         print(f"symtape: error: {error}", file=sys.stderr)
         return 2

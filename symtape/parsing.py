@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 import sympy
 
+from symtape.objarrays import as_sympy
 from symtape.primitives import REGISTRY
 
-__all__ = ["ParseError", "parse", "FUNCTIONS", "parse_symbol", "name_problem"]
+__all__ = ["ParseError", "parse", "FUNCTIONS", "parse_symbol", "name_problem", "substitute"]
 
 MAX_DEPTH = 100  # nesting levels; deeper input is refused, never a RecursionError
 # the largest exact number a literal or an operation on numbers may make: 4000 digits, so that
@@ -153,8 +154,6 @@ def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
             raise OverflowError(f"{_short(sympy.Pow(base, exponent, evaluate=False))}: exact "
                                 f"roots of numbers over "
                                 f"{MAX_ROOT_BITS} bits are too costly; use a shorter number")
-    if exponent.is_negative and base.is_zero:
-        raise ZeroDivisionError(f"{_short(base)}**{_short(exponent)} divides by zero")
     return base**exponent
 
 
@@ -315,9 +314,11 @@ class _Parser:
             token = self.token
             self.index += 1
             exponent = self.nested(self.unary)
+            if exponent.is_negative and base.is_zero:
+                raise self.error(f"division by zero ({_short(base)}**{_short(exponent)})", token)
             try:
                 return self.checked(_power(base, exponent), token)
-            except (OverflowError, ZeroDivisionError) as error:
+            except OverflowError as error:
                 raise self.error(str(error), token) from None
         return base
 
@@ -361,7 +362,7 @@ class _Parser:
         try:
             _check_arguments(name.text, arguments)
             return self.checked(form(*arguments), name)
-        except (OverflowError, ZeroDivisionError) as error:
+        except OverflowError as error:
             raise self.error(str(error), name) from None
 
 
@@ -408,3 +409,45 @@ def parse_symbol(name: str) -> sympy.Symbol:
     if problem is not None:
         raise ValueError(f"{name!r} {problem}")
     return sympy.Symbol(name, real=True)
+
+
+def substitute(expr: sympy.Basic, point: dict) -> sympy.Basic:
+    """``expr`` with the exact numbers of ``point`` for its symbols, under the parser's
+    bounds: ``x**y`` at ``x=3, y=10**10`` would make a number of 2 GB, so it raises
+    ``OverflowError`` instead (evaluate such a value numerically: :mod:`symtape.mpeval`).
+
+    Examples
+    --------
+    >>> x, y = parse("x"), parse("y")
+    >>> substitute(x**2 * sympy.sin(y), {x: 3, y: sympy.pi / 2})
+    9
+    >>> substitute(x**y, {x: 3, y: 10**10})
+    Traceback (most recent call last):
+    ...
+    OverflowError: 3**10000000000 is too large to compute exactly
+    """
+    point = {symbol: as_sympy(value) for symbol, value in point.items()}
+    done: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in done:
+            continue
+        if node.args and not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in done)
+            continue
+        args = [done[a] for a in node.args]
+        done[node] = point.get(node, node) if not node.args else (
+            node if args == list(node.args) else _rebuilt(node, args))
+    return done[expr]
+
+
+def _rebuilt(node: sympy.Basic, args: list) -> sympy.Basic:
+    if node.is_Pow:
+        return _power(*args)
+    _check_arguments(type(node).__name__, args)
+    new = node.func(*args)
+    if node.is_Add or node.is_Mul:
+        _check_size(new)
+    return new
