@@ -97,6 +97,8 @@ def _point(items: list[str] | None) -> dict[sympy.Symbol, sympy.Expr]:
                 symbol = parse_symbol(name.strip())
             except ValueError as error:
                 raise UsageError(f"--at: {error}") from None
+            if symbol in point:
+                raise UsageError(f"--at: {symbol} is given twice; give one value")
             value = _expression(text)
             if value.free_symbols or not value.is_real:
                 raise UsageError(f"--at: the value of {name.strip()} must be a real number, "
@@ -136,6 +138,9 @@ def _read(args, needs_point: bool) -> tuple[sympy.Expr, list, list, dict]:
     """EXPR, the variables, every symbol (variables first), and the point (checked complete)."""
     expr = _expression(args.expr)
     variables = _variables(expr, args.wrt)
+    if not variables:
+        raise UsageError(f"{args.expr!r} is the constant {expr}: there is nothing to "
+                         "differentiate by (name a variable with --wrt)")
     symbols = variables + sorted(expr.free_symbols - set(variables), key=str)
     point = _point(args.at)
     missing = [str(s) for s in symbols if s not in point]

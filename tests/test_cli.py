@@ -157,6 +157,21 @@ def test_check_fails_with_status_1_at_a_kink():
     (["diff", "x", "--at", "x=y"], "--at: the value of x must be a real number, got y"),
     (["diff", "x", "--at", "x=1+"], "cannot parse '1+': the expression ends too early"),
     (["check", "x*y", "--at", "x=1"], "--at: no value for y (e.g. --at y=1)"),
+    # issue 19: each of these ended in a traceback
+    (["check", "x", "--at", "x=1e400"], "--at: x=1.00E+400 is beyond the float64 range"),
+    (["diff", "x*0**-1"], "cannot parse 'x*0**-1': division by zero (0**-1) at column 4"),
+    (["diff", "sqrt(-1)*x"], "cannot parse 'sqrt(-1)*x': I is not a finite real number"),
+    (["diff", "x*10**4000"], "the constant 1.00E+4000 is beyond the float64 range (1.8e308)"),
+    (["diff", "x*1e308*10"], "the constant 1.00E+309 is beyond the float64 range (1.8e308)"),
+    (["diff", "x/x"], "'x/x' is the constant 1: there is nothing to differentiate by"),
+    (["check", "x", "--at", "x=1,x=2"], "--at: x is given twice"),
+    (["diff", "x*ｘ"], "cannot parse 'x*ｘ': the name 'ｘ' is read by Python as 'x'"),
+    (["diff", "x²"], "cannot parse 'x²': the name 'x²' is not a Python identifier"),
+    (["diff", "lambda*x", "--format", "code"], "cannot parse 'lambda*x': the name 'lambda' is "
+                                               "a Python keyword"),
+    (["diff", "x", "--wrt", "None"], "--wrt: 'None' is a Python keyword"),
+    (["diff", "2**(10**20/3)*x"], "cannot parse '2**(10**20/3)*x': 2**(100000000000000000000/3) "
+                                  "is too large to compute exactly"),
 ])
 def test_malformed_input_is_one_line_and_status_2(args, message):
     result = _symtape(*args)
@@ -200,3 +215,39 @@ def test_the_walkthrough_needs_neither_scipy_nor_a_gpu():
     assert "pip install 'symtape[scipy]' to see it here" in result.stdout
     assert "values.shape = (1000000,)" in result.stdout
     assert "a hand-written gradient exp(w) (the product rule forgotten) is caught" in result.stdout
+
+
+@pytest.mark.parametrize("expr, at, lines", [
+    # exact values would be numbers of gigabytes: the digits come from mpmath, at once
+    ("x**y", "x=3,y=10**10", ["  f = inf (beyond the float range)",
+                              "  df/dx = inf (beyond the float range)"]),
+    ("x**x**x", "x=9", ["  f = inf (beyond the float range)"]),
+    ("x**99999999", "x=2", ["  f = inf (beyond the float range)"]),
+    ("exp(exp(exp(x)))", "x=10", ["  f = exp(exp(exp(10))) = inf (beyond the float range)"]),
+    ("x**3", "x=10**1000", ["  f = 1" + "0" * 3000, "  df/dx = 3" + "0" * 2000]),  # exact
+])
+def test_values_at_huge_points_are_bounded(expr, at, lines):
+    result = _symtape("diff", expr, "--at", at)
+    assert result.returncode == 0, result.stderr
+    for line in lines:
+        assert line in result.stdout.splitlines()
+
+
+def test_diff_code_keeps_a_parameter_named_like_a_temporary():
+    result = _symtape("diff", "_c0*sin(x)**2 + sin(x)**3", "--wrt", "x", "_c0", "--format", "code")
+    assert result.returncode == 0, result.stderr
+    namespace: dict = {}
+    exec(result.stdout, namespace)  # the generated code, not user input
+    x, c = 0.4, 3.0  # by hand: ((2 c sin + 3 sin^2) cos, sin^2)
+    np.testing.assert_allclose(namespace["gradient"](x, c), [
+        (2 * c * math.sin(x) + 3 * math.sin(x) ** 2) * math.cos(x), math.sin(x) ** 2], rtol=1e-14)
+
+
+def test_check_with_a_variable_named_like_a_function():
+    # arcsin is NumPy's name of asin: lambdify's namespace let the variable shadow it
+    result = _symtape("check", "arcsin*asin(x)", "--at", "arcsin=0.5,x=0.3", "--order", "1")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    assert len(rows["df/darcsin"]) == 5  # symbolic, compiled, complex step, finite diff., error
+    assert float(rows["df/darcsin"][2]) == pytest.approx(math.asin(0.3), rel=1e-12)
+    assert float(rows["df/dx"][2]) == pytest.approx(0.5 / math.sqrt(1 - 0.09), rel=1e-12)
