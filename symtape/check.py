@@ -212,11 +212,19 @@ def _short(value: np.ndarray) -> str:
 def _as_float_array(value, name: str) -> np.ndarray:
     if isinstance(value, (Tensor, Variable)):
         value = value.numpy()
+    if isinstance(value, sympy.Basic):
+        kind = "number" if getattr(value, "is_Number", False) else type(value).__name__
+        raise TypeError(f"check_grads: argument {name} is the SymPy {kind} "
+                        f"{value}; give a float or a NumPy array (float(value) converts a "
+                        "SymPy number)")
     array = to_host(value)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"check_grads: argument {name} has dtype {array.dtype}; give real "
                         "numbers (an int or float scalar or array)")
     array = array.astype(np.float64)
+    if array.size == 0:
+        raise ValueError(f"check_grads: argument {name} is empty (shape {array.shape}): there "
+                         "is nothing to differentiate by; give at least one value")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"check_grads: argument {name} is not finite: {array}")
     return array
@@ -454,7 +462,8 @@ def _complex_values(function, point: np.ndarray) -> np.ndarray:
 
 def _holomorphic(expr: sympy.Basic) -> bool:
     """Whether ``expr`` is built from operations that extend analytically to complex inputs."""
-    return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol or node.is_Number
+    return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol
+               or node.is_Number and node.is_finite  # zoo, nan and oo are not
                or isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.NumberSymbol))
                for node in distinct_nodes(expr))
 
@@ -492,6 +501,16 @@ def _yours(supplied, problem: _Problem, m: int, order: int, what: str) -> np.nda
 
 
 # ---------------------------------------------------------------- the check
+
+
+def _check_tolerance(name: str, value) -> None:
+    """A tolerance is a finite number >= 0 (a negative or NaN one fails every entry)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"check_grads: {name} must be a number, got {type(value).__name__} "
+                        f"{value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"check_grads: {name}={value!r} is not a tolerance; give a finite "
+                         f"number >= 0 (e.g. {name}=1e-5)")
 
 
 def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | None = None, *,
@@ -552,6 +571,9 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
     if hess is not None and order < 2:
         raise ValueError("check_grads: hess= needs order=2")
+    _check_tolerance("rtol", rtol)
+    if atol is not None:
+        _check_tolerance("atol", atol)
     symbolic = isinstance(fun, (sympy.Basic, sympy.MatrixBase))
     problem = _from_sympy(fun, args, wrt) if symbolic else _from_callable(fun, args)
     if wrt is not None and not symbolic:

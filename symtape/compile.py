@@ -302,7 +302,29 @@ def _as_output(item) -> np.ndarray:
         flat[i] = as_sympy(entry, "compile: outputs must be SymPy expressions")
         if not isinstance(flat[i], sympy.Expr):
             raise TypeError(f"compile: outputs must be SymPy expressions, got {entry!r}")
+        _check_defined(flat[i])
     return array
+
+
+_UNDEFINED = {sympy.zoo: "complex infinity, from a division by zero",
+              sympy.nan: "not a number", sympy.oo: "infinity", -sympy.oo: "minus infinity"}
+
+
+def _check_defined(expr: sympy.Expr) -> None:
+    """Refuse outputs holding zoo or nan, SymPy's marks of an undefined formula (``x/0``),
+    or that are infinite: a kernel would silently compute nan or inf from them (an infinite
+    branch inside a Piecewise or Max stays allowed)."""
+    found = [atom for atom in (sympy.zoo, sympy.nan) if expr.has(atom)]
+    found += [expr] if expr in (sympy.oo, -sympy.oo) else []
+    if found:
+        raise ValueError(f"compile: the output {_short_text(expr)} contains {found[0]} "
+                         f"({_UNDEFINED[found[0]]}), so it is undefined; fix the formula "
+                         "(a division by zero?) before compiling it")
+
+
+def _short_text(expr) -> str:
+    text = str(expr)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------- code generation

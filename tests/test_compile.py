@@ -302,3 +302,22 @@ def test_function_source_refuses_two_parameters_of_one_name():
     real, plain = sympy.Symbol("x", real=True), sympy.Symbol("x")
     with pytest.raises(ValueError, match="two parameters are named 'x'; rename one"):
         function_source({"f": real + plain}, [real, plain])
+
+
+@pytest.mark.parametrize("output, found", [
+    (sympy.Symbol("x") * sympy.zoo, r"zoo \(complex infinity, from a division by zero\)"),
+    (sympy.Symbol("x") + sympy.nan, r"nan \(not a number\)"),
+    (sympy.nan, r"nan \(not a number\)"),
+    (sympy.oo, r"oo \(infinity\)"),
+    ([sympy.Symbol("x"), -sympy.oo], r"-oo \(minus infinity\)"),
+])
+def test_compile_refuses_undefined_outputs(output, found):
+    with pytest.raises(ValueError, match=f"compile: the output .* contains {found}, so it is "
+                                         r"undefined; fix the formula"):
+        st.compile(output, [sympy.Symbol("x")])
+
+
+def test_compile_keeps_an_infinite_branch():
+    x = sympy.Symbol("x", real=True)
+    kernel = st.compile(sympy.Piecewise((x, x > 0), (-sympy.oo, True)), [x])
+    assert float(kernel(2.0)) == 2.0 and float(kernel(-1.0)) == -math.inf
