@@ -27,6 +27,7 @@ import linecache
 import math
 import sys
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -678,7 +679,11 @@ def load(source: str, modules, backend: str, namespace: dict | None = None):
         namespace[module] = importlib.import_module(module)
     namespace[backend] = array_module_for(backend)
     exec(builtins.compile(source, filename, "exec"), namespace)  # our generated code only
-    return namespace["kernel"]
+    function = namespace["kernel"]
+    # the lines live as long as the function: tracebacks through a live kernel show them,
+    # and a kernel the caches let go takes its source with it (else linecache only grows)
+    weakref.finalize(function, linecache.cache.pop, filename, None)
+    return function
 
 
 def array_module_for(backend: str):

@@ -1,7 +1,9 @@
 """st.compile: SymPy expressions to NumPy kernels — values, layout, broadcasting, dtypes,
 large and deep expressions, the kernel cache, and errors."""
 
+import gc
 import importlib.util
+import linecache
 import math
 import traceback
 
@@ -321,3 +323,31 @@ def test_compile_keeps_an_infinite_branch():
     x = sympy.Symbol("x", real=True)
     kernel = st.compile(sympy.Piecewise((x, x > 0), (-sympy.oo, True)), [x])
     assert float(kernel(2.0)) == 2.0 and float(kernel(-1.0)) == -math.inf
+
+
+def _kernel_lines() -> set:
+    return {name for name in list(linecache.cache) if str(name).startswith("<symtape-kernel-")}
+
+
+def test_kernel_sources_leave_linecache_with_their_kernels():
+    # every kernel's source stayed in linecache forever (6000 entries for a cache of 512)
+    st.clear_kernel_cache()
+    gc.collect()
+    before = _kernel_lines()
+    t = sympy.Symbol("t", real=True)
+    kept = st.compile(sympy.sin(t) * 3, [t])
+    for i in range(600):  # more kernels than the cache holds
+        st.compile(sympy.sin(t) * (i + 17), [t])
+    st.clear_kernel_cache()
+    gc.collect()
+    left = _kernel_lines() - before
+    assert len(left) == 1  # only the kernel still referenced here
+    # ... and its traceback still shows the generated line
+    with pytest.raises(TypeError) as info:
+        kept(np.array(["a"]))
+    frames = traceback.extract_tb(info.value.__traceback__)
+    (generated,) = [f for f in frames if f.filename in left]
+    assert "numpy.sin" in generated.line
+    del kept, info, frames
+    gc.collect()
+    assert _kernel_lines() - before == set()
