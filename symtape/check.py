@@ -47,7 +47,7 @@ from symtape.backends import to_host
 from symtape.compile import compile as compile_kernel
 from symtape.mpeval import distinct_nodes, evaluate
 from symtape.objarrays import as_sympy
-from symtape.parsing import parse_symbol
+from symtape.parsing import parse_symbol, substitute
 from symtape.sympy_ops import tensor_function
 from symtape.tape import GradientTape, UnconnectedGradients
 from symtape.tensor import Tensor, Variable, constant
@@ -248,7 +248,12 @@ def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
                              "one for every symbol of the expression")
         fixed = {s: sympy.Rational(float(given[str(s)]))
                  for s in expr.free_symbols if s not in symbols}
-        expr, values = expr.subs(fixed), [given[str(s)] for s in symbols]
+        try:  # bounded: y**y at y=10**10 would build a number of gigabytes
+            expr = substitute(expr, fixed)
+        except OverflowError as error:
+            raise ValueError(f"check_grads: with {_listed(fixed)} fixed, {error}; give "
+                             "smaller values") from None
+        values = [given[str(s)] for s in symbols]
     else:
         values = _positional(args)
         if len(values) != len(symbols):
@@ -259,6 +264,10 @@ def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
     if any(a.ndim for a in arrays):
         raise ValueError("check_grads: each symbol of a SymPy expression takes a scalar value")
     return _Problem(tensor_function(expr, symbols), [str(s) for s in symbols], arrays)
+
+
+def _listed(point: dict) -> str:
+    return ", ".join(f"{symbol}={float(value):g}" for symbol, value in point.items())
 
 
 def _positional(args) -> list:

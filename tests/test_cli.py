@@ -170,6 +170,9 @@ def test_check_fails_with_status_1_at_a_kink():
     (["diff", "lambda*x", "--format", "code"], "cannot parse 'lambda*x': the name 'lambda' is "
                                                "a Python keyword"),
     (["diff", "x", "--wrt", "None"], "--wrt: 'None' is a Python keyword"),
+    (["check", "x*y**y", "--wrt", "x", "--at", "x=1,y=10**10"],  # ran for minutes
+     "check_grads: with y=1e+10 fixed, 10000000000**10000000000 is too large to compute"),
+    (["check", "x", "--at", "x=1", "--rtol", "nan"], "check_grads: rtol=nan is not a tolerance"),
     (["diff", "2**(10**20/3)*x"], "cannot parse '2**(10**20/3)*x': 2**(100000000000000000000/3) "
                                   "is too large to compute exactly"),
 ])
