@@ -375,7 +375,9 @@ def shared_subexpressions(exprs: list) -> tuple[list, list]:
         args = tuple(temporary.get(a, rebuilt.get(a, a)) for a in expr.args)
         new = expr if args == expr.args else _rebuild(expr, args)
         rebuilt[expr] = new
-        if counts.get(expr, 0) > 1:
+        # only values get temporaries: a Piecewise needs its (value, condition) pairs and
+        # conditions as they are
+        if counts.get(expr, 0) > 1 and isinstance(expr, sympy.Expr):
             temporary[expr] = symbol = next(names)
             replacements.append((symbol, new))
     return replacements, [temporary.get(e, rebuilt.get(e, e)) for e in exprs]

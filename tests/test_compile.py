@@ -351,3 +351,16 @@ def test_kernel_sources_leave_linecache_with_their_kernels():
     del kept, info, frames
     gc.collect()
     assert _kernel_lines() - before == set()
+
+
+def test_a_piecewise_branch_shared_by_two_outputs_compiles():
+    # the (value, condition) pair was made a temporary, and the Piecewise could not be rebuilt
+    # around it (symtape diff "x**x" --format code --order 2 ended in a TypeError)
+    t = sympy.Symbol("t", real=True)
+    first = sympy.Piecewise((t**2, t > 0), (0, True))
+    second = sympy.Piecewise((t**2, t > 0), (1, True))
+    kernel = st.compile([first * sympy.sin(t), first + second], [t])
+    for value in (0.7, -0.4):
+        square = value**2 if value > 0 else None
+        expected = [(square or 0.0) * math.sin(value), 2 * square if square else 1.0]
+        np.testing.assert_allclose(kernel(value), expected, rtol=1e-15)
