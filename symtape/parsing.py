@@ -14,7 +14,12 @@ precedence, and builds the SymPy expression node by node:
     atom       := number | name | function "(" expression ("," expression)* ")"
                 | "(" expression ")"
 
-Numbers are exact (``0.1`` is ``1/10``); names are real SymPy symbols, except ``pi``;
+Numbers are exact (``0.1`` is ``1/10``) and bounded: no literal or result of arithmetic
+on numbers past ``MAX_BITS`` (about 4000 digits), no exact root or logarithm of a number past
+``MAX_ROOT_BITS``, no undefined or complex constant (``0**-1``, ``sqrt(-1)``), so parsing
+takes bounded time and memory. Names are Python identifiers that NFKC normalization leaves
+unchanged, and no keywords (generated code uses them as parameters); they are real SymPy
+symbols, except ``pi``;
 functions are the elementwise ops of symtape (their SymPy forms are the registered ones, so
 ``relu(x)`` is ``Max(0, x)`` exactly as ``st.relu`` records it). Anything else is a
 :class:`ParseError` that names the problem and its column.
