@@ -1,5 +1,7 @@
 """The walk-through: `symtape demo` and `python -m symtape`, run as a newcomer would."""
 
+import contextlib
+import io
 import math
 import os
 import shutil
@@ -9,6 +11,8 @@ import sysconfig
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 
 def _check_walkthrough(output: str) -> None:
@@ -254,3 +258,42 @@ def test_check_with_a_variable_named_like_a_function():
     assert len(rows["df/darcsin"]) == 5  # symbolic, compiled, complex step, finite diff., error
     assert float(rows["df/darcsin"][2]) == pytest.approx(math.asin(0.3), rel=1e-12)
     assert float(rows["df/dx"][2]) == pytest.approx(0.5 / math.sqrt(1 - 0.09), rel=1e-12)
+
+
+# ---------------------------------------------------------------- careless input, at random
+
+_ATOMS = ["x", "y", "0", "1", "0.5", "1e308", "1e-308", "10**300", "pi", "-1", "1e400"]
+_UNARY = ["sin", "tan", "exp", "log", "sqrt", "abs", "relu", "erf", "asin", "log1p", "square"]
+_BINARY = ["atan2", "maximum", "pow"]
+
+
+def _careless_expressions():
+    atoms = hs.sampled_from(_ATOMS)
+
+    def grow(children):
+        return hs.one_of(
+            hs.builds("{}({})".format, hs.sampled_from(_UNARY), children),
+            hs.builds("{}({}, {})".format, hs.sampled_from(_BINARY), children, children),
+            hs.builds("({}){}({})".format, children, hs.sampled_from(["+", "-", "*", "/", "**"]),
+                      children))
+    return hs.recursive(atoms, grow, max_leaves=6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(expr=_careless_expressions(),
+       at=hs.sampled_from(["x=0.5,y=2", "x=0,y=0", "x=-1,y=1e300", "x=10**300,y=-3"]),
+       command=hs.sampled_from(["diff", "check", "code"]))
+def test_careless_input_is_a_result_or_one_line_never_a_traceback(expr, at, command):
+    from symtape.cli import main
+
+    argv = {"diff": ["diff", expr, "--order", "2", "--at", at], "check": ["check", expr,
+            "--at", at], "code": ["diff", expr, "--format", "code", "--wrt", "x", "y"]}[command]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    err = err.getvalue()
+    assert status in (0, 1, 2)
+    if status == 2:
+        assert err.startswith("symtape: error: ") and len(err.splitlines()) == 1, err
+    else:
+        assert err == ""
