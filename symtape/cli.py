@@ -195,22 +195,23 @@ def _print_values(expr, gradient, hessian, variables, point, out) -> None:
 def _shown(value, point) -> str:
     """The exact value at the point and, if it is not a plain number, its 15 digits; only the
     digits where the exact value would be too large to build (``x**y`` at ``y=10**10``)."""
-    (number,) = evaluate([as_sympy(value)], point, 15)
+    expr = as_sympy(value)
+    (number,) = evaluate([expr], point, 15)
     try:
-        exact = substitute(as_sympy(value), point)
+        exact = substitute(expr, point)
     except OverflowError:
         return _digits(number)
-    if exact.is_Integer or exact.has(sympy.zoo, sympy.nan) or not isinstance(number, float):
-        return str(exact)
-    digits = _digits(number)
-    return str(exact) if math.isfinite(number) and exact == sympy.Float(number, 15) else (
-        f"{exact} = {digits}")
+    plain = (exact.is_Integer or exact.has(sympy.zoo, sympy.nan) or isinstance(number, float)
+             and math.isfinite(number) and exact == sympy.Float(number, 15))
+    return str(exact) if plain else f"{exact} = {_digits(number)}"
 
 
-def _digits(number) -> str:
-    if isinstance(number, float) and math.isinf(number):
+def _digits(number: float | complex) -> str:
+    if isinstance(number, complex):
+        return str(sympy.Float(number.real, 15) + sympy.I * sympy.Float(number.imag, 15))
+    if math.isinf(number):
         return f"{number} (beyond the float range)"
-    return str(sympy.Float(number, 15)) if isinstance(number, float) else str(number)
+    return str(sympy.Float(number, 15))
 
 
 def _number(value) -> str:
