@@ -45,8 +45,9 @@ import sympy
 from symtape import functional, ops
 from symtape.backends import to_host
 from symtape.compile import compile as compile_kernel
+from symtape.mpeval import distinct_nodes, evaluate
 from symtape.objarrays import as_sympy
-from symtape.parsing import parse_symbol
+from symtape.parsing import parse_symbol, substitute
 from symtape.sympy_ops import tensor_function
 from symtape.tape import GradientTape, UnconnectedGradients
 from symtape.tensor import Tensor, Variable, constant
@@ -211,11 +212,19 @@ def _short(value: np.ndarray) -> str:
 def _as_float_array(value, name: str) -> np.ndarray:
     if isinstance(value, (Tensor, Variable)):
         value = value.numpy()
+    if isinstance(value, sympy.Basic):
+        kind = "number" if getattr(value, "is_Number", False) else type(value).__name__
+        raise TypeError(f"check_grads: argument {name} is the SymPy {kind} "
+                        f"{value}; give a float or a NumPy array (float(value) converts a "
+                        "SymPy number)")
     array = to_host(value)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"check_grads: argument {name} has dtype {array.dtype}; give real "
                         "numbers (an int or float scalar or array)")
     array = array.astype(np.float64)
+    if array.size == 0:
+        raise ValueError(f"check_grads: argument {name} is empty (shape {array.shape}): there "
+                         "is nothing to differentiate by; give at least one value")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"check_grads: argument {name} is not finite: {array}")
     return array
@@ -239,7 +248,12 @@ def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
                              "one for every symbol of the expression")
         fixed = {s: sympy.Rational(float(given[str(s)]))
                  for s in expr.free_symbols if s not in symbols}
-        expr, values = expr.subs(fixed), [given[str(s)] for s in symbols]
+        try:  # bounded: y**y at y=10**10 would build a number of gigabytes
+            expr = substitute(expr, fixed)
+        except OverflowError as error:
+            raise ValueError(f"check_grads: with {_listed(fixed)} fixed, {error}; give "
+                             "smaller values") from None
+        values = [given[str(s)] for s in symbols]
     else:
         values = _positional(args)
         if len(values) != len(symbols):
@@ -250,6 +264,10 @@ def _from_sympy(expr: sympy.Basic, args, wrt) -> _Problem:
     if any(a.ndim for a in arrays):
         raise ValueError("check_grads: each symbol of a SymPy expression takes a scalar value")
     return _Problem(tensor_function(expr, symbols), [str(s) for s in symbols], arrays)
+
+
+def _listed(point: dict) -> str:
+    return ", ".join(f"{symbol}={float(value):g}" for symbol, value in point.items())
 
 
 def _positional(args) -> list:
@@ -366,17 +384,11 @@ class _Columns:
             self.hess = self._evaluate(self.hess_exprs)
 
     def _evaluate(self, exprs: np.ndarray) -> np.ndarray:
-        def one(expr):
-            value = as_sympy(expr).evalf(DIGITS, subs=self.subs, chop=True)
-            try:
-                return float(value)
-            except TypeError:  # complex or undefined here
-                return math.nan
-
-        if not exprs.size:
-            return np.zeros(exprs.shape)
-        with np.errstate(all="ignore"):
-            return np.vectorize(one, otypes=[np.float64])(exprs)
+        # once per distinct subexpression (polynomial in the recorded DAG, where SymPy's
+        # evalf is exponential in nesting depth); complex or undefined values are nan
+        values = evaluate([as_sympy(e) for e in exprs.ravel()], self.subs, DIGITS)
+        return np.array([v if isinstance(v, float) else math.nan for v in values],
+                        dtype=np.float64).reshape(exprs.shape)
 
     # -- compiled: the kernels of st.jacobian / st.hessian
     def compiled(self, order: int) -> np.ndarray:
@@ -459,9 +471,10 @@ def _complex_values(function, point: np.ndarray) -> np.ndarray:
 
 def _holomorphic(expr: sympy.Basic) -> bool:
     """Whether ``expr`` is built from operations that extend analytically to complex inputs."""
-    return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol or node.is_Number
+    return all(isinstance(node, _HOLOMORPHIC) or node.is_Symbol
+               or node.is_Number and node.is_finite  # zoo, nan and oo are not
                or isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.NumberSymbol))
-               for node in sympy.preorder_traversal(expr))
+               for node in distinct_nodes(expr))
 
 
 def _largest(values: np.ndarray) -> float:
@@ -497,6 +510,16 @@ def _yours(supplied, problem: _Problem, m: int, order: int, what: str) -> np.nda
 
 
 # ---------------------------------------------------------------- the check
+
+
+def _check_tolerance(name: str, value) -> None:
+    """A tolerance is a finite number >= 0 (a negative or NaN one fails every entry)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"check_grads: {name} must be a number, got {type(value).__name__} "
+                        f"{value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"check_grads: {name}={value!r} is not a tolerance; give a finite "
+                         f"number >= 0 (e.g. {name}=1e-5)")
 
 
 def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | None = None, *,
@@ -557,6 +580,9 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
     if hess is not None and order < 2:
         raise ValueError("check_grads: hess= needs order=2")
+    _check_tolerance("rtol", rtol)
+    if atol is not None:
+        _check_tolerance("atol", atol)
     symbolic = isinstance(fun, (sympy.Basic, sympy.MatrixBase))
     problem = _from_sympy(fun, args, wrt) if symbolic else _from_callable(fun, args)
     if wrt is not None and not symbolic:

@@ -8,6 +8,7 @@ a ``check`` that finds disagreeing derivatives exits with status 1.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 
@@ -17,7 +18,8 @@ import sympy
 from symtape.check import check_grads, closed_forms
 from symtape.compile import function_source
 from symtape.objarrays import as_sympy
-from symtape.parsing import ParseError, parse, parse_symbol
+from symtape.mpeval import evaluate
+from symtape.parsing import ParseError, parse, parse_symbol, substitute
 from symtape.sympy_ops import tensor_function
 
 __all__ = ["main"]
@@ -95,6 +97,8 @@ def _point(items: list[str] | None) -> dict[sympy.Symbol, sympy.Expr]:
                 symbol = parse_symbol(name.strip())
             except ValueError as error:
                 raise UsageError(f"--at: {error}") from None
+            if symbol in point:
+                raise UsageError(f"--at: {symbol} is given twice; give one value")
             value = _expression(text)
             if value.free_symbols or not value.is_real:
                 raise UsageError(f"--at: the value of {name.strip()} must be a real number, "
@@ -134,6 +138,9 @@ def _read(args, needs_point: bool) -> tuple[sympy.Expr, list, list, dict]:
     """EXPR, the variables, every symbol (variables first), and the point (checked complete)."""
     expr = _expression(args.expr)
     variables = _variables(expr, args.wrt)
+    if not variables:
+        raise UsageError(f"{args.expr!r} is the constant {expr}: there is nothing to "
+                         "differentiate by (name a variable with --wrt)")
     symbols = variables + sorted(expr.free_symbols - set(variables), key=str)
     point = _point(args.at)
     missing = [str(s) for s in symbols if s not in point]
@@ -173,25 +180,43 @@ def _diff(args, out) -> int:
 
 
 def _print_values(expr, gradient, hessian, variables, point, out) -> None:
-    def shown(value):
-        exact = as_sympy(value).subs(point)
-        number = exact.evalf(15)
-        return str(exact) if exact == number or exact.is_Integer else f"{exact} = {number}"
-
     where = ", ".join(f"{s}={v}" for s, v in point.items())
     print(f"\nat {where}:", file=out)
-    print(f"  f = {shown(expr)}", file=out)
+    print(f"  f = {_shown(expr, point)}", file=out)
     for v, g in zip(variables, gradient):
-        print(f"  {_label((v,), 'pretty')} = {shown(g)}", file=out)
+        print(f"  {_label((v,), 'pretty')} = {_shown(g, point)}", file=out)
     if hessian is not None:
-        rows = [", ".join(_number(v) for v in row) for row in hessian.subs(point).tolist()]
+        values = evaluate([as_sympy(h) for h in hessian], point, 15)
+        rows = [", ".join(map(_number, values[i:i + hessian.cols]))
+                for i in range(0, len(values), hessian.cols)]
         print("  H = [" + ",\n       ".join(f"[{row}]" for row in rows) + "]", file=out)
 
 
+def _shown(value, point) -> str:
+    """The exact value at the point and, if it is not a plain number, its 15 digits; only the
+    digits where the exact value would be too large to build (``x**y`` at ``y=10**10``)."""
+    expr = as_sympy(value)
+    (number,) = evaluate([expr], point, 15)
+    try:
+        exact = substitute(expr, point)
+    except OverflowError:
+        return _digits(number)
+    plain = (exact.is_Integer or exact.has(sympy.zoo, sympy.nan) or isinstance(number, float)
+             and math.isfinite(number) and exact == sympy.Float(number, 15))
+    return str(exact) if plain else f"{exact} = {_digits(number)}"
+
+
+def _digits(number: float | complex) -> str:
+    if isinstance(number, complex):
+        return str(sympy.Float(number.real, 15) + sympy.I * sympy.Float(number.imag, 15))
+    if math.isinf(number):
+        return f"{number} (beyond the float range)"
+    return str(sympy.Float(number, 15))
+
+
 def _number(value) -> str:
-    """A value at a point, to 12 digits (``zoo``, ``nan`` and complex values as SymPy says)."""
-    value = as_sympy(value).evalf(15)
-    return f"{float(value):.12g}" if value.is_real and value.is_finite else str(value)
+    """A value at a point, to 12 digits (nan and complex values as Python prints them)."""
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------- check
@@ -200,6 +225,10 @@ def _number(value) -> str:
 def _check(args, out) -> int:
     expr, variables, _, point = _read(args, needs_point=True)
     values = {str(s): float(v) for s, v in point.items()}
+    for symbol, value in point.items():
+        if not math.isfinite(values[str(symbol)]):
+            raise UsageError(f"--at: {symbol}={sympy.Float(value, 3)} is beyond the float64 "
+                             "range (1.8e308) that check compares in; give a smaller value")
     try:
         report = check_grads(expr, values, order=args.order, rtol=args.rtol, atol=args.atol,
                              wrt=variables)
@@ -236,5 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)  # inf and nan are in the output
             return (_diff if args.command == "diff" else _check)(args, sys.stdout)
     except UsageError as error:
+        print(f"symtape: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, ArithmeticError, RecursionError) as error:
+        # what the library refuses about this input (no op for it, a value it cannot take)
+        # is the user's to fix too: one line, not a traceback
         print(f"symtape: error: {error}", file=sys.stderr)
         return 2

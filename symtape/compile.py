@@ -27,6 +27,7 @@ import linecache
 import math
 import sys
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,12 +53,16 @@ _CACHE_SIZE = 512
 class Names:
     """Maps input symbols to argument entries and gives temporaries safe identifiers."""
 
-    def __init__(self):
+    def __init__(self, taken=()):
         self.of: dict[sympy.Symbol, str] = {}
         self._counter = itertools.count()
+        self._taken = frozenset(taken)  # names a temporary must not overwrite (parameters)
 
     def fresh(self, prefix: str = "t") -> str:
-        return f"_{prefix}{next(self._counter)}"
+        while True:
+            name = f"_{prefix}{next(self._counter)}"
+            if name not in self._taken:
+                return name
 
     def temporary(self, prefix: str) -> sympy.Dummy:
         """A new temporary symbol, already named in the generated code."""
@@ -126,8 +131,8 @@ def _printer_class(base):
 
         def _print_Heaviside(self, expr):
             at_zero = expr.args[1] if len(expr.args) > 1 else sympy.Rational(1, 2)
-            return (f"{self._module}.heaviside({self._print(expr.args[0])}, "
-                    f"{self._print(at_zero)})")
+            return (f"{self._module_format(self._module + '.heaviside')}("
+                    f"{self._print(expr.args[0])}, {self._print(at_zero)})")
 
     return KernelPrinter
 
@@ -155,43 +160,91 @@ def function_source(functions: dict, symbols) -> str:
         _c0 = numpy.sin(y)
         return numpy.array([2*x*_c0, (x*x)*_c0])
     """
-    for symbol in symbols:
-        if not isinstance(symbol, sympy.Symbol):
-            raise TypeError(f"function_source: parameters must be SymPy symbols, got {symbol!r}")
-        if not symbol.name.isidentifier():
-            raise ValueError(f"{symbol.name!r} is not a Python identifier")
+    parameters = _parameter_names(symbols)
+    aliases = _module_aliases(parameters)
     definitions, uses_scipy = [], False
     for name, outputs in functions.items():
         if not (isinstance(name, str) and name.isidentifier()):
             raise ValueError(f"function_source: {name!r} is not a Python identifier")
-        names = Names()
-        names.of.update((symbol, symbol.name) for symbol in symbols)
-        printer = _StandalonePrinter(names)
+        names = Names(taken=[*parameters, *aliases.values()])
+        names.of.update(zip(symbols, parameters))
+        printer = _StandalonePrinter(names, aliases)
         array = np.array(outputs, dtype=object)
         replacements, reduced = shared_subexpressions(
             [as_sympy(e, f"function_source: outputs of {name!r} must be SymPy expressions")
              for e in array.ravel()])
-        lines = [f"def {name}({', '.join(s.name for s in symbols)}):"]
+        lines = [f"def {name}({', '.join(parameters)}):"]
         for temporary, value in replacements:
             names.of[temporary] = names.fresh("c")
             lines.append(f"    {names.of[temporary]} = {printer.doprint(value)}")
         printed = np.array([printer.doprint(e) for e in reduced], dtype=object)
         result = printed.item() if array.ndim == 0 else (
-            "numpy.array(" + str(printed.reshape(array.shape).tolist()).replace("'", "") + ")")
+            f"{aliases['numpy']}.array("
+            + str(printed.reshape(array.shape).tolist()).replace("'", "") + ")")
         definitions.append("\n".join([*lines, f"    return {result}"]))
         uses_scipy |= printer.uses_scipy
-    imports = ["import numpy", *(["import scipy.special"] if uses_scipy else [])]
+    imports = [_import("numpy", aliases["numpy"])]
+    if uses_scipy:
+        imports.append(_import("scipy.special", aliases["scipy.special"]))
     return "\n\n\n".join(["\n".join(imports), *definitions])
 
 
+def _parameter_names(symbols) -> list[str]:
+    """The symbols' names, checked to be distinct Python parameters (as st.parse's are)."""
+    from symtape.parsing import name_problem  # parsing reads the op registry: import late
+
+    names = []
+    for symbol in symbols:
+        if not isinstance(symbol, sympy.Symbol):
+            raise TypeError(f"function_source: parameters must be SymPy symbols, got {symbol!r}")
+        problem = name_problem(symbol.name)
+        if problem is not None and not problem.startswith("is a function"):
+            raise ValueError(f"function_source: the parameter {symbol.name!r} {problem}")
+        if symbol.name in names:
+            raise ValueError(f"function_source: two parameters are named {symbol.name!r}; "
+                             "rename one of the symbols")
+        names.append(symbol.name)
+    return names
+
+
+def _module_aliases(parameters: list[str]) -> dict[str, str]:
+    """What the code calls ``numpy`` and ``scipy.special``: their own names, unless a
+    parameter would shadow them (a variable called ``numpy``)."""
+    taken = set(parameters)
+
+    def alias(module: str, name: str) -> str:
+        while name in taken:
+            name = "_" + name
+        taken.add(name)
+        return name
+
+    numpy_name = alias("numpy", "numpy")
+    special = "scipy.special" if "scipy" not in taken else alias("scipy.special", "scipy_special")
+    return {"numpy": numpy_name, "scipy.special": special}
+
+
+def _import(module: str, name: str) -> str:
+    return f"import {module}" if name == module else f"import {module} as {name}"
+
+
 class _StandalonePrinter(PRINTERS["numpy"]):
-    """Prints ``erf`` as SciPy's (kernels use their own, code for users should not)."""
+    """Prints ``erf`` as SciPy's (kernels use their own, code for users should not), and the
+    modules under the names :func:`_module_aliases` gave them."""
 
     uses_scipy = False
 
+    def __init__(self, names: Names, aliases: dict[str, str]):
+        super().__init__(names)
+        self._aliases = aliases
+
+    def _module_format(self, fqn, register=True):
+        text = super()._module_format(fqn, register)
+        module, dot, rest = text.partition(".")
+        return f"{self._aliases['numpy']}.{rest}" if module == "numpy" and dot else text
+
     def _print_erf(self, expr):
         self.uses_scipy = True
-        return f"scipy.special.erf({self._print(expr.args[0])})"
+        return f"{self._aliases['scipy.special']}.erf({self._print(expr.args[0])})"
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -250,7 +303,29 @@ def _as_output(item) -> np.ndarray:
         flat[i] = as_sympy(entry, "compile: outputs must be SymPy expressions")
         if not isinstance(flat[i], sympy.Expr):
             raise TypeError(f"compile: outputs must be SymPy expressions, got {entry!r}")
+        _check_defined(flat[i])
     return array
+
+
+_UNDEFINED = {sympy.zoo: "complex infinity, from a division by zero",
+              sympy.nan: "not a number", sympy.oo: "infinity", -sympy.oo: "minus infinity"}
+
+
+def _check_defined(expr: sympy.Expr) -> None:
+    """Refuse outputs holding zoo or nan, SymPy's marks of an undefined formula (``x/0``),
+    or that are infinite: a kernel would silently compute nan or inf from them (an infinite
+    branch inside a Piecewise or Max stays allowed)."""
+    found = [atom for atom in (sympy.zoo, sympy.nan) if expr.has(atom)]
+    found += [expr] if expr in (sympy.oo, -sympy.oo) else []
+    if found:
+        raise ValueError(f"compile: the output {_short_text(expr)} contains {found[0]} "
+                         f"({_UNDEFINED[found[0]]}), so it is undefined; fix the formula "
+                         "(a division by zero?) before compiling it")
+
+
+def _short_text(expr) -> str:
+    text = str(expr)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------- code generation
@@ -300,7 +375,9 @@ def shared_subexpressions(exprs: list) -> tuple[list, list]:
         args = tuple(temporary.get(a, rebuilt.get(a, a)) for a in expr.args)
         new = expr if args == expr.args else _rebuild(expr, args)
         rebuilt[expr] = new
-        if counts.get(expr, 0) > 1:
+        # only values get temporaries: a Piecewise needs its (value, condition) pairs and
+        # conditions as they are
+        if counts.get(expr, 0) > 1 and isinstance(expr, sympy.Expr):
             temporary[expr] = symbol = next(names)
             replacements.append((symbol, new))
     return replacements, [temporary.get(e, rebuilt.get(e, e)) for e in exprs]
@@ -604,7 +681,11 @@ def load(source: str, modules, backend: str, namespace: dict | None = None):
         namespace[module] = importlib.import_module(module)
     namespace[backend] = array_module_for(backend)
     exec(builtins.compile(source, filename, "exec"), namespace)  # our generated code only
-    return namespace["kernel"]
+    function = namespace["kernel"]
+    # the lines live as long as the function: tracebacks through a live kernel show them,
+    # and a kernel the caches let go takes its source with it (else linecache only grows)
+    weakref.finalize(function, linecache.cache.pop, filename, None)
+    return function
 
 
 def array_module_for(backend: str):

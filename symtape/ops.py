@@ -392,7 +392,18 @@ def _axes(axis, ndim: int, op: str) -> tuple[int, ...] | None:
 def _reduce(prim_name: str, x, axis, keepdims: bool, op: str) -> Tensor:
     tensor = convert_to_tensor(x)
     axes = _axes(axis, tensor.ndim, op)
+    if op in ("reduce_max", "reduce_min"):
+        _check_not_empty(tensor.shape, axes, op)
     return apply(_P[prim_name], (tensor,), {"axis": axes, "keepdims": bool(keepdims)})
+
+
+def _check_not_empty(shape: tuple, axes, op: str) -> None:
+    """The max or min of no numbers is undefined: refuse it (NumPy's error names no op)."""
+    empty = [a for a in (builtins.range(len(shape)) if axes is None else axes) if shape[a] == 0]
+    if empty or (axes is None and 0 in shape):
+        raise ValueError(f"{op}: the tensor of shape {shape} is empty along axis {empty[0]}, "
+                         "and the extremum of no numbers is undefined; reduce a non-empty "
+                         "tensor or over other axes")
 
 
 def reduce_sum(input_tensor: TensorLike, axis=None, keepdims: bool = False,

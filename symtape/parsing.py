@@ -14,7 +14,12 @@ precedence, and builds the SymPy expression node by node:
     atom       := number | name | function "(" expression ("," expression)* ")"
                 | "(" expression ")"
 
-Numbers are exact (``0.1`` is ``1/10``); names are real SymPy symbols, except ``pi``;
+Numbers are exact (``0.1`` is ``1/10``) and bounded: no literal or result of arithmetic
+on numbers past ``MAX_BITS`` (about 4000 digits), no exact root or logarithm of a number past
+``MAX_ROOT_BITS``, no undefined or complex constant (``0**-1``, ``sqrt(-1)``), so parsing
+takes bounded time and memory. Names are Python identifiers that NFKC normalization leaves
+unchanged, and no keywords (generated code uses them as parameters); they are real SymPy
+symbols, except ``pi``;
 functions are the elementwise ops of symtape (their SymPy forms are the registered ones, so
 ``relu(x)`` is ``Max(0, x)`` exactly as ``st.relu`` records it). Anything else is a
 :class:`ParseError` that names the problem and its column.
@@ -22,19 +27,26 @@ functions are the elementwise ops of symtape (their SymPy forms are the register
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy
 
+from symtape.objarrays import as_sympy
 from symtape.primitives import REGISTRY
 
-__all__ = ["ParseError", "parse", "FUNCTIONS", "parse_symbol"]
+__all__ = ["ParseError", "parse", "FUNCTIONS", "parse_symbol", "name_problem", "substitute"]
 
 MAX_DEPTH = 100  # nesting levels; deeper input is refused, never a RecursionError
-MAX_BITS = 100_000  # the largest exact number a literal or a power of literals may make
+# the largest exact number a literal or an operation on numbers may make: 4000 digits, so that
+# Python can still print it (its int-to-str limit is 4300 digits)
+MAX_BITS = 13_300
+# exact roots and logarithms of rationals cost SymPy a factorization: only of small ones
+MAX_ROOT_BITS = 1_000
 
 
 class ParseError(ValueError):
@@ -69,8 +81,9 @@ def _unary_form(name: str) -> Callable[[sympy.Expr], sympy.Expr]:
 FUNCTIONS: dict[str, tuple[int, Callable[..., sympy.Expr]]] = {
     **{name: (1, _unary_form(name)) for name in (
         "abs", "acos", "asin", "atan", "cos", "cosh", "erf", "exp", "log", "log1p", "relu",
-        "sigmoid", "sign", "sin", "sinh", "softplus", "sqrt", "tan", "tanh")},
-    "square": (1, lambda x: x**2),
+        "sigmoid", "sign", "sin", "sinh", "softplus", "tan", "tanh")},
+    "square": (1, lambda x: _power(x, sympy.Integer(2))),
+    "sqrt": (1, lambda x: _power(x, sympy.S.Half)),
     "atan2": (2, REGISTRY["atan2"].symbolic),
     "maximum": (2, REGISTRY["maximum"].symbolic),
     "minimum": (2, REGISTRY["minimum"].symbolic),
@@ -119,15 +132,85 @@ def _number(text: str, token: _Token) -> sympy.Rational:
 
 
 def _bits(number: sympy.Rational) -> float:
-    return max(abs(number.p).bit_length(), abs(number.q).bit_length(), 1)
+    return max(math.log2(abs(number.p) or 1), math.log2(number.q), 1.0)
+
+
+def _short(expr: sympy.Basic) -> str:
+    text = str(expr)
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
+
+
+def _numeric_bits(expr: sympy.Expr) -> int:
+    """The bits of the exact numbers in ``expr``'s numeric factor (all of it, for a number):
+    what a power of ``expr`` multiplies (SymPy distributes ``(2*x)**n`` to ``2**n*x**n``)."""
+    factors = [expr] if expr.is_number else [a for a in sympy.Mul.make_args(expr) if a.is_number]
+    return sum(_bits(r) for factor in factors for r in factor.atoms(sympy.Rational))
 
 
 def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
-    """``base**exponent``, refusing exact numbers too large to hold (``10**10**10``)."""
-    if base.is_Rational and exponent.is_Integer and base not in (0, 1, -1):
-        if _bits(base) * abs(int(exponent)) > MAX_BITS:
-            raise OverflowError(f"{base}**{exponent} is too large to compute exactly")
+    """``base**exponent``, refusing exact numbers too large to hold (``10**10**10``,
+    ``2**(10**20/3)``, ``sqrt(2)**(10**20)``) or too costly to root exactly."""
+    if exponent.is_Rational and base not in (0, 1, -1):
+        bits = _numeric_bits(base)
+        if bits * abs(exponent) > MAX_BITS:
+            raise OverflowError(f"{_short(sympy.Pow(base, exponent, evaluate=False))} is too "
+                                "large to compute exactly")
+        if not exponent.is_Integer and bits > MAX_ROOT_BITS:
+            raise OverflowError(f"{_short(sympy.Pow(base, exponent, evaluate=False))}: exact "
+                                f"roots of numbers over "
+                                f"{MAX_ROOT_BITS} bits are too costly; use a shorter number")
     return base**exponent
+
+
+# functions whose SymPy form takes exact roots or logarithms of a number argument, or turns
+# exp(n*log(b)) into b**n: their number arguments are bounded like the base of a power
+_COSTLY = {"log": MAX_ROOT_BITS, "log1p": MAX_ROOT_BITS, "softplus": MAX_ROOT_BITS}
+_EXPONENTIAL = ("exp", "sinh", "cosh", "tanh", "sigmoid", "softplus")
+
+
+def _check_arguments(name: str, arguments: list) -> None:
+    for argument in arguments:
+        if not argument.is_number:
+            continue
+        if _numeric_bits(argument) > _COSTLY.get(name, MAX_BITS):
+            raise OverflowError(f"{name} of a number this long is too costly to compute exactly")
+        if name in _EXPONENTIAL and argument.has(sympy.log) and not (
+                abs(argument.evalf(5)) <= MAX_BITS):
+            raise OverflowError(f"{name}({_short(argument)}) is too large to compute exactly")
+
+
+def _check_size(expr: sympy.Expr) -> None:
+    """Refuse a sum or product whose exact numbers outgrew ``MAX_BITS`` (``10**4000**2``)."""
+    numbers = [expr] if expr.is_Rational else [a for a in expr.args if a.is_Rational]
+    if any(_bits(number) > MAX_BITS for number in numbers):
+        raise OverflowError(f"an exact number in the result has over {MAX_BITS} bits "
+                            "(about 4000 digits)")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a variable (``None`` if it can): generated code uses it as a
+    Python parameter, so it must be an identifier that Python reads as itself, no keyword.
+
+    Examples
+    --------
+    >>> name_problem("x") is None, name_problem("lambda")
+    (True, "is a Python keyword: generated code could not use it as a name; write 'lambda_'")
+    """
+    if not _NAME.match(name) or not name.isidentifier():
+        normal = unicodedata.normalize("NFKC", name)
+        if normal != name and normal.isidentifier():
+            return (f"is not a Python identifier (Python reads it as {normal!r}); write "
+                    f"{normal!r}")
+        return "is not a variable name: use letters, digits and '_', not starting with a digit"
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:  # Python would read x and ｘ as the same name
+        return f"is read by Python as {normal!r} (NFKC normalization); write {normal!r}"
+    if keyword.iskeyword(name) or name == "__debug__":
+        return (f"is a Python keyword: generated code could not use it as a name; write "
+                f"{name + '_'!r}")
+    if name in FUNCTIONS or name in CONSTANTS:
+        return "is a function or a constant"
+    return None
 
 
 class _Parser:
@@ -190,7 +273,7 @@ class _Parser:
             self.index += 1
             right = self.term()
             terms.append(right if sign == "+" else -right)
-        return sympy.Add(*terms)
+        return self.checked(sympy.Add(*terms), self.tokens[self.index - 1])
 
     def term(self) -> sympy.Expr:
         factors = [self.unary()]
@@ -201,7 +284,19 @@ class _Parser:
             if operator == "/" and right.is_zero:
                 raise self.error("division by zero", token)
             factors.append(right if operator == "*" else 1 / right)
-        return sympy.Mul(*factors)
+        return self.checked(sympy.Mul(*factors), self.tokens[self.index - 1])
+
+    def checked(self, expr: sympy.Expr, token: _Token) -> sympy.Expr:
+        """``expr``, if its exact numbers are within bounds and it is defined (``0**-1`` is
+        not); otherwise a ParseError at ``token``."""
+        try:
+            _check_size(expr)
+        except OverflowError as error:
+            raise self.error(str(error), token) from None
+        if expr.is_number and (expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
+                               or expr.is_extended_real is False):
+            raise self.error(f"{_short(expr)} is not a finite real number", token)
+        return expr
 
     def unary(self) -> sympy.Expr:
         if self.accept("-"):
@@ -224,8 +319,10 @@ class _Parser:
             token = self.token
             self.index += 1
             exponent = self.nested(self.unary)
+            if exponent.is_negative and base.is_zero:
+                raise self.error(f"division by zero ({_short(base)}**{_short(exponent)})", token)
             try:
-                return _power(base, exponent)
+                return self.checked(_power(base, exponent), token)
             except OverflowError as error:
                 raise self.error(str(error), token) from None
         return base
@@ -242,7 +339,12 @@ class _Parser:
             if token.text in FUNCTIONS:
                 raise self.error(f"{token.text!r} is a function: call it as {token.text}(...)",
                                  token)
-            return CONSTANTS.get(token.text) or sympy.Symbol(token.text, real=True)
+            if token.text in CONSTANTS:
+                return CONSTANTS[token.text]
+            problem = name_problem(token.text)
+            if problem is not None:
+                raise self.error(f"the name {token.text!r} {problem}", token)
+            return sympy.Symbol(token.text, real=True)
         if self.accept("("):
             expr = self.expression()
             self.expect(")", "to close the '('")
@@ -263,7 +365,8 @@ class _Parser:
             raise self.error(f"{name.text} takes {arity} argument{'s' * (arity > 1)}, "
                              f"got {len(arguments)}", name)
         try:
-            return form(*arguments)
+            _check_arguments(name.text, arguments)
+            return self.checked(form(*arguments), name)
         except OverflowError as error:
             raise self.error(str(error), name) from None
 
@@ -307,8 +410,49 @@ def parse_symbol(name: str) -> sympy.Symbol:
     ...
     ValueError: '2x' is not a variable name: use letters, digits and '_', not starting with a digit
     """
-    if not _NAME.match(name) or name in FUNCTIONS or name in CONSTANTS:
-        reason = ("is a function or a constant" if name in FUNCTIONS or name in CONSTANTS else
-                  "is not a variable name: use letters, digits and '_', not starting with a digit")
-        raise ValueError(f"{name!r} {reason}")
+    problem = name_problem(name) if isinstance(name, str) else "is not a string"
+    if problem is not None:
+        raise ValueError(f"{name!r} {problem}")
     return sympy.Symbol(name, real=True)
+
+
+def substitute(expr: sympy.Basic, point: dict) -> sympy.Basic:
+    """``expr`` with the exact numbers of ``point`` for its symbols, under the parser's
+    bounds: ``x**y`` at ``x=3, y=10**10`` would make a number of 2 GB, so it raises
+    ``OverflowError`` instead (evaluate such a value numerically: :mod:`symtape.mpeval`).
+
+    Examples
+    --------
+    >>> x, y = parse("x"), parse("y")
+    >>> substitute(x**2 * sympy.sin(y), {x: 3, y: sympy.pi / 2})
+    9
+    >>> substitute(x**y, {x: 3, y: 10**10})
+    Traceback (most recent call last):
+    ...
+    OverflowError: 3**10000000000 is too large to compute exactly
+    """
+    point = {symbol: as_sympy(value) for symbol, value in point.items()}
+    done: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in done:
+            continue
+        if node.args and not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in done)
+            continue
+        args = [done[a] for a in node.args]
+        done[node] = point.get(node, node) if not node.args else (
+            node if args == list(node.args) else _rebuilt(node, args))
+    return done[expr]
+
+
+def _rebuilt(node: sympy.Basic, args: list) -> sympy.Basic:
+    if node.is_Pow:
+        return _power(*args)
+    _check_arguments(type(node).__name__, args)
+    new = node.func(*args)
+    if node.is_Add or node.is_Mul:
+        _check_size(new)
+    return new

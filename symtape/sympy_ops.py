@@ -20,6 +20,7 @@ from symtape.tensor import Tensor, weak_constant
 
 __all__ = ["tensor_function"]
 
+_FLOAT_MAX = sympy.Integer(int(np.finfo(np.float64).max))
 _UNARY: dict[type, Callable[[Tensor], Tensor]] = {
     sympy.exp: ops.exp, sympy.log: ops.log, sympy.sin: ops.sin, sympy.cos: ops.cos,
     sympy.tan: ops.tan, sympy.asin: ops.asin, sympy.acos: ops.acos, sympy.atan: ops.atan,
@@ -35,6 +36,9 @@ _COMPARISONS: dict[type, Callable[[Tensor, Tensor], Tensor]] = {
 
 def _number(expr: sympy.Expr):
     """Integers and floats as Python numbers; other exact numbers keep their closed form."""
+    if expr.is_Rational and abs(expr) > _FLOAT_MAX:
+        raise ValueError(f"the constant {sympy.Float(expr, 3)} is beyond the float64 range "
+                         "(1.8e308) that symtape computes in; rescale the expression")
     if expr.is_Integer:
         return int(expr)
     if expr.is_Float:

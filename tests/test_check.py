@@ -225,3 +225,96 @@ def test_closed_forms_equal_sympy_diff():
         assert sympy.simplify(forms.jacobian[0, i] - sympy.diff(f, u)) == 0
         for j, v in enumerate((x_, y_)):
             assert sympy.simplify(forms.hessian[0, i, j] - sympy.diff(f, u, v)) == 0
+
+
+# ---------------------------------------------------------------- issue 19
+
+
+def test_a_parameter_named_like_a_function_keeps_every_column():
+    # `exp` shadowed numpy's exp in lambdify's namespace: the complex step crashed
+    check = st.check_grads(lambda exp: st.exp(exp), (0.3,))
+    (first, second) = check.entries
+    assert first.complex_step == pytest.approx(math.exp(0.3), rel=1e-14)
+    assert second.complex_step == pytest.approx(math.exp(0.3), rel=1e-14)
+    check = st.check_grads(lambda numpy, sin: numpy * st.sin(sin), (2.0, 0.5), order=1)
+    assert [e.complex_step for e in check.entries] == pytest.approx(
+        [math.sin(0.5), 2.0 * math.cos(0.5)], rel=1e-14)
+
+
+def _nested_sine(depth):
+    def f(x):
+        for _ in range(depth):
+            x = st.sin(x)
+        return x
+    return f
+
+
+def test_the_symbolic_column_of_deep_nesting_is_right_without_sympy_evalf(monkeypatch):
+    # evalf costs twice as much per level of nesting (16 levels: minutes); the reference
+    # values are computed once per distinct subexpression, without it
+    def forbidden(*args, **kwargs):
+        raise AssertionError("evalf walks the tree: exponential in nesting depth")
+
+    monkeypatch.setattr(sympy.Expr, "evalf", forbidden)
+    monkeypatch.setattr(sympy.Expr, "n", forbidden)
+    check = st.check_grads(_nested_sine(24), (0.5,))
+    x, first, second = 0.5, 1.0, 0.0  # by hand: the chain rule, forward, with its derivative
+    for _ in range(24):
+        first, second = first * math.cos(x), second * math.cos(x) - first**2 * math.sin(x)
+        x = math.sin(x)
+    assert check.entries[0].symbolic == pytest.approx(first, rel=1e-13)
+    assert check.entries[1].symbolic == pytest.approx(second, rel=1e-12)
+
+
+def test_a_recurrence_of_two_parameters_checks_its_hessian():
+    def f(a, b):
+        y = st.constant(0.3)
+        for _ in range(12):
+            y = st.tanh(a * y + b)
+        return y
+
+    check = st.check_grads(f, (0.7, 0.2))
+    assert check.ok and len(check.entries) == 6
+    # the reference against a central difference of a hand-written forward gradient
+    def gradient(a, b):
+        y, dya, dyb = 0.3, 0.0, 0.0
+        for _ in range(12):
+            t = math.tanh(a * y + b)
+            dya, dyb = (1 - t * t) * (y + a * dya), (1 - t * t) * (a * dyb + 1)
+            y = t
+        return np.array([dya, dyb])
+    h = 1e-6
+    hessian = np.array([(gradient(0.7 + h, 0.2) - gradient(0.7 - h, 0.2)) / (2 * h),
+                        (gradient(0.7, 0.2 + h) - gradient(0.7, 0.2 - h)) / (2 * h)])
+    np.testing.assert_allclose([e.symbolic for e in check.entries[:2]], gradient(0.7, 0.2),
+                               rtol=1e-13)
+    np.testing.assert_allclose([e.symbolic for e in check.entries[2:]], hessian.ravel(),
+                               rtol=1e-7)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((np.array([]),), ValueError, r"check_grads: argument w is empty \(shape \(0,\)\): there "
+                                  "is nothing to differentiate by"),
+    ((np.zeros((2, 0)),), ValueError, r"argument w is empty \(shape \(2, 0\)\)"),
+    ((sympy.Integer(2),), TypeError, r"check_grads: argument w is the SymPy number 2; give a "
+                                     r"float or a NumPy array \(float\(value\) converts"),
+    ((sympy.Rational(1, 2),), TypeError, "argument w is the SymPy number 1/2; give a float"),
+])
+def test_arguments_it_cannot_differentiate_by_are_refused(args, error, message):
+    with pytest.raises(error, match=message):
+        st.check_grads(lambda w: st.reduce_sum(w * w), args)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"rtol": -1e-5}, ValueError, r"check_grads: rtol=-1e-05 is not a tolerance; give a "
+                                  r"finite number >= 0 \(e.g. rtol=1e-5\)"),
+    ({"rtol": math.nan}, ValueError, "rtol=nan is not a tolerance"),
+    ({"rtol": math.inf}, ValueError, "rtol=inf is not a tolerance"),
+    ({"atol": -1.0}, ValueError, r"atol=-1.0 is not a tolerance; give a finite number >= 0"),
+    ({"atol": math.nan}, ValueError, "atol=nan is not a tolerance"),
+    ({"rtol": "1e-3"}, TypeError, "check_grads: rtol must be a number, got str '1e-3'"),
+    ({"atol": True}, TypeError, "atol must be a number, got bool True"),
+])
+def test_tolerances_must_be_finite_and_non_negative(options, error, message):
+    with pytest.raises(error, match=message):
+        st.check_grads(lambda x: x * x, (2.0,), **options)

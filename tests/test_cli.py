@@ -1,5 +1,7 @@
 """The walk-through: `symtape demo` and `python -m symtape`, run as a newcomer would."""
 
+import contextlib
+import io
 import math
 import os
 import shutil
@@ -9,6 +11,8 @@ import sysconfig
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 
 def _check_walkthrough(output: str) -> None:
@@ -157,6 +161,24 @@ def test_check_fails_with_status_1_at_a_kink():
     (["diff", "x", "--at", "x=y"], "--at: the value of x must be a real number, got y"),
     (["diff", "x", "--at", "x=1+"], "cannot parse '1+': the expression ends too early"),
     (["check", "x*y", "--at", "x=1"], "--at: no value for y (e.g. --at y=1)"),
+    # issue 19: each of these ended in a traceback
+    (["check", "x", "--at", "x=1e400"], "--at: x=1.00E+400 is beyond the float64 range"),
+    (["diff", "x*0**-1"], "cannot parse 'x*0**-1': division by zero (0**-1) at column 4"),
+    (["diff", "sqrt(-1)*x"], "cannot parse 'sqrt(-1)*x': I is not a finite real number"),
+    (["diff", "x*10**4000"], "the constant 1.00E+4000 is beyond the float64 range (1.8e308)"),
+    (["diff", "x*1e308*10"], "the constant 1.00E+309 is beyond the float64 range (1.8e308)"),
+    (["diff", "x/x"], "'x/x' is the constant 1: there is nothing to differentiate by"),
+    (["check", "x", "--at", "x=1,x=2"], "--at: x is given twice"),
+    (["diff", "x*ｘ"], "cannot parse 'x*ｘ': the name 'ｘ' is read by Python as 'x'"),
+    (["diff", "x²"], "cannot parse 'x²': the name 'x²' is not a Python identifier"),
+    (["diff", "lambda*x", "--format", "code"], "cannot parse 'lambda*x': the name 'lambda' is "
+                                               "a Python keyword"),
+    (["diff", "x", "--wrt", "None"], "--wrt: 'None' is a Python keyword"),
+    (["check", "x*y**y", "--wrt", "x", "--at", "x=1,y=10**10"],  # ran for minutes
+     "check_grads: with y=1e+10 fixed, 10000000000**10000000000 is too large to compute"),
+    (["check", "x", "--at", "x=1", "--rtol", "nan"], "check_grads: rtol=nan is not a tolerance"),
+    (["diff", "2**(10**20/3)*x"], "cannot parse '2**(10**20/3)*x': 2**(100000000000000000000/3) "
+                                  "is too large to compute exactly"),
 ])
 def test_malformed_input_is_one_line_and_status_2(args, message):
     result = _symtape(*args)
@@ -200,3 +222,78 @@ def test_the_walkthrough_needs_neither_scipy_nor_a_gpu():
     assert "pip install 'symtape[scipy]' to see it here" in result.stdout
     assert "values.shape = (1000000,)" in result.stdout
     assert "a hand-written gradient exp(w) (the product rule forgotten) is caught" in result.stdout
+
+
+@pytest.mark.parametrize("expr, at, lines", [
+    # exact values would be numbers of gigabytes: the digits come from mpmath, at once
+    ("x**y", "x=3,y=10**10", ["  f = inf (beyond the float range)",
+                              "  df/dx = inf (beyond the float range)"]),
+    ("x**x**x", "x=9", ["  f = inf (beyond the float range)"]),
+    ("x**99999999", "x=2", ["  f = inf (beyond the float range)"]),
+    ("exp(exp(exp(x)))", "x=10", ["  f = exp(exp(exp(10))) = inf (beyond the float range)"]),
+    ("x**3", "x=10**1000", ["  f = 1" + "0" * 3000, "  df/dx = 3" + "0" * 2000]),  # exact
+])
+def test_values_at_huge_points_are_bounded(expr, at, lines):
+    result = _symtape("diff", expr, "--at", at)
+    assert result.returncode == 0, result.stderr
+    for line in lines:
+        assert line in result.stdout.splitlines()
+
+
+def test_diff_code_keeps_a_parameter_named_like_a_temporary():
+    result = _symtape("diff", "_c0*sin(x)**2 + sin(x)**3", "--wrt", "x", "_c0", "--format", "code")
+    assert result.returncode == 0, result.stderr
+    namespace: dict = {}
+    exec(result.stdout, namespace)  # the generated code, not user input
+    x, c = 0.4, 3.0  # by hand: ((2 c sin + 3 sin^2) cos, sin^2)
+    np.testing.assert_allclose(namespace["gradient"](x, c), [
+        (2 * c * math.sin(x) + 3 * math.sin(x) ** 2) * math.cos(x), math.sin(x) ** 2], rtol=1e-14)
+
+
+def test_check_with_a_variable_named_like_a_function():
+    # arcsin is NumPy's name of asin: lambdify's namespace let the variable shadow it
+    result = _symtape("check", "arcsin*asin(x)", "--at", "arcsin=0.5,x=0.3", "--order", "1")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    assert len(rows["df/darcsin"]) == 5  # symbolic, compiled, complex step, finite diff., error
+    assert float(rows["df/darcsin"][2]) == pytest.approx(math.asin(0.3), rel=1e-12)
+    assert float(rows["df/dx"][2]) == pytest.approx(0.5 / math.sqrt(1 - 0.09), rel=1e-12)
+
+
+# ---------------------------------------------------------------- careless input, at random
+
+_ATOMS = ["x", "y", "0", "1", "0.5", "1e308", "1e-308", "10**300", "pi", "-1", "1e400"]
+_UNARY = ["sin", "tan", "exp", "log", "sqrt", "abs", "relu", "erf", "asin", "log1p", "square"]
+_BINARY = ["atan2", "maximum", "pow"]
+
+
+def _careless_expressions():
+    atoms = hs.sampled_from(_ATOMS)
+
+    def grow(children):
+        return hs.one_of(
+            hs.builds("{}({})".format, hs.sampled_from(_UNARY), children),
+            hs.builds("{}({}, {})".format, hs.sampled_from(_BINARY), children, children),
+            hs.builds("({}){}({})".format, children, hs.sampled_from(["+", "-", "*", "/", "**"]),
+                      children))
+    return hs.recursive(atoms, grow, max_leaves=6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(expr=_careless_expressions(),
+       at=hs.sampled_from(["x=0.5,y=2", "x=0,y=0", "x=-1,y=1e300", "x=10**300,y=-3"]),
+       command=hs.sampled_from(["diff", "check", "code"]))
+def test_careless_input_is_a_result_or_one_line_never_a_traceback(expr, at, command):
+    from symtape.cli import main
+
+    argv = {"diff": ["diff", expr, "--order", "2", "--at", at], "check": ["check", expr,
+            "--at", at], "code": ["diff", expr, "--format", "code", "--wrt", "x", "y"]}[command]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    err = err.getvalue()
+    assert status in (0, 1, 2)
+    if status == 2:
+        assert err.startswith("symtape: error: ") and len(err.splitlines()) == 1, err
+    else:
+        assert err == ""

@@ -662,3 +662,16 @@ def test_mlp_gradients_match_finite_differences_and_descent_lowers_loss(activati
             losses.append(float(_mlp_symtape(variables, inputs, onehot, activation)))
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
     assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("op", [st.reduce_max, st.reduce_min])
+def test_the_extremum_of_an_empty_tensor_is_refused(op):
+    name = op.__name__
+    with pytest.raises(ValueError, match=re.escape(
+            f"{name}: the tensor of shape (0,) is empty along axis 0, and the extremum of no "
+            "numbers is undefined; reduce a non-empty tensor or over other axes")):
+        op(st.constant(np.zeros(0)))
+    with pytest.raises(ValueError, match=re.escape("shape (2, 0) is empty along axis 1")):
+        op(st.constant(np.zeros((2, 0))), axis=1)
+    # reducing the non-empty axis of an empty tensor is defined: an empty result
+    assert op(st.constant(np.zeros((2, 0))), axis=0).shape == (0,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import re
 
 import pytest
 import sympy
@@ -184,7 +185,12 @@ def _text_and_expr(tree):
 @given(_TREES)
 def test_printed_random_expressions_parse_back_to_the_same_tree(tree):
     text, expected = _text_and_expr(tree)
-    assert parse(text) == expected
+    if any(node.is_number and (node.is_extended_real is False or node.has(sympy.zoo, sympy.nan))
+           for node in sympy.preorder_traversal(expected)):
+        with pytest.raises(ParseError, match="is not a finite real number"):
+            parse(text)  # sqrt(1/4 - 2): a complex constant is refused
+    else:
+        assert parse(text) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -196,3 +202,86 @@ def test_arbitrary_strings_parse_or_raise_parse_error(text):
         assert 1 <= error.column <= len(text) + 1
     else:
         assert isinstance(result, sympy.Expr)
+
+
+# ---------------------------------------------------------------- names and bounds (issue 19)
+
+
+@pytest.mark.parametrize("text, problem, column", [
+    ("x*ｘ", "the name 'ｘ' is read by Python as 'x' (NFKC normalization); write 'x'", 3),
+    ("µ + 1", "the name 'µ' is read by Python as 'μ' (NFKC normalization)", 1),
+    ("x²", "the name 'x²' is not a Python identifier (Python reads it as 'x2'); write 'x2'", 1),
+    ("lambda*x", "the name 'lambda' is a Python keyword: generated code could not use it as a "
+                 "name; write 'lambda_'", 1),
+    ("x + None", "the name 'None' is a Python keyword", 5),
+    ("True", "the name 'True' is a Python keyword", 1),
+    ("__debug__", "the name '__debug__' is a Python keyword", 1),
+])
+def test_names_python_cannot_use_as_distinct_parameters_are_refused(text, problem, column):
+    with pytest.raises(ParseError) as caught:
+        parse(text)
+    assert caught.value.problem.startswith(problem)
+    assert caught.value.column == column
+
+
+@pytest.mark.parametrize("name", ["ｘ", "x²", "lambda", "None", "µ"])
+def test_parse_symbol_refuses_the_same_names(name):
+    with pytest.raises(ValueError, match=f"^{name!r} is "):
+        parse_symbol(name)
+
+
+def test_names_python_reads_as_themselves_are_kept():
+    # soft keywords, Greek letters and underscores are ordinary Python parameters
+    for name in ("match", "case", "type", "_", "μ", "λ", "x_1", "_c0"):
+        assert parse(name) == sympy.Symbol(name, real=True)
+        assert parse_symbol(name) == sympy.Symbol(name, real=True)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("x*0**-1", "division by zero (0**-1)"),
+    ("sqrt(-1)*x", "I is not a finite real number"),
+    ("log(0) + x", "zoo is not a finite real number"),
+    ("log(-1)", "I*pi is not a finite real number"),
+    ("atan2(0, 0)", "nan is not a finite real number"),
+])
+def test_undefined_or_complex_constants_are_refused(text, problem):
+    with pytest.raises(ParseError, match=re.escape(problem)):
+        parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    "2**(10**20/3)",            # a rational exponent (grew to gigabytes)
+    "2**-100000",               # a huge denominator
+    "sqrt(2)**(10**20)",        # an irrational base SymPy turns into 2**(5*10**19)
+    "(2*x)**(10**20)",          # SymPy distributes the power onto the coefficient
+    "pow(3, 10**6)",
+    "square(square(square(square(10**1000))))",
+    "exp(10**20*log(2))",       # SymPy rewrites it as 2**(10**20)
+    "10**3999*10**3999",        # a product past 4000 digits
+    "sqrt(10**3999 + 1)",       # an exact root of a long number: a factorization
+    "(10**400 + 1)**(1/3)",
+    "log(10**400 + 3)",
+])
+def test_exact_numbers_are_bounded(text):
+    with pytest.raises(ParseError, match="too large|too costly|over 13300 bits"):
+        parse(text)
+
+
+def test_numbers_within_the_bounds_are_exact():
+    assert parse("10**3999") == sympy.Integer(10) ** 3999
+    assert parse("2**(1/3)*x") == sympy.cbrt(2) * x
+    assert parse("(2*x)**10") == 1024 * x**10
+    assert parse("sqrt(10**200)") == sympy.Integer(10) ** 100
+    assert parse("(x + 1)**(10**20)") == (x + 1) ** (10**20)  # no number is built
+    assert parse("x**99999999") == x**99999999
+
+
+def test_substitute_is_exact_within_the_bounds_and_refuses_beyond():
+    from symtape.parsing import substitute
+
+    assert substitute(x**2 * sympy.exp(y), {x: 3, y: 0}) == 9
+    assert substitute(x / y, {x: sympy.Rational(1, 3), y: 2}) == sympy.Rational(1, 6)
+    for expr, point in [(x**y, {x: 3, y: 10**10}), (x**x**x, {x: 9}),
+                        (x**99999999, {x: 2}), (x * y, {x: 10**3999, y: 10**3999})]:
+        with pytest.raises(OverflowError):
+            substitute(expr, point)

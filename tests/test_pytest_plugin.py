@@ -2,24 +2,69 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import re
 from importlib import metadata
 
 import pytest
+
+import pytest_symtape
+
+PLUGIN = "pytest_symtape"
 
 
 def _plugin_args() -> list[str]:
     """Load the plugin by its entry point when symtape is installed, by name otherwise."""
     registered = [ep for ep in metadata.entry_points(group="pytest11") if ep.name == "symtape"]
-    return [] if registered else ["-p", "symtape.pytest_plugin"]
+    return [] if registered else ["-p", PLUGIN]
 
 
-def test_the_entry_point_is_registered():
+def test_the_entry_point_is_declared_and_registered():
+    pyproject = pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml"
+    declared = re.search(r"^\[project\.entry-points\.pytest11\]\nsymtape = \"([\w.]+)\"",
+                         pyproject.read_text(), re.M)
+    assert declared and declared.group(1) == PLUGIN
     try:
         metadata.distribution("symtape")
     except metadata.PackageNotFoundError:
         pytest.skip("symtape is not installed (run from a source tree)")
     (entry,) = [ep for ep in metadata.entry_points(group="pytest11") if ep.name == "symtape"]
-    assert entry.value == "symtape.pytest_plugin"
+    if entry.value != PLUGIN:
+        pytest.skip(f"the installed metadata registers {entry.value}, from before the plugin "
+                    "moved: reinstall symtape (pip install -e .) to register pytest_symtape")
+    assert entry.value == PLUGIN
+
+
+TRIVIAL_TESTS = '''
+import sys
+
+def test_pytest_started_without_sympy():
+    assert "sympy" not in sys.modules and "symtape" not in sys.modules
+
+def test_the_fixture_imports_symtape_when_used(check_grads):
+    import symtape as st
+    assert "sympy" in sys.modules
+    check_grads(st.sin, (0.3,))
+'''
+
+
+def test_the_plugin_imports_sympy_only_when_the_fixture_is_used(pytester, monkeypatch):
+    # the plugin made every pytest run on the machine import SymPy (0.6 s) at start-up
+    root = str(pathlib.Path(pytest_symtape.__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    pytester.makepyfile(test_trivial=TRIVIAL_TESTS)
+    # this plugin by its module, whatever entry point an installed symtape registered
+    result = pytester.runpytest_subprocess("-p", "no:symtape", "-p", PLUGIN,
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_the_former_module_still_loads_the_plugin(pytester):
+    pytester.makepyfile(test_model="def test_fixture(check_grads):\n    pass\n")
+    result = pytester.runpytest("-p", "no:symtape", "-p", "symtape.pytest_plugin")
+    result.assert_outcomes(passed=1)
 
 
 MODEL_TESTS = '''
