@@ -178,19 +178,23 @@ def _function_of(function, parity: int = 0) -> Callable[[Any], Any]:
 
 
 def _without_minus(x) -> tuple[bool, Any]:
-    """``(True, -x)`` when ``x`` reads with a minus sign (a negative coefficient, or a sum with
-    more negative terms than positive ones), ``(False, x)`` otherwise; ``-x`` of a sum is the
-    sum of its negated terms, so it never claims the sign back (the choice is made once)."""
-    if x.is_Mul and len(x.args) == 2 and x.args[0] is sympy.S.NegativeOne and x.args[1].is_Add:
-        x = _negated_sum(x.args[1])  # -(u) kept whole by distribute(False): write its terms
+    """``(True, -x)`` when ``x`` reads with a minus sign (a negative coefficient, a sum with
+    more negative terms than positive ones, or a number times such a sum), ``(False, x)``
+    otherwise; the negation of a sum is the sum of its negated terms, which never claims the
+    sign back, so the choice is made once."""
     if x.is_Add:
-        negative = sum(map(_leading_minus, x.args))
-        if 2 * negative > len(x.args):
-            return True, _negated_sum(x)
-        return False, x
-    if _leading_minus(x):
-        return True, -x
-    return False, x
+        return (True, _negated_sum(x)) if _mostly_negative(x) else (False, x)
+    if x.is_Mul and len(x.args) == 2 and x.args[0].is_Number and x.args[1].is_Add:
+        coefficient, total = x.args  # c*(u + v), kept whole by distribute(False)
+        flipped = _mostly_negative(total)
+        total = _negated_sum(total) if flipped else total
+        negative = bool(coefficient.is_extended_negative)
+        return flipped != negative, abs(coefficient) * total
+    return (True, -x) if _leading_minus(x) else (False, x)
+
+
+def _mostly_negative(total) -> bool:
+    return 2 * sum(map(_leading_minus, total.args)) > len(total.args)
 
 
 def _leading_minus(term) -> bool:
