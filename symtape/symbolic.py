@@ -73,6 +73,8 @@ def symbolic_value(tensor) -> Any:
         return tensor._sym
     if tensor._thunk is not None:  # a gradient: its sweep sets up its own context, once
         tensor._sym = objarrays.normalize(tensor._thunk())
+        if not _INSIDE.get():
+            _allow_printing(tensor._sym)
         return tensor._sym
     if _INSIDE.get():  # nested inside a build already: skip the context manager's cost
         return _materialize(tensor)
@@ -83,6 +85,7 @@ def symbolic_value(tensor) -> Any:
     except ValueError:
         tensor._sym = None  # asked again, it must fail again
         raise
+    _allow_printing(value)
     return value
 
 
@@ -117,6 +120,33 @@ def recursion_headroom():
         yield
     finally:
         sys.setrecursionlimit(limit)
+
+
+def _allow_printing(value) -> None:
+    """Let SymPy's printers (``str``, ``pretty``, ``latex``), which recurse about three
+    frames a level, print ``value``: the interpreter's recursion limit is raised for good
+    (never lowered, and at most to ``_SYMPY_RECURSION_LIMIT``), as the expression is deep."""
+    needed = min(_SYMPY_RECURSION_LIMIT, _PRINT_MARGIN + _FRAMES_PER_LEVEL * _depth(value))
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)
+
+
+_PRINT_MARGIN, _FRAMES_PER_LEVEL = 1000, 4
+
+
+def _depth(value) -> int:
+    """The nesting depth of a symbolic value (iterative; shared subexpressions once)."""
+    roots = value.ravel().tolist() if isinstance(value, np.ndarray) else [value]
+    depths: dict[int, int] = {}
+    stack = [(root, False) for root in roots if isinstance(root, sympy.Basic)]
+    while stack:
+        expr, expanded = stack.pop()
+        if expanded:
+            depths[id(expr)] = 1 + max((depths[id(a)] for a in expr.args), default=0)
+        elif id(expr) not in depths:
+            stack.append((expr, True))
+            stack.extend((a, False) for a in expr.args if id(a) not in depths)
+    return max((depths[id(r)] for r in roots if isinstance(r, sympy.Basic)), default=0)
 
 
 # Deep enough for expressions nested a few thousand levels. Higher limits let SymPy overflow

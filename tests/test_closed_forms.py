@@ -205,3 +205,17 @@ def test_reads_after_an_assign_alone_use_the_same_symbol():
     assert (v * v).expr == S**2
     v.assign(5.0)
     assert (v * v * v).expr == S**3
+
+
+def test_deep_closed_forms_print():
+    # used to raise RecursionError: SymPy's printers recurse about three frames a level
+    x = st.Variable(0.5, name="x")
+    y = x
+    for _ in range(200):
+        y = y * 0.5 + 1
+    text = str(y.expr)
+    assert text.count("(") == 199 and text.startswith("((") and text.endswith(")/2 + 1")
+    y = x
+    for _ in range(200):
+        y = st.sin(y) * 0.999 + 0.001
+    assert str(y.expr).count("sin(") == 200
