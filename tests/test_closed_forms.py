@@ -219,3 +219,24 @@ def test_deep_closed_forms_print():
     for _ in range(200):
         y = st.sin(y) * 0.999 + 0.001
     assert str(y.expr).count("sin(") == 200
+
+
+# ---------------------------------------------------------------- the sign of zero
+
+
+def test_an_inlined_negative_zero_keeps_its_sign_in_kernels():
+    f = st.function(lambda s: st.atan2(st.constant(-0.0), s))
+    first, second = float(f(st.constant(-1.0))), float(f(st.constant(-1.0)))
+    assert first == second == -np.pi  # the second call (the kernel) used to give +pi
+    g = st.function(lambda a: 1 / (a * -0.0))
+    with np.errstate(divide="ignore"):
+        assert float(g(st.constant(2.0))) == float(g(st.constant(2.0))) == -np.inf
+
+
+def test_the_closed_form_of_atan2_at_negative_zero_agrees_with_its_value():
+    s = st.Variable(-1.0, name="s")
+    y = st.atan2(st.constant(-0.0), s)
+    kernel = st.compile([y.expr], [s.expr])
+    assert float(y) == float(kernel(-1.0)[0]) == -np.pi
+    x = st.Variable(2.0, name="x")
+    assert (x + st.constant(-0.0)).expr == sympy.Symbol("x", real=True)  # u + -0.0 is u
