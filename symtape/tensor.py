@@ -427,6 +427,10 @@ class Variable(_Operators):
     def assign(self, value, read_value: bool = True):
         """Set the value; the shape must match and the dtype must convert safely.
 
+        Values read before and after an assign share the Variable's symbol, so a closed form
+        (``.expr``, also of a gradient) that depends on both raises ``ValueError`` rather
+        than print one symbol for two values; gradients' numbers follow TensorFlow.
+
         Examples
         --------
         >>> import symtape as st
