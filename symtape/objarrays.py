@@ -16,8 +16,9 @@ import sympy
 
 from symtape.backends import to_host
 
-__all__ = ["as_sympy", "exact_number", "NEGATIVE_ZERO", "exact_array", "normalize", "to_sympy", "add_many",
-           "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full", "shape_of"]
+__all__ = ["as_sympy", "exact_number", "NEGATIVE_ZERO", "exact_array", "normalize", "to_sympy",
+           "add_many", "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full",
+           "shape_of"]
 
 _SHORT_DECIMAL_DIGITS = 12  # a float whose shortest repr has at most this many digits is a decimal
 

@@ -22,7 +22,6 @@ from symtape.backends import (array_module, device_name, gpu_device_of, is_gpu_a
                               to_device, to_host)
 from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
 from symtape.primitives import Primitive
-from symtape.symbolic import AutoName
 
 __all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", "apply"]
 
@@ -341,6 +340,8 @@ class Variable(_Operators):
         value = _to_array(initial_value, None if dtype is None else dtypes.as_dtype(dtype),
                           what="Variable initial_value")
         if name is None:
+            from symtape.symbolic import AutoName  # lazily, as .expr imports symbolic
+
             name = AutoName(f"v{next(_variable_names)}")  # a symbol of its own
         elif not isinstance(name, str) or not name:
             raise TypeError(f"Variable name must be a non-empty str, got {name!r}")
