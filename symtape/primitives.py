@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 import sympy
+from sympy.core.parameters import global_parameters
 
 from symtape import objarrays
 
@@ -154,7 +155,8 @@ def _vectorize(scalar_form: Callable[..., Any]) -> Callable[..., Any]:
 # numbers kept outside (``distribute(False)`` makes ``-(u)`` the node ``-1*u``, and both
 # ``u = -a - b`` and ``-1*u`` claim the minus sign). So a function of a compound argument is
 # built here: the sign rule applied once, on a canonical negation, then SymPy's node without
-# its evaluation. Atoms (numbers, symbols) get SymPy's full evaluation: it is cheap on them.
+# its evaluation. Atoms (numbers, symbols) get SymPy's full evaluation: it is cheap on them;
+# so does everything built outside symtape's factored setting (``symbolic.factored``).
 _ODD, _EVEN = 1, 2
 
 
@@ -163,13 +165,15 @@ def _function_of(function, parity: int = 0) -> Callable[[Any], Any]:
 
     Examples
     --------
+    >>> from symtape.symbolic import factored
     >>> a, b = sympy.symbols("a b", real=True)
-    >>> _function_of(sympy.sin, _ODD)(-a - b), _function_of(sympy.cos, _EVEN)(-a - b)
+    >>> with factored():
+    ...     _function_of(sympy.sin, _ODD)(-a - b), _function_of(sympy.cos, _EVEN)(-a - b)
     (-sin(a + b), cos(a + b))
     """
     def form(x):
-        if not isinstance(x, sympy.Expr) or x.is_Atom:
-            return function(x)
+        if global_parameters.distribute or not isinstance(x, sympy.Expr) or x.is_Atom:
+            return function(x)  # outside symtape's factored builds (st.parse): SymPy's own
         negative, x = _without_minus(x) if parity else (False, x)
         out = function(x, evaluate=False)
         return -out if negative and parity == _ODD else out
