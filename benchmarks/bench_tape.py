@@ -165,6 +165,21 @@ def bench_recording(repeat: int, rows: list) -> None:
                      "per term at 1,000 terms", per_term[1_000], "flat"))
 
 
+def bench_recurrence(repeat: int, rows: list) -> None:
+    """``.expr`` of a recurrence must be linear in its length (SymPy's own evaluation of
+    ``sin(u)`` walks ``u``: quadratic, then a RecursionError, before symtape built it)."""
+    def closed_form(steps: int):
+        y = x = st.Variable(0.5, name="x")
+        for _ in range(steps):
+            y = st.sin(y) * 0.999 + 0.001
+        return y.expr
+
+    t_long = best_of(lambda: closed_form(1000), max(1, repeat // 3))
+    t_short = best_of(lambda: closed_form(100), repeat)
+    rows.append(("recurrence y = sin(y)*0.999 + 0.001, 1000 steps: record + .expr", t_long,
+                 "10 x the 100-step one (linear scaling)", 10 * t_short, "<= 1.5x"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
@@ -174,6 +189,7 @@ def main() -> None:
     bench_vector(args.repeat, rows)
     bench_eager_loop(args.repeat, rows)
     bench_recording(args.repeat, rows)
+    bench_recurrence(args.repeat, rows)
     width = max(len(r[0]) for r in rows)
     print(f"{'case':<{width}}  {'symtape':>11}  {'baseline':>11}  {'ratio':>8}  "
           f"{'target':<22}baseline (ratio = symtape / baseline)")

@@ -36,7 +36,7 @@ import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
 from symtape.backends import is_gpu_array
-from symtape.objarrays import as_sympy
+from symtape.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.symbolic import recursion_headroom
 
 
@@ -336,6 +336,8 @@ def fold_constants(expr: sympy.Expr) -> sympy.Expr:
     replacements = {}
     for node in sympy.postorder_traversal(expr):
         if node.is_number and not node.is_Atom and node not in replacements:
+            if node.has(NEGATIVE_ZERO):  # evalf has no signed zero: keep -0.0 as printed
+                continue
             value = complex(node.evalf(17))
             if value.imag == 0:
                 replacements[node] = sympy.Float(value.real, 17)

@@ -16,8 +16,9 @@ import sympy
 
 from symtape.backends import to_host
 
-__all__ = ["as_sympy", "exact_number", "exact_array", "normalize", "to_sympy", "add_many",
-           "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full", "shape_of"]
+__all__ = ["as_sympy", "exact_number", "NEGATIVE_ZERO", "exact_array", "normalize", "to_sympy",
+           "add_many", "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full",
+           "shape_of"]
 
 _SHORT_DECIMAL_DIGITS = 12  # a float whose shortest repr has at most this many digits is a decimal
 
@@ -74,8 +75,15 @@ def as_sympy(value: Any, where: str = "expected a SymPy expression") -> sympy.Ba
     raise TypeError(f"{where}, got {type(value).__name__} {value!r}")
 
 
+# -0.0 is not 0 everywhere (atan2(-0.0, -1) = -pi, 1/-0.0 = -inf), and SymPy's numbers have
+# no signed zero: it is kept as the unevaluated product -1*0.0, which code prints as -0.0
+NEGATIVE_ZERO = sympy.Mul._from_args((sympy.S.NegativeOne, sympy.Float(0.0)))
+
+
 def _exact_float(value) -> sympy.Basic:
     as_float = float(value)
+    if as_float == 0 and math.copysign(1.0, as_float) < 0:
+        return NEGATIVE_ZERO
     if math.isnan(as_float):
         return sympy.nan
     if math.isinf(as_float):
@@ -178,12 +186,18 @@ def add_many(terms: Sequence[Any]):
     if len(terms) == 1:
         return terms[0]
     if not any(isinstance(t, np.ndarray) for t in terms):
-        return sympy.Add(*terms)
+        return _add(terms)
     arrays = np.broadcast_arrays(*[np.asarray(t, dtype=object) for t in terms])
     stacked = np.stack([a.ravel() for a in arrays], axis=-1)
     out = np.empty(stacked.shape[0], dtype=object)
-    out[:] = [sympy.Add(*row) for row in stacked.tolist()]
+    out[:] = [_add(row) for row in stacked.tolist()]
     return normalize(out.reshape(arrays[0].shape))
+
+
+def _add(terms: list):
+    # u + -0.0 is u, also for u = +-0.0: SymPy would keep a stray 0 term (x + 0) instead
+    kept = [t for t in terms if t is not NEGATIVE_ZERO]
+    return sympy.Add(*kept) if kept else NEGATIVE_ZERO
 
 
 def _reduce(value, axis, keepdims: bool, combine):

@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 import sympy
+from sympy.core.parameters import global_parameters
 
 from symtape import objarrays
 
@@ -146,6 +147,76 @@ def _vectorize(scalar_form: Callable[..., Any]) -> Callable[..., Any]:
     return form
 
 
+# ---------------------------------------------------------------- applying SymPy functions
+#
+# SymPy's own evaluation of ``sin(arg)`` inspects the whole argument (``is_number`` walks
+# it to its first symbol), so a recurrence ``y = sin(y)`` costs O(depth) a step, quadratic
+# overall; and its sign rule ``f(-u) = -f(u)`` loops forever on the sums symtape builds with
+# numbers kept outside (``distribute(False)`` makes ``-(u)`` the node ``-1*u``, and both
+# ``u = -a - b`` and ``-1*u`` claim the minus sign). So a function of a compound argument is
+# built here: the sign rule applied once, on a canonical negation, then SymPy's node without
+# its evaluation. Atoms (numbers, symbols) get SymPy's full evaluation: it is cheap on them;
+# so does everything built outside symtape's factored setting (``symbolic.factored``).
+_ODD, _EVEN = 1, 2
+
+
+def _function_of(function, parity: int = 0) -> Callable[[Any], Any]:
+    """``function`` of one argument at a cost independent of the argument's size.
+
+    Examples
+    --------
+    >>> from symtape.symbolic import factored
+    >>> a, b = sympy.symbols("a b", real=True)
+    >>> with factored():
+    ...     _function_of(sympy.sin, _ODD)(-a - b), _function_of(sympy.cos, _EVEN)(-a - b)
+    (-sin(a + b), cos(a + b))
+    """
+    def form(x):
+        if global_parameters.distribute or not isinstance(x, sympy.Expr) or x.is_Atom:
+            return function(x)  # outside symtape's factored builds (st.parse): SymPy's own
+        negative, x = _without_minus(x) if parity else (False, x)
+        out = function(x, evaluate=False)
+        return -out if negative and parity == _ODD else out
+
+    return form
+
+
+def _without_minus(x) -> tuple[bool, Any]:
+    """``(True, -x)`` when ``x`` reads with a minus sign (a negative coefficient, a sum with
+    more negative terms than positive ones, or a number times such a sum), ``(False, x)``
+    otherwise; the negation of a sum is the sum of its negated terms, which never claims the
+    sign back, so the choice is made once."""
+    if x.is_Add:
+        return (True, _negated_sum(x)) if _mostly_negative(x) else (False, x)
+    if x.is_Mul and len(x.args) == 2 and x.args[0].is_Number and x.args[1].is_Add:
+        coefficient, total = x.args  # c*(u + v), kept whole by distribute(False)
+        flipped = _mostly_negative(total)
+        total = _negated_sum(total) if flipped else total
+        negative = bool(coefficient.is_extended_negative)
+        return flipped != negative, abs(coefficient) * total
+    return (True, -x) if _leading_minus(x) else (False, x)
+
+
+def _mostly_negative(total) -> bool:
+    return 2 * sum(map(_leading_minus, total.args)) > len(total.args)
+
+
+def _leading_minus(term) -> bool:
+    coefficient = term.args[0] if term.is_Mul else term
+    return bool(coefficient.is_Number and coefficient.is_extended_negative)
+
+
+def _negated_sum(total):
+    return sympy.Add(*[-term for term in total.args])
+
+
+_exp, _log, _acos = (_function_of(f) for f in (sympy.exp, sympy.log, sympy.acos))
+_sin, _tan, _asin, _atan, _sinh, _tanh, _erf, _sign = (
+    _function_of(f, _ODD) for f in (sympy.sin, sympy.tan, sympy.asin, sympy.atan, sympy.sinh,
+                                    sympy.tanh, sympy.erf, sympy.sign))
+_cos, _cosh, _abs = (_function_of(f, _EVEN) for f in (sympy.cos, sympy.cosh, sympy.Abs))
+
+
 def _unary(name, numeric, symbolic, rule=None, linear=False):
     return register(name, numeric=numeric, symbolic=symbolic,
                     vjp=None if rule is None else (rule,), elementwise=True, linear=linear)
@@ -190,26 +261,26 @@ def _log_real_numeric(xp, x):
 
 # log where it is real, 0 elsewhere: the exponent-gradient of a ** b (TensorFlow's convention),
 # the same in both worlds
-_unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((sympy.log(x), x > 0), (0, True)),
+_unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((_log(x), x > 0), (0, True)),
        lambda A, g, out, x: g / x)
 
 # ---------------------------------------------------------------- elementwise functions
-_unary("exp", lambda xp, x: xp.exp(x), sympy.exp, lambda A, g, out, x: g * out)
-_unary("log", lambda xp, x: xp.log(x), sympy.log, lambda A, g, out, x: g / x)
-_unary("log1p", lambda xp, x: xp.log1p(x), lambda x: sympy.log(1 + x),
+_unary("exp", lambda xp, x: xp.exp(x), _exp, lambda A, g, out, x: g * out)
+_unary("log", lambda xp, x: xp.log(x), _log, lambda A, g, out, x: g / x)
+_unary("log1p", lambda xp, x: xp.log1p(x), lambda x: _log(1 + x),
        lambda A, g, out, x: g / (1 + x))
 _unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out))
-_unary("sin", lambda xp, x: xp.sin(x), sympy.sin, lambda A, g, out, x: g * A.cos(x))
-_unary("cos", lambda xp, x: xp.cos(x), sympy.cos, lambda A, g, out, x: -g * A.sin(x))
-_unary("tan", lambda xp, x: xp.tan(x), sympy.tan, lambda A, g, out, x: g * (1 + out * out))
-_unary("asin", lambda xp, x: xp.arcsin(x), sympy.asin,
+_unary("sin", lambda xp, x: xp.sin(x), _sin, lambda A, g, out, x: g * A.cos(x))
+_unary("cos", lambda xp, x: xp.cos(x), _cos, lambda A, g, out, x: -g * A.sin(x))
+_unary("tan", lambda xp, x: xp.tan(x), _tan, lambda A, g, out, x: g * (1 + out * out))
+_unary("asin", lambda xp, x: xp.arcsin(x), _asin,
        lambda A, g, out, x: g / A.sqrt(1 - x * x))
-_unary("acos", lambda xp, x: xp.arccos(x), sympy.acos,
+_unary("acos", lambda xp, x: xp.arccos(x), _acos,
        lambda A, g, out, x: -g / A.sqrt(1 - x * x))
-_unary("atan", lambda xp, x: xp.arctan(x), sympy.atan, lambda A, g, out, x: g / (1 + x * x))
-_unary("sinh", lambda xp, x: xp.sinh(x), sympy.sinh, lambda A, g, out, x: g * A.cosh(x))
-_unary("cosh", lambda xp, x: xp.cosh(x), sympy.cosh, lambda A, g, out, x: g * A.sinh(x))
-_unary("tanh", lambda xp, x: xp.tanh(x), sympy.tanh, lambda A, g, out, x: g * (1 - out * out))
+_unary("atan", lambda xp, x: xp.arctan(x), _atan, lambda A, g, out, x: g / (1 + x * x))
+_unary("sinh", lambda xp, x: xp.sinh(x), _sinh, lambda A, g, out, x: g * A.cosh(x))
+_unary("cosh", lambda xp, x: xp.cosh(x), _cosh, lambda A, g, out, x: g * A.sinh(x))
+_unary("tanh", lambda xp, x: xp.tanh(x), _tanh, lambda A, g, out, x: g * (1 - out * out))
 
 
 def _erf_numeric(xp, x):
@@ -221,7 +292,7 @@ def _erf_numeric(xp, x):
 
 
 _TWO_OVER_SQRT_PI = (2 / math.sqrt(math.pi), 2 / sympy.sqrt(sympy.pi))
-_unary("erf", _erf_numeric, sympy.erf,
+_unary("erf", _erf_numeric, _erf,
        lambda A, g, out, x: g * A.const(*_TWO_OVER_SQRT_PI) * A.exp(-(x * x)))
 
 
@@ -234,15 +305,15 @@ def _softplus_numeric(xp, x):
     return (xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))))[()]
 
 
-_unary("sigmoid", _sigmoid_numeric, lambda x: 1 / (1 + sympy.exp(-x)),
+_unary("sigmoid", _sigmoid_numeric, lambda x: 1 / (1 + _exp(-x)),
        lambda A, g, out, x: g * out * (1 - out))
-_unary("softplus", _softplus_numeric, lambda x: sympy.log(1 + sympy.exp(x)),
+_unary("softplus", _softplus_numeric, lambda x: _log(1 + _exp(x)),
        lambda A, g, out, x: g * A.sigmoid(x))
 _unary("relu", lambda xp, x: xp.maximum(x, 0), lambda x: sympy.Max(x, 0),
        lambda A, g, out, x: g * A.heaviside(x, at_zero=0))
-_unary("abs", lambda xp, x: xp.abs(x), sympy.Abs, lambda A, g, out, x: g * A.sign(x))
+_unary("abs", lambda xp, x: xp.abs(x), _abs, lambda A, g, out, x: g * A.sign(x))
 # piecewise-constant: the derivative is 0 (a gradient, not "no gradient", as in TensorFlow)
-_unary("sign", lambda xp, x: xp.sign(x), sympy.sign, lambda A, g, out, x: A.zeros_like(g))
+_unary("sign", lambda xp, x: xp.sign(x), _sign, lambda A, g, out, x: A.zeros_like(g))
 register("heaviside", numeric=lambda xp, x, at_zero: xp.heaviside(x, at_zero),
          symbolic=lambda x, at_zero: sympy.Heaviside(x, objarrays.exact_number(at_zero)),
          elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),))

@@ -19,9 +19,30 @@ from sympy.core.parameters import distribute
 
 from symtape import objarrays
 
-__all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom"]
+__all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
+           "AutoName", "check_unambiguous"]
 
 _SUMS = ("add", "sub")
+
+
+class AutoName(str):
+    """A name symtape chose (``v1``, ``c1``): its symbols never equal a user's symbols.
+
+    Examples
+    --------
+    >>> auto = symbols_for(AutoName("v1"), ())
+    >>> print(auto), auto == sympy.Symbol("v1", real=True)
+    v1
+    (None, False)
+    """
+
+
+class _AutoSymbol(sympy.Dummy):
+    """The symbol of an automatically named source: unique, like a ``Dummy``, but printed
+    as its plain name (a user's ``Symbol("v1")`` may print the same, yet never compares equal)."""
+
+    def _sympystr(self, printer) -> str:
+        return self.name
 
 
 def symbols_for(name: str, shape: tuple[int, ...]):
@@ -32,11 +53,12 @@ def symbols_for(name: str, shape: tuple[int, ...]):
     >>> symbols_for("W", (1, 2))
     array([[W[0,0], W[0,1]]], dtype=object)
     """
+    symbol = _AutoSymbol if isinstance(name, AutoName) else sympy.Symbol
     if shape == ():
-        return sympy.Symbol(name, real=True)
+        return symbol(str(name), real=True)
     out = np.empty(shape, dtype=object)
     for index in np.ndindex(*shape):
-        out[index] = sympy.Symbol(f"{name}[{','.join(map(str, index))}]", real=True)
+        out[index] = symbol(f"{name}[{','.join(map(str, index))}]", real=True)
     return out
 
 
@@ -51,11 +73,20 @@ def symbolic_value(tensor) -> Any:
         return tensor._sym
     if tensor._thunk is not None:  # a gradient: its sweep sets up its own context, once
         tensor._sym = objarrays.normalize(tensor._thunk())
+        if not _INSIDE.get():
+            _allow_printing(tensor._sym)
         return tensor._sym
     if _INSIDE.get():  # nested inside a build already: skip the context manager's cost
         return _materialize(tensor)
     with factored():  # flipping SymPy's flag clears its cache: once per materialization
-        return _materialize(tensor)
+        value = _materialize(tensor)
+    try:
+        check_unambiguous([tensor])
+    except ValueError:
+        tensor._sym = None  # asked again, it must fail again
+        raise
+    _allow_printing(value)
+    return value
 
 
 @contextlib.contextmanager
@@ -91,6 +122,33 @@ def recursion_headroom():
         sys.setrecursionlimit(limit)
 
 
+def _allow_printing(value) -> None:
+    """Let SymPy's printers (``str``, ``pretty``, ``latex``), which recurse about three
+    frames a level, print ``value``: the interpreter's recursion limit is raised for good
+    (never lowered, and at most to ``_SYMPY_RECURSION_LIMIT``), as the expression is deep."""
+    needed = min(_SYMPY_RECURSION_LIMIT, _PRINT_MARGIN + _FRAMES_PER_LEVEL * _depth(value))
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)
+
+
+_PRINT_MARGIN, _FRAMES_PER_LEVEL = 1000, 4
+
+
+def _depth(value) -> int:
+    """The nesting depth of a symbolic value (iterative; shared subexpressions once)."""
+    roots = value.ravel().tolist() if isinstance(value, np.ndarray) else [value]
+    depths: dict[int, int] = {}
+    stack = [(root, False) for root in roots if isinstance(root, sympy.Basic)]
+    while stack:
+        expr, expanded = stack.pop()
+        if expanded:
+            depths[id(expr)] = 1 + max((depths[id(a)] for a in expr.args), default=0)
+        elif id(expr) not in depths:
+            stack.append((expr, True))
+            stack.extend((a, False) for a in expr.args if id(a) not in depths)
+    return max((depths[id(r)] for r in roots if isinstance(r, sympy.Basic)), default=0)
+
+
 # Deep enough for expressions nested a few thousand levels. Higher limits let SymPy overflow
 # the C stack on deeper ones (a crash instead of a RecursionError; from ~16,000 here).
 _SYMPY_RECURSION_LIMIT = 10_000
@@ -99,13 +157,12 @@ _SYMPY_RECURSION_LIMIT = 10_000
 def _materialize(tensor) -> Any:
     order, consumers = _unbuilt_nodes(tensor)
     deferred: dict[int, list] = {}
-    names: dict[str, int] = {}
     for node in order:
         if node._sym is not None:  # a thunk run earlier in this loop may have built it
             continue
         prim = node._prim
         if prim is None:
-            node._sym = _leaf_value(node, names)
+            node._sym = _leaf_value(node)
         elif prim.name in _SUMS:
             terms = _sum_terms(node, deferred)
             if node is not tensor and consumers.get(id(node)) == (1, True):
@@ -161,21 +218,79 @@ def _built(node):
     return node._sym if node._sym is not None else symbolic_value(node)
 
 
-def _leaf_value(node, names: dict[str, int]):
+def _leaf_value(node):
     if node._thunk is not None:
         return objarrays.normalize(node._thunk())
     source = node._source
     if source is None:
         return objarrays.exact_array(node._value)
-    owner = names.setdefault(source._name, id(source))
-    if owner != id(source):
-        raise ValueError(
-            f"two different sources are both named {source._name!r}, so their symbols would be "
-            "the same in .expr; give each Variable (or watched constant) its own name")
     if source is node:  # a watched constant is its own source
         if node._sym is None:
             node._sym = symbols_for(node._name, node.shape)
-        return node._sym
-    if source._symbols is None:
-        source._symbols = symbols_for(source._name, source.shape)
-    return source._symbols
+        symbols = node._sym
+    else:
+        if source._symbols is None:
+            source._symbols = symbols_for(source._name, source.shape)
+        symbols = source._symbols
+    _claim(symbols, node)
+    return symbols
+
+
+# Which leaf first built each symbol (a Variable's read stands for one value of it), and the
+# symbols more than one leaf built: two Variables named alike, or one Variable assigned
+# between reads. A closed form that meets two leaves of one symbol would be silently wrong.
+_OWNERS: dict[sympy.Symbol, int] = {}
+_CONTESTED: set[sympy.Symbol] = set()
+
+
+def _first_symbol(symbols):
+    if isinstance(symbols, np.ndarray):
+        return symbols.flat[0] if symbols.size else None
+    return symbols
+
+
+def _claim(symbols, node) -> None:
+    key = _first_symbol(symbols)  # sources of one name share all entries or none
+    if key is not None and _OWNERS.setdefault(key, id(node)) != id(node):
+        _CONTESTED.add(key)
+
+
+def check_unambiguous(tensors) -> None:
+    """Raise ``ValueError`` if the closed forms of ``tensors`` give one symbol two meanings.
+
+    Only symbols that more than one leaf has built are looked for, through the whole
+    lineage (memoized parts included): nothing to do in the usual case.
+    """
+    if not _CONTESTED:
+        return
+    seen: dict[sympy.Symbol, Any] = {}
+    for leaf in _leaves(tensors):
+        source = leaf._source
+        symbols = leaf._sym if source is leaf else source._symbols
+        key = None if symbols is None else _first_symbol(symbols)
+        if key in _CONTESTED and seen.setdefault(key, leaf) is not leaf:
+            raise ValueError(_ambiguity(seen[key], leaf))
+
+
+def _leaves(tensors):
+    """The symbol leaves (Variable reads, watched constants) of the lineage of ``tensors``."""
+    stack, visited = list(tensors), set()
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if node._prim is not None:
+            stack.extend(node._inputs)
+        elif node._source is not None and node._thunk is None:
+            yield node
+
+
+def _ambiguity(first, second) -> str:
+    name = second._source._name
+    if first._source is second._source:
+        return (f"Variable {name!r} was assigned between reads that this value depends on, so "
+                f"its symbol would stand for two different values in .expr; take the closed "
+                f"form before the assign, or hold the new value in a Variable of its own")
+    return (f"two different sources are both named {name!r}, so their symbols would be the "
+            "same in .expr; give each Variable (or watched constant) its own name")

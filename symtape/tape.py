@@ -21,7 +21,7 @@ import numpy as np
 from symtape import accumulate, dtypes, nest
 from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
 from symtape.backends import array_module, gpu_device_of
-from symtape.symbolic import factored
+from symtape.symbolic import AutoName, check_unambiguous, factored
 from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor
 
 __all__ = ["GradientTape", "UnconnectedGradients"]
@@ -152,7 +152,7 @@ class GradientTape(metaclass=_TapeClass):
                 item._source = item
                 item._symbolic = True
                 item._sym = None
-                item._name = item._name or f"c{next(_constant_names)}"
+                item._name = item._name or AutoName(f"c{next(_constant_names)}")
             self._watched[id(item)] = item
 
     def watched_variables(self) -> tuple[Variable, ...]:
@@ -389,15 +389,17 @@ class GradientTape(metaclass=_TapeClass):
         target_values = [t._value for t in targets]
         with gpu_device_of(target_values):  # the sweep runs where the targets live
             values = run(numeric_algebra(array_module(*target_values)))
-        closed_forms = _Once(lambda: _factored(run, SYMBOLIC))
+        closed_forms = _Once(lambda: _factored(run, SYMBOLIC, targets))
         return [None if v is None else
                 Tensor(_owned(v), thunk=functools.partial(closed_forms.item, i))
                 for i, v in enumerate(values)]
 
 
-def _factored(run: Callable, algebra):
+def _factored(run: Callable, algebra, targets: list[Tensor]):
     with factored():
-        return run(algebra)
+        forms = run(algebra)
+    check_unambiguous(targets)  # the closed forms are in the targets' symbols
+    return forms
 
 
 class _Once:

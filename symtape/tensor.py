@@ -341,7 +341,9 @@ class Variable(_Operators):
         value = _to_array(initial_value, None if dtype is None else dtypes.as_dtype(dtype),
                           what="Variable initial_value")
         if name is None:
-            name = f"v{next(_variable_names)}"
+            from symtape.symbolic import AutoName  # lazily, as .expr imports symbolic
+
+            name = AutoName(f"v{next(_variable_names)}")  # a symbol of its own
         elif not isinstance(name, str) or not name:
             raise TypeError(f"Variable name must be a non-empty str, got {name!r}")
         self._value = value
@@ -444,6 +446,10 @@ class Variable(_Operators):
     # -- writing: validate first, then swap the array, so a failed assign changes nothing
     def assign(self, value, read_value: bool = True):
         """Set the value; the shape must match and the dtype must convert safely.
+
+        Values read before and after an assign share the Variable's symbol, so a closed form
+        (``.expr``, also of a gradient) that depends on both raises ``ValueError`` rather
+        than print one symbol for two values; gradients' numbers follow TensorFlow.
 
         Examples
         --------
