@@ -104,7 +104,11 @@ class GradientTape(metaclass=_TapeClass):
         return self
 
     def __exit__(self, *exc_info) -> None:
-        ACTIVE_TAPES.set(tuple(t for t in ACTIVE_TAPES.get() if t is not self))
+        # no comprehension: its frame would be one more place an interrupt could land
+        active = ACTIVE_TAPES.get()
+        if self in active:
+            at = active.index(self)
+            ACTIVE_TAPES.set(active[:at] + active[at + 1:])
         self._recording = False
 
     # ------------------------------------------------------------ recording
