@@ -25,7 +25,7 @@ import numpy as np
 
 from symtape import nest
 from symtape.backends import array_module, to_device
-from symtape.compile import any_dask_array
+from symtape.compile import any_dask_array, is_dask_array
 from symtape.device import CPU, CURRENT_DEVICE
 from symtape.program import Program
 from symtape.tape import GradientTape
@@ -77,8 +77,6 @@ def _value(leaf):
 def _point(leaf, depth: int):
     """One point of a leaf with ``depth`` leading batch axes, to trace at: its first point,
     or zeros where the batch is empty or lazy (only the graph matters)."""
-    from symtape.compile import is_dask_array
-
     value = _value(leaf)
     shape = tuple(value.shape)
     if is_dask_array(value) or 0 in shape[:depth]:
@@ -272,15 +270,14 @@ class Function:
         ``depth`` leading batch axes (the others none). Traced at the point shape, the
         kernel runs over all the batch axes in one call (block by block on dask arrays)."""
         leaves, rebuild = nest.flatten((args, kwargs))
-        points = [_point(leaf, depth) if b else leaf for leaf, b in zip(leaves, batched)]
+        point_args, point_kwargs = rebuild([_point(leaf, depth) if b else leaf
+                                            for leaf, b in zip(leaves, batched)])
+        with np.errstate(all="ignore"):  # a lazy or empty batch is traced at zeros
+            concrete = self.get_concrete_function(*point_args, **point_kwargs)
         if any_dask_array(leaves):
             from symtape import chunked
 
-            point_args, point_kwargs = rebuild(points)
-            concrete = chunked._trace_at(self, point_args, point_kwargs)
             return chunked.call_mapped(concrete, leaves)
-        point_args, point_kwargs = rebuild(points)
-        concrete = self.get_concrete_function(*point_args, **point_kwargs)
         return concrete._run(_placed(leaves), self._wrap, mapped=True)
 
     def __get__(self, instance, owner=None):
