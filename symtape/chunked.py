@@ -83,14 +83,34 @@ def kernel_cache_info() -> dict:
 def call_whole(function, leaves: list, rebuild: Callable):
     """``function(*args, **kwargs)`` with dask arrays among the leaves: the function applied
     to the whole arrays, as on their computed values, lazily (one task; st.vmap maps a
-    function block by block instead)."""
+    function block by block instead).
+
+    Examples
+    --------
+    >>> import dask.array as da, symtape as st
+    >>> from symtape import nest
+    >>> f = st.function(lambda x: st.reduce_sum(x * x))
+    >>> leaves, rebuild = nest.flatten(((da.arange(4.0, chunks=2),), {}))
+    >>> lazy = call_whole(f, leaves, rebuild)
+    >>> lazy.npartitions, float(lazy.compute())
+    (1, 14.0)
+    """
     stand_ins = [_stand_in(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
     return call_mapped(_trace_at(function, *rebuild(stand_ins)), leaves)
 
 
 def call_mapped(concrete, leaves: list):
     """A trace's kernel on leaves some of which are dask arrays with leading batch axes
-    (``st.vmap`` put them there): lazy outputs, one task per block of the batch axes."""
+    (``st.vmap`` put them there): lazy outputs, one task per block of the batch axes.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, symtape as st
+    >>> concrete = st.function(lambda x: st.reduce_sum(x * x)).get_concrete_function(np.zeros(2))
+    >>> lazy = call_mapped(concrete, [da.ones((6, 2), chunks=(3, 2))])
+    >>> lazy.chunks, lazy.compute().tolist()
+    (((3, 3),), [2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    """
     da = require_dask()
     if concrete._assigned:
         raise ValueError("a function that assigns Variables cannot be called with dask arrays "
