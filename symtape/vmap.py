@@ -136,15 +136,15 @@ class Mapped:
             inner_args, inner_kwargs = rebuild(point)
             results.append(nest.flatten(self._fun(*inner_args, **inner_kwargs)))
         first, rebuild_out = results[0]
-        outs = _prefix_axes(self.out_axes, rebuild_out(first), "out_axes", "the output")[0]
+        outs = _prefix_axes(self.out_axes, rebuild_out(first), "out_axes", "the output")
         stacked = []
         for k, (leaf, o) in enumerate(zip(first, outs)):
             if o is None or not _is_array(leaf):
                 stacked.append(leaf)
                 continue
-            rank = len(np.shape(_value(leaf)))
+            shape = np.shape(_value(leaf))
             stacked.append(stack([r[0][k] for r in results],
-                                 axis=_normalized(o, rank + 1, "out_axes", np.shape(leaf))))
+                                 axis=_normalized(o, len(shape) + 1, "out_axes", shape)))
         return rebuild_out(stacked)
 
     def __repr__(self) -> str:
@@ -182,7 +182,7 @@ def _leaf_axes(in_axes, args: tuple, kwargs: dict) -> tuple[list, list[str]]:
         per_argument = (in_axes,) * len(args)
     axes, labels = [], []
     for i, (spec, arg) in enumerate(zip(per_argument, args)):
-        found, _ = _prefix_axes(spec, arg, "in_axes", f"argument {i}")
+        found = _prefix_axes(spec, arg, "in_axes", f"argument {i}")
         axes += found
         labels += [f"argument {i}"] * len(found)
     for name, value in kwargs.items():  # keyword arguments: axis 0, as in JAX
@@ -192,10 +192,10 @@ def _leaf_axes(in_axes, args: tuple, kwargs: dict) -> tuple[list, list[str]]:
     return axes, labels
 
 
-def _prefix_axes(spec, value, name: str, label: str) -> tuple[list, None]:
+def _prefix_axes(spec, value, name: str, label: str) -> list:
     """``spec`` (an int, None or a structure that is a prefix of ``value``'s) per leaf."""
     if spec is None or isinstance(spec, int):
-        return [spec] * len(nest.flatten(value)[0]), None
+        return [spec] * len(nest.flatten(value)[0])
     same = (isinstance(spec, dict) and isinstance(value, dict) and spec.keys() == value.keys()) \
         or (isinstance(spec, (list, tuple)) and isinstance(value, (list, tuple))
             and len(spec) == len(value))
@@ -206,8 +206,8 @@ def _prefix_axes(spec, value, name: str, label: str) -> tuple[list, None]:
     pairs = [(spec[k], value[k]) for k in value] if isinstance(value, dict) else zip(spec, value)
     axes = []
     for sub_spec, sub_value in pairs:
-        axes += _prefix_axes(sub_spec, sub_value, name, label)[0]
-    return axes, None
+        axes += _prefix_axes(sub_spec, sub_value, name, label)
+    return axes
 
 
 def _describe(value) -> str:
@@ -297,7 +297,7 @@ def _expand(leaf, depth: int):
 def _place_outputs(out, out_axes, depth: int):
     """Each output's batch axis ``depth`` moved to its ``out_axes`` position."""
     leaves, rebuild = nest.flatten(out)
-    axes = _prefix_axes(out_axes, out, "out_axes", "the output")[0]
+    axes = _prefix_axes(out_axes, out, "out_axes", "the output")
     placed = []
     for leaf, axis in zip(leaves, axes):
         if not _is_array(leaf):

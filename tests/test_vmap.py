@@ -192,6 +192,22 @@ def test_in_axes_per_argument_and_nested_structures():
     np.testing.assert_allclose(out, (a + c) * np.arange(5.0)[:, None], rtol=1e-15)
 
 
+def test_keyword_arguments_are_mapped_over_their_axis_0_as_in_jax():
+    X = RNG.normal(size=(4, 2))
+    out = st.vmap(lambda x, scale=1.0: x * scale, in_axes=0)(X, scale=np.arange(4.0)).numpy()
+    np.testing.assert_allclose(out, X * np.arange(4.0)[:, None], rtol=1e-15)
+
+
+def test_out_axes_inside_a_tape_place_the_stacked_axis():
+    X = st.constant(RNG.normal(size=(3, 2)))
+    with st.GradientTape() as tape:
+        tape.watch(X)
+        y = st.vmap(lambda r: r * r, out_axes=1)(X)
+    assert y.shape == (2, 3)
+    np.testing.assert_allclose(y.numpy(), (X.numpy() ** 2).T, rtol=1e-15)
+    np.testing.assert_allclose(tape.gradient(y, X).numpy(), 2 * X.numpy(), rtol=1e-15)
+
+
 def test_out_axes_none_for_an_output_that_does_not_vary():
     f = st.vmap(lambda x, w: (x * w, w * 2.0), in_axes=(0, None), out_axes=(0, None))
     scaled, doubled = f(np.arange(3.0), np.array([1.0, 2.0]))
