@@ -82,7 +82,8 @@ def _point(leaf, depth: int):
     if is_dask_array(value) or 0 in shape[:depth]:
         xp = array_module(value._meta) if is_dask_array(value) else array_module(value)
         return xp.zeros(shape[depth:], dtype=value.dtype)
-    return value[(0,) * depth]
+    return value[(0,) * depth + (Ellipsis,)]  # an array even at a scalar point: a NumPy
+    # scalar would be a Python float to the signature (weak), a needless second trace
 
 
 def _argument_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:

@@ -283,8 +283,8 @@ def _move_in(leaf, axis: int, batched: bool, depth: int):
     value = _value(leaf)
     xp = _module(value)
     if batched:
-        return xp.moveaxis(value, depth + axis, depth)
-    value = xp.moveaxis(value, axis, 0)
+        return xp.moveaxis(value, depth + axis, depth) if axis else value
+    value = xp.moveaxis(value, axis, 0) if axis else value
     return xp.expand_dims(value, tuple(range(depth))) if depth else value
 
 
@@ -309,7 +309,7 @@ def _place_outputs(out, out_axes, depth: int):
         else:
             rank = value.ndim - depth
             axis = _normalized(axis, rank, "out_axes", value.shape[depth:])
-            value = _module(value).moveaxis(value, depth, depth + axis)
+            value = _module(value).moveaxis(value, depth, depth + axis) if axis else value
         placed.append(Tensor(value) if isinstance(leaf, Tensor) else value)
     return rebuild(placed)
 
