@@ -156,6 +156,22 @@ def test_vmap_traces_once_at_the_point_shape_and_calls_the_kernel_once():
     assert len(traces) == 1
 
 
+def test_a_vmap_over_scalars_reuses_the_trace_of_a_0d_array_point():
+    traces = []
+
+    def f(x):
+        traces.append(1)
+        return x * x
+
+    compiled = st.function(f)
+    compiled(np.array(0.5))  # a 0-d float64 array (not weak, unlike a Python float)
+    np.testing.assert_array_equal(st.vmap(compiled)(np.arange(3.0)).numpy(), [0.0, 1.0, 4.0])
+    assert len(traces) == 1
+    sparse = st.hessian(lambda x: st.reduce_sum(x**3), sparse=True)
+    sparse(np.ones(4))
+    assert len(sparse._last._product._traces) == 1  # its seeds' point: the traced zeros
+
+
 def test_vmap_of_hessian_and_jacobian_match_hand_derived_forms():
     points = RNG.uniform(-2, 2, (5, 4))
     hs = st.vmap(st.hessian(rosenbrock))(points)
