@@ -6,7 +6,8 @@ later calls with that signature run only the kernel. Python code runs while trac
 so a Python side effect counts the traces, as in TensorFlow's "Introduction to graphs and
 tf.function". Python ``if`` on a Tensor's value cannot be traced: use ``st.where``.
 ``st.grad``, ``st.value_and_grad``, ``st.jacobian`` and ``st.hessian`` compile derivatives
-the same way, and extra leading axes on the arguments evaluate a batch of points at once.
+the same way. A call means the function of its whole arguments (a new shape is a new trace);
+``st.vmap`` evaluates a batch of points at once, traced at one point, in one kernel call.
 
 Run: ``python examples/functions.py`` (``--small``: fewer points in the batched call).
 """
@@ -39,8 +40,8 @@ def tracing_counts():
     """Which calls trace: a new shape or dtype traces again; the same signature does not.
 
     Returns ``(traces, results, batched)``: the ``(shape, dtype)`` of each trace, the four
-    calls' results ([5, 25, 14, 5]), and a call with an extra leading axis, which runs the
-    (3,) trace once per row instead of tracing ([14, 77]).
+    calls' results ([5, 25, 14, 5]), and ``st.vmap`` of the function over the rows of a
+    (2, 3) matrix, which runs the (3,) trace's kernel on both rows in one call ([14, 77]).
     """
     traces = []
 
@@ -55,8 +56,8 @@ def tracing_counts():
         sum_of_squares(st.constant([1.0, 2.0, 3.0])),  # a new shape: traces again
         sum_of_squares(st.constant([1.0, 2.0], dtype=st.float32)),  # a new dtype: again
     ]
-    # unlike tf.function, extra *leading* axes are a batch of points for an existing trace
-    batched = sum_of_squares(st.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    # a batch of points is explicit: mapped over the rows, traced at a row (the (3,) trace)
+    batched = st.vmap(sum_of_squares)(st.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
     return traces, results, batched
 
 
@@ -123,15 +124,15 @@ def jax_style_transforms(x: float = 2.0, y: float = 0.5) -> dict:
 
 
 def batched_evaluation(points: int = 100_000):
-    """``value_and_grad`` at many points in one call: trace at one point, then pass arrays.
+    """``value_and_grad`` at many points in one call: ``st.vmap`` traces at one point and
+    runs the kernel over the whole arrays.
 
     Returns ``(xs, ys, value, (df_dx, df_dy))``, each of shape ``(points,)``.
     """
-    value_and_grad = st.value_and_grad(f, argnums=(0, 1))
-    value_and_grad(0.0, 0.0)  # the trace, at a single point
+    value_and_grad = st.vmap(st.value_and_grad(f, argnums=(0, 1)))  # traced at a point
     xs = np.linspace(-1.0, 1.0, points)
     ys = np.linspace(0.0, 3.0, points)
-    value, grads = value_and_grad(xs, ys)  # the same kernel, broadcast over the batch
+    value, grads = value_and_grad(xs, ys)  # one kernel call over all the points
     return xs, ys, value, grads
 
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     traces, results, batched = tracing_counts()
     print(f"sum_of_squares: {len(results)} calls, {len(traces)} traces: {traces}")
     print(f"  results {[float(r.numpy()) for r in results]}; "
-          f"a (2, 3) batch of the (3,) trace: {batched.numpy()}")
+          f"st.vmap over the rows of a (2, 3) matrix (the (3,) trace): {batched.numpy()}")
 
     concrete, at_3 = concrete_function()
     print(f"concrete function: {concrete.expr}, at 3: ({_pair(at_3)})")

@@ -3,8 +3,8 @@
 A ``dask.distributed`` LocalCluster (worker processes on this machine) stands in for a real
 cluster: point ``Client`` at a scheduler's address instead and the same code runs there.
 
-1. **A gradient over 10^8 points.** ``st.grad`` is compiled once, at a point; called with
-   dask arrays it returns lazy dask arrays, one task per chunk, run by the workers (the
+1. **A gradient over 10^8 points.** ``st.vmap(st.grad(f))`` is compiled once, at a point;
+   mapped over dask arrays it returns lazy dask arrays, one task per chunk, run by the workers (the
    kernel travels as generated source and is compiled once per worker). The sum of the
    result is Dask's tree reduction: no array of 10^8 entries ever exists in one process.
 2. **A least-squares fit to chunked data.** The data (times and noisy observations of
@@ -39,8 +39,8 @@ def f(x, y, z):
 def gradient_over_points(n: int, chunk: int) -> tuple[float, float, int]:
     """The sum of f's three partial derivatives over n points in chunks: (sum, seconds, tasks)."""
     da = require_dask()
-    gradient = st.grad(f, argnums=(0, 1, 2))
-    gradient(0.0, 0.0, 0.0)  # trace and compile at one point: arrays are batches of points
+    # mapped over the points: traced at one point, run block by block over the chunks
+    gradient = st.vmap(st.grad(f, argnums=(0, 1, 2)))
     x = da.linspace(-1.0, 1.0, n, chunks=chunk)
     gx, gy, gz = gradient(x, 0.5 * x, 2.0 * x)  # lazy: nothing computed yet
     total = gx.sum() + gy.sum() + gz.sum()

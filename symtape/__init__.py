@@ -22,6 +22,7 @@ from symtape.device import device  # the function; the module stays in sys.modul
 from symtape.compile import Kernel, clear_kernel_cache, compile, kernel_cache_info
 from symtape.functional import (ConcreteFunction, Function, function, grad, hessian, jacobian,
                                 value_and_grad)
+from symtape.vmap import vmap
 from symtape.dtypes import as_dtype, bool, float16, float32, float64, int32, int64
 from symtape.ops import *  # noqa: F401,F403  (its __all__ is the list of ops)
 from symtape.ops import __all__ as _OPS
@@ -34,7 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Variable", "constant", "convert_to_tensor", "GradientTape", "UnconnectedGradients",
     "DeviceError", "device", "config", "random", "optimizers", "optimize", "function",
-    "Function", "ConcreteFunction", "grad", "value_and_grad", "jacobian", "hessian", "compile", "Kernel",
+    "Function", "ConcreteFunction", "grad", "value_and_grad", "jacobian", "hessian", "vmap", "compile", "Kernel",
     "kernel_cache_info", "clear_kernel_cache", "as_dtype", "float16", "float32", "float64",
     "int32", "int64", "bool", "check", "check_grads", "GradCheck", "parse", "ParseError",
     *_OPS,

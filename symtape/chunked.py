@@ -3,13 +3,13 @@
 Dask is an optional extra (``pip install 'symtape[dask]'``); nothing here is imported by
 ``import symtape``. Two things use it:
 
-- **Calls.** ``st.function``, ``st.grad``, ``st.value_and_grad``, ``st.jacobian``,
-  ``st.hessian`` and ``st.compile`` kernels called with ``dask.array`` arguments return lazy
-  dask arrays. A Dask argument is a *batch* of points, as NumPy arguments with extra
-  leading axes are: the points' shape is that of the trace the arguments batch over (call
-  the function once at a point first, or ``get_concrete_function(point)``); with no such
-  trace, every entry is a point. Each block runs the compiled kernel on its points; a
-  reduction of the result (``.sum()``) is Dask's own tree reduction.
+- **Calls.** ``st.vmap`` of ``st.function``, ``st.grad``, ``st.value_and_grad``,
+  ``st.jacobian`` or ``st.hessian``, called with ``dask.array`` arguments, returns lazy dask
+  arrays computed block by block over the chunks of the mapped axis: the function is traced
+  at the point shape and each block runs the compiled kernel on its points; a reduction of
+  the result (``.sum()``) is Dask's own tree reduction. ``st.compile`` kernels do the same
+  over their leading batch axes. A *plain* call on dask arrays means what it means on the
+  computed arrays, the function of the whole arrays: its result is lazy, one task.
 - **Sums over data** (:func:`chunk_sum`, used by ``st.optimize.minimize`` when an ``args``
   entry is a dask array): a function of parameters and a batch of data rows, additive over
   the rows (a sum, not a mean), is evaluated chunk by chunk of rows and the results added
@@ -21,7 +21,7 @@ no SymPy) and are compiled once per worker process, then cached there.
 Examples
 --------
 >>> import numpy as np, dask.array as da, symtape as st
->>> f = st.grad(lambda x, y: st.sin(x) * y, argnums=0)
+>>> f = st.vmap(st.grad(lambda x, y: st.sin(x) * y), in_axes=(0, None))
 >>> xs = da.linspace(0.0, 1.0, 8, chunks=4)
 >>> lazy = f(xs, 2.0)
 >>> lazy.chunks
@@ -40,7 +40,7 @@ import numpy as np
 from symtape.backends import array_module, to_host
 from symtape.compile import is_dask_array, leading_batches
 
-__all__ = ["require_dask", "call_function", "call_kernel", "chunk_sum", "kernel_cache_info"]
+__all__ = ["require_dask", "call_whole", "call_mapped", "call_kernel", "chunk_sum", "kernel_cache_info"]
 
 
 def require_dask():
@@ -80,21 +80,41 @@ def kernel_cache_info() -> dict:
 # ---------------------------------------------------------------- calls: blocks of points
 
 
-def call_function(function, leaves: list, rebuild: Callable):
-    """``function(*args, **kwargs)`` with dask arrays among the leaves: lazy dask outputs."""
-    da = require_dask()
-    from symtape.functional import _leaf_spec
+def call_whole(function, leaves: list, rebuild: Callable):
+    """``function(*args, **kwargs)`` with dask arrays among the leaves: the function applied
+    to the whole arrays, as on their computed values, lazily (one task; st.vmap maps a
+    function block by block instead).
 
+    Examples
+    --------
+    >>> import dask.array as da, symtape as st
+    >>> from symtape import nest
+    >>> f = st.function(lambda x: st.reduce_sum(x * x))
+    >>> leaves, rebuild = nest.flatten(((da.arange(4.0, chunks=2),), {}))
+    >>> lazy = call_whole(f, leaves, rebuild)
+    >>> lazy.npartitions, float(lazy.compute())
+    (1, 14.0)
+    """
     stand_ins = [_stand_in(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
-    specs = [_leaf_spec(leaf) for leaf in stand_ins]
-    # a trace to batch over, or one made on another device, traced again on the data's
-    concrete = function._lookup(specs) or function._on_this_device(stand_ins, rebuild, specs)
-    if concrete is None:  # no trace to batch over: every entry of a dask array is a point
-        points = [_point(leaf) if is_dask_array(leaf) else leaf for leaf in leaves]
-        concrete = _trace_at(function, *rebuild(points))
+    return call_mapped(_trace_at(function, *rebuild(stand_ins)), leaves)
+
+
+def call_mapped(concrete, leaves: list):
+    """A trace's kernel on leaves some of which are dask arrays with leading batch axes
+    (``st.vmap`` put them there): lazy outputs, one task per block of the batch axes.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, symtape as st
+    >>> concrete = st.function(lambda x: st.reduce_sum(x * x)).get_concrete_function(np.zeros(2))
+    >>> lazy = call_mapped(concrete, [da.ones((6, 2), chunks=(3, 2))])
+    >>> lazy.chunks, lazy.compute().tolist()
+    (((3, 3),), [2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    """
+    da = require_dask()
     if concrete._assigned:
         raise ValueError("a function that assigns Variables cannot be called with dask arrays "
-                         "(each block would assign a different value)")
+                         "(the assignment would happen whenever dask computes, once per block)")
     program = concrete._program
     traced = [leaf for leaf, spec in zip(leaves, concrete.specs) if spec[0] == "T"]
     variables = [v._value for v in program.variables]  # read now, as a call would
@@ -273,12 +293,6 @@ def _stand_in(array):
     """A zero-memory array of a dask array's shape and dtype (for the signature lookup)."""
     xp = array_module(array._meta)
     return xp.broadcast_to(xp.zeros((), dtype=array.dtype), array.shape)
-
-
-def _point(array):
-    """One point of a dask array with no trace to go by: a zero of its dtype and device."""
-    xp = array_module(array._meta)
-    return xp.zeros((), dtype=array.dtype)
 
 
 def _meta_module(values: list):

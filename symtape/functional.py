@@ -1,13 +1,14 @@
 """``st.function`` and the JAX-style transforms ``grad``, ``value_and_grad``, ``jacobian``,
 ``hessian``: Python functions traced once per input signature and compiled.
 
-A call looks up a trace whose signature matches the arguments (shapes, dtypes, device, and
-the values of non-numeric arguments). A call whose arguments carry extra *leading* axes
-beyond a traced signature is a batched call of that trace: the kernel evaluates every point
-of the batch at once. Otherwise the function is traced: it runs once, eagerly, on the real
-values (that run *is* the call, side effects included), its graph is compiled, and later
-calls run the kernel only. Variables the function reads are kernel inputs, read at call
-time; Variables it assigns are kernel outputs, assigned after each call.
+A call means the function applied to its whole arguments. It looks up the trace made for
+exactly the arguments' signature (shapes, dtypes, device, and the values of non-numeric
+arguments); a new signature is a new trace, so a result never depends on earlier calls.
+Tracing runs the function once, eagerly, on the real values (that run *is* the call, side
+effects included), compiles its graph, and later calls run the kernel only. Variables the
+function reads are kernel inputs, read at call time; Variables it assigns are kernel
+outputs, assigned after each call. Batches of points are explicit: ``st.vmap``
+(:mod:`symtape.vmap`) traces at the point shape and runs the kernel over the batch axes.
 
 Inside a recording ``GradientTape`` or another trace, these callables run the Python
 function directly, so that what it computes is recorded and differentiable.
@@ -24,7 +25,7 @@ import numpy as np
 
 from symtape import nest
 from symtape.backends import array_module, to_device
-from symtape.compile import any_dask_array
+from symtape.compile import any_dask_array, is_dask_array
 from symtape.device import CPU, CURRENT_DEVICE
 from symtape.program import Program
 from symtape.tape import GradientTape
@@ -70,23 +71,19 @@ def _placed(leaves: list) -> list:
 
 
 def _value(leaf):
-    if isinstance(leaf, Tensor):
-        return leaf._value
-    if isinstance(leaf, float):
-        return leaf
-    return leaf
+    return leaf._value if isinstance(leaf, Tensor) else leaf
 
 
-def _matches(traced: tuple, spec: tuple, any_device: bool = False) -> bool:
-    """Whether a call's leaf spec is the traced one, possibly with leading batch axes."""
-    if traced[0] != spec[0]:
-        return False
-    if traced[0] != "T":
-        return traced == spec
-    core, shape = traced[1], spec[1]
-    # a trace made for a Python float (weak) serves float64 arrays too: outputs are cast
-    return (traced[2] == spec[2] and (any_device or traced[4] == spec[4])
-            and len(shape) >= len(core) and shape[len(shape) - len(core):] == core)
+def _point(leaf, depth: int):
+    """One point of a leaf with ``depth`` leading batch axes, to trace at: its first point,
+    or zeros where the batch is empty or lazy (only the graph matters)."""
+    value = _value(leaf)
+    shape = tuple(value.shape)
+    if is_dask_array(value) or 0 in shape[:depth]:
+        xp = array_module(value._meta) if is_dask_array(value) else array_module(value)
+        return xp.zeros(shape[depth:], dtype=value.dtype)
+    return value[(0,) * depth + (Ellipsis,)]  # an array even at a scalar point: a NumPy
+    # scalar would be a Python float to the signature (weak), a needless second trace
 
 
 def _argument_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
@@ -179,16 +176,20 @@ class ConcreteFunction:
         if len(specs) != len(self.specs) or not all(map(_same_kind, self.specs, specs)):
             raise TypeError(f"this concrete function was traced for arguments "
                             f"{_describe(self.specs)}, got {_describe(specs)}; call the "
-                            "st.function itself to trace new signatures")
+                            "st.function itself to trace new signatures (or st.vmap it to "
+                            "map it over a batch axis)")
         return self._run(leaves, self._function._wrap)
 
-    def _run(self, leaves: list, wrap: bool = True):
+    def _run(self, leaves: list, wrap: bool = True, mapped: bool = False):
+        """The kernel on these leaves: of the traced shapes, or, when ``mapped`` (st.vmap),
+        with leading batch axes on some of them (the Program broadcasts over those)."""
         values = [_value(leaf) for leaf, spec in zip(leaves, self.specs) if spec[0] == "T"]
+        if mapped and self._assigned:
+            raise ValueError("st.vmap: this function assigns Variables, which has no mapped "
+                             "form (each point would assign a different value); return the "
+                             "new values instead and assign them outside")
         results = self._program(values)
         n = len(self._outputs)
-        if self._assigned and self._program.batch_shape(values):
-            raise ValueError("a function that assigns Variables cannot be called with batch "
-                             "axes (each point would assign a different value)")
         for variable, value in zip(self._assigned, results[n:]):
             value = value.astype(variable.dtype) if value.dtype != variable.dtype else value
             variable._value = value[()] if value.ndim == 0 else value
@@ -201,10 +202,11 @@ class ConcreteFunction:
 
 
 def _same_kind(traced: tuple, spec: tuple) -> bool:
-    """Same static values, dtypes and devices (shapes are checked by the kernel call)."""
+    """Same static values, shapes, dtypes and devices (a Python float and a float64 0-d
+    array are the same kind here)."""
     if traced[0] != "T" or spec[0] != "T":
         return traced == spec
-    return traced[2] == spec[2] and traced[4] == spec[4]
+    return traced[1] == spec[1] and traced[2] == spec[2] and traced[4] == spec[4]
 
 
 def _describe(specs: list[tuple]) -> str:
@@ -244,6 +246,7 @@ class Function:
         self.python_function = python_function
         self._wrap = wrap_outputs
         self._traces: list[ConcreteFunction] = []
+        self._by_specs: dict[tuple, ConcreteFunction] = {}
         # name and docstring, not __dict__ (that of another Function holds its traces)
         functools.update_wrapper(self, python_function, updated=())
 
@@ -254,31 +257,29 @@ class Function:
         if any_dask_array(leaves):
             from symtape import chunked
 
-            return chunked.call_function(self, leaves, rebuild)
+            return chunked.call_whole(self, leaves, rebuild)
         leaves = _placed(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
-        concrete = self._lookup(specs) or self._on_this_device(leaves, rebuild, specs)
+        concrete = self._lookup(specs)
         if concrete is None:
             args, kwargs = rebuild(leaves)
             return self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=True)[1]
         return concrete._run(leaves, self._wrap)
 
-    def _on_this_device(self, leaves: list, rebuild, specs: list) -> ConcreteFunction | None:
-        """A batched call on a device with no trace yet, of a trace made on another device:
-        the same point shapes, traced on this device (so a batch means the same on every
-        device), or None."""
-        model = self._lookup(specs, any_device=True)
-        if model is None:
-            return None
-        leads = [len(spec[1]) - len(traced[1]) if spec[0] == "T" else 0
-                 for spec, traced in zip(specs, model.specs)]
-        if not any(leads):
-            return None  # no batch axes: an ordinary new trace
-        point = [_value(leaf)[(0,) * lead] if lead else leaf for leaf, lead in zip(leaves, leads)]
-        point_specs = [_leaf_spec(leaf) for leaf in point]
-        args, kwargs = rebuild(point)
-        return (self._lookup(point_specs, exact=True)
-                or self._trace(args, kwargs, point, rebuild, point_specs, keep_effects=False)[0])
+    def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
+        """The call under ``st.vmap``: the flattened leaves marked in ``batched`` carry
+        ``depth`` leading batch axes (the others none). Traced at the point shape, the
+        kernel runs over all the batch axes in one call (block by block on dask arrays)."""
+        leaves, rebuild = nest.flatten((args, kwargs))
+        point_args, point_kwargs = rebuild([_point(leaf, depth) if b else leaf
+                                            for leaf, b in zip(leaves, batched)])
+        with np.errstate(all="ignore"):  # a lazy or empty batch is traced at zeros
+            concrete = self.get_concrete_function(*point_args, **point_kwargs)
+        if any_dask_array(leaves):
+            from symtape import chunked
+
+            return chunked.call_mapped(concrete, leaves)
+        return concrete._run(_placed(leaves), self._wrap, mapped=True)
 
     def __get__(self, instance, owner=None):
         """As a method: ``self`` is a static argument (one trace per instance)."""
@@ -296,7 +297,7 @@ class Function:
         leaves, rebuild = nest.flatten((args, kwargs))
         leaves = _placed(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
-        concrete = self._lookup(specs, exact=True)
+        concrete = self._lookup(specs)
         if concrete is None:
             args, kwargs = rebuild(leaves)
             concrete = self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=False)[0]
@@ -319,19 +320,9 @@ class Function:
                              "get_concrete_function) with example arguments first")
         return self._traces[-1].expr
 
-    def _lookup(self, specs: list[tuple], exact: bool = False,
-                any_device: bool = False) -> ConcreteFunction | None:
-        """A trace for exactly these specs; else (unless ``exact``) one they batch over
-        (with ``any_device``, one made on any device)."""
-        for concrete in self._traces:
-            if concrete.specs == specs:
-                return concrete
-        if not exact:
-            for concrete in reversed(self._traces):
-                if len(concrete.specs) == len(specs) and all(
-                        _matches(a, b, any_device) for a, b in zip(concrete.specs, specs)):
-                    return concrete
-        return None
+    def _lookup(self, specs: list[tuple]) -> ConcreteFunction | None:
+        """The trace made for exactly these specs, if any."""
+        return self._by_specs.get(tuple(specs))
 
     def _trace(self, args, kwargs, leaves, rebuild, specs, keep_effects: bool):
         placeholders, traced = _placeholders(self.python_function, args, kwargs, leaves, specs)
@@ -341,6 +332,7 @@ class Function:
         backend = _backend(placeholders, trace)
         concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
         self._traces.append(concrete)
+        self._by_specs[tuple(specs)] = concrete
         if not keep_effects:
             for variable, value in trace.originals.values():
                 variable._value, variable._read_cache = value, None
@@ -388,7 +380,8 @@ def function(func: Callable | None = None):
     """Trace a Python function once per input signature and compile it (like ``tf.function``).
 
     Later calls with the same signature (shapes, dtypes, device) run the compiled kernel;
-    arguments with extra leading axes evaluate the trace at every point of the batch.
+    a new signature (another shape, say) is a new trace: a call means the function applied
+    to its whole arguments, whatever was called before. ``st.vmap`` maps it over a batch.
     Variables the function reads are read at call time, and assignments are replayed.
     Python control flow on Tensor values is not traced: use ``st.where``.
 
@@ -454,9 +447,8 @@ def _scalar(y, what: str) -> Tensor:
         shape = None if y is None else y.shape
         raise TypeError(f"st.{what} needs a function returning a scalar Tensor, got "
                         f"{'shape ' + str(shape) if y is not None else 'a non-Tensor'}; "
-                        "use st.jacobian for vector outputs (or st.reduce_sum the output). To "
-                        "evaluate at a batch of points, call it at one point first (or "
-                        "get_concrete_function(point)): then leading batch axes broadcast")
+                        "use st.jacobian for vector outputs (or st.reduce_sum the output); to "
+                        f"evaluate it at a batch of points, map it: st.vmap(st.{what}(f))")
     if y.dtype.kind != "f":
         raise TypeError(f"st.{what}: the function returns dtype {y.dtype}; it must be a float")
     return y
@@ -486,6 +478,10 @@ class _Transform(Function):
     def __call__(self, *args, **kwargs):
         nums = _argnums(self._argnums, len(args))
         return super().__call__(*_differentiated(args, nums), **kwargs)
+
+    def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
+        nums = _argnums(self._argnums, len(args))
+        return super()._call_mapped(_differentiated(args, nums), kwargs, batched, depth)
 
 
 def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:

@@ -615,6 +615,7 @@ def _sparse_derivatives(loss, variables) -> Callable:
 
     from symtape.functional import Function
     from symtape.sparse import hessian_pattern
+    from symtape.vmap import vmap
 
     seen: dict = {}
 
@@ -641,8 +642,10 @@ def _sparse_derivatives(loss, variables) -> Callable:
     seeds = [seeds_by_colour[:, a:b].reshape((count,) + tuple(s))
              for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
 
+    mapped = vmap(compiled)
+
     def evaluate():
-        value, grads, hv = compiled(seeds)  # a batch: one row per colour
+        value, grads, hv = mapped(seeds)  # one kernel call: a row per colour
         product = np.concatenate([to_host(p).reshape(count, -1) for p in hv], axis=1)
         H = scipy.sparse.csr_matrix((product.reshape(-1)[take], indices, indptr), shape=(n, n))
         return to_host(value).reshape(-1)[0], _flat([g[0] for g in grads]), H

@@ -706,7 +706,8 @@ class Program:
             return ()
         if not self.batchable:
             raise ValueError("this function indexes with several separated integer arrays, "
-                             "which has no batched form; call it once per point")
+                             "which has no batched form; st.vmap cannot map it: call it once "
+                             "per point")
         try:
             return tuple(np.broadcast_shapes(*batches))
         except ValueError:

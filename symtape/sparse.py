@@ -25,6 +25,7 @@ from symtape.backends import array_module, default_array_module
 from symtape.compile import any_dask_array
 from symtape.symbolic import factored, symbolic_value
 from symtape.tensor import Tensor
+from symtape.vmap import vmap
 
 __all__ = ["SparseHessian"]
 
@@ -54,31 +55,30 @@ class SparseHessian:
         self._last: _Built | None = None
 
     def __call__(self, *args):
-        from symtape.functional import (_argnums, _differentiated, _leaf_spec, _matches,
-                                        _placed)
+        from symtape.functional import _argnums, _differentiated, _leaf_spec, _placed
 
         nums = _argnums(self._argnums, len(args))
         args = _differentiated(args, nums)
         leaves, rebuild = nest.flatten(args)
         if any_dask_array(leaves):
-            raise TypeError("a sparse Hessian is one matrix at one point, and dask arrays are "
-                            "batches of points: use st.hessian(f) (dense, block by block), or "
-                            "pass data in dask arrays to st.optimize.minimize, which sums the "
-                            "Hessian over the chunks")
+            raise TypeError("a sparse Hessian is one matrix at one point held in memory, not a "
+                            "lazy dask array: compute the arguments first, map the dense "
+                            "st.hessian(f) with st.vmap (block by block), or pass data in dask "
+                            "arrays to st.optimize.minimize, which sums the Hessian over chunks")
         leaves = _placed(leaves)
         args = rebuild(leaves)
         specs = [_leaf_spec(leaf) for leaf in leaves]
-        key = tuple(specs)
+        key = tuple(specs)  # one trace per signature: a new shape is a new Hessian
         built = self._built.get(key)
-        if built is None and any(len(k) == len(key) and all(_matches(a, b) for a, b in zip(k, key))
-                                 for k in self._built):
-            raise ValueError("a sparse Hessian is one matrix per point, and these arguments have "
-                             "extra leading (batch) axes; call it once per point, or use "
-                             "st.hessian(f) (dense), which broadcasts over batches")
         if built is None:
             built = self._built[key] = _Built(self._fun, args, nums, leaves, rebuild, specs)
         self._last = built
         return built.evaluate(leaves, args, nums)
+
+    def _call_mapped(self, *_):
+        raise TypeError("st.vmap of a sparse Hessian: a batch of sparse matrices has no array "
+                        "form; map the dense one, st.vmap(st.hessian(f)), or call the sparse "
+                        "one point by point")
 
     @property
     def expr(self) -> sympy.SparseMatrix:
@@ -101,6 +101,8 @@ class _Built:
         xp = _array_module_of(leaves)
         zeros = [xp.zeros(shape, dtype) for shape, dtype in zip(self._shapes, self._dtypes)]
         self._product.get_concrete_function(*args, zeros)
+        # one kernel call over a batch of seeds (a row per colour), traced at one seed above
+        self._products = vmap(self._product, in_axes=(None,) * len(args) + (0,))
         self._grads, self._sources = seen["grads"], seen["sources"]
         self.size = sum(int(np.prod(shape, dtype=np.int64)) for shape in self._shapes)
         self._specs = specs
@@ -133,7 +135,7 @@ class _Built:
                 block = self._seeds[:, start:start + size].reshape((self.colours,) + shape)
                 seeds.append(xp.asarray(block, dtype=dtype))  # float32 in, float32 out
                 start += size
-            products = self._product(*args, seeds)  # a batched call: a row per colour
+            products = self._products(*args, seeds)
             flat = [xp.reshape(p, (self.colours, -1)) for p in nest.flatten(products)[0]]
             data = xp.concatenate(flat, axis=1).reshape(-1)[xp.asarray(self._take)]
             data = data.astype(self._dtypes[0], copy=False)

@@ -39,6 +39,12 @@ CASES = {  # (function, the point traced at, points the kernel then runs at: one
                [(np.array([0.5, -1.0, 2.0, 0.3]), np.array([1.0, 2.0, -0.5, 0.25])),
                 (np.linspace(-1, 1, 12).reshape(3, 4), np.linspace(2, 0, 4))]),
 }
+IN_AXES = {"scalars": [None, 0], "arrays": [None, (0, None)]}  # per point: a plain call or a vmap
+
+
+def call(compiled, point, in_axes):
+    """``compiled(*point)``, or mapped with ``st.vmap`` over ``in_axes`` (a batch)."""
+    return compiled(*point) if in_axes is None else st.vmap(compiled, in_axes=in_axes)(*point)
 
 
 def host_leaves(values) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ def _f(x, y, z):
 
 def test_value_and_grad_on_dask_arrays_is_lazy_blockwise_and_exact():
     xs, ys, zs = (RNG.normal(size=10_000) for _ in range(3))
-    lazy = st.value_and_grad(_f, argnums=(0, 1, 2))(
+    lazy = st.vmap(st.value_and_grad(_f, argnums=(0, 1, 2)))(
         *[da.from_array(a, chunks=2_500) for a in (xs, ys, zs)])
     value, (gx, gy, gz) = lazy
     for array in (value, gx, gy, gz):
@@ -39,7 +39,7 @@ def test_value_and_grad_on_dask_arrays_is_lazy_blockwise_and_exact():
 
 def test_a_reduction_of_the_result_is_a_dask_tree_reduction():
     xs = da.from_array(RNG.normal(size=4_000), chunks=500)
-    gx = st.grad(_f)(xs, 0.3, 1.1)
+    gx = st.vmap(st.grad(_f), in_axes=(0, None, None))(xs, 0.3, 1.1)
     total = gx.sum(split_every=2)
     layers = {name.split("-")[0] for name in total.dask.layers}
     assert any("sum" in layer for layer in layers)  # Dask's own reduction, chunk by chunk
@@ -48,12 +48,11 @@ def test_a_reduction_of_the_result_is_a_dask_tree_reduction():
         float(np.sum(-2 * x * np.exp(-x**2 - 0.09) * np.sin(1.1))), rel=1e-12)
 
 
-def test_points_take_the_shape_of_the_trace_they_batch_over():
+def test_vmap_maps_over_the_row_chunks_with_rows_as_points():
     w = np.array([0.5, -1.0, 2.0])
     row_gradient = st.grad(lambda w, row: st.log1p(st.exp(-st.reduce_sum(w * row))))
-    row_gradient(w, np.ones(3))  # a point is one row of 3
     rows = RNG.normal(size=(1_000, 3))
-    lazy = row_gradient(w, da.from_array(rows, chunks=(300, 3)))
+    lazy = st.vmap(row_gradient, in_axes=(None, 0))(w, da.from_array(rows, chunks=(300, 3)))
     assert lazy.shape == (1_000, 3) and lazy.chunks == ((300, 300, 300, 100), (3,))
     s = rows @ w
     np.testing.assert_allclose(lazy.compute(), (-1 / (1 + np.exp(s)))[:, None] * rows,
@@ -64,23 +63,33 @@ def test_hessians_and_jacobians_add_the_point_axes_to_the_blocks():
     f = lambda x: st.reduce_sum(st.sin(x) * x[::-1])  # noqa: E731
     points = RNG.normal(size=(12, 3))
     hessian = st.hessian(f)
-    hessian(points[0])
-    lazy = hessian(da.from_array(points, chunks=(5, 3)))
+    lazy = st.vmap(hessian)(da.from_array(points, chunks=(5, 3)))
     assert lazy.shape == (12, 3, 3) and lazy.chunks[0] == (5, 5, 2)
     np.testing.assert_allclose(lazy.compute(), np.stack([hessian(p) for p in points]),
                                rtol=1e-13)
     jac = st.jacobian(lambda x: st.stack([x[0] * x[1], st.exp(x[1])]))
-    jac(np.ones(2))
-    lazy = jac(da.from_array(points[:, :2], chunks=(4, 2)))
+    lazy = st.vmap(jac)(da.from_array(points[:, :2], chunks=(4, 2)))
     assert lazy.shape == (12, 2, 2)
     np.testing.assert_allclose(lazy.compute()[:, 1, 1], np.exp(points[:, 1]), rtol=1e-14)
 
 
-def test_without_a_trace_every_entry_is_a_point():
+def test_a_plain_call_on_dask_arrays_is_the_call_on_the_computed_arrays():
     square = st.function(lambda x: x * x + 1.0)
     lazy = square(da.arange(6.0, chunks=4).reshape(2, 3))
     assert lazy.shape == (2, 3)
     np.testing.assert_array_equal(lazy.compute(), np.arange(6.0).reshape(2, 3) ** 2 + 1)
+    rosen = lambda v: st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)  # noqa: E731
+    x = RNG.normal(size=(4, 3))
+    g = st.grad(rosen)
+    g(np.ones(3))  # an earlier call at another shape changes nothing
+    lazy = g(da.from_array(x, chunks=(2, 3)))
+    assert isinstance(lazy, da.Array) and lazy.shape == (4, 3) and lazy.npartitions == 1
+    u, v = x[:-1], x[1:]  # by hand: d/du and d/dv of the row-wise terms, added by position
+    expected = np.zeros_like(x)
+    expected[:-1] += -400 * u * (v - u**2) - 2 * (1 - u)
+    expected[1:] += 200 * (v - u**2)
+    np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-13)
+    np.testing.assert_allclose(st.grad(rosen)(x), expected, rtol=1e-13)
 
 
 def test_variables_are_read_when_the_call_is_made():
@@ -190,5 +199,5 @@ def test_import_symtape_does_not_import_dask_and_a_missing_dask_says_how_to_inst
 
 def test_a_sparse_hessian_on_dask_arrays_says_what_to_use_instead():
     hessian = st.hessian(lambda x: st.reduce_sum(x**3), sparse=True)
-    with pytest.raises(TypeError, match=r"use st.hessian\(f\) \(dense, block by block\)"):
+    with pytest.raises(TypeError, match=r"map the dense st.hessian\(f\) with st.vmap"):
         hessian(da.ones(4, chunks=2))

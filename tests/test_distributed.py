@@ -32,7 +32,7 @@ def _f(x, y, z):
 def _gradient_sum(n: int, chunk: int):
     """The lazy sum of all three gradient components of _f over n points in chunks."""
     xs, ys, zs = (da.linspace(-1.0, 1.0, n, chunks=chunk) * s for s in (1.0, 0.5, 2.0))
-    gx, gy, gz = st.grad(_f, argnums=(0, 1, 2))(xs, ys, zs)
+    gx, gy, gz = st.vmap(st.grad(_f, argnums=(0, 1, 2)))(xs, ys, zs)
     return (gx + gy + gz).sum()
 
 

@@ -250,7 +250,7 @@ def test_the_guides_first_function():
     assert len(f._traces) == 1  # both calls share one signature
 
 
-def test_new_shapes_and_dtypes_trace_again_and_batches_do_not():
+def test_new_shapes_and_dtypes_trace_again_and_a_vmap_reuses_the_point_trace():
     traces, results, batched = functions.tracing_counts()
     assert traces == [((2,), "float64"), ((3,), "float64"), ((2,), "float32")]
     assert [float(r.numpy()) for r in results] == [5.0, 25.0, 14.0, 5.0]

@@ -188,13 +188,13 @@ def test_several_assignments_in_one_trace_are_replayed_in_order():
         np.testing.assert_array_equal(v.numpy(), expected_v)
 
 
-def test_assigning_function_refuses_batch_axes_and_leaves_variables_alone():
+def test_assigning_function_refuses_vmap_and_leaves_variables_alone():
     v = st.Variable(1.0, name="v")
     f = st.function(lambda x: v.assign_add(x))
     f(1.0)
     assert float(v.numpy()) == 2.0
-    with pytest.raises(ValueError, match="batch"):
-        f(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="st.vmap: this function assigns Variables"):
+        st.vmap(f)(np.array([1.0, 2.0]))
     assert float(v.numpy()) == 2.0
 
 
@@ -223,7 +223,7 @@ def test_repeated_calls_do_not_trace_again_and_new_signatures_do():
     assert len(calls) == 3
 
 
-def test_python_floats_share_a_trace_with_float64_scalars():
+def test_python_floats_share_one_trace_and_other_scalars_get_their_own():
     calls = []
 
     @st.function
@@ -233,10 +233,12 @@ def test_python_floats_share_a_trace_with_float64_scalars():
 
     assert float(f(1.0)) == 3.0
     assert float(f(2.5)) == 6.0
-    assert float(f(st.constant(4.0))) == 9.0
     assert len(calls) == 1
-    assert f(np.float32(1.0)).dtype == np.float32  # another dtype: another trace
+    assert float(f(st.constant(4.0))) == 9.0  # not weak (promotes): its own signature
+    assert float(f(st.constant(5.0))) == 11.0
     assert len(calls) == 2
+    assert f(np.float32(1.0)).dtype == np.float32  # another dtype: another trace
+    assert len(calls) == 3
 
 
 def test_python_ints_strings_and_none_are_static_by_value():
@@ -267,11 +269,12 @@ def test_an_exact_signature_beats_a_batched_match():
     assert out.shape == () and float(out) == 6.0
 
 
-def test_a_call_with_leading_axes_is_a_batch_of_an_earlier_trace():
+def test_a_call_with_leading_axes_is_the_function_of_the_whole_argument():
     f = st.function(lambda x: st.reduce_sum(x))
     assert float(f(np.ones(3))) == 3.0
-    out = f(np.arange(6.0).reshape(2, 3))  # documented: a batch of the (3,) trace
-    assert out.numpy().tolist() == [3.0, 12.0]
+    out = f(np.arange(6.0).reshape(2, 3))  # a new shape, a new trace: the sum of all six
+    assert out.shape == () and float(out) == 15.0
+    assert st.vmap(f)(np.arange(6.0).reshape(2, 3)).numpy().tolist() == [3.0, 12.0]
 
 
 def test_nested_arguments_and_keywords_are_traced():
@@ -367,8 +370,7 @@ def mixed_numpy(x, y, z):
 def test_batched_value_and_gradient_match_numpy_formulas():
     n = 1000
     x, y, z = (RNG.uniform(-2, 2, n) for _ in range(3))
-    vg = st.value_and_grad(mixed, argnums=(0, 1, 2))
-    vg(0.3, -0.4, 1.1)  # traced on scalars; the arrays below are a batch of points
+    vg = st.vmap(st.value_and_grad(mixed, argnums=(0, 1, 2)))  # traced on scalars
     value, grads = vg(x, y, z)
     expected_value, expected_grads = mixed_numpy(x, y, z)
     assert value.shape == (n,)
@@ -381,8 +383,7 @@ def test_batched_value_and_gradient_match_numpy_formulas():
 def test_batched_gradient_matches_separate_eager_tapes():
     n = 100
     points = RNG.uniform(-2, 2, (3, n))
-    df = st.grad(mixed, argnums=(0, 1, 2))
-    df(0.1, 0.2, 0.3)
+    df = st.vmap(st.grad(mixed, argnums=(0, 1, 2)))
     batched = np.stack(df(*points))
     for k in range(n):
         sources = [st.Variable(points[i, k]) for i in range(3)]
@@ -400,25 +401,23 @@ def test_first_call_with_a_batch_traces_elementwise_functions_on_the_whole_array
     np.testing.assert_allclose(f(z, x, y).numpy(), mixed_numpy(z, x, y)[0], rtol=1e-13)
 
 
-def test_batch_axes_of_several_arguments_broadcast():
-    f = st.function(mixed)
-    f(0.1, 0.2, 0.3)
-    x = RNG.uniform(-2, 2, (5, 1))
-    y = RNG.uniform(-2, 2, (1, 7))
+def test_nested_vmaps_map_several_arguments_over_a_grid():
+    f = st.vmap(st.vmap(st.function(mixed), in_axes=(None, 0, None)), in_axes=(0, None, None))
+    x = RNG.uniform(-2, 2, 5)
+    y = RNG.uniform(-2, 2, 7)
     z = 0.25
     out = f(x, y, z)
     assert out.shape == (5, 7)
-    np.testing.assert_allclose(out.numpy(), mixed_numpy(x, y, z)[0], rtol=1e-13)
-    dz = st.grad(mixed, argnums=2)
-    dz(0.1, 0.2, 0.3)
-    np.testing.assert_allclose(dz(x, y, np.full((3, 1, 1), z)),
-                               np.broadcast_to(mixed_numpy(x, y, z)[1][2], (3, 5, 7)),
+    np.testing.assert_allclose(out.numpy(), mixed_numpy(x[:, None], y[None, :], z)[0],
+                               rtol=1e-13)
+    dz = st.vmap(st.vmap(st.grad(mixed, argnums=2), in_axes=(None, 0, None)),
+                 in_axes=(0, None, None))
+    np.testing.assert_allclose(dz(x, y, z), mixed_numpy(x[:, None], y[None, :], z)[1][2],
                                rtol=1e-12, atol=1e-12)
 
 
-def test_batch_of_an_argument_no_output_depends_on_still_shapes_the_result():
-    f = st.function(lambda x, y: (x * 2.0, st.constant(3.0)))
-    f(1.0, 1.0)
+def test_a_mapped_argument_no_output_depends_on_still_shapes_the_result():
+    f = st.vmap(lambda x, y: (x * 2.0, st.constant(3.0)), in_axes=(None, 0))
     a, b = f(1.0, np.zeros(4))
     assert a.shape == (4,) and b.shape == (4,)
     assert a.numpy().tolist() == [2.0] * 4 and b.numpy().tolist() == [3.0] * 4
@@ -454,7 +453,7 @@ def test_rosenbrock_kernel_path_and_batches_match_scipy():
         assert float(value) == pytest.approx(rosen(x), rel=1e-13)
         np.testing.assert_allclose(g, rosen_der(x), rtol=1e-12, atol=1e-10)
     xs = RNG.uniform(-2, 2, (4, 3, 10))
-    values, gs = df(xs)
+    values, gs = st.vmap(st.vmap(df))(xs)
     assert values.shape == (4, 3) and gs.shape == (4, 3, 10)
     for idx in np.ndindex(4, 3):
         assert values[idx] == pytest.approx(rosen(xs[idx]), rel=1e-13)
@@ -472,8 +471,7 @@ def test_rosenbrock_dense_hessian_matches_scipy(n):
 
 
 def test_rosenbrock_batched_dense_hessian():
-    H = st.hessian(rosenbrock)
-    H(np.zeros(4))
+    H = st.vmap(st.hessian(rosenbrock))
     xs = RNG.uniform(-2, 2, (6, 4))
     hs = H(xs)
     assert hs.shape == (6, 4, 4)
@@ -568,7 +566,7 @@ def test_jacobian_matches_hand_derivation_and_batches():
     expected = np.array([[2.0, 0.5], [math.cos(0.5), 0.0], [0.0, 4.0]])
     np.testing.assert_allclose(J(x), expected, rtol=1e-15)
     xs = RNG.normal(size=(7, 2))
-    js = J(xs)
+    js = st.vmap(J)(xs)
     assert js.shape == (7, 3, 2)
     for j, p in zip(js, xs):
         np.testing.assert_allclose(
@@ -607,7 +605,7 @@ def test_jacobian_with_more_outputs_than_inputs_is_built_by_columns():
                         -a * t * e * np.sin(c * t + d), -a * e * np.sin(c * t + d),
                         np.zeros_like(t)], axis=1)
     np.testing.assert_allclose(J(point), by_hand, rtol=1e-12, atol=1e-14)
-    batch = J(points)  # leading batch axes still broadcast
+    batch = st.vmap(J)(points)  # one kernel call over the batch axis
     assert batch.shape == (3, 300, 5)
     np.testing.assert_allclose(batch[-1], by_hand, rtol=1e-12, atol=1e-14)
     source = J.get_concrete_function(point).source
@@ -787,10 +785,11 @@ def test_python_if_on_a_traced_tensor_points_to_where():
 def test_wrong_shape_for_a_concrete_function_names_the_expected_shape():
     f = st.function(lambda x: st.reduce_sum(x * x))
     concrete = f.get_concrete_function(np.zeros(3))
-    with pytest.raises(ValueError, match=r"\(3,\)"):
+    with pytest.raises(TypeError, match=r"traced for arguments \(float64\[3\]\), got "
+                                        r"\(float64\[4\]\).*st.vmap"):
         concrete(np.zeros(4))
-    with pytest.raises(ValueError, match=r"\(3,\)"):
-        concrete(np.zeros((2, 4)))
+    with pytest.raises(TypeError, match=r"got \(float64\[2, 3\]\)"):  # no batch: exact
+        concrete(np.zeros((2, 3)))
     assert float(concrete(np.array([1.0, 2.0, 2.0]))) == 9.0
 
 
@@ -854,7 +853,7 @@ def test_nested_tapes_inside_a_function_give_exact_higher_derivatives():
     np.testing.assert_allclose(d2, 2 * np.cos(xs) - xs * np.sin(xs), rtol=1e-13, atol=1e-15)
 
 
-def test_tape_jacobian_and_hessian_inside_a_function_batch():
+def test_tape_jacobian_and_hessian_inside_a_mapped_function():
     @st.function
     def f(x):
         with st.GradientTape(persistent=True) as tape:
@@ -863,9 +862,8 @@ def test_tape_jacobian_and_hessian_inside_a_function_batch():
             s = st.reduce_sum(y * y)
         return tape.jacobian(y, x), tape.hessian(s, x)
 
-    f(np.array([0.3, 0.4]))
     points = RNG.uniform(-1, 1, (5, 2))
-    jac, hess = (t.numpy() for t in f(points))
+    jac, hess = (t.numpy() for t in st.vmap(f)(points))
     assert jac.shape == (5, 2, 2) and hess.shape == (5, 2, 2)
     for (a, b), j, h in zip(points, jac, hess):
         # by hand: s = a^2 b^2 + e^(2b)
@@ -874,7 +872,7 @@ def test_tape_jacobian_and_hessian_inside_a_function_batch():
         np.testing.assert_allclose(h, expected, rtol=1e-13)
 
 
-def test_gradient_of_a_variable_inside_a_batched_function():
+def test_gradient_of_a_variable_inside_a_mapped_function():
     v = st.Variable(2.0)
 
     @st.function
@@ -884,9 +882,10 @@ def test_gradient_of_a_variable_inside_a_batched_function():
         return tape.gradient(y, v)
 
     assert float(f(3.0)) == 12.0
-    np.testing.assert_array_equal(f(np.array([1.0, 3.0])).numpy(), [4.0, 12.0])
+    np.testing.assert_array_equal(st.vmap(f)(np.array([1.0, 3.0])).numpy(), [4.0, 12.0])
     v.assign(5.0)
-    np.testing.assert_array_equal(f(np.array([1.0, 3.0])).numpy(), [10.0, 30.0])
+    np.testing.assert_array_equal(st.vmap(f)(np.array([1.0, 3.0])).numpy(), [10.0, 30.0])
+    assert float(f(np.array([1.0, 3.0]))) == 40.0  # whole: the gradient of sum(v*v*x)
 
 
 def test_function_called_inside_another_function_is_inlined():
@@ -983,9 +982,8 @@ def test_jacobian_of_a_scalar_output_is_the_gradient():
     np.testing.assert_array_equal(J(x), 3 * x**2)
 
 
-def test_batched_hessian_blocks_with_argnums_tuple():
-    H = st.hessian(lambda x, y: x * x * y + st.exp(y), argnums=(0, 1))
-    H(1.0, 2.0)
+def test_mapped_hessian_blocks_with_argnums_tuple():
+    H = st.vmap(st.hessian(lambda x, y: x * x * y + st.exp(y), argnums=(0, 1)))
     xs, ys = np.array([1.0, 2.0, -0.5]), np.array([2.0, 3.0, 0.1])
     (hxx, hxy), (hyx, hyy) = H(xs, ys)
     # by hand: [[2y, 2x], [2x, e^y]]
@@ -1020,7 +1018,8 @@ def test_function_as_a_method_traces_per_instance_and_reads_its_variables():
     assert a.traces == 1 and b.traces == 1
     a.w.assign([0.0, 0.0])
     assert float(a(x)) == 0.0 and float(b(x)) == 7.0
-    np.testing.assert_array_equal(b(np.ones((3, 2))).numpy(), [7.0] * 3)
+    assert float(b(np.ones((3, 2)))) == 21.0  # whole: w broadcast over the rows, summed
+    np.testing.assert_array_equal(st.vmap(b)(np.ones((3, 2))).numpy(), [7.0] * 3)
     # gradient descent by hand: w <- w - lr * 2 (w.x - 1) x, from w = 0
     w, losses = np.zeros(2), []
     for _ in range(4):

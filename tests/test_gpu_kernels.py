@@ -8,7 +8,7 @@ SymPy and SciPy) and SciPy's Rosenbrock derivatives."""
 import numpy as np
 import pytest
 import sympy
-from every_primitive import CASES, assert_same_results
+from every_primitive import CASES, IN_AXES, assert_same_results, call
 from hypothesis import HealthCheck, given, settings
 from test_check_properties import POINTS, X, Y, _expressions
 
@@ -63,10 +63,11 @@ def test_sparse_hessian_on_the_gpu_is_a_cupyx_matrix(cupy):
     np.testing.assert_allclose(cupy.asnumpy(H.toarray()), optimize.rosen_hess(point), rtol=1e-10)
 
 
-def test_batched_value_and_gradient_on_the_gpu(cupy):
+def test_mapped_value_and_gradient_on_the_gpu(cupy):
     vg = st.value_and_grad(lambda a, b: st.sin(a) * st.exp(b) + st.where(a > b, a, b),
                            argnums=(0, 1))
-    vg(0.1, 0.2)  # traced at a point on the CPU: a batch on the GPU means the same
+    vg(0.1, 0.2)  # traced at a point on the CPU: the GPU's point is traced there
+    vg = st.vmap(vg)
 
     rng = np.random.default_rng(0)
     a, b = rng.uniform(-1, 1, 10_000), rng.uniform(-1, 1, 10_000)
@@ -77,13 +78,15 @@ def test_batched_value_and_gradient_on_the_gpu(cupy):
 
 
 
-def test_a_batch_means_the_same_on_every_device(cupy):
+def test_a_call_means_the_same_on_every_device(cupy):
     total = st.function(lambda v: st.reduce_sum(v * v))
     total(np.ones(3))  # traced on the CPU at one vector of 3
     batch = np.arange(12.0).reshape(4, 3)
-    on_gpu = total(cupy.asarray(batch))  # four vectors of 3, not one sum of 12 squares
+    whole = total(cupy.asarray(batch))  # the sum of all 12 squares, whatever came before
+    assert whole.device == "/gpu:0" and float(whole) == float((batch**2).sum())
+    on_gpu = st.vmap(total)(cupy.asarray(batch))  # four vectors of 3
     assert on_gpu.device == "/gpu:0" and on_gpu.shape == (4,)
-    np.testing.assert_allclose(on_gpu.numpy(), total(batch).numpy(), rtol=1e-15)
+    np.testing.assert_allclose(on_gpu.numpy(), st.vmap(total)(batch).numpy(), rtol=1e-15)
     np.testing.assert_allclose(on_gpu.numpy(), (batch**2).sum(axis=1), rtol=1e-15)
 
 def test_function_with_a_gpu_variable_reads_it_at_call_time(cupy):
@@ -130,7 +133,7 @@ def test_transforms_inside_a_gpu_block_run_on_the_gpu(cupy):
 def test_dask_arrays_of_cupy_blocks_run_the_cupy_kernel_per_block(cupy):
     da = pytest.importorskip("dask.array")
     f = lambda a, b: st.exp(-a * a) * st.sin(b)  # noqa: E731
-    gradient = st.grad(f, argnums=(0, 1))
+    gradient = st.vmap(st.grad(f, argnums=(0, 1)))
     points = np.linspace(-1.0, 1.0, 10_000)
     on_gpu = da.from_array(points, chunks=2_500).map_blocks(cupy.asarray)
     ga, gb = gradient(on_gpu, on_gpu)
@@ -161,12 +164,12 @@ def test_every_primitive_on_the_gpu_eager_differentiated_and_compiled(cupy, case
     for transform in (st.function(fun), st.value_and_grad(fun, argnums=(0, 1)),
                       st.hessian(fun, argnums=(0, 1))):
         transform(*[cupy.asarray(p) for p in traced_at])  # traced on the GPU
-        for point in points:  # one point, then a batch
-            on_gpu = transform(*[cupy.asarray(p) for p in point])
+        for point, axes in zip(points, IN_AXES[case]):  # one point, then a batch
+            on_gpu = call(transform, [cupy.asarray(p) for p in point], axes)
             leaves = nest.flatten(on_gpu)[0]
             assert all(isinstance(v._value if isinstance(v, st.Tensor) else v, cupy.ndarray)
                        for v in leaves)
-            assert_same_results(on_gpu, transform(*point), rtol=1e-10, atol=1e-12,
+            assert_same_results(on_gpu, call(transform, point, axes), rtol=1e-10, atol=1e-12,
                                 same_dtype=False)
 
 
@@ -269,7 +272,7 @@ def test_calls_inside_a_gpu_block_place_host_arguments_there(cupy):
         assert float(cupy.asnumpy(H.toarray())[0, 0]) == pytest.approx(12.0 - np.sin(2.0))
         total = st.function(lambda v: st.reduce_sum(v * v))
         concrete = total.get_concrete_function(np.zeros(3))
-        with pytest.raises(ValueError, match=r"\(3,\)"):  # the shape, not the device
+        with pytest.raises(TypeError, match=r"float64\[3\]"):  # the shape, not the device
             concrete(np.zeros(4))
         assert float(concrete(np.array([1.0, 2.0, 2.0])).numpy()) == 9.0
 
@@ -281,7 +284,7 @@ def test_dask_host_blocks_meet_a_trace_made_on_the_gpu(cupy):
     with st.device("/gpu:0"):
         hessian = st.hessian(f)
         hessian(points[0])  # traced on the GPU at a point of 3
-    lazy = hessian(da.from_array(points, chunks=(5, 3)))  # host blocks: traced again there
+    lazy = st.vmap(hessian)(da.from_array(points, chunks=(5, 3)))  # host blocks: traced there
     assert lazy.shape == (12, 3, 3)
     np.testing.assert_allclose(lazy.compute(), np.stack([hessian(p) for p in points]),
                                rtol=1e-13)
@@ -300,8 +303,8 @@ def _compiled_on_the_gpu_matches_sympy(cupy, text: str, x0: float, y0: float) ->
     expr = st.parse(text)
     value_and_grad = st.value_and_grad(tensor_function(expr, [X, Y]), argnums=(0, 1))
     value_and_grad(cupy.asarray(x0), cupy.asarray(y0))  # traced on the GPU
-    xs, ys = np.array([y0, x0, 0.25]), np.array([x0, -0.5, y0])  # a batch, off the trace
-    value, grads = value_and_grad(cupy.asarray(xs), cupy.asarray(ys))
+    xs, ys = np.array([y0, x0, 0.25]), np.array([x0, -0.5, y0])  # a batch, mapped
+    value, grads = st.vmap(value_and_grad)(cupy.asarray(xs), cupy.asarray(ys))
     assert all(isinstance(v, cupy.ndarray) for v in (value, *grads))
     exact = [expr, sympy.diff(expr, X), sympy.diff(expr, Y)]
     for ours, oracle in zip([value, *grads], exact):

@@ -122,6 +122,13 @@ def per_point(np_fn, args, batch):
     return np.array(out).reshape(batch + np.shape(out[0]))
 
 
+def mapped(fn, depth: int, in_axes=0):
+    """``fn`` under ``depth`` nested ``st.vmap``s: a batch of ``depth`` leading axes."""
+    for _ in range(depth):
+        fn = st.vmap(fn, in_axes=in_axes)
+    return fn
+
+
 def draw(shapes, batch):
     return [RNG.uniform(-1.5, 1.5, batch + core) for core in shapes]
 
@@ -140,7 +147,7 @@ def test_batched_call_matches_a_per_point_loop(name, st_fn, np_fn, shapes, batch
     f = st.function(st_fn)
     f(*draw(shapes, ()))
     args = draw(shapes, batch)
-    got = f(*args).numpy()
+    got = mapped(f, len(batch))(*args).numpy()
     expected = per_point(np_fn, list(zip(args, shapes)), batch)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-14)
@@ -152,7 +159,7 @@ def test_only_some_arguments_batched(name, st_fn, np_fn, shapes):
     f(*draw(shapes, ()))
     batch = (5,)
     args = draw(shapes[:1], batch) + draw(shapes[1:], ())
-    got = f(*args).numpy()
+    got = st.vmap(f, in_axes=(0,) + (None,) * (len(shapes) - 1))(*args).numpy()
     expected = per_point(np_fn, list(zip(args, shapes)), batch)
     np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-14)
 
@@ -181,7 +188,7 @@ def test_batched_gradients_match_central_differences(name, st_fn, np_fn, shapes)
     g(*point)
     batch = (3,)
     args = draw(shapes, batch)
-    got = g(*args)
+    got = st.vmap(g)(*args)
     for k in range(batch[0]):
         fd = central_gradient(np_fn, [a[k] for a in args], weight)
         for i in nums:
@@ -245,17 +252,17 @@ def test_program_shape_errors_name_the_expected_shape():
         program([np.zeros(3)])
 
 
-def test_function_reading_a_variable_can_be_batched():
+def test_function_reading_a_variable_can_be_mapped():
     v = st.Variable([1.0, 2.0, 3.0], name="v")
-    f = st.function(lambda x: st.reduce_sum(x * v))
-    f(np.zeros(3))
+    f = st.vmap(lambda x: st.reduce_sum(x * v))
     xs = RNG.normal(size=(5, 3))
     np.testing.assert_allclose(f(xs).numpy(), xs @ [1.0, 2.0, 3.0], rtol=1e-14)
+    v.assign([0.0, 0.0, 1.0])  # read at call time
+    np.testing.assert_allclose(f(xs).numpy(), xs[:, 2], rtol=1e-14)
 
 
 def test_constant_outputs_broadcast_to_the_batch():
-    f = st.function(lambda x: (st.constant([1.0, 2.0]), x * 0.0 + 1.0, st.zeros((2, 2))))
-    f(np.zeros(3))
+    f = st.vmap(lambda x: (st.constant([1.0, 2.0]), x * 0.0 + 1.0, st.zeros((2, 2))))
     a, b, c = f(np.zeros((4, 3)))
     assert a.shape == (4, 2) and b.shape == (4, 3) and c.shape == (4, 2, 2)
     np.testing.assert_array_equal(a.numpy(), [[1.0, 2.0]] * 4)
@@ -267,8 +274,8 @@ def test_separated_integer_array_indices_have_no_batched_form():
     f = st.function(lambda x: x[np.array([0, 1]), :, np.array([1, 0])])
     x = RNG.normal(size=(2, 3, 2))
     np.testing.assert_array_equal(f(x).numpy(), x[np.array([0, 1]), :, np.array([1, 0])])
-    with pytest.raises(ValueError, match="once per point"):
-        f(RNG.normal(size=(4, 2, 3, 2)))
+    with pytest.raises(ValueError, match="no batched form; st.vmap cannot map it"):
+        st.vmap(f)(RNG.normal(size=(4, 2, 3, 2)))
 
 
 # ---------------------------------------------------------------- source and cache
@@ -351,7 +358,7 @@ def test_float32_kernels_do_not_upcast():
                                + np.logaddexp(0, x64), rtol=1e-6)
 
 
-def test_weak_float_trace_serves_float64_arrays():
+def test_a_weak_float_trace_and_an_array_call_are_separate_signatures():
     calls = []
 
     def f(x):
@@ -362,7 +369,8 @@ def test_weak_float_trace_serves_float64_arrays():
     g(2.0)
     out = g(np.array([2.0, 4.0]))
     assert out.dtype == np.float64 and out.numpy().tolist() == [1.0, 2.0]
-    assert len(calls) == 1
+    assert len(calls) == 2
+    assert st.vmap(g)(np.array([2.0, 4.0])).numpy().tolist() == [1.0, 2.0]
 
 
 def test_functions_sharing_a_kernel_read_their_own_variables():

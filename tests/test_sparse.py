@@ -244,11 +244,13 @@ def test_nested_argument_is_flattened_in_order():
     np.testing.assert_array_equal(H([a, b]).toarray(), expected)
 
 
-def test_batch_axes_are_refused_with_the_dense_alternative():
+def test_a_new_shape_is_a_new_hessian_and_vmap_names_the_dense_alternative():
     hessian = st.hessian(lambda x: st.reduce_sum(x ** 3), sparse=True)
     np.testing.assert_array_equal(hessian(np.ones(3)).toarray(), 6 * np.eye(3))
-    with pytest.raises(ValueError, match="once per point"):
-        hessian(np.ones((2, 3)))
+    x = np.arange(6.0).reshape(2, 3)  # the Hessian over all six entries: diag(6 x)
+    np.testing.assert_array_equal(hessian(x).toarray(), np.diag(6 * x.reshape(-1)))
+    with pytest.raises(TypeError, match=r"map the dense one, st.vmap\(st.hessian\(f\)\)"):
+        st.vmap(hessian)(x)
 
 
 def test_pattern_through_structural_ops_matches_sympy():

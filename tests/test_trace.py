@@ -225,12 +225,12 @@ def test_a_variable_argument_can_be_assigned():
     assert float(g(u)) == 3.0 and float(u.numpy()) == 3.0
 
 
-def test_batched_call_of_an_assigning_function_is_refused():
+def test_mapped_call_of_an_assigning_function_is_refused():
     v = st.Variable([0.0, 0.0], name="v")
     f = st.function(lambda x: v.assign_add(x))
     f(np.array([1.0, 1.0]))
-    with pytest.raises(ValueError, match="batch"):
-        f(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="st.vmap: this function assigns Variables"):
+        st.vmap(f)(np.ones((3, 2)))
     np.testing.assert_array_equal(v.numpy(), [1.0, 1.0])  # unchanged by the refused call
 
 
@@ -285,7 +285,7 @@ def test_where_replaces_the_branch_and_keeps_gradients():
         assert float(f(x0)) == value and float(df(x0)) == slope
     xs = np.array([-1.0, 0.5, 3.0])
     np.testing.assert_array_equal(f(xs).numpy(), [1.0, 0.25, 9.0])
-    np.testing.assert_array_equal(df(xs), [-1.0, 1.0, 6.0])
+    np.testing.assert_array_equal(st.vmap(df)(xs), [-1.0, 1.0, 6.0])
 
 
 @pytest.mark.parametrize("escape", ["float", "int", "numpy", "variable", "float_variable"])
