@@ -56,7 +56,7 @@ def _no_form(what: str) -> MatrixFormError:
 
 
 class Entry(Trace):
-    """The one entry of a 1x1 matrix expression (``x.T*x``), as a scalar.
+    r"""The one entry of a 1x1 matrix expression (``x.T*x``), as a scalar.
 
     It is SymPy's ``Trace`` (of a 1x1 matrix, its entry), printed without ``tr``.
 
@@ -64,8 +64,10 @@ class Entry(Trace):
     --------
     >>> x = sympy.MatrixSymbol("x", 3, 1)
     >>> e = Entry(x.T * x)
-    >>> print(e), sympy.latex(2 * e**2)
-    (x.T*x) (None, '2 \\\\left(x^{T} x\\\\right)^{2}')
+    >>> print(e)
+    (x.T*x)
+    >>> print(sympy.latex(2 * e**2))
+    2 \left(x^{T} x\right)^{2}
     """
 
     def _latex(self, printer, exp=None):
@@ -93,12 +95,14 @@ class Diag(DiagMatrix):
 
 
 class Ones(OneMatrix):
-    """``OneMatrix``, printed as the vector of ones: ``1`` (``1.T`` as a row).
+    r"""``OneMatrix``, printed as the vector of ones: ``1`` (``1.T`` as a row).
 
     Examples
     --------
-    >>> print(Ones(1, 3) * sympy.MatrixSymbol("v", 3, 1)), sympy.latex(Ones(3, 1))
-    1.T*v (None, '\\mathbf{1}')
+    >>> print(Ones(1, 3) * sympy.MatrixSymbol("v", 3, 1))
+    1.T*v
+    >>> print(sympy.latex(Ones(3, 1)))
+    \mathbf{1}
     """
 
     def _row(self) -> bool:
@@ -117,13 +121,17 @@ _LATEX_NAMES = {"sigmoid": r"\sigma", "exp": r"\exp", "log": r"\log", "sin": r"\
                 "tanh": r"\tanh", "sqrt": r"\sqrt"}
 
 
+_FUNCTION_NAMES: dict = {}  # Lambda -> primitive name, for printing
+
+
 @functools.lru_cache(maxsize=None)
 def _entrywise_function(name: str, **params) -> sympy.Lambda:
     """The primitive's own scalar form as a ``Lambda``: the registry stays the one definition."""
-    return sympy.Lambda(_D, REGISTRY[name].symbolic(_D, **params))
+    function = sympy.Lambda(_D, REGISTRY[name].symbolic(_D, **params))
+    _FUNCTION_NAMES.setdefault(function, name)
+    return function
 
 
-_FUNCTION_NAMES: dict = {}  # Lambda -> primitive name, for printing
 
 
 class Elementwise(ElementwiseApplyFunction):
@@ -153,9 +161,7 @@ class Elementwise(ElementwiseApplyFunction):
 def _apply_function(name: str, expr, params: dict):
     if not isinstance(expr, MatrixExpr):
         return REGISTRY[name].symbolic(expr, **params)
-    function = _entrywise_function(name, **params)
-    _FUNCTION_NAMES.setdefault(function, name)
-    return Elementwise(function, expr)
+    return Elementwise(_entrywise_function(name, **params), expr)
 
 
 # ---------------------------------------------------------------- building, simplified
@@ -210,7 +216,8 @@ def _append_factor(kept: list, f) -> list:
     if kept:
         last = kept[-1]
         if isinstance(last, DiagMatrix) and isinstance(f, DiagMatrix):
-            return kept[:-1] + [Diag(hadamard(_column(last.args[0]), _column(f.args[0])))]
+            # diag(1 - s) diag(s) G: s applied first, so written first: s∘(1 - s)
+            return kept[:-1] + [Diag(hadamard(_column(f.args[0]), _column(last.args[0])))]
         if isinstance(last, OneMatrix) and isinstance(f, OneMatrix):
             inner = last.shape[1]
             merged = MatMul(inner, Ones(last.shape[0], f.shape[1]))
@@ -629,7 +636,7 @@ def _sum_entries(m):
         return sympy.Integer(rows * cols)
     if pair is not None:
         u, w = (_as_column(p, None) for p in pair) if vector else pair
-        product = MatMul(_keep_sum(u), w)
+        product = matmul(_keep_sum(u), w)
         return Entry(product) if vector else Trace(product)
     return _to_scalar(matmul(Ones(1, rows), m, Ones(cols, 1)))
 
@@ -704,7 +711,8 @@ def _refused(name: str):
                 and REGISTRY[name].elementwise:  # on scalars every elementwise op has its form
             return _Value(REGISTRY[name].symbolic(*[x.expr for x in xs], **params),
                           np.broadcast_shapes(*[x.shape for x in xs]))
-        raise _no_form(_DESCRIBED.get(name, f"the op {name!r}"))
+        default = f"the comparison {name}" if REGISTRY[name].vjp is None else f"the op {name}"
+        raise _no_form(_DESCRIBED.get(name, default))
 
     return op
 
@@ -975,7 +983,7 @@ def matrix_expr_of(tensor) -> sympy.Basic:
     >>> with st.GradientTape() as tape:
     ...     y = st.reduce_sum(st.square(A @ x))
     >>> y.matrix_expr
-    (A*x).T*A*x
+    (x.T*A.T*A*x)
     >>> tape.gradient(y, x).matrix_expr
     2*A.T*A*x
     """

@@ -292,8 +292,8 @@ class Tensor(_Operators):
         >>> x = st.Variable([0.5, 0.5], name="x")
         >>> with st.GradientTape() as tape:
         ...     loss = st.reduce_sum(st.square(A @ x - b))
-        >>> loss.matrix_expr
-        (A*x - b).T*(A*x - b)
+        >>> loss.matrix_expr  # a scalar: the one entry of a 1x1 product
+        ((A*x - b).T*(A*x - b))
         >>> tape.gradient(loss, x).matrix_expr
         2*A.T*(A*x - b)
         """
