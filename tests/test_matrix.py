@@ -222,7 +222,7 @@ def test_sum_of_x_times_ax_wrt_a_matrix():
         f = st.reduce_sum(X * (A @ X))
     values = {"A": Av, "X": Xv}
     sA, sX = MatrixSymbol("A", 3, 3), MatrixSymbol("X", 3, 2)
-    _check(f, f.numpy(), values, hand=Trace(sX.T * sA * sX), shows="Trace(X.T*(A*X))")
+    _check(f, f.numpy(), values, hand=Trace(sX.T * sA * sX), shows="Trace(X.T*A*X)")
     g = tape.gradient(f, X)
     _check(g, g.numpy(), values, hand=(sA + sA.T) * sX, shows="(A + A.T)*X")
 
