@@ -70,6 +70,11 @@ class Entry(Trace):
     2 \left(x^{T} x\right)^{2}
     """
 
+    def doit(self, **hints):
+        # Trace.doit rebuilds a plain Trace (printed tr(...)): keep the entry an Entry
+        arg = self.arg.doit(**hints) if hints.get("deep", True) else self.arg
+        return arg[0, 0] if isinstance(arg, sympy.MatrixBase) else Entry(arg)
+
     def _latex(self, printer, exp=None):
         text = rf"\left({printer._print(self.arg)}\right)"
         return f"{text}^{{{exp}}}" if exp is not None else text
@@ -86,6 +91,10 @@ class Diag(DiagMatrix):
     >>> print(Diag(sympy.MatrixSymbol("v", 3, 1)))
     diag(v)
     """
+
+    def doit(self, **hints):
+        out = super().doit(**hints)
+        return Diag(out.args[0]) if type(out) is DiagMatrix else out
 
     def _latex(self, printer, exp=None):
         return rf"\operatorname{{diag}}\left({printer._print(self.args[0])}\right)"

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import numpy as np
 import pytest
 import sympy
@@ -344,3 +347,14 @@ def test_batch_jacobian_and_matrix_jacobians_have_no_matrix_form():
         tape.jacobian(y, W).matrix_expr
     with pytest.raises(MatrixFormError, match="batch_jacobian has no matrix form"):
         tape.batch_jacobian(Z, W).matrix_expr
+
+
+def test_the_docs_table_is_what_the_library_prints(capsys):
+    page = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "matrix-calculus.md")
+    text = page.read_text()
+    section = text[text.index("## The table"):text.index("## What has no matrix form")]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    exec(compile(block, str(page), "exec"), {"__name__": "docs_table"})  # our own docs
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("| function | gradient | Hessian |") and printed.count("\n") == 10
+    assert printed in text
