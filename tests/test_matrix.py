@@ -358,3 +358,20 @@ def test_the_docs_table_is_what_the_library_prints(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("| function | gradient | Hessian |") and printed.count("\n") == 10
     assert printed in text
+
+
+def test_the_newton_example_fits_from_the_printed_formulas():
+    from test_examples import _load
+
+    example = _load("logistic_newton_matrix")
+    Xs, ys = example.make_data(6, 3, seed=3)
+    assert example.check_formulas(Xs, ys, np.array([0.2, -0.1, 0.4])) < 1e-12
+    X, y = example.make_data(80, 4)
+    w, norms = example.newton(X, y)
+    assert norms[-1] < 1e-10 and len(norms) < 12
+    # an oracle the example does not use: the tape's entrywise gradient of the loss at the fit
+    Xc, yc, wv = st.constant(X), st.constant(y), st.Variable(w)
+    with st.GradientTape() as tape:
+        z = Xc @ wv
+        loss = st.reduce_sum(st.softplus(z) - yc * z)
+    assert np.linalg.norm(tape.gradient(loss, wv).numpy()) < 1e-9
