@@ -32,7 +32,7 @@ def make_data(m: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def matrix_forms(X: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """The tape's gradient and Hessian Tensors at ``w`` (their ``.matrix_expr`` are the formulas)."""
+    """The tape's gradient and Hessian at ``w`` (their ``.matrix_expr`` are the formulas)."""
     Xc, yc = st.constant(X, name="X"), st.constant(y, name="y")
     wv = st.Variable(w, name="w")
     with st.GradientTape(persistent=True) as tape:

@@ -239,7 +239,8 @@ def _append_factor(kept: list, f) -> list:
 
 
 def _column(v):
-    return v if v.shape[1] == 1 else transpose(v)
+    """A vector (or a scalar) as a column."""
+    return v if not _is_matrix(v) or v.shape[1] == 1 else transpose(v)
 
 
 def transpose(e):
@@ -301,7 +302,10 @@ def _common_coeff(coeffs: list):
 
 
 def _factor_common(parts: list):
-    """``A*x + B*x`` -> ``(A + B)*x``; ``x*A + x*B`` -> ``x*(A + B)``; ``c*A + c*B`` -> ``c*(A + B)``."""
+    """Common factors out of a sum of ``(coefficient, factors)`` terms.
+
+    ``A*x + B*x`` -> ``(A + B)*x``, ``x*A + x*B`` -> ``x*(A + B)``, ``c*A + c*B`` -> ``c*(A + B)``.
+    """
     common = _common_coeff([c for c, _ in parts])
     if common != 1:
         return matmul(common, _factor_common([(c / common, fs) for c, fs in parts]))
@@ -464,7 +468,7 @@ def _wrap(x) -> _Value:
     return x if isinstance(x, _Value) else _Value(objarrays.exact_number(x), ())
 
 
-def _broadcast_shape(a: _Value, b: _Value, op: str) -> tuple[int, ...]:
+def _broadcast_shape(a: _Value, b: _Value) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(a.shape, b.shape))
 
 
@@ -485,7 +489,7 @@ def _spread(v: _Value, shape: tuple[int, ...]):
 def _elementwise(name: str, combine: Callable, a: _Value, b: _Value) -> _Value:
     if a.batch is not None or b.batch is not None:
         return _batched_elementwise(name, a, b)
-    shape = _broadcast_shape(a, b, name)
+    shape = _broadcast_shape(a, b)
     _matrix_shape(shape)
     if _size(a.shape) == 1 and _size(b.shape) == 1:
         return _Value(REGISTRY[name].symbolic(a.expr, b.expr), shape)
@@ -535,26 +539,20 @@ def _batched_elementwise(name: str, a: _Value, b: _Value) -> _Value:
             stack = b if zero is a else a
             return stack if name == "add" or zero is b else _OPS["neg"](stack)
         other = b.expr if name == "add" else matmul(-1, b.expr)
-        return _Value(add(a.expr, other), _broadcast_shape(a, b, name), a.batch)
+        return _Value(add(a.expr, other), _broadcast_shape(a, b), a.batch)
     if name not in ("mul", "div") or (name == "div" and b.batch is not None):
         raise _no_form(f"{name} of a Jacobian's rows")
     stack, plain = (a, b) if a.batch is not None else (b, a)
     factor = plain.expr if name == "mul" else _reciprocal(plain.expr)
-    shape = _broadcast_shape(a, b, name)
+    shape = _broadcast_shape(a, b)
     if _size(plain.shape) == 1:
         return _Value(matmul(factor, stack.expr), shape, stack.batch)
     if _size(stack.shape) == 1:  # one cotangent entry spread over a vector
-        return _Value(matmul(_as_column(factor, plain.shape), stack.expr), shape, stack.batch)
+        return _Value(matmul(_column(factor), stack.expr), shape, stack.batch)
     if _size(shape) != _size(stack.shape) or _size(plain.shape) != _size(shape):
         raise _no_form(f"{name} broadcasting {plain.shape} against a Jacobian's rows of shape "
                        f"{stack.shape}")
-    return _Value(matmul(Diag(_as_column(factor, plain.shape)), stack.expr), shape, stack.batch)
-
-
-def _as_column(m, shape):
-    if not _is_matrix(m):
-        return m
-    return m if m.shape[1] == 1 else transpose(m)
+    return _Value(matmul(Diag(_column(factor)), stack.expr), shape, stack.batch)
 
 
 def _unary_function(name: str):
@@ -644,7 +642,7 @@ def _sum_entries(m):
     if isinstance(m, OneMatrix):
         return sympy.Integer(rows * cols)
     if pair is not None:
-        u, w = (_as_column(p, None) for p in pair) if vector else pair
+        u, w = (_column(p) for p in pair) if vector else pair
         product = matmul(_keep_sum(u), w)
         return Entry(product) if vector else Trace(product)
     return _to_scalar(matmul(Ones(1, rows), m, Ones(cols, 1)))
@@ -852,7 +850,7 @@ class MatrixAlgebra(SymbolicAlgebra):
                 return _Value(symbol, value.shape)
             if _vector_like(array.shape) and _vector_like(value.shape) and \
                     array.size == value.size and np.array_equal(array.ravel(), value.ravel()):
-                column = _as_column(symbol, None)  # a vector reshaped (matmul's x -> (n, 1))
+                column = _column(symbol)  # a vector reshaped (matmul's x -> (n, 1))
                 rows, _ = _matrix_shape(value.shape)
                 return _Value(column if rows == value.size else transpose(column), value.shape)
             if len(value.shape) == 2 and array.shape == value.shape[::-1] and \
@@ -958,7 +956,7 @@ class DerivedForms:
 
 
 class _Derived:
-    """A tape result's ``_thunk``: calling it builds ``.expr``; ``matrix_value`` ``.matrix_expr``."""
+    """A tape result's ``_thunk``: calling it builds ``.expr``, ``matrix_value`` its matrix form."""
 
     __slots__ = ("_entrywise", "_forms", "_index")
 

@@ -393,9 +393,8 @@ class GradientTape(metaclass=_TapeClass):
             values = run(numeric_algebra(array_module(*target_values)))
         closed_forms = _Once(lambda: _factored(run, SYMBOLIC))
         matrix_forms = matrix.DerivedForms(p, sources, *matrix_form)  # .matrix_expr, when asked
-        return [None if v is None else
-                Tensor(_owned(v), thunk=matrix_forms.thunk(functools.partial(closed_forms.item, i), i))
-                for i, v in enumerate(values)]
+        return [None if v is None else Tensor(_owned(v), thunk=matrix_forms.thunk(
+                    functools.partial(closed_forms.item, i), i)) for i, v in enumerate(values)]
 
 
 def _factored(run: Callable, algebra):

@@ -142,8 +142,8 @@ def test_logistic_regression():
     hand = sX.T * DiagMatrix(HadamardProduct(s, OneMatrix(4, 1) - s)) * sX
     _check(h, h.numpy(), values, hand=hand)
     assert sympy.latex(h.matrix_expr) == (
-        r"X^{T} \operatorname{diag}\left(\sigma\left(X w\right) \circ \left(- \sigma\left(X w\right)"
-        r" + \mathbf{1}\right)\right) X")
+        r"X^{T} \operatorname{diag}\left(\sigma\left(X w\right) \circ "
+        r"\left(- \sigma\left(X w\right) + \mathbf{1}\right)\right) X")
 
 
 def test_softmax_cross_entropy_gradient_wrt_a_matrix():
@@ -318,7 +318,8 @@ def test_latex_prints_the_matrix_form():
 @pytest.mark.parametrize("compute, value_op, gradient_op", [
     (lambda x: x[0] * x[1], "getitem", "indexing"),
     (lambda x: x[:2], "getitem", "indexing"),
-    (lambda x: st.reshape(st.concat([x, x], 0), (2, 3)), "concat", r"reshape from \(2, 3\) to \(6,\)"),
+    (lambda x: st.reshape(st.concat([x, x], 0), (2, 3)), "concat",
+     r"reshape from \(2, 3\) to \(6,\)"),
     (lambda x: st.where(x > 0, x, -x), "the comparison greater", "the comparison greater"),
     (lambda x: st.reduce_max(x), "reduce_max", "reduce_max"),
     (lambda x: st.reshape(x * st.ones((2, 3)), (3, 2)), r"reshape from \(2, 3\) to \(3, 2\)",
