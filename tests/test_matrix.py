@@ -376,3 +376,28 @@ def test_the_newton_example_fits_from_the_printed_formulas():
         z = Xc @ wv
         loss = st.reduce_sum(st.softplus(z) - yc * z)
     assert np.linalg.norm(tape.gradient(loss, wv).numpy()) < 1e-9
+
+
+def test_hessian_blocks_and_unconnected_zeros():
+    Av, xv, yv = _data(3, 2), _data(3), _data(2)
+    A, x, y = st.constant(Av, name="A"), st.Variable(xv, name="x"), st.Variable(yv, name="y")
+    z = st.Variable([0.0, 0.0], name="z")
+    with st.GradientTape(persistent=True) as tape:
+        f = x @ (A @ y) + st.reduce_sum(st.exp(y))
+    (hxx, hxy), (hyx, hyy) = tape.hessian(f, [x, y])
+    assert hxx is None  # f is linear in x: unconnected, as in the entrywise result
+    values = {"A": Av, "x": xv, "y": yv}
+    sA, sy = MatrixSymbol("A", 3, 2), MatrixSymbol("y", 2, 1)
+    _check(hxy, hxy.numpy(), values, hand=sA, shows="A")
+    _check(hyx, hyx.numpy(), values, hand=sA.T, shows="A.T")
+    _check(hyy, hyy.numpy(), values, hand=DiagMatrix(sy.applyfunc(sympy.exp)), shows="diag(exp(y))")
+    zero = tape.gradient(f, z, unconnected_gradients="zero").matrix_expr
+    assert zero == sympy.ZeroMatrix(2, 1)
+
+
+def test_jupyter_shows_the_matrix_form_as_latex():
+    A, x = st.constant(np.eye(2) * 2, name="A"), st.Variable([1.0, 2.0], name="x")
+    with st.GradientTape() as tape:
+        f = st.reduce_sum(st.tanh(A @ x))
+    form = tape.gradient(f, x).matrix_expr
+    assert r"\tanh\left(A x\right)^{\circ {2}}" in form._repr_latex_()
