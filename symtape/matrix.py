@@ -538,8 +538,10 @@ def _batched_elementwise(name: str, a: _Value, b: _Value) -> _Value:
                 raise _no_form(f"{name} of a Jacobian's rows and a value")
             stack = b if zero is a else a
             return stack if name == "add" or zero is b else _OPS["neg"](stack)
+        shape = _broadcast_shape(a, b)  # a uniform cotangent may meet a full one
+        a, b = _broadcast_to(a, shape), _broadcast_to(b, shape)
         other = b.expr if name == "add" else matmul(-1, b.expr)
-        return _Value(add(a.expr, other), _broadcast_shape(a, b), a.batch)
+        return _Value(add(a.expr, other), shape, a.batch)
     if name not in ("mul", "div") or (name == "div" and b.batch is not None):
         raise _no_form(f"{name} of a Jacobian's rows")
     stack, plain = (a, b) if a.batch is not None else (b, a)

@@ -37,7 +37,7 @@ def evaluate(expr, values: dict) -> np.ndarray:
         subs[s] = (sympy.ImmutableMatrix(v.reshape(s.shape)) if isinstance(s, MatrixSymbol)
                    else sympy.Float(float(v), 30))
     out = expr.xreplace(subs)
-    special = (OneMatrix, Identity, sympy.ZeroMatrix)
+    special = (OneMatrix, Identity, sympy.ZeroMatrix, sympy.HadamardPower)  # doit leaves them
     out = out.replace(lambda e: isinstance(e, special), lambda e: e.as_explicit()).doit()
     if getattr(out, "is_Matrix", False):
         out = out.as_explicit()
@@ -401,3 +401,45 @@ def test_jupyter_shows_the_matrix_form_as_latex():
         f = st.reduce_sum(st.tanh(A @ x))
     form = tape.gradient(f, x).matrix_expr
     assert r"\tanh\left(A x\right)^{\circ {2}}" in form._repr_latex_()
+
+
+# ---------------------------------------------------------------- random programs
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+_VECTOR_STEPS = {
+    "exp": lambda v, A, c: st.exp(v * 0.3),
+    "tanh": lambda v, A, c: st.tanh(v),
+    "sin": lambda v, A, c: st.sin(v),
+    "sigmoid": lambda v, A, c: st.sigmoid(v),
+    "square": lambda v, A, c: st.square(v),
+    "A @": lambda v, A, c: A @ v,
+    "A.T @": lambda v, A, c: st.transpose(A) @ v,
+    "v @ A": lambda v, A, c: v @ A,
+    "+ c": lambda v, A, c: v + c,
+    "* c": lambda v, A, c: v * c,
+    "- 1": lambda v, A, c: 1.0 - v,
+    "/ (1 + v^2)": lambda v, A, c: v / (1.0 + v * v),
+    "* sum": lambda v, A, c: v * st.reduce_sum(v),
+}
+
+
+@settings(max_examples=12, deadline=None)
+@given(steps=hs.lists(hs.sampled_from(sorted(_VECTOR_STEPS)), min_size=1, max_size=3),
+       seed=hs.integers(0, 2**16))
+def test_random_vector_programs_evaluate_to_the_entrywise_results(steps, seed):
+    rng = np.random.default_rng(seed)
+    Av, cv, xv = rng.normal(size=(3, 3)) / 2, rng.normal(size=3), rng.normal(size=3) / 2
+    A, c, x = st.constant(Av, name="A"), st.constant(cv, name="c"), st.Variable(xv, name="x")
+    with st.GradientTape(persistent=True) as tape:
+        v = x
+        for step in steps:
+            v = _VECTOR_STEPS[step](v, A, c)
+        f = st.reduce_sum(v * c)
+    values = {"A": Av, "c": cv, "x": xv}
+    for result in (f, tape.gradient(f, x), tape.jacobian(v, x), tape.hessian(f, x)):
+        if result is None:  # f linear in x: no Hessian
+            continue
+        got = evaluate(result.matrix_expr, values).reshape(result.shape)
+        np.testing.assert_allclose(got, result.numpy(), rtol=1e-10, atol=1e-12)
