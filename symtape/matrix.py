@@ -93,7 +93,9 @@ class Diag(DiagMatrix):
     """
 
     def doit(self, **hints):
-        out = super().doit(**hints)
+        # DiagMatrix.doit does not evaluate its vector: do, so explicit data give a matrix
+        vector = self.args[0].doit(**hints) if hints.get("deep", True) else self.args[0]
+        out = DiagMatrix(vector).doit(**hints)
         return Diag(out.args[0]) if type(out) is DiagMatrix else out
 
     def _latex(self, printer, exp=None):
@@ -211,6 +213,8 @@ def matmul(*items):
     kept: list = []
     for f in factors:
         kept = _append_factor(kept, f)
+    coeff = coeff * sympy.Mul(*[k for k in kept if not _is_matrix(k)])  # 1ᵀ1 = n
+    kept = [k for k in kept if _is_matrix(k)]
     if not kept:
         kept = [Identity(rows)] if rows == cols else [Ones(rows, cols)]
     if coeff == 1:
@@ -229,8 +233,9 @@ def _append_factor(kept: list, f) -> list:
             return kept[:-1] + [Diag(hadamard(_column(f.args[0]), _column(last.args[0])))]
         if isinstance(last, OneMatrix) and isinstance(f, OneMatrix):
             inner = last.shape[1]
-            merged = MatMul(inner, Ones(last.shape[0], f.shape[1]))
-            return kept[:-1] + [merged] if merged.shape != (1, 1) else kept[:-1] + [inner]
+            ones = Ones(last.shape[0], f.shape[1])  # 1 1ᵀ: a matrix of ones, times the length
+            return kept[:-1] + ([inner] if inner != 1 else []) + ([ones] if ones.shape != (1, 1)
+                                                                 else [])
     if isinstance(f, MatMul):  # a merged number: keep the product flat
         for g in f.args:
             kept = _append_factor(kept, g) if _is_matrix(g) else kept + [g]

@@ -443,3 +443,34 @@ def test_random_vector_programs_evaluate_to_the_entrywise_results(steps, seed):
             continue
         got = evaluate(result.matrix_expr, values).reshape(result.shape)
         np.testing.assert_allclose(got, result.numpy(), rtol=1e-10, atol=1e-12)
+
+
+_MATRIX_STEPS = {
+    "tanh": lambda M, B: st.tanh(M),
+    "exp": lambda M, B: st.exp(M * 0.3),
+    "square": lambda M, B: st.square(M),
+    "B @": lambda M, B: B @ M,
+    "@ B": lambda M, B: M @ B,
+    "* B": lambda M, B: M * B,
+    "+ B.T @ B": lambda M, B: M + st.transpose(B) @ B,
+    "sum rows": lambda M, B: M * st.reduce_sum(M, axis=0),
+    "* mean": lambda M, B: M * st.reduce_mean(M),
+}
+
+
+@settings(max_examples=10, deadline=None)
+@given(steps=hs.lists(hs.sampled_from(sorted(_MATRIX_STEPS)), min_size=1, max_size=3),
+       seed=hs.integers(0, 2**16))
+def test_random_matrix_programs_evaluate_to_the_entrywise_results(steps, seed):
+    rng = np.random.default_rng(seed)
+    Bv, Wv = rng.normal(size=(3, 3)) / 2, rng.normal(size=(3, 3)) / 2
+    B, W = st.constant(Bv, name="B"), st.Variable(Wv, name="W")
+    with st.GradientTape() as tape:
+        M = W
+        for step in steps:
+            M = _MATRIX_STEPS[step](M, B)
+        f = st.reduce_sum(M * B)
+    values = {"B": Bv, "W": Wv}
+    for result in (f, tape.gradient(f, W)):
+        got = evaluate(result.matrix_expr, values).reshape(result.shape)
+        np.testing.assert_allclose(got, result.numpy(), rtol=1e-10, atol=1e-12)
