@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from symtape import accumulate, dtypes, nest
+from symtape import accumulate, dtypes, matrix, nest
 from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
 from symtape.backends import array_module, gpu_device_of
 from symtape.symbolic import AutoName, check_unambiguous, factored
@@ -240,10 +240,11 @@ class GradientTape(metaclass=_TapeClass):
         flat, rebuild = nest.flatten(sources)
         srcs = _sources(flat)
         seeds = _output_gradients(output_gradients, targets)
+        seed_row = lambda A: [A.seed(t.shape, t.dtype, tensor=s)  # noqa: E731
+                              for t, s in zip(targets, seeds)]
         results = self._differentiate(
-            targets, srcs, [lambda A: [A.seed(t.shape, t.dtype, tensor=s) for t, s in
-                                       zip(targets, seeds)]],
-            lambda A, rows, src: rows[0], also_read=[s for s in seeds if s is not None])
+            targets, srcs, [seed_row], lambda A, rows, src: rows[0],
+            also_read=[s for s in seeds if s is not None], matrix_form=("gradient", seed_row))
         return rebuild(_finish(results, srcs, policy, lambda src: src.shape))
 
     def jacobian(self, target, sources,
@@ -274,7 +275,7 @@ class GradientTape(metaclass=_TapeClass):
             values = [v if v is not None else A.zeros(src.shape, src.dtype) for v in values]
             return A.reshape(A.stack(values), shape=tgt.shape + src.shape)
 
-        results = self._differentiate([tgt], srcs, rows, assemble)
+        results = self._differentiate([tgt], srcs, rows, assemble, matrix_form=("jacobian",))
         shape_of = lambda src: tgt.shape + src.shape  # noqa: E731
         return rebuild(_empty_if_no_entries(_finish(results, srcs, policy, shape_of), srcs,
                                             shape_of))
@@ -367,7 +368,8 @@ class GradientTape(metaclass=_TapeClass):
         self._used = True
 
     def _differentiate(self, targets: list[Tensor], sources: list, seed_rows: list[Callable],
-                       assemble: Callable, also_read: Sequence[Tensor] = ()) -> list[Tensor | None]:
+                       assemble: Callable, also_read: Sequence[Tensor] = (),
+                       matrix_form: tuple = (None,)) -> list[Tensor | None]:
         """Run one sweep per seed row, and assemble each source's rows into a result.
 
         Numerically when no other tape records these nodes or ``also_read`` (Tensors the
@@ -394,9 +396,9 @@ class GradientTape(metaclass=_TapeClass):
         with gpu_device_of(target_values):  # the sweep runs where the targets live
             values = run(numeric_algebra(array_module(*target_values)))
         closed_forms = _Once(lambda: _factored(run, SYMBOLIC, targets))
-        return [None if v is None else
-                Tensor(_owned(v), thunk=functools.partial(closed_forms.item, i))
-                for i, v in enumerate(values)]
+        matrix_forms = matrix.DerivedForms(p, sources, *matrix_form)  # .matrix_expr, when asked
+        return [None if v is None else Tensor(_owned(v), thunk=matrix_forms.thunk(
+                    functools.partial(closed_forms.item, i), i)) for i, v in enumerate(values)]
 
 
 def _factored(run: Callable, algebra, targets: list[Tensor]):

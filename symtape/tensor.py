@@ -273,6 +273,34 @@ class Tensor(_Operators):
 
         return symbolic.expr_of(self)
 
+    @property
+    def matrix_expr(self) -> sympy.Basic:
+        """The value as a SymPy matrix expression, written as a person would (``2*A.T*(A*x - b)``).
+
+        ``MatrixSymbol``s are named after the Variables and named constants (unnamed array
+        constants get automatic names ``C1``, ``C2``, ...); a vector of length n is an n x 1
+        matrix, a scalar a SymPy scalar. Works for values and for the results of
+        ``tape.gradient``, ``tape.jacobian`` and ``tape.hessian``. Ops with no matrix form
+        (indexing, reshapes, ``where``, ...) raise ``symtape.matrix.MatrixFormError`` (a
+        ``ValueError``) naming the op; ``.expr`` always exists. See :mod:`symtape.matrix`.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> A = st.constant([[2.0, 1.0], [1.0, 3.0]], name="A")
+        >>> b = st.constant([1.0, 0.0], name="b")
+        >>> x = st.Variable([0.5, 0.5], name="x")
+        >>> with st.GradientTape() as tape:
+        ...     loss = st.reduce_sum(st.square(A @ x - b))
+        >>> loss.matrix_expr  # a scalar: the one entry of a 1x1 product
+        ((A*x - b).T*(A*x - b))
+        >>> tape.gradient(loss, x).matrix_expr
+        2*A.T*(A*x - b)
+        """
+        from symtape import matrix
+
+        return matrix.matrix_expr_of(self)
+
     def __repr__(self) -> str:
         return f"<st.Tensor: shape={self.shape}, dtype={self.dtype}, numpy={_short(self._value)}>"
 
@@ -442,6 +470,18 @@ class Variable(_Operators):
         [x[0], x[1]]
         """
         return self._read().expr
+
+    @property
+    def matrix_expr(self) -> sympy.Basic:
+        """The Variable as a ``MatrixSymbol`` (n x 1 for a vector; a ``Symbol`` for a scalar).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> st.Variable([[0.0, 0.0]], name="W").matrix_expr.shape
+        (1, 2)
+        """
+        return self._read().matrix_expr
 
     # -- writing: validate first, then swap the array, so a failed assign changes nothing
     def assign(self, value, read_value: bool = True):
@@ -672,6 +712,12 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
         if t._symbolic:
             break
     else:
+        if any(t._name is not None or t._prim is not None for t in inputs):
+            # a constant computed from named ones (A.T, a vector's reshape) keeps where it came
+            # from, for .matrix_expr; it stays a constant (not symbolic, never recorded)
+            out = Tensor(value, prim, inputs, params)
+            out._symbolic = False
+            return out
         return Tensor(value)
     out = Tensor(value, prim, inputs, params)
     for tape in ACTIVE_TAPES.get():

@@ -14,7 +14,8 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 # what the table must show: symtape's own row (ratio 1) in the comparison, times in the other
 @pytest.mark.parametrize("script, shows", [("bench_compare.py", "symtape     "),
                                            ("bench_compile.py", "ms"),
-                                           ("bench_dask.py", "LocalCluster")])
+                                           ("bench_dask.py", "LocalCluster"),
+                                           ("bench_matrix.py", "x.T S x: Hessian")])
 def test_benchmark_runs_quick(script, shows):
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
                             capture_output=True, text=True, timeout=300, check=False)
