@@ -101,6 +101,11 @@ def _printer_class(base):
             if expr.exp == 2 and expr.base.is_Symbol:
                 base = self._print(expr.base)
                 return f"({base}*{base})"
+            if not (expr.exp.is_Integer or expr.exp in (sympy.S.Half, -sympy.S.Half)):
+                # Python's float ** gives a complex number for a negative base (abs() of it
+                # is then a wrong real); NumPy's power gives nan, on floats and arrays alike
+                power = self._module_format(self._module + ".power")
+                return f"{power}({self._print(expr.base)}, {self._print(expr.exp)})"
             return super()._print_Pow(expr, rational=rational)
 
         def _print_Piecewise(self, expr):
@@ -572,7 +577,12 @@ class Kernel:
             except (ArithmeticError, ValueError, TypeError):
                 pass
         batch = self._batch_shape(values)
-        outputs = self._assemble(xp, batch, self._function(*values))
+        try:
+            flat = self._function(*values)
+        except ArithmeticError:  # a Python number raised (1/0.0) where NumPy gives inf/nan
+            flat = self._function(*[xp.asarray(v) if isinstance(v, (int, float)) else v
+                                    for v in values])
+        outputs = self._assemble(xp, batch, flat)
         return tuple(outputs) if self._as_tuple else outputs[0]
 
     def _plain_float64(self, values) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["flatten"]
+__all__ = ["flatten", "builder"]
 
 
 def flatten(structure: Any) -> tuple[list, Callable[[list], Any]]:
@@ -42,3 +42,32 @@ def _fill(template, values):
     if kind is dict:
         return {k: _fill(t, values) for k, t in children}
     return kind(_fill(t, values) for t in children)
+
+
+def builder(structure: Any) -> Callable[[list], Any]:
+    """A function that builds ``structure``'s shape from a list of leaves, made once: what
+    ``flatten``'s rebuild does, at a fraction of the cost, for structures rebuilt on every
+    call (a compiled function's outputs).
+
+    Examples
+    --------
+    >>> build = builder((1, [2, 3], {"a": 4}))
+    >>> build(["p", "q", "r", "s"])
+    ('p', ['q', 'r'], {'a': 's'})
+    """
+    leaves: list = []
+    return _builder(_collect(structure, leaves), iter(range(len(leaves))))
+
+
+def _builder(template, positions) -> Callable[[list], Any]:
+    if template is _LEAF:
+        i = next(positions)
+        return lambda values: values[i]
+    kind, children = template
+    if kind is dict:
+        items = [(k, _builder(t, positions)) for k, t in children]
+        return lambda values: {k: build(values) for k, build in items}
+    parts = [_builder(t, positions) for t in children]
+    if kind is tuple:
+        return lambda values: tuple([build(values) for build in parts])
+    return lambda values: kind([build(values) for build in parts])

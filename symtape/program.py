@@ -687,6 +687,17 @@ class Program:
     def __call__(self, values: list) -> list:
         return run_kernel(self, self._function, values, [v._value for v in self.variables])
 
+    def call_exact(self, values: list) -> list:
+        """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
+        find, no device to choose (the compiled functions' fast path)."""
+        out = []
+        results = call_with_numpy_arithmetic(self._function, values,
+                                             [v._value for v in self.variables])
+        for value, shape, dtype in zip(results, self.output_shapes, self.output_dtypes):
+            value = np.asarray(value, dtype)  # an array of the right dtype passes as it is
+            out.append(value if value.shape == shape else np.array(np.broadcast_to(value, shape)))
+        return out
+
     def portable(self) -> "PortableProgram":
         """This kernel without the trace: picklable (its source and namespace), for workers."""
         if self._portable is None:  # one per program: its digest is computed once
@@ -741,7 +752,17 @@ def run_kernel(program, function: Callable, values: list, variables: list) -> li
 def run_kernel_here(program, function: Callable, values: list, variables: list) -> list:
     """``function`` called on the current device, its outputs finished."""
     return finish_outputs(program, Program.batch_shape(program, values),
-                          function(values, variables))
+                          call_with_numpy_arithmetic(function, values, variables))
+
+
+def call_with_numpy_arithmetic(function: Callable, values: list, variables: list):
+    """``function(values, variables)``, with NumPy's arithmetic for Python floats too:
+    where Python raises (``1/0.0``, overflow) the call runs again on NumPy scalars, which
+    give inf or nan as the eager ops and batched calls do."""
+    try:
+        return function(values, variables)
+    except ArithmeticError:
+        return function([np.float64(v) if type(v) is float else v for v in values], variables)
 
 
 def finish_outputs(program, batch: tuple, results) -> list:

@@ -364,3 +364,15 @@ def test_a_piecewise_branch_shared_by_two_outputs_compiles():
         square = value**2 if value > 0 else None
         expected = [(square or 0.0) * math.sin(value), 2 * square if square else 1.0]
         np.testing.assert_allclose(kernel(value), expected, rtol=1e-15)
+
+
+def test_kernels_give_numpys_arithmetic_at_a_float_point():
+    """At a float64 point the kernel runs on Python floats; where Python raises or goes
+    complex, the result is NumPy's, as on arrays."""
+    x = sympy.Symbol("x", real=True)
+    root = st.compile(sympy.Abs(x ** sympy.Rational(1, 3)), [x])
+    inverse = st.compile(1 / x, [x])
+    with np.errstate(all="ignore"):
+        assert np.isnan(root(-8.0)) and np.isnan(root(np.array([-8.0]))[0])
+        assert float(inverse(0.0)) == np.inf
+        assert float(root(8.0)) == pytest.approx(2.0, rel=1e-15)

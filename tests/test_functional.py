@@ -1043,3 +1043,53 @@ def test_indexing_with_a_traced_argument_says_to_close_over_the_index():
         st.grad(lambda x, i: st.reduce_sum(x[i] ** 2))(np.ones(3), index)
     closed_over = st.grad(lambda x: st.reduce_sum(x[index] ** 2))
     np.testing.assert_array_equal(closed_over(np.array([1.0, 2.0, 3.0])), [2.0, 0.0, 6.0])
+
+
+# ---------------------------------------------------------------- calls with Python floats
+
+
+def test_a_repeated_call_of_plain_floats_gives_numpys_arithmetic():
+    """The first call runs eagerly (NumPy), later ones the kernel on Python floats: 1/0.0
+    must give inf on both, not ZeroDivisionError on the second."""
+    g = st.grad(lambda x: 1 / x)
+    with np.errstate(divide="ignore"):
+        assert [float(g(0.0)) for _ in range(3)] == [-np.inf] * 3
+    f = st.function(lambda x: 2 / x)
+    with np.errstate(divide="ignore"):
+        assert [float(f(0.0)) for _ in range(3)] == [np.inf] * 3
+
+
+@pytest.mark.parametrize("exponent", [1 / 3, 0.5, 2.5])
+def test_a_negative_base_to_a_fractional_power_is_nan_on_every_call(exponent):
+    """Python's float ** gives a complex number there, and abs() of it a wrong real."""
+    f = st.function(lambda x, y: st.abs(x ** y))
+    with np.errstate(invalid="ignore"):
+        values = [float(f(-8.0, exponent)) for _ in range(3)]
+        batched = st.vmap(f, in_axes=(0, None))(np.array([-8.0, 8.0]), exponent)
+    assert all(np.isnan(values))
+    assert np.isnan(batched[0]) and batched[1] == pytest.approx(8.0 ** exponent, rel=1e-15)
+
+
+def test_the_fast_path_reads_closed_over_variables_and_records_inside_tapes():
+    w = st.Variable(2.0, name="w")
+    f = st.function(lambda x: w * x ** 2)
+    assert float(f(3.0)) == 18.0 and float(f(3.0)) == 18.0  # traced, then the fast path
+    w.assign(5.0)
+    assert float(f(3.0)) == 45.0
+    x = st.Variable(3.0, name="x")
+    with st.GradientTape() as tape:
+        y = f(x.read_value() * 1.0)
+    assert float(tape.gradient(y, x)) == 30.0  # 2 w x, recorded through the eager run
+    with st.GradientTape() as tape:
+        tape.watch(w)
+        z = f(3.0)  # plain floats inside a recording tape: run eagerly, so recorded
+    assert float(tape.gradient(z, w)) == 9.0
+
+
+def test_the_fast_path_keeps_float32_and_array_signatures_apart():
+    f = st.function(lambda x: st.reduce_sum(x * x))
+    assert float(f(np.array([1.0, 2.0]))) == 5.0
+    assert f(np.array([1.0, 2.0], dtype=np.float32)).dtype == st.float32
+    assert float(f(np.array([1.0, 2.0, 3.0]))) == 14.0  # a new shape is a new trace
+    assert float(f(2.0)) == 4.0
+    assert float(f(np.array([1.0, 2.0]))) == 5.0
