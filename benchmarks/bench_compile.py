@@ -112,6 +112,86 @@ def bench_batch(points: int, repeat: int, rows: list) -> None:
                  "<= 1x"))
 
 
+def small_f(x, y):
+    """The small two-argument function of the per-call rows."""
+    return st.exp(-x * y) * st.sin(x) + x ** 2 * st.log(1 + y ** 2)
+
+
+def bench_call_overhead(repeat: int, rows: list) -> None:
+    """One call of st.value_and_grad at a repeated scalar signature, against lambdify(math),
+    CasADi and JAX's jit where installed (per-call overhead, not arithmetic)."""
+    x, y = sympy.symbols("x y", real=True)
+    expr = sympy.exp(-x * y) * sympy.sin(x) + x ** 2 * sympy.log(1 + y ** 2)
+    reference = [expr, sympy.diff(expr, x), sympy.diff(expr, y)]
+    by_lambdify = sympy.lambdify([x, y], reference, modules="math", cse=True)
+    vg = st.value_and_grad(small_f, argnums=(0, 1))
+    value, (dx, dy) = vg(0.3, 0.7)
+    assert np.allclose([value, dx, dy], by_lambdify(0.3, 0.7), rtol=1e-14)
+    n = 2000 * repeat
+    ours = best_of(lambda: vg(0.3, 0.7), 5, number=n)
+    rows.append(("small f(x, y): value + gradient per call vs lambdify(math)", ours,
+                 best_of(lambda: by_lambdify(0.3, 0.7), 5, number=n), "<= 3 us a call"))
+    for name, make in (("CasADi", _casadi_small), ("JAX jit", _jax_small)):
+        try:
+            theirs = make()
+        except ImportError:
+            rows.append((f"small f(x, y): value + gradient vs {name} (not installed)", ours, None, "-"))
+            continue
+        assert np.allclose(_flat(theirs(0.3, 0.7)), by_lambdify(0.3, 0.7), rtol=1e-12)
+        rows.append((f"small f(x, y): value + gradient per call vs {name}", ours,
+                     best_of(lambda: theirs(0.3, 0.7), 5, number=n // 4), "< 1x"))
+
+
+def _flat(result) -> np.ndarray:
+    """Every number in a nested result (tuples of arrays, CasADi matrices), in order."""
+    if isinstance(result, (tuple, list)):
+        return np.concatenate([_flat(part) for part in result])
+    return np.ravel(np.asarray(result, dtype=float))
+
+
+def _casadi_small():
+    import casadi as ca
+
+    x, y = ca.SX.sym("x"), ca.SX.sym("y")
+    f = ca.exp(-x * y) * ca.sin(x) + x ** 2 * ca.log(1 + y ** 2)
+    return ca.Function("vg", [x, y], [f, ca.gradient(f, ca.vertcat(x, y))])
+
+
+def _jax_small():
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    vg = jax.jit(jax.value_and_grad(
+        lambda x, y: jnp.exp(-x * y) * jnp.sin(x) + x ** 2 * jnp.log(1 + y ** 2), argnums=(0, 1)))
+    vg(0.3, 0.7)
+    return lambda a, b: jax.block_until_ready(vg(a, b))
+
+
+def bench_many_variables(n: int, repeat: int, rows: list) -> None:
+    """An st.function returning the gradient of Rosenbrock over n scalar Variables (the
+    tutorials' style: a tape inside), against lambdify(cse=True) of the same gradient."""
+    x0 = point(n)
+    xs = [st.Variable(v, name=f"x{i}") for i, v in enumerate(x0)]
+
+    @st.function
+    def gradient():
+        with st.GradientTape() as tape:
+            f = rosen_scalar(xs)
+        return tape.gradient(f, xs)
+
+    assert np.allclose([g.numpy() for g in gradient()], rosen_der(x0))
+    symbols = sympy.symbols(f"x0:{n}", real=True)
+    with st.GradientTape() as tape:
+        f = rosen_scalar(xs)
+    exprs = [g.expr for g in tape.gradient(f, xs)]
+    by_lambdify = sympy.lambdify([symbols], exprs, cse=True)
+    assert np.allclose(by_lambdify(x0), rosen_der(x0))
+    rows.append((f"{n} scalar Variables: st.function gradient per call vs lambdify(cse=True)",
+                 best_of(gradient, repeat * 4), best_of(lambda: by_lambdify(x0), repeat * 4),
+                 "<= 0.5x"))
+
+
 def bench_cache(repeat: int, rows: list) -> None:
     def first():
         st.clear_kernel_cache()
@@ -181,6 +261,8 @@ def main() -> None:
     bench_sparse_vector(200 if quick else 2000, args.repeat, rows)
     bench_batch(10_000 if quick else 1_000_000, args.repeat, rows)
     bench_cache(args.repeat, rows)
+    bench_call_overhead(args.repeat, rows)
+    bench_many_variables(100 if quick else 1000, args.repeat, rows)
     if args.gpu:
         bench_gpu(10_000 if quick else 1_000_000, args.repeat, rows)
     print_table(rows)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 
 
-def best_of(fn, repeat: int, setup=None) -> float:
-    """The fastest of ``repeat`` timed calls of ``fn`` (``setup`` runs untimed before each)."""
+def best_of(fn, repeat: int, setup=None, number: int = 1) -> float:
+    """The fastest of ``repeat`` timings of ``fn`` (``setup`` runs untimed before each);
+    with ``number``, each timing is the mean of that many calls in a loop (for calls of
+    microseconds, where the clock's own cost would show)."""
     times = []
     for _ in range(repeat):
         if setup is not None:
             setup()
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
     return min(times)
 
 
@@ -23,8 +26,8 @@ def print_table(rows: list) -> None:
     print(f"{'case':<{width}} {'symtape':>10} {'baseline':>10} {'ratio':>8}  target")
     for name, ours, theirs, target in rows:
         ratio = f"{ours / theirs:8.2f}" if theirs else "       -"
-        base = f"{theirs * 1e3:8.3f}ms" if theirs else "         -"
-        print(f"{name:<{width}} {ours * 1e3:8.3f}ms {base} {ratio}  {target}")
+        base = format_seconds(theirs) if theirs else "-"
+        print(f"{name:<{width}} {format_seconds(ours):>10} {base:>10} {ratio}  {target}")
 
 
 def format_seconds(seconds: float | None) -> str:

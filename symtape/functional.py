@@ -213,7 +213,8 @@ class ConcreteFunction:
     def run_plain(self, args: tuple):
         """The call's fast path: ``args`` are Python floats and host arrays of exactly the
         traced signature (see :func:`_plain_key`), so there is nothing to flatten or check."""
-        return self._finish(self._program.call_exact(list(args)), self._function._wrap, True)
+        wrap = self._function._wrap
+        return self._finish(self._program.call_exact(list(args), scalars=wrap), wrap, True)
 
     def _finish(self, results: list, wrap: bool, host: bool):
         """Assign the Variables the function assigns, and return the outputs as traced (a
@@ -223,9 +224,15 @@ class ConcreteFunction:
             value = value.astype(variable.dtype) if value.dtype != variable.dtype else value
             variable._value = value[()] if value.ndim == 0 else value
             variable._read_cache = None
+        values = results[:n]
+        if wrap:
+            values = [Tensor(v[()] if host and type(v) is np.ndarray and v.ndim == 0 else v)
+                      for v in values]
+        if len(values) == len(self._static):  # every output is a Tensor: no static leaves
+            return self._rebuild(values)
         out = list(self._static)
-        for i, value in zip(self._positions, results[:n]):
-            out[i] = Tensor(value[()] if host and value.ndim == 0 else value) if wrap else value
+        for i, value in zip(self._positions, values):
+            out[i] = value
         return self._rebuild(out)
 
 

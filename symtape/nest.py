@@ -51,9 +51,9 @@ def builder(structure: Any) -> Callable[[list], Any]:
 
     Examples
     --------
-    >>> build = builder((1, [2, 3], {"a": 4}))
+    >>> build = builder((1, [2, 3], {"a": 4}, ()))
     >>> build(["p", "q", "r", "s"])
-    ('p', ['q', 'r'], {'a': 's'})
+    ('p', ['q', 'r'], {'a': 's'}, ())
     """
     leaves: list = []
     return _builder(_collect(structure, leaves), iter(range(len(leaves))))
@@ -67,6 +67,12 @@ def _builder(template, positions) -> Callable[[list], Any]:
     if kind is dict:
         items = [(k, _builder(t, positions)) for k, t in children]
         return lambda values: {k: build(values) for k, build in items}
+    if all(t is _LEAF for t in children):  # a flat list or tuple (of many outputs, often)
+        start = next(positions, 0) if children else 0
+        for _ in children[1:]:
+            next(positions)
+        stop = start + len(children)
+        return lambda values: kind(values[start:stop])
     parts = [_builder(t, positions) for t in children]
     if kind is tuple:
         return lambda values: tuple([build(values) for build in parts])

@@ -680,6 +680,10 @@ class Program:
         self.argument_shapes = [tuple(np.shape(p._value)) for p in arguments]
         self.output_shapes = [tuple(np.shape(t._value)) for t in graph.outputs]
         self.output_dtypes = [_dtype_of(t._value) for t in graph.outputs]
+        # scalar float64 Variables are read as Python floats: the kernel's scalar arithmetic
+        # runs about twice as fast on them (and call_with_numpy_arithmetic keeps NumPy's rules)
+        self._floats_read = bool(self.variables) and all(
+            np.ndim(v._value) == 0 and _dtype_of(v._value) == np.float64 for v in self.variables)
         self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: _generate(graph, backend))
         self._portable = None
@@ -687,13 +691,19 @@ class Program:
     def __call__(self, values: list) -> list:
         return run_kernel(self, self._function, values, [v._value for v in self.variables])
 
-    def call_exact(self, values: list) -> list:
+    def call_exact(self, values: list, scalars: bool = False) -> list:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
-        find, no device to choose (the compiled functions' fast path)."""
+        find, no device to choose (the compiled functions' fast path). With ``scalars``,
+        outputs of shape () come as NumPy scalars rather than 0-d arrays."""
+        variables = [v._value for v in self.variables]
+        if self._floats_read:
+            variables = list(map(float, variables))
         out = []
-        results = call_with_numpy_arithmetic(self._function, values,
-                                             [v._value for v in self.variables])
+        results = call_with_numpy_arithmetic(self._function, values, variables)
         for value, shape, dtype in zip(results, self.output_shapes, self.output_dtypes):
+            if scalars and not shape:
+                out.append(dtype.type(value))
+                continue
             value = np.asarray(value, dtype)  # an array of the right dtype passes as it is
             out.append(value if value.shape == shape else np.array(np.broadcast_to(value, shape)))
         return out
@@ -762,7 +772,8 @@ def call_with_numpy_arithmetic(function: Callable, values: list, variables: list
     try:
         return function(values, variables)
     except ArithmeticError:
-        return function([np.float64(v) if type(v) is float else v for v in values], variables)
+        return function(*[[np.float64(v) if type(v) is float else v for v in part]
+                          for part in (values, variables)])
 
 
 def finish_outputs(program, batch: tuple, results) -> list:
