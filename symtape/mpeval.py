@@ -19,6 +19,7 @@ import mpmath
 import sympy
 
 from symtape.objarrays import as_sympy
+from symtape.symbolic import bottom_up
 
 __all__ = ["evaluate", "distinct_nodes", "MAX_EXPONENT"]
 
@@ -182,22 +183,16 @@ def evaluate(exprs: Iterable[sympy.Basic], point: dict, digits: int = 30) -> lis
     values: dict = {symbol: _atom(ctx, as_sympy(value)) for symbol, value in point.items()}
     results = []
     for root in exprs:
-        stack = [(root, False)]
-        while stack:
-            expr, ready = stack.pop()
-            if expr in values:
-                continue
-            if expr.args and not ready:
-                stack.append((expr, True))
-                stack.extend((a, False) for a in expr.args if a not in values)
-                continue
-            try:
-                values[expr] = _bounded(ctx, _node(ctx, expr, [values[a] for a in expr.args])
-                                        if expr.args else _atom(ctx, expr))
-            except (ArithmeticError, ValueError, TypeError, AttributeError):  # 1/0, log(0)
-                values[expr] = ctx.nan
-        results.append(_python(ctx, values[root], digits))
+        value = bottom_up(root, values, lambda expr, args: _value_of(ctx, expr, args))
+        results.append(_python(ctx, value, digits))
     return results
+
+
+def _value_of(ctx, expr: sympy.Basic, args: list):
+    try:
+        return _bounded(ctx, _node(ctx, expr, args) if expr.args else _atom(ctx, expr))
+    except (ArithmeticError, ValueError, TypeError, AttributeError):  # 1/0, log(0)
+        return ctx.nan
 
 
 def _python(ctx, value, digits: int):

@@ -38,6 +38,7 @@ import sympy
 
 from symtape.objarrays import as_sympy
 from symtape.primitives import REGISTRY
+from symtape.symbolic import bottom_up
 
 __all__ = ["ParseError", "parse", "FUNCTIONS", "parse_symbol", "name_problem", "substitute"]
 
@@ -432,20 +433,8 @@ def substitute(expr: sympy.Basic, point: dict) -> sympy.Basic:
     OverflowError: 3**10000000000 is too large to compute exactly
     """
     point = {symbol: as_sympy(value) for symbol, value in point.items()}
-    done: dict = {}
-    stack = [(expr, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in done:
-            continue
-        if node.args and not ready:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in done)
-            continue
-        args = [done[a] for a in node.args]
-        done[node] = point.get(node, node) if not node.args else (
-            node if args == list(node.args) else _rebuilt(node, args))
-    return done[expr]
+    return bottom_up(expr, {}, lambda node, args: point.get(node, node) if not node.args else (
+        node if args == list(node.args) else _rebuilt(node, args)))
 
 
 def _rebuilt(node: sympy.Basic, args: list) -> sympy.Basic:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import sympy
@@ -20,7 +20,7 @@ from sympy.core.parameters import distribute
 from symtape import objarrays
 
 __all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
-           "AutoName", "check_unambiguous"]
+           "AutoName", "check_unambiguous", "bottom_up"]
 
 _SUMS = ("add", "sub")
 
@@ -43,6 +43,31 @@ class _AutoSymbol(sympy.Dummy):
 
     def _sympystr(self, printer) -> str:
         return self.name
+
+
+def bottom_up(root: sympy.Basic, done: dict, value_of: Callable) -> Any:
+    """Give each distinct node of ``root``'s tree a value, arguments first, without
+    recursion (trees may nest thousands deep): ``done`` maps nodes to values (known ones
+    given, and kept), ``value_of(node, argument_values)`` makes the rest.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x = sympy.Symbol("x")
+    >>> bottom_up(sympy.sin(x) + x, {x: 2}, lambda node, args: (type(node).__name__, args))
+    ('Add', [2, ('sin', [2])])
+    """
+    stack = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in done:
+            continue
+        if node.args and not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in done)
+            continue
+        done[node] = value_of(node, [done[a] for a in node.args])
+    return done[root]
 
 
 def symbols_for(name: str, shape: tuple[int, ...]):
