@@ -210,6 +210,11 @@ class ConcreteFunction:
         results = self._program(values)
         return self._finish(results, wrap, self._program.backend == "numpy")
 
+    def run_mapped(self, leaves: list):
+        """The kernel on the flattened arguments, some with leading batch axes (what
+        ``st.vmap`` runs once it has the trace at the point shape)."""
+        return self._run(leaves, self._function._wrap, mapped=True)
+
     def run_plain(self, args: tuple):
         """The call's fast path: ``args`` are Python floats and host arrays of exactly the
         traced signature (see :func:`_plain_key`), so there is nothing to flatten or check."""
@@ -334,7 +339,7 @@ class Function:
             from symtape import chunked
 
             return chunked.call_mapped(concrete, leaves)
-        return concrete._run(_placed(leaves), self._wrap, mapped=True)
+        return concrete.run_mapped(_placed(leaves))
 
     def __get__(self, instance, owner=None):
         """As a method: ``self`` is a static argument (one trace per instance)."""

@@ -25,7 +25,6 @@ from symtape.backends import array_module, default_array_module
 from symtape.compile import any_dask_array
 from symtape.symbolic import factored, symbolic_value
 from symtape.tensor import Tensor
-from symtape.vmap import vmap
 
 __all__ = ["SparseHessian"]
 
@@ -100,9 +99,10 @@ class _Built:
         # one trace of one product (zero seeds); its inner gradient, a graph, gives the pattern
         xp = _array_module_of(leaves)
         zeros = [xp.zeros(shape, dtype) for shape, dtype in zip(self._shapes, self._dtypes)]
-        self._product.get_concrete_function(*args, zeros)
-        # one kernel call over a batch of seeds (a row per colour), traced at one seed above
-        self._products = vmap(self._product, in_axes=(None,) * len(args) + (0,))
+        # one kernel call over a batch of seeds (a row per colour), traced at one seed here;
+        # evaluate runs it directly (what st.vmap would do, without re-reading the structure
+        # of the arguments on every call: a list of 1000 scalars is 1000 leaves)
+        self._concrete = self._product.get_concrete_function(*args, zeros)
         self._grads, self._sources = seen["grads"], seen["sources"]
         self.size = sum(int(np.prod(shape, dtype=np.int64)) for shape in self._shapes)
         self._specs = specs
@@ -135,7 +135,7 @@ class _Built:
                 block = self._seeds[:, start:start + size].reshape((self.colours,) + shape)
                 seeds.append(xp.asarray(block, dtype=dtype))  # float32 in, float32 out
                 start += size
-            products = self._products(*args, seeds)
+            products = self._concrete.run_mapped(leaves + seeds)
             flat = [xp.reshape(p, (self.colours, -1)) for p in nest.flatten(products)[0]]
             data = xp.concatenate(flat, axis=1).reshape(-1)[xp.asarray(self._take)]
             data = data.astype(self._dtypes[0], copy=False)
