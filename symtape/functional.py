@@ -155,6 +155,8 @@ class ConcreteFunction:
         self._assigned = [variable for variable, _ in trace.assigned.values()]
         news = [new for _, new in trace.assigned.values()]
         self._program = Program(placeholders, self._outputs + news, trace.aliases, backend)
+        # outputs are the kernel's results as they are: no Variables assigned, no static leaves
+        self._direct = not self._assigned and len(self._positions) == len(out_leaves)
         # every argument traced, on the host: calls can skip flattening and batch checks
         self.takes_plain = self._program.backend == "numpy" and all(s[0] == "T" for s in specs)
 
@@ -219,7 +221,10 @@ class ConcreteFunction:
         """The call's fast path: ``args`` are Python floats and host arrays of exactly the
         traced signature (see :func:`_plain_key`), so there is nothing to flatten or check."""
         wrap = self._function._wrap
-        return self._finish(self._program.call_exact(list(args), scalars=wrap), wrap, True)
+        results = self._program.call_exact(args, scalars=wrap)
+        if self._direct and not wrap:  # the common case, the transforms': arrays as they come
+            return self._rebuild(results)
+        return self._finish(results, wrap, True)
 
     def _finish(self, results: list, wrap: bool, host: bool):
         """Assign the Variables the function assigns, and return the outputs as traced (a

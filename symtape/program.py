@@ -695,7 +695,7 @@ class Program:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
         find, no device to choose (the compiled functions' fast path). With ``scalars``,
         outputs of shape () come as NumPy scalars rather than 0-d arrays."""
-        variables = [v._value for v in self.variables]
+        variables = [v._value for v in self.variables] if self.variables else []
         if self._floats_read:
             variables = list(map(float, variables))
         out = []
