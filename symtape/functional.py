@@ -308,10 +308,10 @@ class Function:
         if kwargs or CURRENT_DEVICE.get() is not CPU:
             return None
         concrete = self._by_plain_key.get(_plain_key(args))
-        return None if concrete is None or _runs_eagerly() else concrete
+        return None if concrete is None or runs_eagerly() else concrete
 
     def _call(self, args: tuple, kwargs: dict):
-        if _runs_eagerly():
+        if runs_eagerly():
             return self.python_function(*args, **kwargs)
         leaves, rebuild = nest.flatten((args, kwargs))
         if any_dask_array(leaves):
@@ -436,8 +436,19 @@ def _backend(placeholders: list[Tensor], trace: Trace) -> str:
     return "numpy" if array_module(*values) is np else "cupy"
 
 
-def _runs_eagerly() -> bool:
-    """Inside a trace or a recording tape, run the Python function so it is recorded."""
+def runs_eagerly() -> bool:
+    """Whether compiled functions run their Python function here (inside a trace or a
+    recording tape, so that what it computes is recorded) instead of their kernel.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> runs_eagerly()
+    False
+    >>> with st.GradientTape():
+    ...     runs_eagerly()
+    True
+    """
     if ACTIVE_TRACE.get() is not None:
         return True
     tapes = ACTIVE_TAPES.get()  # usually none: skip the generator (this is on every call)

@@ -25,7 +25,7 @@ import numpy as np
 from symtape import nest
 from symtape.backends import array_module
 from symtape.compile import is_dask_array
-from symtape.functional import Function, _runs_eagerly
+from symtape.functional import Function, runs_eagerly
 from symtape.tensor import Tensor, Variable
 
 __all__ = ["vmap", "Mapped"]
@@ -99,7 +99,7 @@ class Mapped:
         functools.update_wrapper(self, fun, updated=())
 
     def __call__(self, *args, **kwargs):
-        if _runs_eagerly():  # recorded: point by point, so that every op is on the tape
+        if runs_eagerly():  # recorded: point by point, so that every op is on the tape
             return self._unrolled(args, kwargs)
         count = len(nest.flatten((args, kwargs))[0])
         return self._call_mapped(args, kwargs, [False] * count, 0)
