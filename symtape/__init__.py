@@ -16,19 +16,18 @@ Examples
 """
 
 from symtape import check, config, optimize, optimizers, random
-from symtape.backends import DeviceError
+from symtape.arrays.backends import DeviceError, device
 from symtape.check import GradCheck, check_grads
-from symtape.device import device  # the function; the module stays in sys.modules
-from symtape.compile import Kernel, clear_kernel_cache, compile, kernel_cache_info
-from symtape.functional import (ConcreteFunction, Function, function, grad, hessian, jacobian,
-                                value_and_grad)
-from symtape.vmap import vmap
-from symtape.dtypes import as_dtype, bool, float16, float32, float64, int32, int64
-from symtape.ops import *  # noqa: F401,F403  (its __all__ is the list of ops)
-from symtape.ops import __all__ as _OPS
+from symtape.kernels.compile import Kernel, clear_kernel_cache, compile, kernel_cache_info
+from symtape.transforms.functional import (ConcreteFunction, Function, function, grad, hessian,
+                                           jacobian, value_and_grad)
+from symtape.transforms.vmap import vmap
+from symtape.arrays.dtypes import as_dtype, bool, float16, float32, float64, int32, int64
+from symtape.core.ops import *  # noqa: F401,F403  (its __all__ is the list of ops)
+from symtape.core.ops import __all__ as _OPS
 from symtape.parsing import ParseError, parse
-from symtape.tape import GradientTape, UnconnectedGradients
-from symtape.tensor import Tensor, Variable, constant, convert_to_tensor
+from symtape.core.tape import GradientTape, UnconnectedGradients
+from symtape.core.tensor import Tensor, Variable, constant, convert_to_tensor
 
 __version__ = "0.1.0"
 

@@ -42,15 +42,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from symtape import functional, ops
-from symtape.backends import to_host
-from symtape.compile import compile as compile_kernel
-from symtape.mpeval import distinct_nodes, evaluate
-from symtape.objarrays import as_sympy
+from symtape.transforms import functional
+from symtape.core import ops
+from symtape.arrays.backends import to_host
+from symtape.kernels.compile import compile as compile_kernel
+from symtape.core.mpeval import distinct_nodes, evaluate
+from symtape.arrays.objarrays import as_sympy
 from symtape.parsing import parse_symbol, substitute
-from symtape.sympy_ops import tensor_function
-from symtape.tape import GradientTape, UnconnectedGradients
-from symtape.tensor import Tensor, Variable, constant
+from symtape.core.sympy_ops import tensor_function
+from symtape.core.tape import GradientTape, UnconnectedGradients
+from symtape.core.tensor import Tensor, Variable, constant
 
 __all__ = ["check_grads", "GradCheck", "Entry", "ClosedForms", "closed_forms"]
 

@@ -37,8 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from symtape.backends import array_module, to_host
-from symtape.compile import is_dask_array, leading_batches
+from symtape.arrays.backends import array_module, to_host
+from symtape.kernels.compile import is_dask_array, leading_batches
 
 __all__ = ["require_dask", "call_whole", "call_mapped", "call_kernel", "chunk_sum", "kernel_cache_info"]
 
@@ -72,7 +72,7 @@ def kernel_cache_info() -> dict:
     >>> sorted(kernel_cache_info())
     ['builds', 'size']
     """
-    from symtape.compile import UNPICKLED_BUILDS, UNPICKLED_KERNELS
+    from symtape.kernels.compile import UNPICKLED_BUILDS, UNPICKLED_KERNELS
 
     return {"size": len(UNPICKLED_KERNELS), "builds": UNPICKLED_BUILDS[0]}
 
@@ -88,7 +88,7 @@ def call_whole(function, leaves: list, rebuild: Callable):
     Examples
     --------
     >>> import dask.array as da, symtape as st
-    >>> from symtape import nest
+    >>> from symtape.core import nest
     >>> f = st.function(lambda x: st.reduce_sum(x * x))
     >>> leaves, rebuild = nest.flatten(((da.arange(4.0, chunks=2),), {}))
     >>> lazy = call_whole(f, leaves, rebuild)
@@ -218,7 +218,7 @@ def chunk_sum(transform, args: tuple) -> Any:
     da = require_dask()
     import dask
 
-    from symtape import nest
+    from symtape.core import nest
 
     leaves, rebuild = nest.flatten(args)
     data = [leaf for leaf in leaves if is_dask_array(leaf)]

@@ -16,11 +16,11 @@ import numpy as np
 import sympy
 
 from symtape.check import check_grads, closed_forms
-from symtape.compile import function_source
-from symtape.objarrays import as_sympy
-from symtape.mpeval import evaluate
+from symtape.kernels.compile import function_source
+from symtape.arrays.objarrays import as_sympy
+from symtape.core.mpeval import evaluate
 from symtape.parsing import ParseError, parse, parse_symbol, substitute
-from symtape.sympy_ops import tensor_function
+from symtape.core.sympy_ops import tensor_function
 
 __all__ = ["main"]
 

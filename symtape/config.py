@@ -24,8 +24,8 @@ from typing import NamedTuple, Union
 
 import numpy as np
 
-from symtape.backends import gpu_count, gpu_errors, require_gpu
-from symtape.device import parse_device
+from symtape.arrays.backends import gpu_count, gpu_errors, require_gpu
+from symtape.arrays.device import parse_device
 
 __all__ = ["PhysicalDevice", "LogicalDevice", "list_physical_devices", "list_logical_devices",
            "set_memory_growth", "get_memory_growth", "set_memory_limit", "get_memory_limit"]

@@ -22,11 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from symtape import nest
-from symtape.backends import is_gpu_array, to_host
-from symtape.compile import any_dask_array
-from symtape.functional import Function, grad, hessian, jacobian, value_and_grad
-from symtape.ops import reduce_sum
+from symtape.core import nest
+from symtape.arrays.backends import is_gpu_array, to_host
+from symtape.kernels.compile import any_dask_array
+from symtape.transforms.functional import Function, grad, hessian, jacobian, value_and_grad
+from symtape.core.ops import reduce_sum
 
 __all__ = ["minimize", "least_squares"]
 
@@ -321,7 +321,7 @@ def _flat_objective(fun: Callable, shape: tuple) -> Callable:
         return fun
 
     def reshaped(x, *args):
-        from symtape.ops import reshape
+        from symtape.core.ops import reshape
 
         return fun(reshape(x, shape), *args)
 

@@ -31,10 +31,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from symtape import ops
-from symtape.backends import to_host
-from symtape.tape import GradientTape
-from symtape.tensor import ACTIVE_TRACE, Tensor, Variable, convert_to_tensor, on_device_of
+from symtape.core import ops
+from symtape.arrays.backends import to_host
+from symtape.core.tape import GradientTape
+from symtape.core.tensor import ACTIVE_TRACE, Tensor, Variable, convert_to_tensor, on_device_of
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "Newton"]
 
@@ -552,7 +552,7 @@ class Newton(Optimizer):
     def _compiled(self, loss, variables, sparse: bool):
         """The loss, and ``() -> (value, gradient, Hessian)`` from kernels compiled once per
         loss (a new lambda with the same code and captured objects is the same loss)."""
-        from symtape.functional import Function
+        from symtape.transforms.functional import Function
 
         closure = tuple(id(cell.cell_contents) for cell in (loss.__closure__ or ()))
         key = (getattr(loss, "__code__", loss), closure, tuple(id(v) for v in variables), sparse)
@@ -588,7 +588,7 @@ def _flat(arrays) -> np.ndarray:
 
 def _dense_derivatives(loss, variables) -> Callable:
     """``() -> (value, gradient, dense Hessian)``, flattened over ``variables``."""
-    from symtape.functional import Function
+    from symtape.transforms.functional import Function
 
     def derivatives():
         with GradientTape(persistent=True) as tape:
@@ -613,9 +613,9 @@ def _sparse_derivatives(loss, variables) -> Callable:
     values from coloured Hessian-vector products in one batched kernel call."""
     import scipy.sparse
 
-    from symtape.functional import Function
-    from symtape.sparse import hessian_pattern
-    from symtape.vmap import vmap
+    from symtape.transforms.functional import Function
+    from symtape.transforms.sparse import hessian_pattern
+    from symtape.transforms.vmap import vmap
 
     seen: dict = {}
 

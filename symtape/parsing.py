@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import sympy
 
-from symtape.objarrays import as_sympy
-from symtape.primitives import REGISTRY
-from symtape.symbolic import bottom_up
+from symtape.arrays.objarrays import as_sympy
+from symtape.core.primitives import REGISTRY
+from symtape.core.symbolic import bottom_up
 
 __all__ = ["ParseError", "parse", "FUNCTIONS", "parse_symbol", "name_problem", "substitute"]
 
@@ -420,7 +420,7 @@ def parse_symbol(name: str) -> sympy.Symbol:
 def substitute(expr: sympy.Basic, point: dict) -> sympy.Basic:
     """``expr`` with the exact numbers of ``point`` for its symbols, under the parser's
     bounds: ``x**y`` at ``x=3, y=10**10`` would make a number of 2 GB, so it raises
-    ``OverflowError`` instead (evaluate such a value numerically: :mod:`symtape.mpeval`).
+    ``OverflowError`` instead (evaluate such a value numerically: :mod:`symtape.core.mpeval`).
 
     Examples
     --------

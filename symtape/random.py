@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symtape import dtypes
-from symtape.tensor import ACTIVE_TRACE, Tensor, new_constant
+from symtape.arrays import dtypes
+from symtape.core.tensor import ACTIVE_TRACE, Tensor, new_constant
 
 __all__ = ["normal", "uniform", "set_seed"]
 

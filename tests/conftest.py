@@ -36,7 +36,7 @@ def fake_cupy(monkeypatch):
 def _usable_gpu() -> bool:
     if importlib.util.find_spec("cupy") is None:
         return False
-    from symtape.backends import gpu_count
+    from symtape.arrays.backends import gpu_count
 
     return gpu_count() > 0
 

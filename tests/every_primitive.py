@@ -4,7 +4,7 @@
 import numpy as np
 
 import symtape as st
-from symtape import nest
+from symtape.core import nest
 
 
 def scalar_mix(x, y):

@@ -314,12 +314,12 @@ def install(modules: dict[str, types.ModuleType], monkeypatch) -> None:
     the stand-ins outlives it, and the real caches come back untouched."""
     import collections
 
-    import symtape.algebra
+    import symtape.core.algebra
 
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(symtape.algebra, "_NUMERIC", {})
-    monkeypatch.setattr(sys.modules["symtape.compile"], "_cache", collections.OrderedDict())
+    monkeypatch.setattr(symtape.core.algebra, "_NUMERIC", {})
+    monkeypatch.setattr(sys.modules["symtape.kernels.compile"], "_cache", collections.OrderedDict())
 
 
 if __name__ == "__main__":  # python tests/simulated_cupy.py SCRIPT [ARGS]: SCRIPT on simulated GPUs

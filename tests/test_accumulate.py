@@ -1,7 +1,7 @@
 """The reverse sweep's plan: order, relevance, and what is left out."""
 
 import symtape as st
-from symtape import accumulate
+from symtape.core import accumulate
 
 
 def test_plan_orders_inputs_before_consumers_and_prunes_irrelevant_nodes():

@@ -4,8 +4,8 @@ import numpy as np
 import sympy
 
 import symtape as st
-from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
-from symtape.primitives import REGISTRY
+from symtape.core.algebra import SYMBOLIC, TENSOR, numeric_algebra
+from symtape.core.primitives import REGISTRY
 
 X = sympy.Symbol("x", real=True)
 

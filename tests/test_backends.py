@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import symtape as st
-from symtape.backends import (array_module, cupy_module, current_device, default_array_module,
-                              device_name, gpu_count, gpu_errors, is_gpu_array, require_gpu,
-                              to_device, translate_gpu_error)
+from symtape.arrays.backends import (array_module, cupy_module, current_device,
+                                     default_array_module, device_name, gpu_count, gpu_errors,
+                                     is_gpu_array, require_gpu, to_device, translate_gpu_error)
 
 from fake_cupy import make_fake_cupy
 

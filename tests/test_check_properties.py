@@ -18,7 +18,7 @@ from hypothesis import strategies as hs
 
 import symtape as st
 from symtape.check import closed_forms
-from symtape.sympy_ops import tensor_function
+from symtape.core.sympy_ops import tensor_function
 
 X, Y = sympy.symbols("x y", real=True)
 

@@ -127,7 +127,7 @@ def test_kernels_pickle_as_source_and_compile_once_per_process(monkeypatch):
     from symtape.chunked import kernel_cache_info
 
     # as a fresh worker has (the module: `symtape.compile` the attribute is the function)
-    monkeypatch.setattr(sys.modules["symtape.compile"], "UNPICKLED_KERNELS", {})
+    monkeypatch.setattr(sys.modules["symtape.kernels.compile"], "UNPICKLED_KERNELS", {})
 
     program = st.grad(_f).get_concrete_function(0.1, 0.2, 0.3)._program.portable()
     payload = cloudpickle.dumps(program)

@@ -6,7 +6,7 @@ import pytest
 import sympy
 
 import symtape as st
-from symtape.compile import function_source
+from symtape.kernels.compile import function_source
 
 X = sympy.Symbol("x", real=True)
 

@@ -168,7 +168,7 @@ def test_cupy_backend_without_cupy_is_a_device_error_and_cpu_still_works():
 
 def _source(outputs, inputs, backend):
     """The generated code, also for CuPy (printing needs no GPU)."""
-    from symtape.compile import _as_output, _generate, _input_layout
+    from symtape.kernels.compile import _as_output, _generate, _input_layout
 
     return _generate(_input_layout(inputs), [_as_output(outputs)], backend, True)[0]
 
@@ -228,7 +228,7 @@ def test_float_path_falls_back_where_python_raises_or_goes_complex():
 
 
 def test_shared_subexpressions_keep_every_value():
-    from symtape.compile import shared_subexpressions
+    from symtape.kernels.compile import shared_subexpressions
 
     inner = sympy.sin(x * y)
     exprs = [inner + sympy.exp(inner), (inner + 1) * sympy.exp(inner), z]
@@ -259,7 +259,7 @@ def _run_source(source: str) -> dict:
 def test_function_source_temporaries_never_overwrite_a_parameter():
     x, c0 = sympy.symbols("x _c0", real=True)
     f = c0 * sympy.sin(x) ** 2 + sympy.sin(x) ** 3
-    from symtape.compile import function_source
+    from symtape.kernels.compile import function_source
 
     source = function_source(
         {"gradient": [sympy.diff(f, x), sympy.diff(f, c0)]}, [x, c0])
@@ -271,7 +271,7 @@ def test_function_source_temporaries_never_overwrite_a_parameter():
 
 
 def test_function_source_modules_are_not_shadowed_by_parameters():
-    from symtape.compile import function_source
+    from symtape.kernels.compile import function_source
 
     numpy_, scipy_, x = sympy.symbols("numpy scipy x", real=True)
     f = numpy_ * sympy.sin(x) + scipy_ * sympy.erf(x)
@@ -291,7 +291,7 @@ def test_function_source_modules_are_not_shadowed_by_parameters():
     ("ｘ", "is read by Python as 'x'"), ("x²", "is not a Python identifier"),
 ])
 def test_function_source_refuses_parameters_python_cannot_take(name, problem):
-    from symtape.compile import function_source
+    from symtape.kernels.compile import function_source
 
     symbol = sympy.Symbol(name, real=True)
     with pytest.raises(ValueError, match=f"the parameter {name!r} {problem}"):
@@ -299,7 +299,7 @@ def test_function_source_refuses_parameters_python_cannot_take(name, problem):
 
 
 def test_function_source_refuses_two_parameters_of_one_name():
-    from symtape.compile import function_source
+    from symtape.kernels.compile import function_source
 
     real, plain = sympy.Symbol("x", real=True), sympy.Symbol("x")
     with pytest.raises(ValueError, match="two parameters are named 'x'; rename one"):

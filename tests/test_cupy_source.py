@@ -24,11 +24,11 @@ import sympy
 from every_primitive import CASES, IN_AXES, assert_same_results, call
 
 import symtape as st
-import symtape.functional
-import symtape.program
-from symtape.primitives import REGISTRY
+import symtape.transforms.functional
+import symtape.kernels.program
+from symtape.core.primitives import REGISTRY
 
-compile_module = importlib.import_module("symtape.compile")  # `symtape.compile` is st.compile
+compile_module = importlib.import_module("symtape.kernels.compile")
 
 special = pytest.importorskip("scipy.special")
 
@@ -73,8 +73,8 @@ def numpy_posing_as_cupy():
     with pytest.MonkeyPatch.context() as patch:
         simulated_cupy.install(modules, patch)
         patch.setattr(compile_module, "array_module_for", array_module_for)
-        patch.setattr(symtape.program, "array_module_for", array_module_for)
-        patch.setattr(symtape.functional, "_backend", lambda placeholders, trace: "cupy")
+        patch.setattr(symtape.kernels.program, "array_module_for", array_module_for)
+        patch.setattr(symtape.transforms.functional, "_backend", lambda placeholders, trace: "cupy")
         yield used
 
 
@@ -111,13 +111,13 @@ def test_cupy_source_computes_what_the_numpy_kernel_does(transform, case):
 
 def test_every_primitive_runs_through_the_cupy_backend(monkeypatch):
     seen = set()
-    numbered = symtape.program._numbered
+    numbered = symtape.kernels.program._numbered
 
     def recording(order, resolve, same):
         seen.update(node._prim.name for node in order if node._prim is not None)
         return numbered(order, resolve, same)
 
-    monkeypatch.setattr(symtape.program, "_numbered", recording)
+    monkeypatch.setattr(symtape.kernels.program, "_numbered", recording)
     with np.errstate(all="ignore"), numpy_posing_as_cupy():
         for transform in TRANSFORMS:
             for case in CASES:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import symtape as st
-from symtape.backends import current_device, default_array_module
-from symtape.device import CPU, DeviceSpec, parse_device
+from symtape.arrays.backends import current_device, default_array_module
+from symtape.arrays.device import CPU, DeviceSpec, parse_device
 
 from fake_cupy import make_fake_cupy
 
@@ -31,7 +31,7 @@ from fake_cupy import make_fake_cupy
 def test_accepted_spellings(name, expected):
     assert parse_device(name) == expected
     if expected.device_type == "CPU":
-        assert parse_device(name) is CPU  # _to_array's fast path tests identity
+        assert parse_device(name) is CPU  # to_array's fast path tests identity
 
 
 @pytest.mark.parametrize("name", ["/tpu:0", "banana", "", "/gpu:", "/gpu:-1", "gpu0", "/gpu:0/x"])

@@ -13,7 +13,7 @@ import sympy
 from test_examples import _load
 
 import symtape as st
-from symtape.backends import gpu_count
+from symtape.arrays.backends import gpu_count
 
 gradients = _load("gradients_and_watch")
 nested = _load("nested_tapes")

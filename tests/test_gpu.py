@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symtape as st
-from symtape.backends import gpu_count
+from symtape.arrays.backends import gpu_count
 
 
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from test_check_properties import POINTS, X, Y, _expressions
 
 import symtape as st
-from symtape import nest
-from symtape.sympy_ops import tensor_function
+from symtape.core import nest
+from symtape.core.sympy_ops import tensor_function
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sympy import DiagMatrix, HadamardProduct, Identity, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import symtape as st
-from symtape.matrix import MatrixFormError
+from symtape.core.matrix import MatrixFormError
 
 RNG = np.random.default_rng(7)
 T = sympy.Transpose

@@ -1,4 +1,4 @@
-"""symtape.mpeval: values of SymPy expressions at a point, against math and hand values."""
+"""symtape.core.mpeval: values of SymPy expressions at a point, against math and hand values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import sympy
 
-from symtape.mpeval import evaluate
+from symtape.core.mpeval import evaluate
 
 x, y = sympy.symbols("x y", real=True)
 

@@ -1,6 +1,6 @@
 """Nested structures of sources and targets."""
 
-from symtape.nest import flatten
+from symtape.core.nest import flatten
 
 
 def test_flatten_and_rebuild_round_trip():

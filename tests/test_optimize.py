@@ -124,11 +124,11 @@ def test_a_dense_pattern_gives_trust_constr_a_dense_hessian(monkeypatch):
 
 
 def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
-    import symtape.sparse
+    import symtape.transforms.sparse
 
     derived = []
-    original = symtape.sparse._graph_dependencies
-    monkeypatch.setattr(symtape.sparse, "_graph_dependencies",
+    original = symtape.transforms.sparse._graph_dependencies
+    monkeypatch.setattr(symtape.transforms.sparse, "_graph_dependencies",
                         lambda *a: derived.append(1) or original(*a))
     st.clear_kernel_cache()  # patterns are kept in the kernel cache
     rng = np.random.default_rng(6)

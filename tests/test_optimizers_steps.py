@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import symtape as st
-from symtape.tensor import ACTIVE_TAPES, Variable
+from symtape.core.tensor import ACTIVE_TAPES, Variable
 
 PACKAGE = os.path.dirname(st.__file__)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as hs
 
 import symtape as st
 from symtape.parsing import FUNCTIONS, MAX_DEPTH, ParseError, parse, parse_symbol
-from symtape.primitives import REGISTRY
+from symtape.core.primitives import REGISTRY
 
 x, y, z = sympy.symbols("x y z", real=True)
 

@@ -1,4 +1,4 @@
-"""Property tests that keep every derivative rule in ``symtape.primitives`` honest.
+"""Property tests that keep every derivative rule in ``symtape.core.primitives`` honest.
 
 Every check uses an oracle that does not go through symtape's own rules:
 
@@ -911,7 +911,7 @@ def test_every_registered_primitive_has_a_property_test():
     """A new primitive must join a table above (or say here which test exercises its rule)."""
     covered = (set(UNARY) | set(BINARY) | set(SHAPE_OPS) | set(_THROUGH) | _NOT_DIFFERENTIABLE
                | {"reduce_mean"})
-    from symtape.primitives import REGISTRY
+    from symtape.core.primitives import REGISTRY
 
     assert set(REGISTRY) - covered == set()
     for name in _NOT_DIFFERENTIABLE - {"sign"}:

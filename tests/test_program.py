@@ -1,4 +1,4 @@
-"""symtape.program: traced graphs compiled into vectorized, batch-aware kernels — every
+"""symtape.kernels.program: traced graphs compiled into vectorized, batch-aware kernels — every
 structural op called with batch axes against a per-point NumPy loop, gradients against
 central differences, the kernel source, the structural cache, dtypes and errors."""
 
@@ -7,8 +7,8 @@ import pytest
 import scipy.special
 
 import symtape as st
-from symtape.program import Program
-from symtape.trace import placeholder
+from symtape.kernels.program import Program
+from symtape.kernels.trace import placeholder
 
 RNG = np.random.default_rng(7)
 

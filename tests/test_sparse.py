@@ -282,7 +282,7 @@ def test_pattern_through_structural_ops_matches_sympy():
 
 
 def test_the_colouring_is_the_same_greedy_colouring_with_or_without_scipy():
-    from symtape.sparse import _colour_columns, _colour_columns_by_sets
+    from symtape.transforms.sparse import _colour_columns, _colour_columns_by_sets
 
     rng = np.random.default_rng(3)
     for size, density in [(1, 1.0), (30, 0.1), (120, 0.03), (60, 0.5)]:

@@ -5,7 +5,7 @@ import pytest
 import sympy
 
 import symtape as st
-from symtape import objarrays
+from symtape.arrays import objarrays
 
 X = sympy.Symbol("x", real=True)
 
@@ -61,7 +61,7 @@ def test_comparison_and_where_are_piecewise():
 
 
 def test_accumulated_sum_is_built_by_one_n_ary_add(monkeypatch):
-    from symtape import symbolic
+    from symtape.core import symbolic
 
     calls = []
     real = objarrays.add_many

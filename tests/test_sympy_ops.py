@@ -10,7 +10,7 @@ import sympy
 
 import symtape as st
 from symtape.parsing import FUNCTIONS
-from symtape.sympy_ops import tensor_function
+from symtape.core.sympy_ops import tensor_function
 
 x, y = sympy.symbols("x y", real=True)
 

@@ -141,7 +141,7 @@ def test_gradients_and_variables_render_as_latex_in_notebooks():
 
 
 def test_latex_repr_falls_back_to_the_repr_where_latex_would_not_help(monkeypatch):
-    from symtape import tensor
+    from symtape.core import tensor
 
     assert st.constant(np.zeros(tensor.LATEX_MAX_ENTRIES + 1))._repr_latex_() is None
     assert st.constant(np.zeros(tensor.LATEX_MAX_ENTRIES))._repr_latex_().startswith("$")
@@ -185,7 +185,7 @@ def test_constant_of_a_constant_takes_the_new_name_for_its_symbol():
 
 
 def test_a_constant_of_a_list_of_traced_numbers_says_to_pass_one_array():
-    from symtape.trace import Trace, placeholder
+    from symtape.kernels.trace import Trace, placeholder
 
     with Trace():  # as st.function traces a list argument: each number apart
         numbers = [placeholder(np.float64(1.0), "a"), placeholder(np.float64(2.0), "b")]

@@ -1,4 +1,4 @@
-"""symtape.trace: placeholders, the active trace, Variable assignments recorded during a trace
+"""symtape.kernels.trace: placeholders, the active trace, Variable assignments recorded during a trace
 and replayed after each kernel call, and Python control flow on traced values."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import sympy
 
 import symtape as st
-from symtape.trace import Trace, active, placeholder
+from symtape.kernels.trace import Trace, active, placeholder
 
 X = sympy.Symbol("x", real=True)
 

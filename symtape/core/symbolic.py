@@ -17,7 +17,7 @@ import numpy as np
 import sympy
 from sympy.core.parameters import distribute
 
-from symtape import objarrays
+from symtape.arrays import objarrays
 
 __all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
            "AutoName", "check_unambiguous", "bottom_up"]

@@ -3,7 +3,7 @@
 :func:`plan` walks the recorded lineage once (iteratively) from the targets: the nodes
 in topological order, and which of them lie on a path to a requested source. :func:`sweep`
 then runs the derivative rules backwards over that plan in one algebra — numeric,
-symbolic or Tensor (see :mod:`symtape.algebra`). One plan serves every sweep of a
+symbolic or Tensor (see :mod:`symtape.core.algebra`). One plan serves every sweep of a
 gradient, a Jacobian's rows, and the lazy closed form of each.
 
 Cost is one rule application per edge on a path to a source, like autograd; no SymPy

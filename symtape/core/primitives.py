@@ -5,11 +5,11 @@ A primitive carries three things:
 - ``numeric(xp, *values, **params)``: the forward value, generic over the array module
   ``xp`` (NumPy or CuPy);
 - ``symbolic(*exprs, **params)``: the same op on symbolic values (SymPy expressions, or
-  object arrays of them; see :mod:`symtape.objarrays`);
+  object arrays of them; see :mod:`symtape.arrays.objarrays`);
 - ``vjp``: one derivative rule per argument, ``rule(A, g, out, *xs, **params)`` returning
   the cotangent of that argument given the output cotangent ``g``.
 
-A rule is written once against an *algebra* ``A`` (see :mod:`symtape.algebra`) and
+A rule is written once against an *algebra* ``A`` (see :mod:`symtape.core.algebra`) and
 Python's operators, so the same line computes a numeric gradient (``A`` over arrays), an
 exact closed form (``A`` over SymPy) or a recorded, differentiable-again gradient (``A``
 over Tensors). ``A.<name>`` applies the primitive ``<name>`` in that world.
@@ -21,7 +21,7 @@ exponent-gradient of ``a ** b`` is taken as 0 where ``a <= 0`` (where ``log(a)``
 
 Examples
 --------
->>> from symtape.primitives import REGISTRY
+>>> from symtape.core.primitives import REGISTRY
 >>> REGISTRY["sin"].symbolic(sympy.Symbol("x"))
 sin(x)
 """
@@ -39,7 +39,7 @@ import numpy as np
 import sympy
 from sympy.core.parameters import global_parameters
 
-from symtape import objarrays
+from symtape.arrays import objarrays
 
 __all__ = ["Primitive", "REGISTRY", "register", "add_at", "is_basic_index"]
 
@@ -165,7 +165,7 @@ def _function_of(function, parity: int = 0) -> Callable[[Any], Any]:
 
     Examples
     --------
-    >>> from symtape.symbolic import factored
+    >>> from symtape.core.symbolic import factored
     >>> a, b = sympy.symbols("a b", real=True)
     >>> with factored():
     ...     _function_of(sympy.sin, _ODD)(-a - b), _function_of(sympy.cos, _EVEN)(-a - b)

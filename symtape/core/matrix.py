@@ -10,8 +10,8 @@ Mapping: a value of shape ``()`` is a SymPy scalar (a 1x1 product such as ``x.T*
 in :class:`Entry`), shape ``(n,)`` an n x 1 matrix, ``(m, n)`` an m x n matrix. Higher ranks
 have no matrix form.
 
-Derivatives come from the same reverse sweep (:mod:`symtape.accumulate`) and the same rules
-(:mod:`symtape.primitives`) as every other closed form, run in :class:`MatrixAlgebra`, whose
+Derivatives come from the same reverse sweep (:mod:`symtape.core.accumulate`) and the same rules
+(:mod:`symtape.core.primitives`) as every other closed form, run in :class:`MatrixAlgebra`, whose
 values are matrix expressions. A Jacobian (and so a Hessian) is one sweep whose cotangents are
 *stacks*: the cotangent of a vector-like node is a ``size x n`` matrix, one column per entry of
 the target, seeded with ``Identity(n)``.
@@ -33,11 +33,12 @@ from sympy import (DiagMatrix, HadamardPower, HadamardProduct, Identity, MatAdd,
                    MatrixExpr, MatrixSymbol, OneMatrix, Trace, Transpose, ZeroMatrix)
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from symtape import accumulate, objarrays
-from symtape.algebra import SymbolicAlgebra
-from symtape.backends import to_host
-from symtape.symbolic import recursion_headroom
-from symtape.primitives import REGISTRY
+from symtape.core import accumulate
+from symtape.arrays import objarrays
+from symtape.core.algebra import SymbolicAlgebra
+from symtape.arrays.backends import to_host
+from symtape.core.symbolic import recursion_headroom
+from symtape.core.primitives import REGISTRY
 
 __all__ = ["MatrixFormError", "Entry", "Elementwise", "Diag", "MatrixAlgebra", "matrix_expr_of",
            "DerivedForms"]

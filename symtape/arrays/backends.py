@@ -17,11 +17,11 @@ from types import ModuleType
 
 import numpy as np
 
-from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
+from symtape.arrays.device import CPU, CURRENT_DEVICE, DeviceSpec, parse_device
 
 __all__ = ["DeviceError", "array_module", "device_name", "cupy_module", "current_device",
            "default_array_module", "gpu_count", "gpu_device_of", "select_gpu", "is_gpu_array",
-           "to_device", "to_host", "gpu_errors", "translate_gpu_error"]
+           "to_device", "to_host", "gpu_errors", "translate_gpu_error", "device"]
 
 
 class DeviceError(RuntimeError):
@@ -262,7 +262,7 @@ def to_device(array, device: DeviceSpec):
     Examples
     --------
     >>> import numpy as np
-    >>> from symtape.device import CPU
+    >>> from symtape.arrays.device import CPU
     >>> to_device(np.ones(2), CPU)
     array([1., 1.])
     """
@@ -354,3 +354,68 @@ def gpu_errors():
         if translated is None:
             raise
         raise translated from err
+
+
+class _DeviceScope:
+    """The ``with`` block returned by :func:`device`; re-entrant, one state per entry."""
+
+    __slots__ = ("spec", "_entries")
+
+    def __init__(self, spec: DeviceSpec):
+        self.spec = spec
+        self._entries: list = []
+
+    def __enter__(self) -> DeviceSpec:
+        cuda_device = None
+        if self.spec is not CPU:
+            # select_gpu imports CuPy on first use: CPU work never reaches it
+            cuda_device = select_gpu(self.spec.index)  # raises before any state changes
+        self._entries.append((CURRENT_DEVICE.set(self.spec), cuda_device))
+        return self.spec
+
+    def __exit__(self, *exc) -> bool:
+        token, cuda_device = self._entries.pop()
+        CURRENT_DEVICE.reset(token)
+        if cuda_device is not None:
+            cuda_device.__exit__(*exc)  # back to the CUDA device current before the block
+        return False
+
+    def __repr__(self) -> str:
+        return f"st.device({self.spec.name!r})"
+
+
+def device(name: str) -> _DeviceScope:
+    """Place new values on a device for the duration of a ``with`` block (``tf.device``).
+
+    Constants and Variables created inside ``with st.device('/gpu:0'):`` hold CuPy arrays
+    on CUDA device 0 (``.device == '/gpu:0'``); ops on them run there with CuPy. Outside
+    any block values go to the CPU (NumPy). Values that already live on a GPU stay where
+    they are: the device chooses where *new* values go; it never copies existing ones.
+
+    Parameters
+    ----------
+    name : str
+        ``'/cpu:0'``, ``'/gpu:N'``, ``'/device:GPU:N'``, ``'cpu'``, ``'gpu'`` or ``'gpu:N'``
+        (any case).
+
+    Raises
+    ------
+    ValueError
+        For an unknown device string (``'/tpu:0'``), naming the accepted forms.
+    symtape.DeviceError
+        On entering a GPU device when CuPy or CUDA is unusable or the index does not exist;
+        the current device is then left unchanged, so CPU work keeps working.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> with st.device("/cpu:0"):
+    ...     x = st.constant([1.0, 2.0])
+    >>> x.device
+    '/cpu:0'
+    >>> st.device("/tpu:0")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown device '/tpu:0'; use '/cpu:0', '/gpu:N', ...
+    """
+    return _DeviceScope(parse_device(name))

@@ -1,6 +1,6 @@
 """Algebras: the three worlds a derivative rule runs in.
 
-A rule in :mod:`symtape.primitives` is written once, as ``g * A.cos(x)``. Which world it
+A rule in :mod:`symtape.core.primitives` is written once, as ``g * A.cos(x)``. Which world it
 computes in depends on the algebra ``A`` handed to it:
 
 - :class:`NumericAlgebra` — arrays of one array module (NumPy or CuPy): a numeric
@@ -25,10 +25,10 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from symtape import objarrays
-from symtape.primitives import REGISTRY, add_at
-from symtape.symbolic import symbolic_value
-from symtape.tensor import Tensor, apply, convert_to_tensor, on_device_with
+from symtape.arrays import objarrays
+from symtape.core.primitives import REGISTRY, add_at
+from symtape.core.symbolic import symbolic_value
+from symtape.core.tensor import Tensor, apply, convert_to_tensor, on_device_with
 
 __all__ = ["NumericAlgebra", "SymbolicAlgebra", "TensorAlgebra", "numeric_algebra", "SYMBOLIC",
            "TENSOR"]
@@ -280,7 +280,7 @@ class TensorAlgebra(_Algebra):
     def const(self, value, exact=None):
         if exact is None:
             return value  # a Python number: ops give it the other operand's dtype
-        from symtape.tensor import weak_constant
+        from symtape.core.tensor import weak_constant
 
         return weak_constant(value, np.dtype("float64"), exact)
 

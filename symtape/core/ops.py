@@ -1,7 +1,7 @@
 """Ops in TensorFlow's spelling, and Python's operators on Tensors and Variables.
 
 Each op converts its arguments, checks dtypes and shapes with errors that say how to fix
-them, and applies a primitive from :mod:`symtape.primitives`. Composites (``square``,
+them, and applies a primitive from :mod:`symtape.core.primitives`. Composites (``square``,
 ``reduce_mean``, ``stack``, ``tensordot``) are built from primitives and need no
 derivative rule of their own.
 
@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from symtape import dtypes
-from symtape.primitives import REGISTRY
-from symtape.tensor import (Tensor, TensorLike, Variable, _Operators, _to_array, _traced, apply,
-                            convert_to_tensor, new_constant, weak_constant)
+from symtape.arrays import dtypes
+from symtape.core.primitives import REGISTRY
+from symtape.core.tensor import (Tensor, TensorLike, Variable, Operators, to_array, is_traced,
+                                 apply, convert_to_tensor, new_constant, weak_constant)
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "pow", "square", "sqrt", "exp", "log",
@@ -57,7 +57,7 @@ def _like(x, dtype: np.dtype, op: str) -> Tensor:
         # a weak constant (an exact constant from a derivative rule)
         return weak_constant(x._value, dtype, x._sym)
     try:
-        return Tensor(_to_array(x, dtype, what=op), weak=True)
+        return Tensor(to_array(x, dtype, what=op), weak=True)
     except TypeError as err:
         raise TypeError(f"{err}; or convert the Tensor operand with st.cast") from None
 
@@ -656,7 +656,7 @@ def _normalize_key(key, shape):
     out = []
     for item in items:
         if isinstance(item, (Tensor, Variable)):
-            if _traced(item):
+            if is_traced(item):
                 raise TypeError(
                     "indexing with a Tensor that is an argument of a compiled function (or "
                     "computed from one): the positions would be frozen into the kernel. Keep "
@@ -776,7 +776,7 @@ def _install_operators() -> None:
         "__eq__": comparing(equal), "__ne__": comparing(not_equal), "__getitem__": _getitem,
     }
     for dunder, fn in table.items():
-        setattr(_Operators, dunder, fn)
+        setattr(Operators, dunder, fn)
 
 
 _install_operators()

@@ -5,7 +5,7 @@ A trace runs the function eagerly, on real values, with each argument replaced b
 op on it keeps its lineage. What the function computes is then the recorded DAG from the
 placeholders (and the Variables it reads) to its outputs. While a trace is active:
 
-- gradients are swept on Tensors, so they are part of the DAG too (:mod:`symtape.tape`);
+- gradients are swept on Tensors, so they are part of the DAG too (:mod:`symtape.core.tape`);
 - ``Variable.assign*`` records the new value's lineage; reading the Variable afterwards
   gives a fresh read that stands for that value (:class:`Trace` keeps the aliases);
 - ``bool()`` of a traced Tensor raises: a Python ``if`` would freeze one branch into the
@@ -15,8 +15,8 @@ placeholders (and the Variables it reads) to its outputs. While a trace is activ
 from __future__ import annotations
 
 
-from symtape.symbolic import symbolic_value
-from symtape.tensor import ACTIVE_TRACE, Tensor, Variable
+from symtape.core.symbolic import symbolic_value
+from symtape.core.tensor import ACTIVE_TRACE, Tensor, Variable
 
 __all__ = ["Trace", "active", "placeholder"]
 

@@ -1,7 +1,7 @@
 """``GradientTape``: TensorFlow's tape, with exact closed forms of every gradient.
 
 A tape keeps the results of ops whose inputs it watches. ``gradient`` plans a reverse
-sweep over those records (:mod:`symtape.accumulate`) and runs it numerically — no SymPy —
+sweep over those records (:mod:`symtape.core.accumulate`) and runs it numerically — no SymPy —
 returning Tensors whose ``.expr`` runs the same sweep symbolically on first access. When
 another tape is recording (nested tapes, ``hessian``), the sweep runs on Tensors instead,
 so the gradient is itself recorded and can be differentiated again.
@@ -18,11 +18,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from symtape import accumulate, dtypes, matrix, nest
-from symtape.algebra import SYMBOLIC, TENSOR, numeric_algebra
-from symtape.backends import array_module, gpu_device_of
-from symtape.symbolic import AutoName, check_unambiguous, factored
-from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor
+from symtape.core import accumulate, matrix, nest
+from symtape.arrays import dtypes
+from symtape.core.algebra import SYMBOLIC, TENSOR, numeric_algebra
+from symtape.arrays.backends import array_module, gpu_device_of
+from symtape.core.symbolic import AutoName, check_unambiguous, factored
+from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor
 
 __all__ = ["GradientTape", "UnconnectedGradients"]
 

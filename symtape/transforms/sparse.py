@@ -20,11 +20,11 @@ import math
 import numpy as np
 import sympy
 
-from symtape import nest
-from symtape.backends import array_module, default_array_module
-from symtape.compile import any_dask_array
-from symtape.symbolic import factored, symbolic_value
-from symtape.tensor import Tensor
+from symtape.core import nest
+from symtape.arrays.backends import array_module, default_array_module
+from symtape.kernels.compile import any_dask_array
+from symtape.core.symbolic import factored, symbolic_value
+from symtape.core.tensor import Tensor
 
 __all__ = ["SparseHessian"]
 
@@ -49,24 +49,24 @@ class SparseHessian:
         if not callable(fun):
             raise TypeError(f"st.hessian expects a callable, got {type(fun).__name__}")
         self._fun = fun
-        self._argnums = argnums
+        self.argnums_tuple = argnums
         self._built: dict[tuple, _Built] = {}
         self._last: _Built | None = None
 
     def __call__(self, *args):
-        from symtape.functional import _argnums, _differentiated, _leaf_spec, _placed
+        from symtape.transforms.functional import argnums_tuple, differentiated, leaf_spec, placed
 
-        nums = _argnums(self._argnums, len(args))
-        args = _differentiated(args, nums)
+        nums = argnums_tuple(self.argnums_tuple, len(args))
+        args = differentiated(args, nums)
         leaves, rebuild = nest.flatten(args)
         if any_dask_array(leaves):
             raise TypeError("a sparse Hessian is one matrix at one point held in memory, not a "
                             "lazy dask array: compute the arguments first, map the dense "
                             "st.hessian(f) with st.vmap (block by block), or pass data in dask "
                             "arrays to st.optimize.minimize, which sums the Hessian over chunks")
-        leaves = _placed(leaves)
+        leaves = placed(leaves)
         args = rebuild(leaves)
-        specs = [_leaf_spec(leaf) for leaf in leaves]
+        specs = [leaf_spec(leaf) for leaf in leaves]
         key = tuple(specs)  # one trace per signature: a new shape is a new Hessian
         built = self._built.get(key)
         if built is None:
@@ -161,9 +161,9 @@ class _Built:
 def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict):
     """A compiled ``(*args, vs) -> H @ vs`` (one ``v`` per differentiated argument); the
     trace leaves its sources and inner gradient in ``seen``."""
-    from symtape.functional import Function, _scalar
-    from symtape.ops import reduce_sum
-    from symtape.tape import GradientTape
+    from symtape.transforms.functional import Function, scalar_output
+    from symtape.core.ops import reduce_sum
+    from symtape.core.tape import GradientTape
 
     def product(*args_and_seeds):
         args, seeds = args_and_seeds[:nargs], args_and_seeds[nargs]
@@ -172,7 +172,7 @@ def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict):
             outer.watch(sources)
             with GradientTape() as inner:
                 inner.watch(sources)
-                y = _scalar(fun(*args), "hessian")
+                y = scalar_output(fun(*args), "hessian")
             grads = inner.gradient(y, sources, unconnected_gradients="zero")
             seen.update(grads=grads, sources=sources, arguments=[
                 leaf for leaf in nest.flatten(list(args))[0] if isinstance(leaf, Tensor)])
@@ -217,7 +217,7 @@ def hessian_pattern(grads: list[Tensor], sources: list) -> tuple[np.ndarray, ...
     Examples
     --------
     >>> import numpy as np, symtape as st
-    >>> from symtape.trace import Trace
+    >>> from symtape.kernels.trace import Trace
     >>> x = st.Variable(np.ones(4), name="x")
     >>> with Trace():  # gradients recorded as graphs
     ...     with st.GradientTape() as tape:
@@ -235,8 +235,8 @@ def _cached_pattern(grads: list[Tensor], sources: list, arguments: list) -> tupl
     """:func:`hessian_pattern` through the kernel cache, keyed by the gradient graph's
     structure (``arguments``: every traced argument, data included, so that the data's values
     are not part of the key): a second identical fit derives nothing again."""
-    from symtape.compile import cached
-    from symtape.program import structure_key
+    from symtape.kernels.compile import cached
+    from symtape.kernels.program import structure_key
 
     others = [a for a in arguments if all(a is not s for s in sources)]
     key = ("hessian pattern", len(sources), structure_key(list(sources) + others, list(grads)))
@@ -347,7 +347,7 @@ def _graph_dependencies(grads: list[Tensor], sources: list) -> tuple[np.ndarray,
     recorded graph reaches: one pass over the graph in topological order, each value's
     dependencies held as whole arrays (:class:`_Deps`). A source is a Tensor, or a Variable
     (whose reads in the graph are then its leaves)."""
-    from symtape.program import _walk
+    from symtape.kernels.program import walk
 
     deps: dict[int, _Deps | None] = {}
     offset = 0
@@ -356,7 +356,7 @@ def _graph_dependencies(grads: list[Tensor], sources: list) -> tuple[np.ndarray,
         deps[id(s)] = _Deps(s.shape, frozenset(), np.arange(size + 1),
                             np.arange(offset, offset + size))
         offset += size
-    for node in _walk(list(grads), lambda t: t):
+    for node in walk(list(grads), lambda t: t):
         if id(node) in deps:
             continue
         if node._prim is None:  # a read of a source Variable is that source; else data

@@ -22,11 +22,11 @@ from typing import Callable
 
 import numpy as np
 
-from symtape import nest
-from symtape.backends import array_module
-from symtape.compile import is_dask_array
-from symtape.functional import Function, runs_eagerly
-from symtape.tensor import Tensor, Variable
+from symtape.core import nest
+from symtape.arrays.backends import array_module
+from symtape.kernels.compile import is_dask_array
+from symtape.transforms.functional import Function, runs_eagerly
+from symtape.core.tensor import Tensor, Variable
 
 __all__ = ["vmap", "Mapped"]
 
@@ -120,7 +120,7 @@ class Mapped:
 
     def _unrolled(self, args: tuple, kwargs: dict):
         """The mapped call as a recorded loop over points, stacked."""
-        from symtape.ops import stack
+        from symtape.core.ops import stack
 
         leaves, rebuild = nest.flatten((args, kwargs))
         axes, labels = _leaf_axes(self.in_axes, args, kwargs)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 import mpmath
 import sympy
 
-from symtape.objarrays import as_sympy
-from symtape.symbolic import bottom_up
+from symtape.arrays.objarrays import as_sympy
+from symtape.core.symbolic import bottom_up
 
 __all__ = ["evaluate", "distinct_nodes", "MAX_EXPONENT"]
 

@@ -1,4 +1,4 @@
-"""Compiling a traced graph (:mod:`symtape.trace`) into one NumPy or CuPy kernel.
+"""Compiling a traced graph (:mod:`symtape.kernels.trace`) into one NumPy or CuPy kernel.
 
 Each recorded op becomes part of a SymPy expression over *whole arrays*: a symbol stands
 for an array value, so ``sin(a) * b`` prints as ``numpy.sin(a) * b`` and stays vectorized
@@ -28,12 +28,12 @@ import numpy as np
 import sympy
 from sympy.core.function import UndefinedFunction
 
-from symtape.backends import gpu_device_of, is_gpu_array
-from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
+from symtape.arrays.backends import gpu_device_of, is_gpu_array
+from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
-from symtape.objarrays import exact_number
-from symtape.symbolic import recursion_headroom
-from symtape.tensor import Tensor, Variable, on_device_with
+from symtape.arrays.objarrays import exact_number
+from symtape.core.symbolic import recursion_headroom
+from symtape.core.tensor import Tensor, Variable, on_device_with
 
 __all__ = ["Program", "structure_key"]
 
@@ -102,7 +102,7 @@ def _getitem(xp, x, *, key):
 
 
 def _scatter(xp, g, *, k, key, shape):
-    from symtape.primitives import add_at
+    from symtape.core.primitives import add_at
 
     g = xp.asarray(g)
     out = xp.zeros(g.shape[:g.ndim - k] + tuple(shape), dtype=g.dtype)
@@ -111,7 +111,7 @@ def _scatter(xp, g, *, k, key, shape):
 
 
 def _scatter_add(xp, *values, ks, keys, shape):
-    from symtape.primitives import add_at
+    from symtape.core.primitives import add_at
 
     values = [xp.asarray(v) for v in values]
     batch = np.broadcast_shapes(*[v.shape[:v.ndim - k] for v, k in zip(values, ks)])
@@ -123,7 +123,7 @@ def _scatter_add(xp, *values, ks, keys, shape):
 
 def _scatter_rows(xp, *values, rows, k, shape):
     """``scatter_add`` where every key is one row (``x[i]`` in a loop): one ``add.at``."""
-    from symtape.primitives import add_at
+    from symtape.core.primitives import add_at
 
     stacked = None
     if xp is np:  # no batch axes anywhere: the fast common case
@@ -238,7 +238,7 @@ def _call_numeric(numeric, params, xp, *values):
 # ---------------------------------------------------------------- the graph
 
 
-def _walk(outputs: list[Tensor], resolve: Callable[[Tensor], Tensor]) -> list[Tensor]:
+def walk(outputs: list[Tensor], resolve: Callable[[Tensor], Tensor]) -> list[Tensor]:
     """Every node the outputs depend on, inputs first (iterative: graphs may be deep)."""
     order, seen = [], set()
     stack = [(resolve(t), False) for t in reversed(outputs)]
@@ -303,7 +303,7 @@ class _Graph:
             return same.get(id(t), t)
 
         self.resolve = resolve
-        self.order = _numbered(_walk(outputs, resolve), resolve, same)
+        self.order = _numbered(walk(outputs, resolve), resolve, same)
         self.outputs = [resolve(t) for t in outputs]
         self.argument_index = {id(p): i for i, p in enumerate(arguments)}
         self.variables: list[Variable] = []
@@ -350,7 +350,7 @@ def structure_key(arguments: list[Tensor], outputs: list[Tensor]) -> tuple:
     Examples
     --------
     >>> import numpy as np, symtape as st
-    >>> from symtape.trace import placeholder
+    >>> from symtape.kernels.trace import placeholder
     >>> def key():
     ...     x = placeholder(np.ones(3), "x")
     ...     return structure_key([x], [st.reduce_sum(st.sin(x) * x)])
@@ -653,7 +653,7 @@ class Program:
     Parameters
     ----------
     arguments : list of Tensor
-        The placeholders (:func:`symtape.trace.placeholder`), in call order.
+        The placeholders (:func:`symtape.kernels.trace.placeholder`), in call order.
     outputs : list of Tensor
         What the kernel returns, in order.
     aliases : dict
@@ -663,7 +663,7 @@ class Program:
     Examples
     --------
     >>> import numpy as np, symtape as st
-    >>> from symtape.trace import placeholder
+    >>> from symtape.kernels.trace import placeholder
     >>> x = placeholder(np.array([1.0, 2.0]), "x")
     >>> p = Program([x], [st.reduce_sum(st.sin(x) * x)], {})
     >>> p([np.zeros((4, 2))])[0].shape

@@ -8,7 +8,7 @@ Tracing runs the function once, eagerly, on the real values (that run *is* the c
 effects included), compiles its graph, and later calls run the kernel only. Variables the
 function reads are kernel inputs, read at call time; Variables it assigns are kernel
 outputs, assigned after each call. Batches of points are explicit: ``st.vmap``
-(:mod:`symtape.vmap`) traces at the point shape and runs the kernel over the batch axes.
+(:mod:`symtape.transforms.vmap`) traces at the point shape and runs the kernel over the batch axes.
 
 Inside a recording ``GradientTape`` or another trace, these callables run the Python
 function directly, so that what it computes is recorded and differentiable.
@@ -23,14 +23,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from symtape import nest
-from symtape.backends import array_module, to_device
-from symtape.compile import any_dask_array, is_dask_array
-from symtape.device import CPU, CURRENT_DEVICE
-from symtape.program import Program
-from symtape.tape import GradientTape
-from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
-from symtape.trace import Trace, placeholder
+from symtape.core import nest
+from symtape.arrays.backends import array_module, to_device
+from symtape.kernels.compile import any_dask_array, is_dask_array
+from symtape.arrays.device import CPU, CURRENT_DEVICE
+from symtape.kernels.program import Program
+from symtape.core.tape import GradientTape
+from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
+from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "grad", "value_and_grad", "jacobian",
            "hessian"]
@@ -39,7 +39,7 @@ __all__ = ["Function", "ConcreteFunction", "function", "grad", "value_and_grad",
 # ---------------------------------------------------------------- signatures
 
 
-def _leaf_spec(leaf) -> tuple:
+def leaf_spec(leaf) -> tuple:
     """How a leaf argument enters a trace: traced (shape, dtype, weak, device) or static."""
     if isinstance(leaf, Tensor):
         return ("T", tuple(leaf.shape), leaf.dtype, bool(leaf._weak), leaf.device)
@@ -65,7 +65,7 @@ def _leaf_spec(leaf) -> tuple:
 def _plain_key(args: tuple):
     """A cheap signature for positional arguments that are all Python floats or host NumPy
     arrays (what optimizer loops pass), or None: the key of a call's fast path. It stands
-    for exactly the specs :func:`_leaf_spec` gives such arguments."""
+    for exactly the specs :func:`leaf_spec` gives such arguments."""
     key = []
     for arg in args:
         kind = type(arg)
@@ -78,7 +78,7 @@ def _plain_key(args: tuple):
     return tuple(key)
 
 
-def _placed(leaves: list) -> list:
+def placed(leaves: list) -> list:
     """Host arrays go to the current device (``st.device``), as new constants would."""
     device = CURRENT_DEVICE.get()
     if device is CPU:
@@ -192,8 +192,8 @@ class ConcreteFunction:
 
     def __call__(self, *args, **kwargs):
         leaves, _ = nest.flatten((args, kwargs))
-        leaves = _placed(leaves)  # as the st.function call would place them
-        specs = [_leaf_spec(leaf) for leaf in leaves]
+        leaves = placed(leaves)  # as the st.function call would place them
+        specs = [leaf_spec(leaf) for leaf in leaves]
         if len(specs) != len(self.specs) or not all(map(_same_kind, self.specs, specs)):
             raise TypeError(f"this concrete function was traced for arguments "
                             f"{_describe(self.specs)}, got {_describe(specs)}; call the "
@@ -318,8 +318,8 @@ class Function:
             from symtape import chunked
 
             return chunked.call_whole(self, leaves, rebuild)
-        leaves = _placed(leaves)
-        specs = [_leaf_spec(leaf) for leaf in leaves]
+        leaves = placed(leaves)
+        specs = [leaf_spec(leaf) for leaf in leaves]
         concrete = self._lookup(specs)
         if concrete is None:
             concrete, result = self._trace(*rebuild(leaves), leaves, rebuild, specs,
@@ -344,7 +344,7 @@ class Function:
             from symtape import chunked
 
             return chunked.call_mapped(concrete, leaves)
-        return concrete.run_mapped(_placed(leaves))
+        return concrete.run_mapped(placed(leaves))
 
     def __get__(self, instance, owner=None):
         """As a method: ``self`` is a static argument (one trace per instance)."""
@@ -360,8 +360,8 @@ class Function:
         exp(x)
         """
         leaves, rebuild = nest.flatten((args, kwargs))
-        leaves = _placed(leaves)
-        specs = [_leaf_spec(leaf) for leaf in leaves]
+        leaves = placed(leaves)
+        specs = [leaf_spec(leaf) for leaf in leaves]
         concrete = self._lookup(specs)
         if concrete is None:
             args, kwargs = rebuild(leaves)
@@ -486,7 +486,8 @@ def function(func: Callable | None = None):
 # ---------------------------------------------------------------- transforms
 
 
-def _argnums(argnums, nargs: int) -> tuple[int, ...]:
+def argnums_tuple(argnums, nargs: int) -> tuple[int, ...]:
+    """``argnums`` (an int or a sequence of ints) as a tuple, each checked against ``nargs``."""
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     for i in nums:
         if not isinstance(i, int) or not -nargs <= i < nargs:
@@ -495,7 +496,7 @@ def _argnums(argnums, nargs: int) -> tuple[int, ...]:
     return tuple(i % nargs for i in nums)
 
 
-def _differentiated(args: tuple, nums: tuple[int, ...]) -> tuple:
+def differentiated(args: tuple, nums: tuple[int, ...]) -> tuple:
     """The arguments with Python ints made floats; integer arrays are refused."""
     args = list(args)
     for i in nums:
@@ -520,7 +521,8 @@ def _with_tape(fun: Callable, args: tuple, nums: tuple[int, ...], persistent: bo
     return tape, y
 
 
-def _scalar(y, what: str) -> Tensor:
+def scalar_output(y, what: str) -> Tensor:
+    """``y`` as a scalar Tensor, or a TypeError saying that ``what`` needs one."""
     y = _as_tensor(y) if isinstance(y, (Tensor, Variable)) else None
     if y is None or y.shape != ():
         shape = None if y is None else y.shape
@@ -546,24 +548,24 @@ class _Transform(Function):
 
         @functools.wraps(fun, updated=())
         def derived(*args, **kwargs):  # keyword arguments are passed through, not differentiated
-            nums = _argnums(argnums, len(args))
+            nums = argnums_tuple(argnums, len(args))
             bound = functools.partial(fun, **kwargs) if kwargs else fun
-            return derive(bound, _differentiated(args, nums), nums)
+            return derive(bound, differentiated(args, nums), nums)
 
         super().__init__(derived, wrap_outputs=False)
-        self._argnums = argnums
+        self.argnums_tuple = argnums
         self._what = what
 
     def __call__(self, *args, **kwargs):
         concrete = self._plain_trace(args, kwargs)  # floats and float arrays: as they come
         if concrete is not None:
             return concrete.run_plain(args)
-        nums = _argnums(self._argnums, len(args))
-        return self._call(_differentiated(args, nums), kwargs)
+        nums = argnums_tuple(self.argnums_tuple, len(args))
+        return self._call(differentiated(args, nums), kwargs)
 
     def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
-        nums = _argnums(self._argnums, len(args))
-        return super()._call_mapped(_differentiated(args, nums), kwargs, batched, depth)
+        nums = argnums_tuple(self.argnums_tuple, len(args))
+        return super()._call_mapped(differentiated(args, nums), kwargs, batched, depth)
 
 
 def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
@@ -587,7 +589,7 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
     """
     def derive(fun, args, nums):
         tape, y = _with_tape(fun, args, nums)
-        y = _scalar(y, "grad")
+        y = scalar_output(y, "grad")
         return _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
                      argnums)
 
@@ -607,7 +609,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
     """
     def derive(fun, args, nums):
         tape, y = _with_tape(fun, args, nums)
-        y = _scalar(y, "value_and_grad")
+        y = scalar_output(y, "value_and_grad")
         return y, _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
                         argnums)
 
@@ -658,7 +660,7 @@ def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
     """``tape.jacobian(y, sources)`` in one reverse sweep per source entry: each column is
     the gradient, with respect to the seed ``v``, of one entry of ``J^T v`` (forward mode as
     reverse over reverse)."""
-    from symtape.ops import reshape, stack, zeros
+    from symtape.core.ops import reshape, stack, zeros
 
     seed = zeros(y.shape, dtype=y.dtype)  # its value never matters: J^T v is linear in v
     with GradientTape(persistent=True) as outer:
@@ -697,13 +699,13 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
            [ 0., 12.]])
     """
     if sparse:
-        from symtape.sparse import SparseHessian
+        from symtape.transforms.sparse import SparseHessian
 
         return SparseHessian(fun, argnums)
 
     def derive(fun, args, nums):
         tape, y = _with_tape(fun, args, nums, persistent=True)
-        y = _scalar(y, "hessian")
+        y = scalar_output(y, "hessian")
         sources = [args[i] for i in nums]
         blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
                               unconnected_gradients="zero")

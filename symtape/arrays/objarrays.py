@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from symtape.backends import to_host
+from symtape.arrays.backends import to_host
 
 __all__ = ["as_sympy", "exact_number", "NEGATIVE_ZERO", "exact_array", "normalize", "to_sympy",
            "add_many", "reduce_add", "reduce_max", "reduce_min", "matmul", "zeros", "full",

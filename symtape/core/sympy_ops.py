@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy
 
-from symtape import ops
-from symtape.dtypes import float64
-from symtape.tensor import Tensor, weak_constant
+from symtape.core import ops
+from symtape.arrays.dtypes import float64
+from symtape.core.tensor import Tensor, weak_constant
 
 __all__ = ["tensor_function"]
 

@@ -35,9 +35,9 @@ import numpy as np
 import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
-from symtape.backends import is_gpu_array
-from symtape.objarrays import NEGATIVE_ZERO, as_sympy
-from symtape.symbolic import recursion_headroom
+from symtape.arrays.backends import is_gpu_array
+from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
+from symtape.core.symbolic import recursion_headroom
 
 
 __all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source"]
@@ -703,7 +703,7 @@ def load(source: str, modules, backend: str, namespace: dict | None = None):
 def array_module_for(backend: str):
     if backend == "numpy":
         return np
-    from symtape.backends import cupy_module
+    from symtape.arrays.backends import cupy_module
 
     return cupy_module()
 

@@ -3,13 +3,14 @@
 Every op result remembers its lineage ``(primitive, inputs, params)`` when one of its
 inputs is symbolic (a Variable read, a watched constant, or a result of such). That is
 all that recording costs; the SymPy form (``.expr``) is built from the lineage only when
-asked for (:mod:`symtape.symbolic`). Active tapes additionally keep the results whose
+asked for (:mod:`symtape.core.symbolic`). Active tapes additionally keep the results whose
 inputs they watch, which is what ``tape.gradient`` differentiates through.
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
 from contextvars import ContextVar
 from typing import Any, Callable, Union
@@ -17,17 +18,18 @@ from typing import Any, Callable, Union
 import numpy as np
 import sympy
 
-from symtape import dtypes, nest
-from symtape.backends import (array_module, device_name, gpu_device_of, is_gpu_array,
+from symtape.arrays import dtypes
+from symtape.core import nest
+from symtape.arrays.backends import (array_module, device_name, gpu_device_of, is_gpu_array,
                               to_device, to_host)
-from symtape.device import CPU, CURRENT_DEVICE, DeviceSpec
-from symtape.primitives import REGISTRY, Primitive
+from symtape.arrays.device import CPU, CURRENT_DEVICE, DeviceSpec
+from symtape.core.primitives import REGISTRY, Primitive
 
 __all__ = ["Tensor", "Variable", "TensorLike", "constant", "convert_to_tensor", "apply"]
 
 # the tapes whose `with` block is open, innermost last
 ACTIVE_TAPES: ContextVar[tuple] = ContextVar("symtape_active_tapes", default=())
-# the trace being recorded by st.function (symtape.trace.Trace), if any
+# the trace being recorded by st.function (symtape.kernels.trace.Trace), if any
 ACTIVE_TRACE: ContextVar[Any] = ContextVar("symtape_active_trace", default=None)
 
 _EMPTY: dict = {}
@@ -39,8 +41,8 @@ _variable_names = itertools.count(1)
 _variables_made = itertools.count()  # construction order (tape.watched_variables sorts by it)
 
 
-class _Operators:
-    """What Tensor and Variable share: Python operators (``symtape.ops`` installs them) and
+class Operators:
+    """What Tensor and Variable share: Python operators (``symtape.core.ops`` installs them) and
     the properties and protocols read off the current value."""
 
     __slots__ = ()
@@ -142,7 +144,7 @@ class _Operators:
         return array if dtype is None else array.astype(dtype)
 
     def __bool__(self) -> bool:
-        if _traced(self):
+        if is_traced(self):
             raise TypeError(
                 "a traced Tensor was used as a Python bool (an `if`, `while`, `and` or `or`); "
                 "st.function compiles one trace, so the branch taken now would be taken for "
@@ -161,14 +163,14 @@ class _Operators:
         return format(self.numpy(), spec) if spec else repr(self)
 
 
-def _traced(t) -> bool:
+def is_traced(t) -> bool:
     """Whether ``t`` is a value being traced by st.function (its value varies per call)."""
     return ACTIVE_TRACE.get() is not None and (
         isinstance(t, Variable) or getattr(t, "_symbolic", False))
 
 
 def _refuse_host_value(t, what: str) -> None:
-    if _traced(t):
+    if is_traced(t):
         raise TypeError(
             f"{what} of a traced Tensor inside st.function: its value now would be frozen into "
             "the compiled kernel and reused by every later call. Compute with st ops instead, "
@@ -194,7 +196,7 @@ class Reference:
         return isinstance(other, Reference) and other._obj is self._obj
 
 
-class Tensor(_Operators):
+class Tensor(Operators):
     """An immutable value, with the exact SymPy expression it was computed as.
 
     Tensors come from :func:`constant`, from ops on Tensors and Variables, and from
@@ -269,7 +271,7 @@ class Tensor(_Operators):
         >>> (x * 0.5).expr
         [x[0]/2, x[1]/2]
         """
-        from symtape import symbolic
+        from symtape.core import symbolic
 
         return symbolic.expr_of(self)
 
@@ -281,8 +283,8 @@ class Tensor(_Operators):
         constants get automatic names ``C1``, ``C2``, ...); a vector of length n is an n x 1
         matrix, a scalar a SymPy scalar. Works for values and for the results of
         ``tape.gradient``, ``tape.jacobian`` and ``tape.hessian``. Ops with no matrix form
-        (indexing, reshapes, ``where``, ...) raise ``symtape.matrix.MatrixFormError`` (a
-        ``ValueError``) naming the op; ``.expr`` always exists. See :mod:`symtape.matrix`.
+        (indexing, reshapes, ``where``, ...) raise ``symtape.core.matrix.MatrixFormError`` (a
+        ``ValueError``) naming the op; ``.expr`` always exists. See :mod:`symtape.core.matrix`.
 
         Examples
         --------
@@ -297,7 +299,7 @@ class Tensor(_Operators):
         >>> tape.gradient(loss, x).matrix_expr
         2*A.T*(A*x - b)
         """
-        from symtape import matrix
+        from symtape.core import matrix
 
         return matrix.matrix_expr_of(self)
 
@@ -334,7 +336,7 @@ def _short(value) -> str:
     return np.array2string(array, threshold=20, separator=", ")
 
 
-class Variable(_Operators):
+class Variable(Operators):
     """A mutable value that gradients are taken with respect to.
 
     Like ``tf.Variable``: trainable Variables read inside a ``GradientTape`` are watched
@@ -366,10 +368,10 @@ class Variable(_Operators):
                  trainable: bool = True):
         if callable(initial_value):
             initial_value = initial_value()
-        value = _to_array(initial_value, None if dtype is None else dtypes.as_dtype(dtype),
+        value = to_array(initial_value, None if dtype is None else dtypes.as_dtype(dtype),
                           what="Variable initial_value")
         if name is None:
-            from symtape.symbolic import AutoName  # lazily, as .expr imports symbolic
+            from symtape.core.symbolic import AutoName  # lazily, as .expr imports symbolic
 
             name = AutoName(f"v{next(_variable_names)}")  # a symbol of its own
         elif not isinstance(name, str) or not name:
@@ -525,7 +527,7 @@ class Variable(_Operators):
         """
         step = self._checked(delta, "assign_add")
         if ACTIVE_TRACE.get() is not None:
-            return self.assign(self._traced_step("add", delta, step), read_value)
+            return self.assign(self._traced_step(operator.add, delta, step), read_value)
         return self.assign(self._value + step, read_value)
 
     def assign_sub(self, delta, read_value: bool = True):
@@ -539,20 +541,19 @@ class Variable(_Operators):
         """
         step = self._checked(delta, "assign_sub")
         if ACTIVE_TRACE.get() is not None:
-            return self.assign(self._traced_step("subtract", delta, step), read_value)
+            return self.assign(self._traced_step(operator.sub, delta, step), read_value)
         return self.assign(self._value - step, read_value)
 
-    def _traced_step(self, op: str, delta, step) -> Tensor:
-        """``value op delta`` on Tensors, so a trace records where the new value comes from."""
-        from symtape import ops
-
+    def _traced_step(self, op: Callable, delta, step) -> Tensor:
+        """``value op delta`` on Tensors, so a trace records where the new value comes from
+        (the operators are the ops, bound onto Tensor by :mod:`symtape.core.ops`)."""
         if not isinstance(delta, (Tensor, Variable)):
             delta = Tensor(step)
-        return getattr(ops, op)(self._read(), delta)
+        return op(self._read(), delta)
 
     def _checked(self, value, method: str):
         where = f"Variable {self._name!r}.{method}"
-        new = _to_array(value, self.dtype, what=where)
+        new = to_array(value, self.dtype, what=where)
         if new.shape != self.shape:
             raise ValueError(f"{where}: shape {new.shape} does not match the Variable's shape "
                              f"{self.shape}; a Variable's shape is fixed at construction")
@@ -572,7 +573,7 @@ class Variable(_Operators):
 # ---------------------------------------------------------------- conversion
 
 
-def _to_array(value, dtype: np.dtype | None, *, what: str):
+def to_array(value, dtype: np.dtype | None, *, what: str):
     """Convert to an array of ``dtype`` on the current device; refuse lossy conversions.
 
     Tensors and Variables convert only when safe (int32 -> float64, not float64 ->
@@ -590,7 +591,7 @@ def _to_array(value, dtype: np.dtype | None, *, what: str):
         try:
             array = np.asarray(value)
         except (TypeError, ValueError) as err:
-            if isinstance(value, (list, tuple)) and any(map(_traced, nest.flatten(value)[0])):
+            if isinstance(value, (list, tuple)) and any(map(is_traced, nest.flatten(value)[0])):
                 raise TypeError(f"{what}: the {type(value).__name__} holds Tensors traced one by "
                                 "one (a compiled function traces each number of a list "
                                 "argument apart); pass the data as one array, np.asarray(...), "
@@ -660,7 +661,7 @@ def constant(value, dtype=None, name: str | None = None) -> Tensor:
         if name is None or name == value._name or computed:
             return value  # as TensorFlow does; a computed value keeps its place in the graph
         return Tensor(value._value, name=name)  # a leaf constant under a new name (its symbol)
-    return Tensor(_to_array(value, None if dtype is None else dtypes.as_dtype(dtype),
+    return Tensor(to_array(value, None if dtype is None else dtypes.as_dtype(dtype),
                             what="st.constant"), name=name)
 
 
@@ -685,7 +686,7 @@ def convert_to_tensor(value, dtype=None) -> Tensor:
 
 def weak_constant(value, like: np.dtype, expr: sympy.Basic | None = None) -> Tensor:
     """A constant that takes the dtype of the operand it meets (Python numbers do)."""
-    array = _to_array(value, like, what="operand")
+    array = to_array(value, like, what="operand")
     tensor = Tensor(array, weak=True)
     tensor._sym = expr
     tensor._symbolic = expr is not None  # results keep lineage, so the exact form survives

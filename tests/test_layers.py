@@ -1,0 +1,208 @@
+"""The package's layering, checked by reading its source (an AST scan, nothing imported).
+
+``symtape/`` is in floors, bottom to top (see ``docs/architecture.md``)::
+
+    arrays      dtypes, array modules and devices, object arrays
+    core        Tensor, the primitive registry, ops, tape, algebras
+    kernels     traced programs, code generation, compiled kernels
+    transforms  st.function, grad/jacobian/hessian, sparse, vmap
+    (top)       the tools: config, check, optimizers, optimize, parsing, chunked, cli, ...
+
+A module imports only from its own floor or the floors below; no two modules import each other,
+directly or round a longer circle; and no module takes another module's private (``_name``) names.
+The few imports that must reach up are deferred hooks (inside a function, run only when an
+optional path is taken) and are listed in ``UPWARD_HOOKS`` below, each with its reason, so that a
+new one is a decision, not an accident.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "symtape"
+LAYERS = ["arrays", "core", "kernels", "transforms", "top"]
+
+#: (importer, imported) pairs allowed to import upward (or back within a floor), inside a
+#: function only
+UPWARD_HOOKS = {
+    # a dask array as argument hands the call to symtape.chunked (dask is optional)
+    ("symtape.kernels.compile", "symtape.chunked"),
+    ("symtape.transforms.functional", "symtape.chunked"),
+    # names given to st.compile are checked against the op registry's names by the parser
+    ("symtape.kernels.compile", "symtape.parsing"),
+    # Tensor.expr and Tensor's matrix view (the symbolic and matrix algebras sit above Tensor)
+    ("symtape.core.tensor", "symtape.core.symbolic"),
+    ("symtape.core.tensor", "symtape.core.matrix"),
+    # st.hessian(..., sparse=True) hands the call to symtape.transforms.sparse, which builds on
+    # the Function machinery of symtape.transforms.functional
+    ("symtape.transforms.functional", "symtape.transforms.sparse"),
+}
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) > 2 and parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    if len(parts) == 2 and parts[1] in LAYERS:  # a subpackage's __init__
+        return LAYERS.index(parts[1])
+    return LAYERS.index("top")
+
+
+def _resolve(base: str, name: str | None) -> str | None:
+    """The symtape module that ``from base import name`` (or ``import base``) reads."""
+    if name is not None and f"{base}.{name}" in MODULES:
+        return f"{base}.{name}"
+    return base if base in MODULES else None
+
+
+class _Imports(ast.NodeVisitor):
+    """Every import of a symtape module in one file: (imported, names, deferred, line)."""
+
+    def __init__(self):
+        self.found: list[tuple[str, list[str], bool, int]] = []
+        self.aliases: dict[str, str] = {}  # local name -> symtape module
+        self.depth = 0
+
+    def visit_FunctionDef(self, node):
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            if alias.name.split(".")[0] == "symtape" and alias.name in MODULES:
+                self.found.append((alias.name, [], self.depth > 0, node.lineno))
+                if alias.asname:
+                    self.aliases[alias.asname] = alias.name
+
+    def visit_ImportFrom(self, node):
+        if node.level or not node.module or node.module.split(".")[0] != "symtape":
+            return
+        for alias in node.names:
+            target = _resolve(node.module, alias.name)
+            if target is None:
+                continue
+            if target == node.module:  # a name from a module
+                self.found.append((target, [alias.name], self.depth > 0, node.lineno))
+            else:  # a module from a package
+                self.found.append((target, [], self.depth > 0, node.lineno))
+                self.aliases[alias.asname or alias.name] = target
+
+
+def scan(path: pathlib.Path) -> _Imports:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    visitor = _Imports()
+    visitor.visit(tree)
+    visitor.tree = tree
+    return visitor
+
+
+SCANS = {name: scan(path) for name, path in MODULES.items()}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_the_scan_sees_the_package():
+    assert "symtape.core.tensor" in MODULES and "symtape.kernels.compile" in MODULES
+    assert layer("symtape.arrays.backends") < layer("symtape.core.tensor") < layer(
+        "symtape.kernels.program") < layer("symtape.transforms.functional") < layer("symtape.check")
+    imports = {target for target, _, _, _ in SCANS["symtape.core.tape"].found}
+    assert "symtape.core.tensor" in imports and "symtape.arrays.backends" in imports
+
+
+def test_no_module_takes_another_modules_private_names():
+    offences = []
+    for name, found in SCANS.items():
+        for target, names, _, line in found.found:
+            offences += [f"{name}:{line} imports {target}.{n}" for n in names
+                         if target != name and _private(n)]
+        for node in ast.walk(found.tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in found.aliases and _private(node.attr)
+                    and found.aliases[node.value.id] != name):
+                offences.append(f"{name}:{node.lineno} reads "
+                                f"{found.aliases[node.value.id]}.{node.attr}")
+    assert offences == []
+
+
+def test_every_import_comes_from_the_same_floor_or_below():
+    offences = []
+    for name, found in SCANS.items():
+        for target, _, deferred, line in found.found:
+            if layer(target) > layer(name) and not (deferred and (name, target) in UPWARD_HOOKS):
+                offences.append(f"{name}:{line} imports {target} from a higher floor")
+            if layer(target) > layer(name) is False:  # pragma: no cover
+                pass
+    assert offences == []
+
+
+def test_the_upward_hooks_are_still_needed():
+    used = {(name, target) for name, found in SCANS.items() for target, _, deferred, _ in found.found
+            if deferred}
+    assert UPWARD_HOOKS - used == set()
+
+
+def _graph() -> dict[str, set[str]]:
+    """Import edges between modules, upward hooks left out (they run after both are loaded)."""
+    graph = {name: set() for name in MODULES}
+    for name, found in SCANS.items():
+        for target, _, _, _ in found.found:
+            if target != name and (name, target) not in UPWARD_HOOKS and target != "symtape":
+                graph[name].add(target)
+    return graph
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` as a list of modules, or None."""
+    state: dict[str, int] = {}
+    for start in sorted(graph):
+        if start in state:
+            continue
+        stack = [(start, iter(sorted(graph[start])))]
+        path = [start]
+        state[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+            elif state.get(child) == 1:
+                return path[path.index(child):] + [child]
+            elif child not in state:
+                state[child] = 1
+                path.append(child)
+                stack.append((child, iter(sorted(graph.get(child, ())))))
+    return None
+
+
+def test_find_circle_finds_one():
+    assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_circle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_import_circle():
+    assert find_circle(_graph()) is None
+
+
+@pytest.mark.parametrize("sub", LAYERS[:-1])
+def test_each_floor_is_a_folder(sub):
+    assert (PACKAGE / sub / "__init__.py").is_file()
