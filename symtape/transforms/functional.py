@@ -553,18 +553,18 @@ class _Transform(Function):
             return derive(bound, differentiated(args, nums), nums)
 
         super().__init__(derived, wrap_outputs=False)
-        self.argnums_tuple = argnums
+        self._argnums = argnums
         self._what = what
 
     def __call__(self, *args, **kwargs):
         concrete = self._plain_trace(args, kwargs)  # floats and float arrays: as they come
         if concrete is not None:
             return concrete.run_plain(args)
-        nums = argnums_tuple(self.argnums_tuple, len(args))
+        nums = argnums_tuple(self._argnums, len(args))
         return self._call(differentiated(args, nums), kwargs)
 
     def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
-        nums = argnums_tuple(self.argnums_tuple, len(args))
+        nums = argnums_tuple(self._argnums, len(args))
         return super()._call_mapped(differentiated(args, nums), kwargs, batched, depth)
 
 

@@ -49,14 +49,14 @@ class SparseHessian:
         if not callable(fun):
             raise TypeError(f"st.hessian expects a callable, got {type(fun).__name__}")
         self._fun = fun
-        self.argnums_tuple = argnums
+        self._argnums = argnums
         self._built: dict[tuple, _Built] = {}
         self._last: _Built | None = None
 
     def __call__(self, *args):
         from symtape.transforms.functional import argnums_tuple, differentiated, leaf_spec, placed
 
-        nums = argnums_tuple(self.argnums_tuple, len(args))
+        nums = argnums_tuple(self._argnums, len(args))
         args = differentiated(args, nums)
         leaves, rebuild = nest.flatten(args)
         if any_dask_array(leaves):
