@@ -60,21 +60,25 @@ def require_dask():
     return dask.array
 
 
-def kernel_cache_info() -> dict:
-    """How many unpickled kernels this process holds and how many it compiled.
+def kernel_cache_info():
+    """The cache of kernels that arrived pickled in this process (as on a Dask worker), with
+    the fields of :func:`symtape.kernel_cache_info`: ``hits``, ``misses`` (the kernels this
+    process compiled), ``size`` and ``maxsize``.
 
     On a Dask worker, ``client.run(kernel_cache_info)`` shows that each kernel was compiled
     once per worker, however many tasks used it.
 
     Examples
     --------
+    >>> import symtape as st
     >>> from symtape.chunked import kernel_cache_info
-    >>> sorted(kernel_cache_info())
-    ['builds', 'size']
+    >>> info = kernel_cache_info()
+    >>> type(info) is type(st.kernel_cache_info()), info._fields
+    (True, ('hits', 'misses', 'size', 'maxsize'))
     """
-    from symtape.kernels.compile import UNPICKLED_BUILDS, UNPICKLED_KERNELS
+    from symtape.kernels.compile import unpickled_cache_info
 
-    return {"size": len(UNPICKLED_KERNELS), "builds": UNPICKLED_BUILDS[0]}
+    return unpickled_cache_info()
 
 
 # ---------------------------------------------------------------- calls: blocks of points

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import pickle
 import subprocess
 import sys
@@ -126,15 +127,16 @@ def test_compile_kernels_run_block_by_block_keeping_float32():
 def test_kernels_pickle_as_source_and_compile_once_per_process(monkeypatch):
     from symtape.chunked import kernel_cache_info
 
-    # as a fresh worker has (the module: `symtape.compile` the attribute is the function)
-    monkeypatch.setattr(sys.modules["symtape.kernels.compile"], "UNPICKLED_KERNELS", {})
+    # as a fresh worker has
+    monkeypatch.setattr(sys.modules["symtape.kernels.compile"], "UNPICKLED_KERNELS",
+                        collections.OrderedDict())
 
     program = st.grad(_f).get_concrete_function(0.1, 0.2, 0.3)._program.portable()
     payload = cloudpickle.dumps(program)
-    before = kernel_cache_info()["builds"]
+    before = kernel_cache_info().misses
     copies = [pickle.loads(payload) for _ in range(3)]
     results = [c([0.1, 0.2, 0.3], [])[0] for c in copies]
-    assert kernel_cache_info()["builds"] == before + 1  # three unpickled copies, one build
+    assert kernel_cache_info().misses == before + 1  # three unpickled copies, one build
     assert float(results[0]) == pytest.approx(-0.2 * np.exp(-0.05) * np.sin(0.3))
     x, y = sympy.symbols("x y", real=True)
     kernel = pickle.loads(pickle.dumps(st.compile(sympy.sin(x) * y, [x, y])))  # plain pickle

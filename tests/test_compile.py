@@ -376,3 +376,24 @@ def test_kernels_give_numpys_arithmetic_at_a_float_point():
         assert np.isnan(root(-8.0)) and np.isnan(root(np.array([-8.0]))[0])
         assert float(inverse(0.0)) == np.inf
         assert float(root(8.0)) == pytest.approx(2.0, rel=1e-15)
+
+
+def test_unpickled_kernels_keep_the_most_recently_used(monkeypatch):
+    import collections
+
+    from symtape.chunked import kernel_cache_info
+    from symtape.kernels import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "UNPICKLED_KERNELS", collections.OrderedDict())
+    monkeypatch.setattr(compile_module, "UNPICKLED_SIZE", 2)
+    monkeypatch.setattr(compile_module, "UNPICKLED_COUNTS", {"hits": 0, "misses": 0})
+    sources = {k: f"def kernel(x):\n    return x + 0x{k}\n" for k in "abc"}
+
+    def run(k):
+        return compile_module.load_unpickled(k, sources[k], (), "numpy")(1)
+
+    assert [run("a"), run("b"), run("a"), run("c")] == [1 + 0xa, 1 + 0xb, 1 + 0xa, 1 + 0xc]
+    assert list(compile_module.UNPICKLED_KERNELS) == ["a", "c"]  # b was the least recent
+    info = kernel_cache_info()
+    assert type(info) is type(st.kernel_cache_info())
+    assert (info.hits, info.misses, info.size, info.maxsize) == (1, 3, 2, 2)

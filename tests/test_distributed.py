@@ -52,10 +52,10 @@ def test_gradients_over_chunks_run_on_the_workers_and_compile_once_per_worker(cl
     processed = client.run(lambda dask_worker: len(dask_worker.data) >= 0)  # both alive
     assert len(processed) == 2
     caches = client.run(kernel_cache_info)
-    builds = sorted(cache["builds"] for cache in caches.values())
+    builds = sorted(cache.misses for cache in caches.values())
     assert builds[-1] >= 1 and all(b <= 2 for b in builds)  # not one build per task
     assert total.compute() == pytest.approx(_expected_gradient_sum(200_000), rel=1e-12)
-    assert sorted(c["builds"] for c in client.run(kernel_cache_info).values()) == builds
+    assert sorted(c.misses for c in client.run(kernel_cache_info).values()) == builds
 
 
 def test_a_fit_over_chunked_data_on_the_cluster_matches_the_in_memory_fit(client):

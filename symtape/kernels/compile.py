@@ -655,21 +655,32 @@ def _value_of(arg):
 
 _kernel_ids = itertools.count()
 # kernels compiled from pickled source in this process (on a Dask worker: every task's)
-UNPICKLED_KERNELS: dict = {}
-UNPICKLED_BUILDS = [0]  # how many times this process compiled one
+UNPICKLED_KERNELS: collections.OrderedDict = collections.OrderedDict()
+UNPICKLED_SIZE = 256
+UNPICKLED_COUNTS = {"hits": 0, "misses": 0}  # a miss is a kernel compiled in this process
 
 
 def load_unpickled(key, source: str, modules, backend: str, namespace: dict | None = None):
     """:func:`load`, once per ``key`` in this process: a kernel that arrives pickled with
-    every task is compiled for the first and reused by the rest (at most 256 kept)."""
+    every task is compiled for the first and reused by the rest (the ``UNPICKLED_SIZE``
+    most recently used are kept)."""
     function = UNPICKLED_KERNELS.get(key)
     if function is None:
         function = load(source, modules, backend, namespace)
-        UNPICKLED_BUILDS[0] += 1
-        if len(UNPICKLED_KERNELS) >= 256:  # bounded: the oldest goes first
-            UNPICKLED_KERNELS.pop(next(iter(UNPICKLED_KERNELS)))
+        UNPICKLED_COUNTS["misses"] += 1
+        if len(UNPICKLED_KERNELS) >= UNPICKLED_SIZE:  # bounded: the least recently used goes
+            UNPICKLED_KERNELS.popitem(last=False)
         UNPICKLED_KERNELS[key] = function
+    else:
+        UNPICKLED_COUNTS["hits"] += 1
+        UNPICKLED_KERNELS.move_to_end(key)
     return function
+
+
+def unpickled_cache_info() -> "CacheInfo":
+    """Hits, misses (kernels compiled), size and bound of this process's unpickled kernels."""
+    return CacheInfo(UNPICKLED_COUNTS["hits"], UNPICKLED_COUNTS["misses"],
+                     len(UNPICKLED_KERNELS), UNPICKLED_SIZE)
 
 
 def is_dask_array(value) -> bool:

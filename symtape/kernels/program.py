@@ -719,21 +719,27 @@ class Program:
 
     def batch_shape(self, values: list) -> tuple[int, ...]:
         """The common leading (batch) shape of the arguments; () for a plain call."""
-        batches = [lead for lead in leading_batches(
-            values, self.argument_shapes,
-            lambda i, shape, core: f"argument {i} has shape {shape}; this trace takes shape "
-                                   f"{core} (optionally with extra leading batch axes)") if lead]
-        if not batches:
-            return ()
-        if not self.batchable:
-            raise ValueError("this function indexes with several separated integer arrays, "
-                             "which has no batched form; st.vmap cannot map it: call it once "
-                             "per point")
-        try:
-            return tuple(np.broadcast_shapes(*batches))
-        except ValueError:
-            raise ValueError(f"the arguments' batch shapes {batches} do not broadcast together"
-                             ) from None
+        return batch_shape(self, values)
+
+
+def batch_shape(program, values: list) -> tuple[int, ...]:
+    """The common leading (batch) shape of the arguments of a :class:`Program` or
+    :class:`PortableProgram`; () for a plain call."""
+    batches = [lead for lead in leading_batches(
+        values, program.argument_shapes,
+        lambda i, shape, core: f"argument {i} has shape {shape}; this trace takes shape "
+                               f"{core} (optionally with extra leading batch axes)") if lead]
+    if not batches:
+        return ()
+    if not program.batchable:
+        raise ValueError("this function indexes with several separated integer arrays, "
+                         "which has no batched form; st.vmap cannot map it: call it once "
+                         "per point")
+    try:
+        return tuple(np.broadcast_shapes(*batches))
+    except ValueError:
+        raise ValueError(f"the arguments' batch shapes {batches} do not broadcast together"
+                         ) from None
 
 
 def _dtype_of(value) -> np.dtype:
@@ -761,7 +767,7 @@ def run_kernel(program, function: Callable, values: list, variables: list) -> li
 
 def run_kernel_here(program, function: Callable, values: list, variables: list) -> list:
     """``function`` called on the current device, its outputs finished."""
-    return finish_outputs(program, Program.batch_shape(program, values),
+    return finish_outputs(program, batch_shape(program, values),
                           call_with_numpy_arithmetic(function, values, variables))
 
 
