@@ -47,7 +47,8 @@ def is_floating(dtype) -> bool:
     Examples
     --------
     >>> import symtape as st
-    >>> st.dtypes.is_floating(st.float32), st.dtypes.is_floating(st.int64)
+    >>> from symtape.arrays.dtypes import is_floating
+    >>> is_floating(st.float32), is_floating(st.int64)
     (True, False)
     """
     return _np.dtype(dtype).kind == "f"
