@@ -19,8 +19,8 @@ from symtape import check, config, optimize, optimizers, random
 from symtape.arrays.backends import DeviceError, device
 from symtape.check import GradCheck, check_grads
 from symtape.kernels.compile import Kernel, clear_kernel_cache, compile, kernel_cache_info
-from symtape.transforms.functional import (ConcreteFunction, Function, function, grad, hessian,
-                                           jacobian, value_and_grad)
+from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
+from symtape.transforms.functional import ConcreteFunction, Function, function
 from symtape.transforms.vmap import vmap
 from symtape.arrays.dtypes import as_dtype, bool, float16, float32, float64, int32, int64
 from symtape.core.ops import *  # noqa: F401,F403  (its __all__ is the list of ops)

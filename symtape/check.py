@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from symtape.transforms import functional
+from symtape.transforms import derivatives
 from symtape.core import ops
 from symtape.arrays.backends import to_host
 from symtape.kernels.compile import compile as compile_kernel
@@ -396,7 +396,7 @@ class _Columns:
         p = self.problem
         argnums = tuple(range(len(p.values)))
         if order == 1:
-            return _flat(_through_kernel(functional.jacobian(p.fun, argnums=argnums), p.values),
+            return _flat(_through_kernel(derivatives.jacobian(p.fun, argnums=argnums), p.values),
                          self.m)
         hessians = []
         for k in range(self.m):
@@ -405,7 +405,7 @@ class _Columns:
                     return ops.reshape(p.fun(*args), [-1])[k]
             else:
                 entry = p.fun
-            blocks = _through_kernel(functional.hessian(entry, argnums=argnums), p.values)
+            blocks = _through_kernel(derivatives.hessian(entry, argnums=argnums), p.values)
             hessians.append(_flat_pairs(blocks, 1, p.sizes))
         return np.concatenate(hessians)
 

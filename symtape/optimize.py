@@ -25,7 +25,8 @@ import numpy as np
 from symtape.core import nest
 from symtape.arrays.backends import is_gpu_array, to_host
 from symtape.kernels.compile import any_dask_array
-from symtape.transforms.functional import Function, grad, hessian, jacobian, value_and_grad
+from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
+from symtape.transforms.functional import Function
 from symtape.core.ops import reduce_sum
 
 __all__ = ["minimize", "least_squares"]

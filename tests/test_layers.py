@@ -36,9 +36,6 @@ UPWARD_HOOKS = {
     # Tensor.expr and Tensor's matrix view (the symbolic and matrix algebras sit above Tensor)
     ("symtape.core.tensor", "symtape.core.symbolic"),
     ("symtape.core.tensor", "symtape.core.matrix"),
-    # st.hessian(..., sparse=True) hands the call to symtape.transforms.sparse, which builds on
-    # the Function machinery of symtape.transforms.functional
-    ("symtape.transforms.functional", "symtape.transforms.sparse"),
 }
 
 

@@ -1,5 +1,6 @@
-"""``st.function`` and the JAX-style transforms ``grad``, ``value_and_grad``, ``jacobian``,
-``hessian``: Python functions traced once per input signature and compiled.
+"""``st.function``: Python functions traced once per input signature and compiled, and the
+machinery the transforms built on it share (:mod:`symtape.transforms.derivatives`,
+:mod:`symtape.transforms.sparse`).
 
 A call means the function applied to its whole arguments. It looks up the trace made for
 exactly the arguments' signature (shapes, dtypes, device, and the values of non-numeric
@@ -18,8 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,12 +28,10 @@ from symtape.arrays.backends import array_module, to_device
 from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
-from symtape.core.tape import GradientTape
 from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
 from symtape.kernels.trace import Trace, placeholder
 
-__all__ = ["Function", "ConcreteFunction", "function", "grad", "value_and_grad", "jacobian",
-           "hessian"]
+__all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
 
 
 # ---------------------------------------------------------------- signatures
@@ -150,7 +148,7 @@ class ConcreteFunction:
         self.specs = specs
         self._positions = [i for i, leaf in enumerate(out_leaves)
                            if isinstance(leaf, (Tensor, Variable))]
-        self._outputs = [_as_tensor(out_leaves[i]) for i in self._positions]
+        self._outputs = [read_tensor(out_leaves[i]) for i in self._positions]
         self._static = out_leaves
         self._assigned = [variable for variable, _ in trace.assigned.values()]
         news = [new for _, new in trace.assigned.values()]
@@ -266,7 +264,8 @@ def _describe(specs: list[tuple]) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-def _as_tensor(value) -> Tensor:
+def read_tensor(value) -> Tensor:
+    """A Variable's current value as a Tensor; anything else as it is."""
     return value._read() if isinstance(value, Variable) else value
 
 
@@ -424,7 +423,7 @@ def _placeholders(fun, args, kwargs, leaves: list, specs: list) -> tuple[list, l
 def _plain(leaf, wrap: bool):
     """A trace's output as a caller gets it: a value without lineage to the placeholders."""
     if isinstance(leaf, (Tensor, Variable)):
-        value = _as_tensor(leaf)._value
+        value = read_tensor(leaf)._value
         return Tensor(value) if wrap else (np.asarray(value) if array_module(value) is np
                                           else value)
     return leaf
@@ -483,7 +482,7 @@ def function(func: Callable | None = None):
     return Function(func)
 
 
-# ---------------------------------------------------------------- transforms
+# ---------------------------------------------------------------- shared by the transforms
 
 
 def argnums_tuple(argnums, nargs: int) -> tuple[int, ...]:
@@ -514,16 +513,9 @@ def differentiated(args: tuple, nums: tuple[int, ...]) -> tuple:
     return tuple(args)
 
 
-def _with_tape(fun: Callable, args: tuple, nums: tuple[int, ...], persistent: bool = False):
-    with GradientTape(persistent=persistent) as tape:
-        tape.watch([args[i] for i in nums])
-        y = fun(*args)
-    return tape, y
-
-
 def scalar_output(y, what: str) -> Tensor:
     """``y`` as a scalar Tensor, or a TypeError saying that ``what`` needs one."""
-    y = _as_tensor(y) if isinstance(y, (Tensor, Variable)) else None
+    y = read_tensor(y) if isinstance(y, (Tensor, Variable)) else None
     if y is None or y.shape != ():
         shape = None if y is None else y.shape
         raise TypeError(f"st.{what} needs a function returning a scalar Tensor, got "
@@ -533,182 +525,3 @@ def scalar_output(y, what: str) -> Tensor:
     if y.dtype.kind != "f":
         raise TypeError(f"st.{what}: the function returns dtype {y.dtype}; it must be a float")
     return y
-
-
-def _pick(results: list, argnums) -> Any:
-    return results[0] if isinstance(argnums, int) else tuple(results)
-
-
-class _Transform(Function):
-    """A transform of ``fun``: traced and compiled like ``st.function``; calls return arrays."""
-
-    def __init__(self, fun: Callable, argnums, derive: Callable, what: str):
-        if not callable(fun):
-            raise TypeError(f"st.{what} expects a callable, got {type(fun).__name__}")
-
-        @functools.wraps(fun, updated=())
-        def derived(*args, **kwargs):  # keyword arguments are passed through, not differentiated
-            nums = argnums_tuple(argnums, len(args))
-            bound = functools.partial(fun, **kwargs) if kwargs else fun
-            return derive(bound, differentiated(args, nums), nums)
-
-        super().__init__(derived, wrap_outputs=False)
-        self._argnums = argnums
-        self._what = what
-
-    def __call__(self, *args, **kwargs):
-        concrete = self._plain_trace(args, kwargs)  # floats and float arrays: as they come
-        if concrete is not None:
-            return concrete.run_plain(args)
-        nums = argnums_tuple(self._argnums, len(args))
-        return self._call(differentiated(args, nums), kwargs)
-
-    def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
-        nums = argnums_tuple(self._argnums, len(args))
-        return super()._call_mapped(differentiated(args, nums), kwargs, batched, depth)
-
-
-def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
-    """Compile the gradient of a scalar-valued function (JAX's ``grad``).
-
-    Parameters
-    ----------
-    fun : callable
-        Takes Tensors (or nested lists of them), returns a scalar Tensor.
-    argnums : int or tuple of ints, default 0
-        Which positional arguments to differentiate; a tuple gives a tuple of gradients.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> df = st.grad(lambda x: x ** 3)
-    >>> df(2.0)
-    array(12.)
-    >>> print(df.expr)
-    3*x**2
-    """
-    def derive(fun, args, nums):
-        tape, y = _with_tape(fun, args, nums)
-        y = scalar_output(y, "grad")
-        return _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
-                     argnums)
-
-    return _Transform(fun, argnums, derive, "grad")
-
-
-def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
-    """Compile a function's value and gradient together (shared subexpressions).
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> vg = st.value_and_grad(lambda x, y: x * st.sin(y), argnums=(0, 1))
-    >>> value, (dx, dy) = vg(2.0, 0.0)
-    >>> float(value), float(dx), float(dy)
-    (0.0, 0.0, 2.0)
-    """
-    def derive(fun, args, nums):
-        tape, y = _with_tape(fun, args, nums)
-        y = scalar_output(y, "value_and_grad")
-        return y, _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
-                        argnums)
-
-    return _Transform(fun, argnums, derive, "value_and_grad")
-
-
-def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
-    """Compile the Jacobian: shape ``output.shape + argument.shape`` (JAX's ``jacrev``, or
-    ``jacfwd`` where that is cheaper).
-
-    It takes one reverse sweep per output entry (a row), or, when the outputs outnumber the
-    differentiated inputs (residuals of a fit), one per input entry (a column): the
-    vector-Jacobian product ``J^T v`` is linear in ``v``, so the gradient of its entry ``k``
-    with respect to ``v`` is column ``k``. Either way the entries are exact.
-
-    Examples
-    --------
-    >>> import numpy as np, symtape as st
-    >>> J = st.jacobian(lambda x: st.stack([x[0] * x[1], st.sin(x[0])]))
-    >>> J(st.constant([0.0, 2.0]))
-    array([[2., 0.],
-           [1., 0.]])
-    >>> t = np.linspace(0.0, 1.0, 1000)  # 1000 residuals, 2 unknowns: 2 sweeps
-    >>> J = st.jacobian(lambda p: p[0] * st.exp(-p[1] * t))
-    >>> J(np.array([2.0, 0.0])).shape
-    (1000, 2)
-    """
-    def derive(fun, args, nums):
-        tape, y = _with_tape(fun, args, nums)
-        y = _as_tensor(y)
-        sources = [args[i] for i in nums]
-        if _columns_are_cheaper(y, sources):
-            return _pick(_jacobian_by_columns(tape, y, sources), argnums)
-        return _pick(tape.jacobian(y, sources, unconnected_gradients="zero"), argnums)
-
-    return _Transform(fun, argnums, derive, "jacobian")
-
-
-def _columns_are_cheaper(y: Tensor, sources: list) -> bool:
-    """Fewer differentiated input entries than output entries (and all of them floats)."""
-    leaves = [_as_tensor(leaf) for leaf in nest.flatten(sources)[0]]
-    sizes = [math.prod(leaf.shape) for leaf in leaves]
-    return (y.dtype.kind == "f" and all(leaf.dtype.kind == "f" for leaf in leaves)
-            and 0 < min(sizes, default=0) and sum(sizes) < math.prod(y.shape))
-
-
-def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
-    """``tape.jacobian(y, sources)`` in one reverse sweep per source entry: each column is
-    the gradient, with respect to the seed ``v``, of one entry of ``J^T v`` (forward mode as
-    reverse over reverse)."""
-    from symtape.core.ops import reshape, stack, zeros
-
-    seed = zeros(y.shape, dtype=y.dtype)  # its value never matters: J^T v is linear in v
-    with GradientTape(persistent=True) as outer:
-        outer.watch(seed)
-        products = tape.gradient(y, sources, output_gradients=seed, unconnected_gradients="zero")
-        flat, rebuild = nest.flatten(products)
-        entries = []
-        for product in flat:  # each entry is recorded: the outer tape differentiates it
-            column = reshape(product, [-1])
-            entries.append([column[k] for k in range(math.prod(product.shape))])
-    blocks = []
-    for product, column_entries in zip(flat, entries):
-        columns = [outer.gradient(e, seed, unconnected_gradients="zero") for e in column_entries]
-        blocks.append(reshape(stack(columns, axis=-1), tuple(y.shape) + tuple(product.shape)))
-    return rebuild(blocks)
-
-
-def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False):
-    """Compile the exact Hessian of a scalar-valued function.
-
-    With ``sparse=True`` the result is a ``scipy.sparse`` CSR matrix (``cupyx.scipy.sparse``
-    on the GPU) over all entries of the differentiated arguments, flattened in order; an
-    entry is derived only where the gradient entry depends on that variable, and only those
-    entries are evaluated.
-
-    Examples
-    --------
-    >>> import symtape as st
-    >>> H = st.hessian(lambda x: x[0] ** 2 * x[1])
-    >>> H(st.constant([1.0, 2.0]))
-    array([[4., 2.],
-           [2., 0.]])
-    >>> Hs = st.hessian(lambda x: st.reduce_sum(x ** 3), sparse=True)
-    >>> Hs(st.constant([1.0, 2.0])).toarray()
-    array([[ 6.,  0.],
-           [ 0., 12.]])
-    """
-    if sparse:
-        from symtape.transforms.sparse import SparseHessian
-
-        return SparseHessian(fun, argnums)
-
-    def derive(fun, args, nums):
-        tape, y = _with_tape(fun, args, nums, persistent=True)
-        y = scalar_output(y, "hessian")
-        sources = [args[i] for i in nums]
-        blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
-                              unconnected_gradients="zero")
-        return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
-
-    return _Transform(fun, argnums, derive, "hessian")
