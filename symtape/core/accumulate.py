@@ -13,9 +13,45 @@ is involved in a numeric sweep.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["Plan", "plan", "sweep", "source_key"]
+__all__ = ["Plan", "plan", "sweep", "source_key", "toposort"]
+
+
+def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
+    """The nodes reachable from ``roots``, each after the nodes it depends on (post-order).
+
+    ``expand(node)`` is called once per node reached and returns the nodes to visit from it,
+    in the order to visit them, or None for a node to leave out of the result (a leaf it
+    has recorded elsewhere). Iterative, so graphs of any depth walk without recursion.
+
+    Examples
+    --------
+    >>> graph = {"loss": ["y", "x"], "y": ["x"], "x": []}
+    >>> toposort(["loss"], graph.get)
+    ['x', 'y', 'loss']
+    """
+    order: list = []
+    seen: set[int] = set()
+    stack = [(node, False) for node in reversed(roots)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, expanded = pop()
+        if expanded:
+            order.append(node)
+            continue
+        key = id(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        children = expand(node)
+        if children is None:
+            continue
+        push((node, True))
+        for x in reversed(children):
+            if id(x) not in seen:
+                push((x, False))
+    return order
 
 
 def source_key(leaf) -> int:
@@ -44,26 +80,16 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
     leaf (a constant for this tape, or a watched source).
     """
     result = Plan(list(targets), wanted=set(source_ids))
-    order, leaves = result.order, result.leaves
-    visited: set[int] = set()
-    stack = [(t, False) for t in reversed(result.targets)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, expanded = pop()
-        if expanded:
-            order.append(node)
-            continue
+    leaves = result.leaves
+
+    def expand(node):
         key = id(node)
-        if key in visited:
-            continue
-        visited.add(key)
         if node._prim is None or key not in recorded:
             leaves[key] = node
-            continue
-        push((node, True))
-        for x in node._inputs:
-            if id(x) not in visited:
-                push((x, False))
+            return None
+        return node._inputs[::-1]  # pushed last first: as the sweep has always visited them
+
+    result.order = toposort(result.targets, expand)
     _mark_relevant(result)
     return result
 

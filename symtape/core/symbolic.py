@@ -18,6 +18,7 @@ import sympy
 from sympy.core.parameters import distribute
 
 from symtape.arrays import objarrays
+from symtape.core.accumulate import toposort
 
 __all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
            "AutoName", "check_unambiguous", "bottom_up"]
@@ -202,28 +203,18 @@ def _materialize(tensor) -> Any:
 
 def _unbuilt_nodes(target) -> tuple[list, dict[int, tuple[int, bool]]]:
     """Nodes without a symbolic value, inputs first, and per node (consumers, all are sums)."""
-    order: list = []
-    visited: set[int] = set()
     consumers: dict[int, tuple[int, bool]] = {}
-    stack = [(target, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
+
+    def expand(node):
         if node._prim is None:
-            continue
+            return ()
         is_sum = node._prim.name in _SUMS
         for x in node._inputs:
             count, all_sums = consumers.get(id(x), (0, True))
             consumers[id(x)] = (count + 1, all_sums and is_sum)
-            if x._sym is None and id(x) not in visited:
-                stack.append((x, False))
-    return order, consumers
+        return [x for x in reversed(node._inputs) if x._sym is None]  # the order always used
+
+    return toposort([target], expand), consumers
 
 
 def _sum_terms(node, deferred: dict[int, list]) -> list:

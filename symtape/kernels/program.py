@@ -32,6 +32,7 @@ from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
 from symtape.arrays.objarrays import exact_number
+from symtape.core.accumulate import toposort
 from symtape.core.symbolic import recursion_headroom
 from symtape.core.tensor import Tensor, Variable, on_device_with
 
@@ -240,21 +241,8 @@ def _call_numeric(numeric, params, xp, *values):
 
 def walk(outputs: list[Tensor], resolve: Callable[[Tensor], Tensor]) -> list[Tensor]:
     """Every node the outputs depend on, inputs first (iterative: graphs may be deep)."""
-    order, seen = [], set()
-    stack = [(resolve(t), False) for t in reversed(outputs)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if node._prim is not None:
-            stack.extend((resolve(x), False) for x in reversed(node._inputs)
-                         if id(resolve(x)) not in seen)
-    return order
+    return toposort([resolve(t) for t in outputs],
+                    lambda node: () if node._prim is None else [resolve(x) for x in node._inputs])
 
 
 def _freeze(value) -> Any:
