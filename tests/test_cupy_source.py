@@ -22,6 +22,7 @@ import pytest
 import simulated_cupy
 import sympy
 from every_primitive import CASES, IN_AXES, assert_same_results, call
+from helpers import rosenbrock as _rosenbrock
 
 import symtape as st
 import symtape.transforms.functional
@@ -123,10 +124,6 @@ def test_every_primitive_runs_through_the_cupy_backend(monkeypatch):
             for case in CASES:
                 _run(transform, case)
     assert seen == set(REGISTRY), f"not exercised: {sorted(set(REGISTRY) - seen)}"
-
-
-def _rosenbrock(v):
-    return st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
 
 
 def test_sparse_hessian_through_the_cupy_backend_matches_the_numpy_one():

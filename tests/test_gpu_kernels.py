@@ -11,6 +11,7 @@ import sympy
 from every_primitive import CASES, IN_AXES, assert_same_results, call
 from hypothesis import HealthCheck, given, settings
 from test_check_properties import POINTS, X, Y, _expressions
+from helpers import rosenbrock as rosen
 
 import symtape as st
 from symtape.core import nest
@@ -24,10 +25,6 @@ def cupy(gpu_cupy):
 
 optimize = pytest.importorskip("scipy.optimize")
 x, y = sympy.symbols("x y", real=True)
-
-
-def rosen(v):
-    return st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
 
 
 def test_cupy_kernel_prints_piecewise_log_and_where(cupy):

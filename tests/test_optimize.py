@@ -8,12 +8,9 @@ import sys
 import numpy as np
 import pytest
 from scipy.optimize import rosen_der, rosen_hess
+from helpers import rosenbrock as rosen
 
 import symtape as st
-
-
-def rosen(x):
-    return st.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
 
 
 START = np.tile([-1.2, 1.0], 5)

@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 import sympy
 from scipy.optimize import rosen, rosen_der, rosen_hess
+from helpers import rosenbrock
 
 import symtape as st
 
 RNG = np.random.default_rng(7)
-
-
-def rosenbrock(x):
-    return st.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
 
 
 def sum_sq(x):
