@@ -7,6 +7,11 @@ derivative rule of their own.
 
 Dtypes follow TensorFlow: two Tensors must have the same dtype (``st.cast`` converts);
 Python numbers and NumPy arrays take the dtype of the Tensor they meet.
+
+Every op accepts TensorFlow's ``name=`` so that TensorFlow code runs unchanged; the name is
+not kept on the result. Names are what :func:`~symtape.core.tensor.constant` and
+``st.Variable`` give: a named Tensor that is watched becomes a symbol of that name in closed
+forms, which an op's result must not become by accident.
 """
 
 from __future__ import annotations
