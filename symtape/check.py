@@ -9,13 +9,15 @@ derivatives (order 2):
 - **compiled**: what the compiled kernels of ``st.jacobian`` / ``st.hessian`` return;
 - **yours**: a hand-written gradient or Hessian, when one is given (``grad=``, ``hess=``);
 - **complex step**: ``Im f(x + ih e_j) / h`` with ``h = 1e-20``, exact to rounding, where the
-  closed form is holomorphic (no ``abs``, ``sign``, ``max``, comparisons, ...);
+  closed form is holomorphic (no ``abs``, ``sign``, ``max``, comparisons, ...), down to
+  ``tiny / h`` (2e-288): the imaginary parts it carries are ``h`` times a derivative, and
+  below the smallest normal float ``tiny`` they lose digits, then underflow to 0;
 - **finite diff.**: central differences (the five-point stencil, error ``O(h**4)``) with a
   step chosen per entry, ``h = eps**(1/5) * max(1, |x_j|)``, of the function (order 1) or of
   its numeric gradient (order 2).
 
-An entry agrees when every column is within ``atol + rtol * |symbolic|``. A disagreement
-raises ``AssertionError`` whose message is a table of the entries that differ.
+An entry agrees when every column is within ``atol + rtol * |symbolic|`` (the two numeric
+columns are allowed their own error on top). A disagreement raises ``AssertionError`` whose message is a table of the entries that differ.
 
 Examples
 --------
@@ -59,6 +61,8 @@ COMPLEX_STEP = 1e-20
 _EPS = float(np.finfo(np.float64).eps)
 _FD_STEP = _EPS ** (1 / 5)  # balances the stencil's h**4 error against rounding's eps/h
 _FD_NOISE = 1e3 * _EPS ** (4 / 5)  # what finite differences may miss, relative to the scale
+# what the complex step may miss, absolutely: h * f' underflows below the smallest normal float
+_CS_FLOOR = float(np.finfo(np.float64).tiny) / COMPLEX_STEP
 _HOLOMORPHIC = (sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tan, sympy.asin, sympy.acos,
                 sympy.atan, sympy.sinh, sympy.cosh, sympy.tanh)
 _COLUMNS = (("compiled", "compiled"), ("yours", "yours"), ("complex_step", "complex step"),
@@ -543,7 +547,9 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
         method. ``atol`` defaults to ``rtol`` times the largest derivative of the same order
         (of order 1 or 2, for second derivatives). Finite differences are allowed, on top,
         ``1e3 * eps**(4/5)`` (3e-10) times the largest value or derivative at the point:
-        their own truncation and rounding error.
+        their own truncation and rounding error. The complex step is allowed ``tiny / h``
+        (2e-288) on top: it carries ``h = 1e-20`` times the derivative, which underflows
+        below the smallest normal float ``tiny``.
     grad, hess : callable, optional
         Your own NumPy gradient (Jacobian) / Hessian, called with the argument values and
         returning what ``st.grad`` / ``st.hessian`` with every argument would: one array for
@@ -603,6 +609,7 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
     tolerances = {o: rtol * scales[o] if atol is None else atol for o in references}
     noise = {1: _FD_NOISE * max(_largest(columns.value()), *largest.values()),
              2: _FD_NOISE * max(largest.values())}
+    allowed = {o: {"finite_difference": noise[o], "complex_step": _CS_FLOOR} for o in noise}
     check = GradCheck(problem.point(), rtol, {o: tolerances[o] for o in references})
     supplied = {1: grad, 2: hess}
     for o, reference in references.items():
@@ -618,8 +625,8 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
             entry = Entry(label, o, float(reference[index]), scale=scales[o], **{
                 name: float(values[index]) for name, values in methods.items()
                 if values is not None})
-            entry.ok = all(_agrees(value, entry.symbolic, rtol, tolerances[o]
-                                   + (noise[o] if name == "finite_difference" else 0.0))
+            entry.ok = all(_agrees(value, entry.symbolic, rtol,
+                                   tolerances[o] + allowed[o].get(name, 0.0))
                            for name, value in entry.columns().items())
             check.entries.append(entry)
     if not check.ok:
