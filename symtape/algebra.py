@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from symtape import objarrays
+from symtape import deepforms, objarrays
 from symtape.primitives import REGISTRY, add_at
 from symtape.symbolic import symbolic_value
 from symtape.tensor import Tensor, apply, convert_to_tensor, on_device_with
@@ -65,6 +65,10 @@ class _Algebra:
         if getattr(x, "shape", ()) == shape:
             return x
         return x if tuple(self.shape(x)) == tuple(shape) else self.broadcast_to(x, shape=tuple(shape))
+
+    def vjp(self, rule, g, out, xs: Sequence[Any], params: dict):
+        """Apply one derivative rule to the cotangent ``g``."""
+        return rule(self, g, out, *xs, **params)
 
     def add_n(self, parts: Sequence[Any]):
         """Sum the cotangent contributions reaching one node."""
@@ -173,6 +177,10 @@ def _placeholder(node) -> _Shaped:
     return _Shaped(node._value.shape, node._value.dtype)
 
 
+# stands for the cotangent while a rule runs (SymbolicAlgebra.vjp): an atom, cheap to sort
+_COTANGENT = sympy.Dummy("g")
+
+
 class SymbolicAlgebra(_Algebra):
     """Primitives on SymPy values: the exact closed form of a gradient.
 
@@ -205,8 +213,30 @@ class SymbolicAlgebra(_Algebra):
     def zeros(self, shape, dtype):
         return objarrays.zeros(shape)
 
+    def vjp(self, rule, g, out, xs: Sequence[Any], params: dict):
+        """The rule's result, with a deep scalar cotangent kept out of SymPy's evaluation.
+
+        The rule runs on a placeholder symbol; a result ``placeholder * f`` (every rule is
+        linear in ``g``, so the placeholder is one factor) becomes ``deepforms.product(g, f)``,
+        which never re-sorts the factors of ``g``. Other results run the rule on ``g`` itself.
+        """
+        if isinstance(g, np.ndarray) or not deepforms.is_deep(g):
+            return rule(self, g, out, *xs, **params)
+        local = rule(self, _COTANGENT, out, *xs, **params)
+        if local is _COTANGENT:
+            return g
+        if isinstance(local, sympy.Mul) and _COTANGENT in local.args:
+            others = [a for a in local.args if a is not _COTANGENT]
+            factor = others[0] if len(others) == 1 else sympy.Mul._from_args(others)
+            return deepforms.product(g, factor)
+        return rule(self, g, out, *xs, **params)
+
     def add_n(self, parts: Sequence[Any]):
-        return parts[0] if len(parts) == 1 else objarrays.add_many(list(parts))
+        if len(parts) == 1:
+            return parts[0]
+        if any(isinstance(p, np.ndarray) for p in parts):
+            return objarrays.add_many(list(parts))
+        return deepforms.total(list(parts))
 
     def forward(self, node, argnum: int | None = None):
         """Forward values for one rule: SymPy forms only where the rule reads them.

@@ -17,7 +17,7 @@ import numpy as np
 import sympy
 from sympy.core.parameters import distribute
 
-from symtape import objarrays
+from symtape import deepforms, objarrays
 
 __all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
            "AutoName", "check_unambiguous", "bottom_up"]
@@ -127,7 +127,7 @@ def factored():
         return
     token = _INSIDE.set(True)
     try:
-        with recursion_headroom(), distribute(False):
+        with recursion_headroom(), distribute(False), deepforms.memo():
             yield
     finally:
         _INSIDE.reset(token)

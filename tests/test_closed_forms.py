@@ -240,3 +240,20 @@ def test_the_closed_form_of_atan2_at_negative_zero_agrees_with_its_value():
     assert float(y) == float(kernel(-1.0)[0]) == -np.pi
     x = st.Variable(2.0, name="x")
     assert (x + st.constant(-0.0)).expr == sympy.Symbol("x", real=True)  # u + -0.0 is u
+
+
+def _sin_recurrence_gradient(steps: int):
+    x = st.Variable(0.5, name="x")
+    with st.GradientTape() as tape:
+        y = x
+        for _ in range(steps):
+            y = st.sin(y) * 0.999 + 0.001
+    return y, tape.gradient(y, x)
+
+
+@pytest.mark.parametrize("steps", [3, 6])
+def test_small_recurrence_gradients_equal_sympy_diff(steps):
+    y, g = _sin_recurrence_gradient(steps)
+    x = sympy.Symbol("x", real=True)
+    assert sympy.simplify(g.expr - sympy.diff(y.expr, x)) == 0
+
