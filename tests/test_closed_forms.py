@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 import symtape as st
+from symtape import deepforms
+from symtape.mpeval import distinct_nodes, evaluate
 
 A, B = sympy.symbols("a b", real=True)
 
@@ -242,18 +244,44 @@ def test_the_closed_form_of_atan2_at_negative_zero_agrees_with_its_value():
     assert (x + st.constant(-0.0)).expr == sympy.Symbol("x", real=True)  # u + -0.0 is u
 
 
-def _sin_recurrence_gradient(steps: int):
+X = sympy.Symbol("x", real=True)
+
+
+def _recurrence(steps: int, step):
+    """``y = step(x, y)`` repeated from ``y = x``, and ``dy/dx`` from the tape."""
     x = st.Variable(0.5, name="x")
     with st.GradientTape() as tape:
         y = x
         for _ in range(steps):
-            y = st.sin(y) * 0.999 + 0.001
+            y = step(x, y)
     return y, tape.gradient(y, x)
 
 
-@pytest.mark.parametrize("steps", [3, 6])
-def test_small_recurrence_gradients_equal_sympy_diff(steps):
-    y, g = _sin_recurrence_gradient(steps)
-    x = sympy.Symbol("x", real=True)
-    assert sympy.simplify(g.expr - sympy.diff(y.expr, x)) == 0
+# deeper than deepforms.SHALLOW (24 levels) from 13 steps on: the chain rule's products stay nested
+# (one deep factor per step) and sums of deep terms unsorted; expanded, they are SymPy's
+@pytest.mark.parametrize("steps", [3, 13, 20])
+@pytest.mark.parametrize("step", [lambda x, y: st.sin(y) * 3 + 1,  # a product per step
+                                  lambda x, y: st.sin(y) * x],  # and a sum of deep terms
+                         ids=["sin(y)*3+1", "sin(y)*x"])
+def test_recurrence_gradients_equal_sympy_diff(steps, step):
+    y, g = _recurrence(steps, step)
+    assert deepforms.is_deep(y.expr) == (steps > 3)
+    assert sympy.expand(g.expr - sympy.diff(y.expr, X)) == 0
 
+
+def test_a_long_recurrence_gradient_is_the_chain_rule_and_linear_in_size():
+    steps = 400  # 1200 levels deep: SymPy's sorted products made this cubic
+    y, g = _recurrence(steps, lambda x, y: st.sin(y) * 0.999 + 0.001)
+    # the chain rule by hand: dy/dx = prod 0.999 * cos(y_k) over the forward values y_k
+    values, chain = [0.5], 1.0
+    for _ in range(steps):
+        chain *= 0.999 * np.cos(values[-1])
+        values.append(0.999 * np.sin(values[-1]) + 0.001)
+    assert float(y.numpy()) == pytest.approx(values[-1], rel=1e-12)
+    assert float(g.numpy()) == pytest.approx(chain, rel=1e-12)
+    # the closed form, evaluated bottom-up to 20 digits (evalf or lambdify: minutes)
+    (exact,) = evaluate([g.expr], {X: sympy.Rational(1, 2)}, 20)
+    assert exact == pytest.approx(chain, rel=1e-12)
+    assert g.expr.free_symbols == {X}
+    # one cos(y_k), one product, a few numbers per step: the form shares y's subtrees
+    assert len(distinct_nodes(g.expr)) <= 6 * steps
