@@ -186,7 +186,8 @@ def _sin_step(y, sin):
 
 def bench_recurrence_gradient(repeat: int, rows: list) -> None:
     """Gradient ``.expr`` of an n-step recurrence: linear in n (chain-rule products kept
-    nested, symtape.deepforms), against ``sympy.diff`` of the same unrolled expression."""
+    nested, symtape.deepforms), against ``sympy.diff`` of the same unrolled expression; the
+    Hessian's ``.expr`` (linear too) against the gradient's."""
     from symtape.symbolic import recursion_headroom
 
     x_sym = sympy.Symbol("x", real=True)
@@ -200,8 +201,19 @@ def bench_recurrence_gradient(repeat: int, rows: list) -> None:
                 y = _sin_step(y, st.sin)
         return tape.gradient(y, x).expr
 
+    def hessian_expr(steps: int):
+        x = st.Variable(0.5, name="x")
+        with st.GradientTape() as outer:
+            with st.GradientTape() as inner:
+                y = x
+                for _ in range(steps):
+                    y = _sin_step(y, st.sin)
+            g = inner.gradient(y, x)
+        return outer.gradient(g, x).expr
+
     for steps in (40, 160, 400):
         t_ours = best_of(lambda: gradient_expr(steps), repeat, cold)
+        t_hessian = best_of(lambda: hessian_expr(steps), repeat, cold)
         with recursion_headroom():  # the unrolled tree is 3 levels a step
             y_sym = x_sym
             for _ in range(steps):
@@ -214,6 +226,8 @@ def bench_recurrence_gradient(repeat: int, rows: list) -> None:
                 base = "sympy.diff of the unrolled expression: RecursionError (10,000 frames)"
         rows.append((f"recurrence, {steps} steps: record + gradient + .expr", t_ours,
                      base, t_diff, "linear in steps"))
+        rows.append((f"recurrence, {steps} steps: record + Hessian + .expr", t_hessian,
+                     "record + gradient + .expr (the same run)", t_ours, "a constant ratio"))
 
 
 def main() -> None:

@@ -177,8 +177,18 @@ def _placeholder(node) -> _Shaped:
     return _Shaped(node._value.shape, node._value.dtype)
 
 
-# stands for the cotangent while a rule runs (SymbolicAlgebra.vjp): an atom, cheap to sort
+# stand for the cotangent and for deep forward values while a rule runs
+# (SymbolicAlgebra.vjp): atoms, cheap to sort
 _COTANGENT = sympy.Dummy("g")
+_STAND_INS = tuple(sympy.Dummy(f"u{i}") for i in range(4))
+
+
+def _deep(value) -> bool:
+    return isinstance(value, sympy.Expr) and deepforms.is_deep(value)
+
+
+def _deep_product(value) -> bool:
+    return isinstance(value, sympy.Mul) and deepforms.is_deep(value)
 
 
 class SymbolicAlgebra(_Algebra):
@@ -214,22 +224,39 @@ class SymbolicAlgebra(_Algebra):
         return objarrays.zeros(shape)
 
     def vjp(self, rule, g, out, xs: Sequence[Any], params: dict):
-        """The rule's result, with a deep scalar cotangent kept out of SymPy's evaluation.
+        """The rule's result, with deep scalar values kept out of SymPy's evaluation.
 
-        The rule runs on a placeholder symbol; a result ``placeholder * f`` (every rule is
-        linear in ``g``, so the placeholder is one factor) becomes ``deepforms.product(g, f)``,
-        which never re-sorts the factors of ``g``. Other results run the rule on ``g`` itself.
+        The rule runs on placeholder symbols for the cotangent and for forward values that are
+        deep products (a Hessian's sweep reads a gradient's chain-rule products). Every rule
+        is linear in ``g``: a result ``placeholder * f1 * f2 ...``, where the placeholders
+        are factors and nowhere else, becomes ``deepforms.product`` of ``g`` and each factor
+        (the values put back), which never re-sorts the factors of a deep product (SymPy's
+        ``Mul`` would, comparing trees as deep as they are alike). Other results run the
+        rule on the values themselves.
         """
-        if isinstance(g, np.ndarray) or not deepforms.is_deep(g):
+        if isinstance(g, np.ndarray) or not (_deep(g) or any(map(_deep_product, (out, *xs)))):
             return rule(self, g, out, *xs, **params)
-        local = rule(self, _COTANGENT, out, *xs, **params)
-        if local is _COTANGENT:
-            return g
-        if isinstance(local, sympy.Mul) and _COTANGENT in local.args:
-            others = [a for a in local.args if a is not _COTANGENT]
-            factor = others[0] if len(others) == 1 else sympy.Mul._from_args(others)
-            return deepforms.product(g, factor)
-        return rule(self, g, out, *xs, **params)
+        stand_ins = iter(_STAND_INS)
+        values_of = {_COTANGENT: g}
+
+        def stand_in(value):
+            placeholder = next(stand_ins, None) if _deep_product(value) else None
+            if placeholder is None:
+                return value
+            values_of[placeholder] = value
+            return placeholder
+
+        local = rule(self, _COTANGENT, stand_in(out), *map(stand_in, xs), **params)
+        factors = local.args if isinstance(local, sympy.Mul) else (local,)
+        others = [f for f in factors if f not in values_of]
+        if (_COTANGENT not in factors or len(values_of) > 1 and any(
+                f.free_symbols & values_of.keys() for f in others)):
+            return rule(self, g, out, *xs, **params)  # a stand-in inside a factor
+        result = g
+        for factor in factors:
+            if factor is not _COTANGENT:
+                result = deepforms.product(result, values_of.get(factor, factor))
+        return result
 
     def add_n(self, parts: Sequence[Any]):
         if len(parts) == 1:

@@ -269,6 +269,40 @@ def test_recurrence_gradients_equal_sympy_diff(steps, step):
     assert sympy.expand(g.expr - sympy.diff(y.expr, X)) == 0
 
 
+def _recurrence_hessian(steps: int, step):
+    x = st.Variable(0.5, name="x")
+    with st.GradientTape() as outer:
+        with st.GradientTape() as inner:
+            y = x
+            for _ in range(steps):
+                y = step(x, y)
+        g = inner.gradient(y, x)
+    return y, outer.gradient(g, x)
+
+
+@pytest.mark.parametrize("steps", [3, 13])
+@pytest.mark.parametrize("step", [lambda x, y: st.sin(y) * 3 + 1, lambda x, y: st.sin(y) * x],
+                         ids=["sin(y)*3+1", "sin(y)*x"])
+def test_recurrence_hessians_equal_sympy_diff(steps, step):
+    y, h = _recurrence_hessian(steps, step)
+    assert sympy.expand(h.expr - sympy.diff(y.expr, X, 2)) == 0
+
+
+def test_a_long_recurrence_hessian_is_the_chain_rule():
+    steps = 400  # the gradient's products, read by the outer sweep, stay nested too
+    y, h = _recurrence_hessian(steps, lambda x, y: st.sin(y) * 0.999 + 0.001)
+    # by hand: y' <- 0.999 cos(y) y',  y'' <- 0.999 (cos(y) y'' - sin(y) y'**2)
+    value, first, second = 0.5, 1.0, 0.0
+    for _ in range(steps):
+        c, s = np.cos(value), np.sin(value)
+        value, first, second = (0.999 * s + 0.001, 0.999 * c * first,
+                                0.999 * (c * second - s * first**2))
+    assert float(h.numpy()) == pytest.approx(second, rel=1e-10)
+    (exact,) = evaluate([h.expr], {X: sympy.Rational(1, 2)}, 20)
+    assert exact == pytest.approx(second, rel=1e-10)
+    assert len(distinct_nodes(h.expr)) <= 20 * steps
+
+
 def test_a_long_recurrence_gradient_is_the_chain_rule_and_linear_in_size():
     steps = 400  # 1200 levels deep: SymPy's sorted products made this cubic
     y, g = _recurrence(steps, lambda x, y: st.sin(y) * 0.999 + 0.001)
