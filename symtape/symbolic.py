@@ -250,7 +250,8 @@ def _sum_terms(node, deferred: dict[int, list]) -> list:
     left = deferred.pop(id(a), None) or [_built(a)]
     right = deferred.pop(id(b), None) or [_built(b)]
     if node._prim.name == "sub":
-        right = [deepforms.product(sympy.S.NegativeOne, t) if isinstance(t, sympy.Expr) else -t
+        # SymPy's -t of a deep product re-sorts its factors; -0.0 must stay a Float
+        right = [deepforms.product(sympy.S.NegativeOne, t) if deepforms.is_deep(t) else -t
                  for t in right]
     if len(left) < len(right):
         left, right = right, left
