@@ -181,6 +181,13 @@ def test_the_complex_step_is_allowed_its_underflow_and_nothing_more():
     check = st.check_grads(lambda x, y: 0.5 + x * y, (0.0, 1e-280), order=1, rtol=0.0,
                            atol=0.0)
     assert check.entries[0].complex_step == pytest.approx(1e-280, rel=1e-15)
+    # and its truncation error, h**2 * f''' / 6: x**3 + x*y at x=0 has f''' = 6, and
+    # df/dx = y = 2.2e-311 reads -1e-40 (found by `pytest -m slow` too)
+    y1 = 2.225073858507e-311
+    check = st.check_grads(st.parse("((x)**2 * x) + x*y"), {"x": 0.0, "y": y1})
+    assert check.entries[0].complex_step == pytest.approx(-1e-40, rel=1e-12)
+    with pytest.raises(AssertionError, match="df/dx"):
+        st.check_grads(lambda x, y: x**3 + x * y, (0.0, y1), grad=lambda x, y: (0.0 * y, x))
 
 
 # ---------------------------------------------------------------- SymPy expressions
