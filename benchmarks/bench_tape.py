@@ -180,6 +180,56 @@ def bench_recurrence(repeat: int, rows: list) -> None:
                  "10 x the 100-step one (linear scaling)", 10 * t_short, "<= 1.5x"))
 
 
+def _sin_step(y, sin):
+    return sin(y) * 0.999 + 0.001
+
+
+def bench_recurrence_gradient(repeat: int, rows: list) -> None:
+    """Gradient ``.expr`` of an n-step recurrence: linear in n (chain-rule products kept
+    nested, symtape.core.deepforms), against ``sympy.diff`` of the same unrolled expression; the
+    Hessian's ``.expr`` (linear too) against the gradient's."""
+    from symtape.symbolic import recursion_headroom
+
+    x_sym = sympy.Symbol("x", real=True)
+    cold = sympy.core.cache.clear_cache
+
+    def gradient_expr(steps: int):
+        x = st.Variable(0.5, name="x")
+        with st.GradientTape() as tape:
+            y = x
+            for _ in range(steps):
+                y = _sin_step(y, st.sin)
+        return tape.gradient(y, x).expr
+
+    def hessian_expr(steps: int):
+        x = st.Variable(0.5, name="x")
+        with st.GradientTape() as outer:
+            with st.GradientTape() as inner:
+                y = x
+                for _ in range(steps):
+                    y = _sin_step(y, st.sin)
+            g = inner.gradient(y, x)
+        return outer.gradient(g, x).expr
+
+    for steps in (40, 160, 400):
+        t_ours = best_of(lambda: gradient_expr(steps), repeat, cold)
+        t_hessian = best_of(lambda: hessian_expr(steps), repeat, cold)
+        with recursion_headroom():  # the unrolled tree is 3 levels a step
+            y_sym = x_sym
+            for _ in range(steps):
+                y_sym = _sin_step(y_sym, sympy.sin)
+            try:  # it grows as n**3 (160 steps: about 40 s): one run
+                t_diff = best_of(lambda: sympy.diff(y_sym, x_sym), 1, cold)
+                base = "sympy.diff of the unrolled expression"
+            except RecursionError:
+                t_diff = float("nan")
+                base = "sympy.diff of the unrolled expression: RecursionError (10,000 frames)"
+        rows.append((f"recurrence, {steps} steps: record + gradient + .expr", t_ours,
+                     base, t_diff, "linear in steps"))
+        rows.append((f"recurrence, {steps} steps: record + Hessian + .expr", t_hessian,
+                     "record + gradient + .expr (the same run)", t_ours, "a constant ratio"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
@@ -190,6 +240,7 @@ def main() -> None:
     bench_eager_loop(args.repeat, rows)
     bench_recording(args.repeat, rows)
     bench_recurrence(args.repeat, rows)
+    bench_recurrence_gradient(args.repeat, rows)
     width = max(len(r[0]) for r in rows)
     print(f"{'case':<{width}}  {'symtape':>11}  {'baseline':>11}  {'ratio':>8}  "
           f"{'target':<22}baseline (ratio = symtape / baseline)")

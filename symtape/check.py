@@ -9,13 +9,16 @@ derivatives (order 2):
 - **compiled**: what the compiled kernels of ``st.jacobian`` / ``st.hessian`` return;
 - **yours**: a hand-written gradient or Hessian, when one is given (``grad=``, ``hess=``);
 - **complex step**: ``Im f(x + ih e_j) / h`` with ``h = 1e-20``, exact to rounding, where the
-  closed form is holomorphic (no ``abs``, ``sign``, ``max``, comparisons, ...);
+  closed form is holomorphic (no ``abs``, ``sign``, ``max``, comparisons, ...), down to
+  ``tiny / h`` (2e-288): the imaginary parts it carries are ``h`` times a derivative, and
+  below the smallest normal float ``tiny`` they lose digits, then underflow to 0 (and near
+  0 down to its truncation error ``h**2 * f''' / 6``);
 - **finite diff.**: central differences (the five-point stencil, error ``O(h**4)``) with a
   step chosen per entry, ``h = eps**(1/5) * max(1, |x_j|)``, of the function (order 1) or of
   its numeric gradient (order 2).
 
-An entry agrees when every column is within ``atol + rtol * |symbolic|``. A disagreement
-raises ``AssertionError`` whose message is a table of the entries that differ.
+An entry agrees when every column is within ``atol + rtol * |symbolic|`` (the two numeric
+columns are allowed their own error on top). A disagreement raises ``AssertionError`` whose message is a table of the entries that differ.
 
 Examples
 --------
@@ -60,6 +63,10 @@ COMPLEX_STEP = 1e-20
 _EPS = float(np.finfo(np.float64).eps)
 _FD_STEP = _EPS ** (1 / 5)  # balances the stencil's h**4 error against rounding's eps/h
 _FD_NOISE = 1e3 * _EPS ** (4 / 5)  # what finite differences may miss, relative to the scale
+# what the complex step may miss: h * f' underflows below the smallest normal float (an
+# absolute floor), and its truncation error h**2 * f''' / 6 (relative to the scale)
+_CS_FLOOR = float(np.finfo(np.float64).tiny) / COMPLEX_STEP
+_CS_TRUNCATION = 1e3 * COMPLEX_STEP**2
 _HOLOMORPHIC = (sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tan, sympy.asin, sympy.acos,
                 sympy.atan, sympy.sinh, sympy.cosh, sympy.tanh)
 _COLUMNS = (("compiled", "compiled"), ("yours", "yours"), ("complex_step", "complex step"),
@@ -544,7 +551,10 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
         method. ``atol`` defaults to ``rtol`` times the largest derivative of the same order
         (of order 1 or 2, for second derivatives). Finite differences are allowed, on top,
         ``1e3 * eps**(4/5)`` (3e-10) times the largest value or derivative at the point:
-        their own truncation and rounding error.
+        their own truncation and rounding error. The complex step is allowed ``tiny / h``
+        (2e-288) on top: it carries ``h = 1e-20`` times the derivative, which underflows
+        below the smallest normal float ``tiny``; and ``1e3 * h**2`` (1e-37) times the
+        largest value or derivative, for its truncation error ``h**2 * f''' / 6``.
     grad, hess : callable, optional
         Your own NumPy gradient (Jacobian) / Hessian, called with the argument values and
         returning what ``st.grad`` / ``st.hessian`` with every argument would: one array for
@@ -597,13 +607,14 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
     if order == 2:
         references[2] = columns.hess
     # derivatives near 0 are judged against the largest of their order (and the first
-    # order's, for second derivatives); finite differences are also allowed their own
-    # truncation and rounding noise, _FD_NOISE times the largest value or derivative
+    # order's, for second derivatives); the numeric columns are also allowed their own
+    # truncation and rounding noise, relative to the largest value or derivative
     largest = {o: _largest(r) for o, r in references.items()}
     scales = {1: largest[1] or 1.0, 2: max(largest.values()) or 1.0}
     tolerances = {o: rtol * scales[o] if atol is None else atol for o in references}
-    noise = {1: _FD_NOISE * max(_largest(columns.value()), *largest.values()),
-             2: _FD_NOISE * max(largest.values())}
+    size = {1: max(_largest(columns.value()), *largest.values()), 2: max(largest.values())}
+    allowed = {o: {"finite_difference": _FD_NOISE * size[o],
+                   "complex_step": _CS_FLOOR + _CS_TRUNCATION * size[o]} for o in references}
     check = GradCheck(problem.point(), rtol, {o: tolerances[o] for o in references})
     supplied = {1: grad, 2: hess}
     for o, reference in references.items():
@@ -619,8 +630,8 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
             entry = Entry(label, o, float(reference[index]), scale=scales[o], **{
                 name: float(values[index]) for name, values in methods.items()
                 if values is not None})
-            entry.ok = all(_agrees(value, entry.symbolic, rtol, tolerances[o]
-                                   + (noise[o] if name == "finite_difference" else 0.0))
+            entry.ok = all(_agrees(value, entry.symbolic, rtol,
+                                   tolerances[o] + allowed[o].get(name, 0.0))
                            for name, value in entry.columns().items())
             check.entries.append(entry)
     if not check.ok:

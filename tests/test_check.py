@@ -164,6 +164,32 @@ def test_tolerances_decide():
                        grad=lambda w: (1 + w) * np.exp(w) + 1e-9)
 
 
+def test_the_complex_step_is_allowed_its_underflow_and_nothing_more():
+    # found by `pytest -m slow`: 0.5 + x*y at x=0, y=7.37e-306 has df/dx = y, but the
+    # complex step carries h * y = 7e-326 in its imaginary part, below the smallest
+    # subnormal float: it reads 0, which atol = rtol * 7.37e-306 refused
+    y0 = 7.371590191944766e-306
+    check = st.check_grads(st.parse("(0.5) + x*y"), {"x": 0.0, "y": y0})
+    dx = check.entries[0]
+    assert (dx.label, dx.symbolic, dx.compiled) == ("df/dx", y0, y0)
+    assert dx.complex_step == 0.0 and dx.finite_difference == 0.0
+    # the allowance is the complex step's own: a hand-written gradient must still be right
+    with pytest.raises(AssertionError, match="df/dx"):
+        st.check_grads(lambda x, y: 0.5 + x * y, (0.0, y0), order=1,
+                       grad=lambda x, y: (0.0 * y, x))
+    # above tiny / h (2.2e-288) its imaginary parts are normal floats: exact to rounding
+    check = st.check_grads(lambda x, y: 0.5 + x * y, (0.0, 1e-280), order=1, rtol=0.0,
+                           atol=0.0)
+    assert check.entries[0].complex_step == pytest.approx(1e-280, rel=1e-15)
+    # and its truncation error, h**2 * f''' / 6: x**3 + x*y at x=0 has f''' = 6, and
+    # df/dx = y = 2.2e-311 reads -1e-40 (found by `pytest -m slow` too)
+    y1 = 2.225073858507e-311
+    check = st.check_grads(st.parse("((x)**2 * x) + x*y"), {"x": 0.0, "y": y1})
+    assert check.entries[0].complex_step == pytest.approx(-1e-40, rel=1e-12)
+    with pytest.raises(AssertionError, match="df/dx"):
+        st.check_grads(lambda x, y: x**3 + x * y, (0.0, y1), grad=lambda x, y: (0.0 * y, x))
+
+
 # ---------------------------------------------------------------- SymPy expressions
 
 

@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 import symtape as st
+from symtape.core import deepforms
+from symtape.mpeval import distinct_nodes, evaluate
 
 A, B = sympy.symbols("a b", real=True)
 
@@ -240,3 +242,80 @@ def test_the_closed_form_of_atan2_at_negative_zero_agrees_with_its_value():
     assert float(y) == float(kernel(-1.0)[0]) == -np.pi
     x = st.Variable(2.0, name="x")
     assert (x + st.constant(-0.0)).expr == sympy.Symbol("x", real=True)  # u + -0.0 is u
+
+
+X = sympy.Symbol("x", real=True)
+
+
+def _recurrence(steps: int, step):
+    """``y = step(x, y)`` repeated from ``y = x``, and ``dy/dx`` from the tape."""
+    x = st.Variable(0.5, name="x")
+    with st.GradientTape() as tape:
+        y = x
+        for _ in range(steps):
+            y = step(x, y)
+    return y, tape.gradient(y, x)
+
+
+# deeper than deepforms.SHALLOW (24 levels) from 13 steps on: the chain rule's products stay nested
+# (one deep factor per step) and sums of deep terms unsorted; expanded, they are SymPy's
+@pytest.mark.parametrize("steps", [3, 13, 20])
+@pytest.mark.parametrize("step", [lambda x, y: st.sin(y) * 3 + 1,  # a product per step
+                                  lambda x, y: st.sin(y) * x],  # and a sum of deep terms
+                         ids=["sin(y)*3+1", "sin(y)*x"])
+def test_recurrence_gradients_equal_sympy_diff(steps, step):
+    y, g = _recurrence(steps, step)
+    assert deepforms.is_deep(y.expr) == (steps > 3)
+    assert sympy.expand(g.expr - sympy.diff(y.expr, X)) == 0
+
+
+def _recurrence_hessian(steps: int, step):
+    x = st.Variable(0.5, name="x")
+    with st.GradientTape() as outer:
+        with st.GradientTape() as inner:
+            y = x
+            for _ in range(steps):
+                y = step(x, y)
+        g = inner.gradient(y, x)
+    return y, outer.gradient(g, x)
+
+
+@pytest.mark.parametrize("steps", [3, 13])
+@pytest.mark.parametrize("step", [lambda x, y: st.sin(y) * 3 + 1, lambda x, y: st.sin(y) * x],
+                         ids=["sin(y)*3+1", "sin(y)*x"])
+def test_recurrence_hessians_equal_sympy_diff(steps, step):
+    y, h = _recurrence_hessian(steps, step)
+    assert sympy.expand(h.expr - sympy.diff(y.expr, X, 2)) == 0
+
+
+def test_a_long_recurrence_hessian_is_the_chain_rule():
+    steps = 400  # the gradient's products, read by the outer sweep, stay nested too
+    y, h = _recurrence_hessian(steps, lambda x, y: st.sin(y) * 0.999 + 0.001)
+    # by hand: y' <- 0.999 cos(y) y',  y'' <- 0.999 (cos(y) y'' - sin(y) y'**2)
+    value, first, second = 0.5, 1.0, 0.0
+    for _ in range(steps):
+        c, s = np.cos(value), np.sin(value)
+        value, first, second = (0.999 * s + 0.001, 0.999 * c * first,
+                                0.999 * (c * second - s * first**2))
+    assert float(h.numpy()) == pytest.approx(second, rel=1e-10)
+    (exact,) = evaluate([h.expr], {X: sympy.Rational(1, 2)}, 20)
+    assert exact == pytest.approx(second, rel=1e-10)
+    assert len(distinct_nodes(h.expr)) <= 20 * steps
+
+
+def test_a_long_recurrence_gradient_is_the_chain_rule_and_linear_in_size():
+    steps = 400  # 1200 levels deep: SymPy's sorted products made this cubic
+    y, g = _recurrence(steps, lambda x, y: st.sin(y) * 0.999 + 0.001)
+    # the chain rule by hand: dy/dx = prod 0.999 * cos(y_k) over the forward values y_k
+    values, chain = [0.5], 1.0
+    for _ in range(steps):
+        chain *= 0.999 * np.cos(values[-1])
+        values.append(0.999 * np.sin(values[-1]) + 0.001)
+    assert float(y.numpy()) == pytest.approx(values[-1], rel=1e-12)
+    assert float(g.numpy()) == pytest.approx(chain, rel=1e-12)
+    # the closed form, evaluated bottom-up to 20 digits (evalf or lambdify: minutes)
+    (exact,) = evaluate([g.expr], {X: sympy.Rational(1, 2)}, 20)
+    assert exact == pytest.approx(chain, rel=1e-12)
+    assert g.expr.free_symbols == {X}
+    # one cos(y_k), one product, a few numbers per step: the form shares y's subtrees
+    assert len(distinct_nodes(g.expr)) <= 6 * steps

@@ -141,7 +141,7 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         for argnum, x, rule in edges:
             if per_argument:
                 out, xs = forward(node, argnum)
-            ct = rule(A, g, out, *xs, **params)
+            ct = A.vjp(rule, g, out, xs, params)
             if ct is not None:
                 ct = reduce_to(ct, x._value.shape)
                 parts = cts.get(id(x))

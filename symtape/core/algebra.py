@@ -26,6 +26,7 @@ import numpy as np
 import sympy
 
 from symtape.arrays import objarrays
+from symtape.core import deepforms
 from symtape.core.primitives import REGISTRY, add_at
 from symtape.core.symbolic import symbolic_value
 from symtape.core.tensor import Tensor, apply, convert_to_tensor, on_device_with
@@ -65,6 +66,10 @@ class _Algebra:
         if getattr(x, "shape", ()) == shape:
             return x
         return x if tuple(self.shape(x)) == tuple(shape) else self.broadcast_to(x, shape=tuple(shape))
+
+    def vjp(self, rule, g, out, xs: Sequence[Any], params: dict):
+        """Apply one derivative rule to the cotangent ``g``."""
+        return rule(self, g, out, *xs, **params)
 
     def add_n(self, parts: Sequence[Any]):
         """Sum the cotangent contributions reaching one node."""
@@ -173,6 +178,20 @@ def _placeholder(node) -> _Shaped:
     return _Shaped(node._value.shape, node._value.dtype)
 
 
+# stand for the cotangent and for deep forward values while a rule runs
+# (SymbolicAlgebra.vjp): atoms, cheap to sort
+_COTANGENT = sympy.Dummy("g")
+_STAND_INS = tuple(sympy.Dummy(f"u{i}") for i in range(4))
+
+
+def _deep(value) -> bool:
+    return isinstance(value, sympy.Expr) and deepforms.is_deep(value)
+
+
+def _deep_product(value) -> bool:
+    return isinstance(value, sympy.Mul) and deepforms.is_deep(value)
+
+
 class SymbolicAlgebra(_Algebra):
     """Primitives on SymPy values: the exact closed form of a gradient.
 
@@ -205,8 +224,47 @@ class SymbolicAlgebra(_Algebra):
     def zeros(self, shape, dtype):
         return objarrays.zeros(shape)
 
+    def vjp(self, rule, g, out, xs: Sequence[Any], params: dict):
+        """The rule's result, with deep scalar values kept out of SymPy's evaluation.
+
+        The rule runs on placeholder symbols for the cotangent and for forward values that are
+        deep products (a Hessian's sweep reads a gradient's chain-rule products). Every rule
+        is linear in ``g``: a result ``placeholder * f1 * f2 ...``, where the placeholders
+        are factors and nowhere else, becomes ``deepforms.product`` of ``g`` and each factor
+        (the values put back), which never re-sorts the factors of a deep product (SymPy's
+        ``Mul`` would, comparing trees as deep as they are alike). Other results run the
+        rule on the values themselves.
+        """
+        if isinstance(g, np.ndarray) or not (_deep(g) or any(map(_deep_product, (out, *xs)))):
+            return rule(self, g, out, *xs, **params)
+        stand_ins = iter(_STAND_INS)
+        values_of = {_COTANGENT: g}
+
+        def stand_in(value):
+            placeholder = next(stand_ins, None) if _deep_product(value) else None
+            if placeholder is None:
+                return value
+            values_of[placeholder] = value
+            return placeholder
+
+        local = rule(self, _COTANGENT, stand_in(out), *map(stand_in, xs), **params)
+        factors = local.args if isinstance(local, sympy.Mul) else (local,)
+        others = [f for f in factors if f not in values_of]
+        if (_COTANGENT not in factors or len(values_of) > 1 and any(
+                f.free_symbols & values_of.keys() for f in others)):
+            return rule(self, g, out, *xs, **params)  # a stand-in inside a factor
+        result = g
+        for factor in factors:
+            if factor is not _COTANGENT:
+                result = deepforms.product(result, values_of.get(factor, factor))
+        return result
+
     def add_n(self, parts: Sequence[Any]):
-        return parts[0] if len(parts) == 1 else objarrays.add_many(list(parts))
+        if len(parts) == 1:
+            return parts[0]
+        if any(isinstance(p, np.ndarray) for p in parts):
+            return objarrays.add_many(list(parts))
+        return deepforms.total(list(parts))
 
     def forward(self, node, argnum: int | None = None):
         """Forward values for one rule: SymPy forms only where the rule reads them.

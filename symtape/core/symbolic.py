@@ -18,6 +18,7 @@ import sympy
 from sympy.core.parameters import distribute
 
 from symtape.arrays import objarrays
+from symtape.core import deepforms
 from symtape.core.accumulate import toposort
 
 __all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
@@ -128,7 +129,7 @@ def factored():
         return
     token = _INSIDE.set(True)
     try:
-        with recursion_headroom(), distribute(False):
+        with recursion_headroom(), distribute(False), deepforms.memo():
             yield
     finally:
         _INSIDE.reset(token)
@@ -194,11 +195,29 @@ def _materialize(tensor) -> Any:
             if node is not tensor and consumers.get(id(node)) == (1, True):
                 deferred[id(node)] = terms  # its only consumer is a sum: merge into it
             else:
-                node._sym = objarrays.add_many(terms)
+                node._sym = _sum(terms)
         else:
             args = [symbolic_value(x) if x._sym is None else x._sym for x in node._inputs]
-            node._sym = objarrays.normalize(prim.symbolic(*args, **node._params))
+            node._sym = objarrays.normalize(_form(prim, args, node._params))
     return tensor._sym
+
+
+def _scalars(values) -> bool:
+    return all(isinstance(v, sympy.Expr) for v in values)
+
+
+def _sum(terms: list):
+    # deep terms (a gradient's chain-rule products, taken as a Hessian's forward values)
+    # are not sorted: SymPy's compare walks them as deep as they are alike (deepforms)
+    if _scalars(terms) and sum(map(deepforms.is_deep, terms)) > 1:
+        return deepforms.total(terms)
+    return objarrays.add_many(terms)
+
+
+def _form(prim, args: list, params: dict):
+    if prim.name == "mul" and _scalars(args):
+        return deepforms.product(*args)  # a product of deep factors stays nested
+    return prim.symbolic(*args, **params)
 
 
 def _unbuilt_nodes(target) -> tuple[list, dict[int, tuple[int, bool]]]:
@@ -223,7 +242,9 @@ def _sum_terms(node, deferred: dict[int, list]) -> list:
     left = deferred.pop(id(a), None) or [_built(a)]
     right = deferred.pop(id(b), None) or [_built(b)]
     if node._prim.name == "sub":
-        right = [-term for term in right]
+        # SymPy's -t of a deep product re-sorts its factors; -0.0 must stay a Float
+        right = [deepforms.product(sympy.S.NegativeOne, t) if deepforms.is_deep(t) else -t
+                 for t in right]
     if len(left) < len(right):
         left, right = right, left
     left.extend(right)  # extend the longer list: linear over a whole chain
