@@ -188,7 +188,7 @@ def bench_recurrence_gradient(repeat: int, rows: list) -> None:
     """Gradient ``.expr`` of an n-step recurrence: linear in n (chain-rule products kept
     nested, symtape.core.deepforms), against ``sympy.diff`` of the same unrolled expression; the
     Hessian's ``.expr`` (linear too) against the gradient's."""
-    from symtape.symbolic import recursion_headroom
+    from symtape.core.symbolic import recursion_headroom
 
     x_sym = sympy.Symbol("x", real=True)
     cold = sympy.core.cache.clear_cache

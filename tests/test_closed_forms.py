@@ -14,7 +14,7 @@ from hypothesis import strategies as hs
 
 import symtape as st
 from symtape.core import deepforms
-from symtape.mpeval import distinct_nodes, evaluate
+from symtape.core.mpeval import distinct_nodes, evaluate
 
 A, B = sympy.symbols("a b", real=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy
 
 from symtape.core import deepforms
-from symtape.objarrays import NEGATIVE_ZERO
+from symtape.arrays.objarrays import NEGATIVE_ZERO
 
 X = sympy.Symbol("x", real=True)
 

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 
 import sympy
 
-from symtape.objarrays import NEGATIVE_ZERO
+from symtape.arrays.objarrays import NEGATIVE_ZERO
 
 __all__ = ["SHALLOW", "memo", "depth", "is_deep", "product", "total"]
 
