@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from symtape import nest
+from symtape import array_derivatives, nest
 from symtape.backends import array_module, to_device
 from symtape.compile import any_dask_array, is_dask_array
 from symtape.device import CPU, CURRENT_DEVICE
@@ -639,11 +639,24 @@ def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         tape, y = _with_tape(fun, args, nums)
         y = _as_tensor(y)
         sources = [args[i] for i in nums]
+        whole = _array_level(lambda: array_derivatives.jacobian(y, sources), sources) \
+            if math.prod(y.shape) > 1 else None  # a scalar's Jacobian is one reverse sweep
+        if whole is not None:  # one forward sweep of whole arrays: a few matrix products
+            return _pick(whole, argnums)
         if _columns_are_cheaper(y, sources):
             return _pick(_jacobian_by_columns(tape, y, sources), argnums)
         return _pick(tape.jacobian(y, sources, unconnected_gradients="zero"), argnums)
 
     return _Transform(fun, argnums, derive, "jacobian")
+
+
+def _array_level(derive: Callable, sources: list):
+    """``derive()`` (:mod:`symtape.array_derivatives`) where it applies: in a trace (the
+    graph is recorded), each source one traced argument; None otherwise, or where the
+    graph has an op outside its class."""
+    if ACTIVE_TRACE.get() is None or not all(type(s) is Tensor for s in sources):
+        return None
+    return derive()
 
 
 def _columns_are_cheaper(y: Tensor, sources: list) -> bool:
@@ -705,6 +718,10 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
         tape, y = _with_tape(fun, args, nums, persistent=True)
         y = _scalar(y, "hessian")
         sources = [args[i] for i in nums]
+        blocks = _array_level(lambda: array_derivatives.hessian(
+            tape.gradient(y, sources, unconnected_gradients="zero"), sources), sources)
+        if blocks is not None:  # forward over the recorded gradient, whole arrays at a time
+            return blocks[0][0] if isinstance(argnums, int) else tuple(map(tuple, blocks))
         blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
                               unconnected_gradients="zero")
         return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
