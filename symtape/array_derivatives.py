@@ -33,7 +33,7 @@ import numpy as np
 from symtape.algebra import TENSOR
 from symtape.tensor import Tensor, Variable
 
-__all__ = ["jacobian", "hessian", "supported"]
+__all__ = ["jacobian", "hessian", "covers_hessian", "supported"]
 
 # primitives this sweep derives besides the differentiable elementwise ones
 _STRUCTURAL = frozenset({"reduce_sum", "matmul", "transpose", "reshape", "broadcast_to"})
@@ -138,6 +138,32 @@ def hessian(gradients: list, sources: list) -> list | None:
     """
     rows = _blocks(gradients, sources)
     return None if rows is None else [list(row) for row in zip(*rows)]
+
+
+def covers_hessian(fun, x, args: tuple = ()) -> bool:
+    """Whether the Hessian of ``fun(x, *args)`` in the vector ``x`` takes this route (its
+    gradient's graph, traced once here, has only ops of this sweep's class).
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> covers_hessian(lambda x: st.reduce_sum(st.exp(x)), np.ones(3))
+    True
+    >>> covers_hessian(lambda x: x[0] * x[1], np.ones(3))
+    False
+    """
+    from symtape.tape import GradientTape
+    from symtape.trace import Trace, placeholder
+
+    with Trace():
+        source = placeholder(np.asarray(x), "x")
+        with GradientTape() as tape:
+            tape.watch(source)
+            y = fun(source, *args)
+        if not isinstance(y, Tensor) or y.shape != () or y.dtype.kind != "f":
+            return False
+        g = tape.gradient(y, source, unconnected_gradients="zero")
+    return _reached(_order([g]), source) is not None
 
 
 def _blocks(outputs: list, sources: list) -> list | None:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from symtape import nest
+from symtape import array_derivatives, nest
 from symtape.backends import is_gpu_array, to_host
 from symtape.compile import any_dask_array
 from symtape.functional import Function, grad, hessian, jacobian, value_and_grad
@@ -336,10 +336,16 @@ def _plain(flat: Callable) -> Callable:
 
 def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
     """The compiled Hessian for SciPy: dense where the method wants it or the pattern is
-    mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``."""
+    mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``. A
+    dense one whose graph the array-level route covers is the dense transform (a few matrix
+    products a call, :mod:`symtape.array_derivatives`), never a product per colour."""
+    if dense and array_derivatives.covers_hessian(flat, x0, args):
+        return _whole(hessian(flat))
     sparse = _whole(hessian(flat, sparse=True))
     first = sparse(x0, *args)  # derive the pattern and compile once
     dense = dense or 2 * first.nnz > first.shape[0] * first.shape[1]
+    if dense and array_derivatives.covers_hessian(flat, x0, args):
+        return _whole(hessian(flat))
     kept = [(x0, first)]  # the value SciPy asks for first: not computed twice
 
     def hess(x, *a):
