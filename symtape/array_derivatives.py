@@ -57,8 +57,8 @@ def supported(prim) -> bool:
 
 class _Tangent:
     """A tangent of a value of shape ``V``: ``scale[..., None] * base``. ``base`` has shape
-    ``V + (n,)``, or is None for the source's own tangent (the identity, ``V`` the source's
-    shape); ``scale`` broadcasts to ``V``, None for 1."""
+    ``V + (n,)``, or is None for the identity: the source's own entries, in order, in shape
+    ``V`` (the source, or a reshape of it); ``scale`` broadcasts to ``V``, None for 1."""
 
     __slots__ = ("base", "scale")
 
@@ -66,25 +66,34 @@ class _Tangent:
         self.base, self.scale = base, scale
 
 
+class _TooLarge(Exception):
+    """An n x n identity would outgrow the result: the sweeps per row are cheaper."""
+
+
 class _Sweep:
     """One forward sweep from one source: its identity, and the tangents found so far."""
 
-    def __init__(self, source: Tensor):
+    def __init__(self, source: Tensor, budget: int):
         self.source = source
         self.shape = tuple(source.shape)
         self.n = math.prod(self.shape)
         self.dtype = source.dtype
+        self.budget = budget  # the most entries an identity may have, built out
         self._unit = None
 
-    def unit(self) -> Tensor:
-        """The identity as an array of shape ``S + (n,)`` (a constant, made when needed)."""
+
+    def unit(self, shape: tuple) -> Tensor:
+        """The identity as an array of shape ``shape + (n,)`` (a constant, made when needed;
+        an n x n array only where no structured rule applies)."""
+        if self.n * self.n > self.budget:
+            raise _TooLarge
         if self._unit is None:
-            self._unit = Tensor(np.eye(self.n, dtype=self.dtype).reshape(self.shape + (self.n,)))
-        return self._unit
+            self._unit = Tensor(np.eye(self.n, dtype=self.dtype))
+        return TENSOR.reshape(self._unit, shape=tuple(shape) + (self.n,))
 
     def dense(self, t: _Tangent, shape: tuple) -> Tensor:
         """``t`` as an array of exactly ``shape + (n,)``."""
-        base = self.unit() if t.base is None else t.base
+        base = self.unit(shape) if t.base is None else t.base
         if t.scale is not None:
             base = _column(t.scale) * base
         full = tuple(shape) + (self.n,)
@@ -176,9 +185,15 @@ def _blocks(outputs: list, sources: list) -> list | None:
         reached = _reached(order, source)
         if reached is None:
             return None
-        sweep = _Sweep(source)
-        tangents = _run(sweep, reached)
-        per_source.append([_result(sweep, tangents.get(id(y)), y) for y in outputs])
+        n = math.prod(source.shape)
+        # an identity built out is fine up to a few times the result's size, never beyond
+        sweep = _Sweep(source, budget=max(4 * n * sum(math.prod(y.shape) for y in outputs),
+                                          1 << 20))
+        try:
+            tangents = _run(sweep, reached)
+            per_source.append([_result(sweep, tangents.get(id(y)), y) for y in outputs])
+        except _TooLarge:
+            return None
     return per_source
 
 
@@ -339,10 +354,15 @@ def _reduce_sum(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
 def _reshape(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
     (x,) = node._inputs
     t = tangents[id(x)]
-    shape = tuple(node.shape)
-    if shape == tuple(x.shape):
+    shape, xshape = tuple(node.shape), tuple(x.shape)
+    if shape == xshape:
         return t
-    return _Tangent(TENSOR.reshape(sweep.dense(t, tuple(x.shape)), shape=shape + (sweep.n,)))
+    if t.base is None:  # the same entries in the same order: still the identity
+        if t.scale is None or math.prod(t.scale.shape) == 1:
+            return t if t.scale is None else _Tangent(None, TENSOR.reshape(t.scale, shape=()))
+        if tuple(t.scale.shape) == xshape:
+            return _Tangent(None, TENSOR.reshape(t.scale, shape=shape))
+    return _Tangent(TENSOR.reshape(sweep.dense(t, xshape), shape=shape + (sweep.n,)))
 
 
 def _transpose(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
@@ -384,6 +404,15 @@ def _matmul(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None:
 def _tangent_of_right(sweep: _Sweep, a: Tensor, t: _Tangent, b: Tensor, shape) -> _Tangent:
     """``a @ t`` (``b``'s tangent ``t``)."""
     bshape, n = tuple(b.shape), sweep.n
+    if t.base is None and len(bshape) == 2 and len(a.shape) == 2:
+        # out[i, j] = sum_k a[i, k] b[k, j], b's entry (k, j) the source's k N + j:
+        # d out[i, j] / d (k, l) = a[i, k] scale[k, l] delta(j, l), built at the result's size
+        (M, K), N = tuple(a.shape), bshape[1]
+        cols = TENSOR.reshape(a, shape=(M, 1, K, 1))
+        if t.scale is not None:
+            cols = cols * TENSOR.reshape(_full_scale(t.scale, bshape), shape=(1, 1, K, N))
+        kron = _times(_eye_between(sweep, N, (1, N, 1, N)), cols)
+        return _Tangent(TENSOR.reshape(kron, shape=(M, N, n)))
     if len(bshape) == 1:
         if t.base is None:  # a @ diag(scale): the columns of a, scaled
             return _Tangent(a if t.scale is None else a * t.scale)
@@ -399,6 +428,14 @@ def _tangent_of_right(sweep: _Sweep, a: Tensor, t: _Tangent, b: Tensor, shape) -
 def _tangent_of_left(sweep: _Sweep, t: _Tangent, a: Tensor, b: Tensor, shape) -> _Tangent:
     """``t @ b`` (``a``'s tangent ``t``), the tangent axis kept last."""
     ashape, bshape = tuple(a.shape), tuple(b.shape)
+    if t.base is None and len(ashape) == 2 and len(bshape) == 2:
+        # d out[i, j] / d (i2, k) = delta(i, i2) scale[i2, k] b[k, j], at the result's size
+        (M, K), N = ashape, bshape[1]
+        rows = TENSOR.reshape(TENSOR.transpose(b, perm=(1, 0)), shape=(1, N, 1, K))
+        if t.scale is not None:
+            rows = rows * TENSOR.reshape(_full_scale(t.scale, ashape), shape=(1, 1, M, K))
+        kron = _times(_eye_between(sweep, M, (M, 1, M, 1)), rows)
+        return _Tangent(TENSOR.reshape(kron, shape=(M, N, sweep.n)))
     if len(ashape) == 1:
         bt = b if len(bshape) == 1 else TENSOR.transpose(b, perm=_swap_last(len(bshape)))
         if t.base is None:  # diag(scale) @ b: the rows of b, scaled, as columns
@@ -412,6 +449,16 @@ def _tangent_of_left(sweep: _Sweep, t: _Tangent, a: Tensor, b: Tensor, shape) ->
     b = TENSOR.reshape(b, shape=bshape[:-2] + (1,) + bshape[-2:])  # beside the row axis
     product = TENSOR.matmul(moved, b)  # (..., M, n, N)
     return _Tangent(TENSOR.transpose(product, perm=_swap_last(len(product.shape))))
+
+
+def _full_scale(scale: Tensor, shape: tuple) -> Tensor:
+    return scale if tuple(scale.shape) == shape else TENSOR.broadcast_to(scale, shape=shape)
+
+
+def _eye_between(sweep: _Sweep, size: int, shape: tuple) -> Tensor:
+    """``eye(size)`` spread over two axes of ``shape`` (a Kronecker factor; all ones when
+    ``size`` is 1, and then skipped)."""
+    return Tensor(np.eye(size, dtype=sweep.dtype).reshape(shape))
 
 
 _RULES: dict[str, Any] = {"reduce_sum": _reduce_sum, "reshape": _reshape,

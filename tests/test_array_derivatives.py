@@ -284,3 +284,24 @@ def test_trust_exact_uses_the_dense_hessian(monkeypatch):
     fit = st.optimize.minimize(lambda w: logistic(w) + 0.5 * st.reduce_sum(w * w), np.zeros(4),
                                method="trust-exact", options={"gtol": 1e-10})
     np.testing.assert_allclose(X.T @ (sigmoid(X @ fit.x) - y) + fit.x, 0, atol=1e-7)
+
+
+def test_wide_jacobian_of_few_outputs_builds_no_identity():
+    # 3 outputs of 100000 inputs: the tangents stay the size of the result (no n x n identity)
+    M = RNG.standard_normal((3, 100_000))
+    v = RNG.standard_normal(100_000)
+    J = st.jacobian(lambda x: st.tanh(st.matmul(M, x)))(v)
+    np.testing.assert_allclose(J, (1 - np.tanh(M @ v) ** 2)[:, None] * M, **TOL)
+
+
+def test_matrix_products_with_a_matrix_source_on_either_side():
+    P, Q = RNG.standard_normal((3, 4)), RNG.standard_normal((2, 5))
+    W0 = RNG.standard_normal((4, 2))
+    right = st.jacobian(lambda W: st.sin(st.matmul(P, W)))(W0)  # (3, 2, 4, 2)
+    expected = np.einsum("ij,ik,jl->ijkl", np.cos(P @ W0), P, np.eye(2))
+    np.testing.assert_allclose(right, expected, **TOL)
+    left = st.jacobian(lambda W: st.matmul(W * W, Q))(W0)  # (4, 5, 4, 2)
+    expected = np.zeros((4, 5, 4, 2))
+    for i, j, k, l in np.ndindex(4, 5, 4, 2):
+        expected[i, j, k, l] = (i == k) * 2 * W0[k, l] * Q[l, j]
+    np.testing.assert_allclose(left, expected, **TOL)
