@@ -89,7 +89,7 @@ class _Sweep:
             raise _TooLarge
         if self._unit is None:
             self._unit = Tensor(np.eye(self.n, dtype=self.dtype))
-        return TENSOR.reshape(self._unit, shape=tuple(shape) + (self.n,))
+        return _reshaped(self._unit, tuple(shape) + (self.n,))
 
     def dense(self, t: _Tangent, shape: tuple) -> Tensor:
         """``t`` as an array of exactly ``shape + (n,)``."""
@@ -201,7 +201,7 @@ def _result(sweep: _Sweep, t: _Tangent | None, y: Tensor) -> Tensor:
     shape = tuple(y.shape) + sweep.shape
     if t is None:
         return Tensor(np.zeros(shape, dtype=sweep.dtype)[()])
-    return TENSOR.reshape(sweep.dense(t, tuple(y.shape)), shape=shape)
+    return _reshaped(sweep.dense(t, tuple(y.shape)), shape)
 
 
 # ---------------------------------------------------------------- the graph
@@ -263,10 +263,19 @@ def _run(sweep: _Sweep, reached: list) -> dict:
 # ---------------------------------------------------------------- helpers
 
 
+def _reshaped(x: Tensor, shape: tuple) -> Tensor:
+    """``x`` in ``shape``: a reshape of a reshape is one reshape, and none where the shape
+    is already right (the matrix products' vector views add several)."""
+    shape = tuple(shape)
+    while x._prim is not None and x._prim.name == "reshape":
+        x = x._inputs[0]
+    return x if tuple(x.shape) == shape else TENSOR.reshape(x, shape=shape)
+
+
 def _column(v) -> Tensor:
     """``v`` with a trailing axis of length 1: it scales every column of a tangent."""
     v = v if isinstance(v, Tensor) else Tensor(np.asarray(v))
-    return TENSOR.reshape(v, shape=tuple(v.shape) + (1,))
+    return _reshaped(v, tuple(v.shape) + (1,))
 
 
 def _is_one(v) -> bool:
@@ -327,7 +336,7 @@ def _elementwise(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None
         else:  # broadcast: the block is built, then scaled and broadcast
             dense = sweep.dense(t, tuple(x.shape))
             lead = len(shape) - len(x.shape)
-            dense = TENSOR.reshape(dense, shape=(1,) * lead + tuple(dense.shape))
+            dense = _reshaped(dense, (1,) * lead + tuple(dense.shape))
             terms.append(_Tangent(dense if _is_one(partial) else _column(partial) * dense))
     return _add(sweep, terms, shape)
 
@@ -343,7 +352,7 @@ def _reduce_sum(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
         scale = _ones(sweep.dtype) if t.scale is None else t.scale
         if tuple(scale.shape) != xshape:
             scale = TENSOR.broadcast_to(scale, shape=xshape)
-        return _Tangent(TENSOR.reshape(scale, shape=(sweep.n,)))
+        return _Tangent(_reshaped(scale, (sweep.n,)))
     if everything and len(xshape) == 1 and t.scale is not None and \
             tuple(t.scale.shape) == xshape:  # r @ T: one vector-matrix product
         return _Tangent(TENSOR.matmul(t.scale, t.base))
@@ -359,10 +368,10 @@ def _reshape(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
         return t
     if t.base is None:  # the same entries in the same order: still the identity
         if t.scale is None or math.prod(t.scale.shape) == 1:
-            return t if t.scale is None else _Tangent(None, TENSOR.reshape(t.scale, shape=()))
+            return t if t.scale is None else _Tangent(None, _reshaped(t.scale, ()))
         if tuple(t.scale.shape) == xshape:
-            return _Tangent(None, TENSOR.reshape(t.scale, shape=shape))
-    return _Tangent(TENSOR.reshape(sweep.dense(t, xshape), shape=shape + (sweep.n,)))
+            return _Tangent(None, _reshaped(t.scale, shape))
+    return _Tangent(_reshaped(sweep.dense(t, xshape), shape + (sweep.n,)))
 
 
 def _transpose(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
@@ -382,7 +391,7 @@ def _broadcast_to(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
     if shape == xshape:
         return t
     dense = sweep.dense(t, xshape)
-    dense = TENSOR.reshape(dense, shape=(1,) * (len(shape) - len(xshape)) + xshape + (sweep.n,))
+    dense = _reshaped(dense, (1,) * (len(shape) - len(xshape)) + xshape + (sweep.n,))
     return _Tangent(TENSOR.broadcast_to(dense, shape=shape + (sweep.n,)))
 
 
@@ -408,11 +417,11 @@ def _tangent_of_right(sweep: _Sweep, a: Tensor, t: _Tangent, b: Tensor, shape) -
         # out[i, j] = sum_k a[i, k] b[k, j], b's entry (k, j) the source's k N + j:
         # d out[i, j] / d (k, l) = a[i, k] scale[k, l] delta(j, l), built at the result's size
         (M, K), N = tuple(a.shape), bshape[1]
-        cols = TENSOR.reshape(a, shape=(M, 1, K, 1))
+        cols = _reshaped(a, (M, 1, K, 1))
         if t.scale is not None:
-            cols = cols * TENSOR.reshape(_full_scale(t.scale, bshape), shape=(1, 1, K, N))
+            cols = cols * _reshaped(_full_scale(t.scale, bshape), (1, 1, K, N))
         kron = _times(_eye_between(sweep, N, (1, N, 1, N)), cols)
-        return _Tangent(TENSOR.reshape(kron, shape=(M, N, n)))
+        return _Tangent(_reshaped(kron, (M, N, n)))
     if len(bshape) == 1:
         if t.base is None:  # a @ diag(scale): the columns of a, scaled
             return _Tangent(a if t.scale is None else a * t.scale)
@@ -421,8 +430,8 @@ def _tangent_of_right(sweep: _Sweep, a: Tensor, t: _Tangent, b: Tensor, shape) -
             return _Tangent(TENSOR.matmul(a * t.scale, t.base))
         return _Tangent(TENSOR.matmul(a, sweep.dense(t, bshape)))
     dense = sweep.dense(t, bshape)  # (..., K, N, n): the columns and the tangent side by side
-    flat = TENSOR.reshape(dense, shape=bshape[:-1] + (bshape[-1] * n,))
-    return _Tangent(TENSOR.reshape(TENSOR.matmul(a, flat), shape=shape + (n,)))
+    flat = _reshaped(dense, bshape[:-1] + (bshape[-1] * n,))
+    return _Tangent(_reshaped(TENSOR.matmul(a, flat), shape + (n,)))
 
 
 def _tangent_of_left(sweep: _Sweep, t: _Tangent, a: Tensor, b: Tensor, shape) -> _Tangent:
@@ -431,11 +440,11 @@ def _tangent_of_left(sweep: _Sweep, t: _Tangent, a: Tensor, b: Tensor, shape) ->
     if t.base is None and len(ashape) == 2 and len(bshape) == 2:
         # d out[i, j] / d (i2, k) = delta(i, i2) scale[i2, k] b[k, j], at the result's size
         (M, K), N = ashape, bshape[1]
-        rows = TENSOR.reshape(TENSOR.transpose(b, perm=(1, 0)), shape=(1, N, 1, K))
+        rows = _reshaped(TENSOR.transpose(b, perm=(1, 0)), (1, N, 1, K))
         if t.scale is not None:
-            rows = rows * TENSOR.reshape(_full_scale(t.scale, ashape), shape=(1, 1, M, K))
+            rows = rows * _reshaped(_full_scale(t.scale, ashape), (1, 1, M, K))
         kron = _times(_eye_between(sweep, M, (M, 1, M, 1)), rows)
-        return _Tangent(TENSOR.reshape(kron, shape=(M, N, sweep.n)))
+        return _Tangent(_reshaped(kron, (M, N, sweep.n)))
     if len(ashape) == 1:
         bt = b if len(bshape) == 1 else TENSOR.transpose(b, perm=_swap_last(len(bshape)))
         if t.base is None:  # diag(scale) @ b: the rows of b, scaled, as columns
@@ -446,7 +455,7 @@ def _tangent_of_left(sweep: _Sweep, t: _Tangent, a: Tensor, b: Tensor, shape) ->
     moved = TENSOR.transpose(dense, perm=tuple(range(r - 1)) + (r, r - 1))
     if len(bshape) == 1:
         return _Tangent(TENSOR.matmul(moved, b))
-    b = TENSOR.reshape(b, shape=bshape[:-2] + (1,) + bshape[-2:])  # beside the row axis
+    b = _reshaped(b, bshape[:-2] + (1,) + bshape[-2:])  # beside the row axis
     product = TENSOR.matmul(moved, b)  # (..., M, n, N)
     return _Tangent(TENSOR.transpose(product, perm=_swap_last(len(product.shape))))
 
