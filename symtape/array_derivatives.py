@@ -161,14 +161,22 @@ def covers_hessian(fun, x, args: tuple = ()) -> bool:
     >>> covers_hessian(lambda x: x[0] * x[1], np.ones(3))
     False
     """
+    from symtape import nest
+    from symtape.backends import array_module
     from symtape.tape import GradientTape
     from symtape.trace import Trace, placeholder
 
+    leaves, rebuild = nest.flatten(list(args))
+    arrays = [k for k, leaf in enumerate(leaves) if hasattr(leaf, "__array__")
+              or hasattr(leaf, "__cuda_array_interface__")]
+    xp = array_module(*[leaves[k] for k in arrays]) if arrays else np  # the data's device
     with Trace():
-        source = placeholder(np.asarray(x), "x")
+        source = placeholder(xp.asarray(x), "x")
+        for k in arrays:  # data are traced arguments, as the compiled Hessian takes them
+            leaves[k] = placeholder(leaves[k], f"data{k}")
         with GradientTape() as tape:
             tape.watch(source)
-            y = fun(source, *args)
+            y = fun(source, *rebuild(leaves))
         if not isinstance(y, Tensor) or y.shape != () or y.dtype.kind != "f":
             return False
         g = tape.gradient(y, source, unconnected_gradients="zero")

@@ -305,3 +305,19 @@ def test_matrix_products_with_a_matrix_source_on_either_side():
     for i, j, k, l in np.ndindex(4, 5, 4, 2):
         expected[i, j, k, l] = (i == k) * 2 * W0[k, l] * Q[l, j]
     np.testing.assert_allclose(left, expected, **TOL)
+
+
+def test_on_the_gpu_the_same_hessian_and_fit(gpu_cupy):
+    pytest.importorskip("scipy")
+
+    def loss(w, data, labels):
+        z = st.matmul(data, w)
+        return st.reduce_sum(st.softplus(z)) - st.reduce_sum(labels * z) \
+            + 0.5 * st.reduce_sum(w * w)
+
+    H = st.hessian(loss)(gpu_cupy.asarray(x0), gpu_cupy.asarray(X), gpu_cupy.asarray(y))
+    assert not isinstance(H, np.ndarray)  # stays on the device
+    np.testing.assert_allclose(H.get(), logistic_hessian(x0) + np.eye(4), **TOL)
+    fits = [st.optimize.minimize(loss, np.zeros(4), args=(xp.asarray(X), xp.asarray(y)),
+                                 method="trust-exact").x for xp in (np, gpu_cupy)]
+    np.testing.assert_allclose(fits[1], fits[0], rtol=1e-10)
