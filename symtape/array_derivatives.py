@@ -345,7 +345,10 @@ def _elementwise(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None
             dense = sweep.dense(t, tuple(x.shape))
             lead = len(shape) - len(x.shape)
             dense = _reshaped(dense, (1,) * lead + tuple(dense.shape))
-            terms.append(_Tangent(dense if _is_one(partial) else _column(partial) * dense))
+            base = dense if _is_one(partial) else _column(partial) * dense
+            if tuple(base.shape) != shape + (sweep.n,):  # every base has its value's shape
+                base = TENSOR.broadcast_to(base, shape=shape + (sweep.n,))
+            terms.append(_Tangent(base))
     return _add(sweep, terms, shape)
 
 

@@ -7,6 +7,8 @@ import inspect
 import numpy as np
 import pytest
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 import symtape as st
 from symtape import array_derivatives
@@ -321,3 +323,50 @@ def test_on_the_gpu_the_same_hessian_and_fit(gpu_cupy):
     fits = [st.optimize.minimize(loss, np.zeros(4), args=(xp.asarray(X), xp.asarray(y)),
                                  method="trust-exact").x for xp in (np, gpu_cupy)]
     np.testing.assert_allclose(fits[1], fits[0], rtol=1e-10)
+
+
+def test_a_broadcast_source_then_a_full_reduction():
+    C = RNG.standard_normal(6)
+    H = st.hessian(lambda c: st.reduce_sum(st.exp(c + C) * 2.0))(0.3)
+    np.testing.assert_allclose(H, 2.0 * np.exp(0.3 + C).sum(), **TOL)
+    M = RNG.standard_normal((3, 4))
+    J = st.jacobian(lambda v: st.reduce_sum(st.exp(v + M) * M, axis=0) + st.reduce_sum(v))(x0)
+    np.testing.assert_allclose(J, np.diag((np.exp(x0 + M) * M).sum(axis=0)) + 1, **TOL)
+
+
+# ---------------------------------------------------------------- random programs
+
+M3 = np.array([[0.5, -1.0, 0.25], [1.5, 0.0, -0.5], [0.3, 0.7, 1.0]])
+STEPS = {
+    "matmul": lambda h, x: st.matmul(M3, h),
+    "matmul_row": lambda h, x: st.matmul(h, M3),  # a vector on the left
+    "tanh": lambda h, x: st.tanh(h),
+    "sigmoid": lambda h, x: st.sigmoid(h),
+    "softplus": lambda h, x: st.softplus(h),
+    "sin_scaled": lambda h, x: st.sin(0.5 * h),
+    "times_x": lambda h, x: h * x,
+    "plus_square": lambda h, x: h + st.square(x),
+    "over": lambda h, x: h / (2.0 + st.square(h)),
+    "outer_sum": lambda h, x: st.reduce_sum(st.reshape(h, (3, 1)) * st.reshape(x, (1, 3)),
+                                            axis=0),
+    "columns": lambda h, x: st.reduce_sum(st.transpose(st.reshape(h, (3, 1)) * M3), axis=1),
+}
+
+
+@settings(max_examples=20, deadline=None)
+@given(steps=hs.lists(hs.sampled_from(sorted(STEPS)), min_size=1, max_size=4))
+def test_random_programs_hessian_and_jacobian_match_sympy(steps):
+    def program(x):
+        h = x
+        for step in steps:
+            h = STEPS[step](h, x)
+        return h
+
+    point = np.array([0.3, -0.6, 0.9])
+    scalar = lambda x: st.reduce_sum(program(x) * st.constant([1.0, -2.0, 0.5]))  # noqa: E731
+    np.testing.assert_allclose(st.hessian(scalar)(point), entrywise_hessian(scalar, point),
+                               **TOL)
+    expr = st.function(program).get_concrete_function(point).expr
+    xs = sympy.symbols("x[0] x[1] x[2]", real=True)
+    jac = sympy.lambdify(xs, sympy.Matrix(list(expr)).jacobian(xs), "numpy")(*point)
+    np.testing.assert_allclose(st.jacobian(program)(point), np.array(jac, dtype=float), **TOL)
