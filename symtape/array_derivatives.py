@@ -12,10 +12,11 @@ is kept structured as long as it can be:
 - the source's own tangent is the identity, never built: ``A @ x`` has tangent ``A``;
 - an elementwise function multiplies a *row scale* (a value of shape ``V``), not the
   ``V x n`` block: ``sigmoid(B @ x)`` has tangent ``s(1 - s)`` times the rows of ``B``;
-- a matrix product with a scaled block scales the smaller operand: ``B.T @ (r * B)`` is
-  computed as ``(B.T * r) @ B``, the hand-written formula.
+- a matrix product meets the block once: ``B.T @ (r * B)``, the hand-written formula (a
+  vector times a scaled block scales the smaller of its operands first);
+- a reshape of a reshape is one reshape, and none where the shape is right already.
 
-So the Hessian of ``x.T A x + sum(softplus(B x))`` compiles to ``(B.T * s(1 - s)) @ B`` plus
+So the Hessian of ``x.T A x + sum(softplus(B x))`` compiles to ``B.T @ (s(1 - s) * B)`` plus
 the constant ``A + A.T`` (tangents of constants are constants, folded when traced). The
 tangents are ordinary recorded ops, so the result is compiled like any trace, keeps its
 exact ``.expr``, and maps over batches (``st.vmap``). Any other op on a path from the source
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from symtape.algebra import TENSOR
-from symtape.tensor import Tensor, Variable
+from symtape.tensor import Tensor
 
 __all__ = ["jacobian", "hessian", "covers_hessian", "supported"]
 
@@ -242,10 +243,7 @@ def _reached(order: list, source: Tensor) -> list | None:
     for node in order:
         if node is source:
             continue
-        if node._prim is None:
-            if node._source is source:  # a read of a source Variable
-                depends.add(id(node))
-                reached.append(node)
+        if node._prim is None:  # a constant, or another argument
             continue
         if not any(id(x) in depends for x in node._inputs):
             continue
