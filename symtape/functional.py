@@ -714,16 +714,38 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
 
         return SparseHessian(fun, argnums)
 
-    def derive(fun, args, nums):
-        tape, y = _with_tape(fun, args, nums, persistent=True)
-        y = _scalar(y, "hessian")
-        sources = [args[i] for i in nums]
-        blocks = _array_level(lambda: array_derivatives.hessian(
-            tape.gradient(y, sources, unconnected_gradients="zero"), sources), sources)
-        if blocks is not None:  # forward over the recorded gradient, whole arrays at a time
-            return blocks[0][0] if isinstance(argnums, int) else tuple(map(tuple, blocks))
-        blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
-                              unconnected_gradients="zero")
-        return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
+    return _Transform(fun, argnums, functools.partial(_hessian_blocks, argnums, True),
+                      "hessian")
 
-    return _Transform(fun, argnums, derive, "hessian")
+
+def array_level_hessian(fun: Callable) -> Function:
+    """``st.hessian(fun)`` where :mod:`symtape.array_derivatives` covers the function's
+    graph; where it does not, the call that traces raises
+    ``array_derivatives.NotCovered`` (``st.optimize`` then takes the sparse Hessian, never
+    one sweep per variable).
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> array_level_hessian(lambda x: st.reduce_sum(x ** 3))(np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    return _Transform(fun, 0, functools.partial(_hessian_blocks, 0, False), "hessian")
+
+
+def _hessian_blocks(argnums, fall_back: bool, fun: Callable, args: tuple, nums: tuple):
+    """The traced Hessian (its blocks for several ``argnums``): at the array level where
+    that applies, else by one sweep per row, or ``NotCovered`` without ``fall_back``."""
+    tape, y = _with_tape(fun, args, nums, persistent=True)
+    y = _scalar(y, "hessian")
+    sources = [args[i] for i in nums]
+    blocks = _array_level(lambda: array_derivatives.hessian(
+        tape.gradient(y, sources, unconnected_gradients="zero"), sources), sources)
+    if blocks is not None:  # forward over the recorded gradient, whole arrays at a time
+        return blocks[0][0] if isinstance(argnums, int) else tuple(map(tuple, blocks))
+    if not fall_back:
+        raise array_derivatives.NotCovered
+    blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
+                          unconnected_gradients="zero")
+    return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
