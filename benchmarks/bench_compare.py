@@ -1,8 +1,10 @@
 """symtape beside SymPy, CasADi, JAX and TensorFlow: the same tasks, timed in one run.
 
 Run: ``python benchmarks/bench_compare.py`` (``--repeat N`` for more samples, ``--quick`` for
-small sizes and one sample, ``--tools casadi,jax`` for a subset, ``--markdown`` for a table to
-paste into the README). The other tools are never dependencies: each is imported only inside
+small sizes and one sample, ``--tools casadi,jax`` for a subset, ``--tasks 5,6`` for some
+tasks, ``--markdown`` for a table to paste into the README). Set ``OPENBLAS_NUM_THREADS=1``
+(or your BLAS's equivalent) on a shared machine: the matrix products of tasks 5 and 6 then
+time the same from run to run. The other tools are never dependencies: each is imported only inside
 its own cases, and one that is not installed prints "not installed" in its rows.
 
 Tasks (float64 everywhere; every result is checked against SciPy's Rosenbrock before timing):
@@ -11,7 +13,14 @@ Tasks (float64 everywhere; every result is checked against SciPy's Rosenbrock be
 2. the compiled gradient of Rosenbrock on one vector, n = 10^6, per call after warm-up;
 3. 1000 eager optimizer steps (tape + gradient + SGD update) on a scalar parabola, and the
    same 1000 steps as calls of a compiled step;
-4. the Hessian of Rosenbrock, n = 2000 (3n - 2 nonzeros), per call after warm-up.
+4. the Hessian of Rosenbrock, n = 2000 (3n - 2 nonzeros), per call after warm-up;
+5. the dense Hessian of ``x.T A x + sum(softplus(B x))``, d = 50, m = 200 (A symmetric), per
+   call after warm-up, beside the hand-written matrix formula ``2A + (B.T * s(1 - s)) @ B``
+   (issue 18's target: symtape at most 2x the formula);
+6. a logistic-regression fit by Newton's method, d = 64 features, m = 2000 samples,
+   ``st.optimize.minimize(method="trust-exact")`` with everything included (tracing,
+   compiling, every iteration), beside SciPy's trust-exact with hand-written value, gradient
+   and Hessian (issue 18's target: symtape at most 2x SciPy's).
 
 Columns: "one-time" is what a tool spends before its first result (tracing, derivation,
 compilation, and that first evaluation); "per call" is the best of repeated calls after it
@@ -48,9 +57,11 @@ class Sizes:
     vector: int = 1_000_000  # task 2
     steps: int = 1000  # task 3
     hessian: int = 2000  # task 4
+    dense: tuple = (50, 200)  # task 5: (d, m)
+    fit: tuple = (64, 2000)  # task 6: (d, m)
 
 
-QUICK = Sizes(scalars=10, vector=1000, steps=50, hessian=50)
+QUICK = Sizes(scalars=10, vector=1000, steps=50, hessian=50, dense=(8, 20), fit=(6, 100))
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,8 @@ def load_tensorflow():
 
 
 LOADERS = {"symtape": lambda: st, "SymPy": lambda: sympy, "CasADi": load_casadi,
-           "JAX": load_jax, "TensorFlow": load_tensorflow}
+           "JAX": load_jax, "TensorFlow": load_tensorflow, "NumPy": lambda: np,
+           "SciPy": lambda: importlib.import_module("scipy.optimize")}
 
 # ----------------------------------------------------------------------------- 1. closed forms
 
@@ -424,6 +436,120 @@ def hessian_tensorflow(jit_compile: bool):
     return case
 
 
+# ----------------------------------------------------------------------------- 5. dense Hessian
+
+
+def dense_problem(sizes: Sizes):
+    """``(A, B, x0)``: A symmetric d x d, B m x d, a start of length d (seeded)."""
+    d, m = sizes.dense
+    rng = np.random.default_rng(18)
+    A = rng.normal(size=(d, d))
+    return (A + A.T) / 2, rng.normal(size=(m, d)) / np.sqrt(d), rng.normal(size=d)
+
+
+def dense_formula(A, B, x):
+    s = 1 / (1 + np.exp(-(B @ x)))
+    return 2 * A + (B.T * (s * (1 - s))) @ B
+
+
+def dense_symtape(sizes: Sizes, repeat: int) -> Timing:
+    A, B, x0 = dense_problem(sizes)
+    st.clear_kernel_cache()
+    cold_sympy_cache()
+
+    def f(x):
+        return st.reduce_sum(x * st.matmul(A, x)) + st.reduce_sum(st.softplus(st.matmul(B, x)))
+
+    def build():
+        hess = st.hessian(f)
+        return hess, hess(x0)
+
+    (hess, first), once = timed(build)
+    assert np.allclose(first, dense_formula(A, B, x0), rtol=1e-12, atol=1e-12)
+    return Timing(once, best_of(lambda: hess(x0), calls(repeat), number=20))
+
+
+def dense_by_hand(sizes: Sizes, repeat: int) -> Timing:
+    A, B, x0 = dense_problem(sizes)
+    return Timing(None, best_of(lambda: dense_formula(A, B, x0), calls(repeat), number=20))
+
+
+def dense_jax(sizes: Sizes, repeat: int) -> Timing:
+    jax, jnp = load_jax()
+    A, B, x0 = dense_problem(sizes)
+    A, B, x = jnp.asarray(A), jnp.asarray(B), jnp.asarray(x0)
+
+    def build():
+        hess = jax.jit(jax.hessian(lambda v: v @ (A @ v) + jnp.sum(jax.nn.softplus(B @ v))))
+        return hess, hess(x).block_until_ready()
+
+    (hess, first), once = timed(build)
+    assert np.allclose(np.asarray(first), dense_formula(np.asarray(A), np.asarray(B), x0),
+                       rtol=1e-10, atol=1e-12)
+    return Timing(once, best_of(lambda: hess(x).block_until_ready(), calls(repeat), number=20))
+
+
+# ----------------------------------------------------------------------------- 6. Newton fit
+
+
+def fit_data(sizes: Sizes):
+    """``(X, y)``: m samples of d features, labels drawn from a logistic model (a finite
+    maximum-likelihood estimate exists)."""
+    d, m = sizes.fit
+    rng = np.random.default_rng(64)
+    X = rng.normal(size=(m, d)) / np.sqrt(d)
+    y = (rng.random(m) < 1 / (1 + np.exp(-(X @ rng.normal(size=d))))).astype(np.float64)
+    return X, y
+
+
+FIT_OPTIONS = {"gtol": 1e-9}  # both fits stop at the same small gradient
+
+
+def check_fit(w: np.ndarray, X, y) -> None:
+    gradient = X.T @ (1 / (1 + np.exp(-(X @ w))) - y)
+    assert np.abs(gradient).max() < 1e-6, np.abs(gradient).max()
+
+
+def fit_symtape(sizes: Sizes, repeat: int) -> Timing:
+    X, y = fit_data(sizes)
+
+    def loss(w, X, y):
+        z = st.matmul(X, w)
+        return st.reduce_sum(st.softplus(z)) - st.reduce_sum(y * z)
+
+    def fit():
+        return st.optimize.minimize(loss, np.zeros(X.shape[1]), args=(X, y),
+                                    method="trust-exact", options=FIT_OPTIONS).x
+
+    def cold():
+        st.clear_kernel_cache()
+        cold_sympy_cache()
+
+    cold()
+    check_fit(fit(), X, y)
+    return Timing(None, best_of(fit, repeat, cold))
+
+
+def fit_scipy(sizes: Sizes, repeat: int) -> Timing:
+    optimize = importlib.import_module("scipy.optimize")
+    X, y = fit_data(sizes)
+
+    def value_and_gradient(w):
+        z = X @ w
+        return np.sum(np.logaddexp(0, z)) - y @ z, X.T @ (1 / (1 + np.exp(-z)) - y)
+
+    def hessian(w):
+        s = 1 / (1 + np.exp(-(X @ w)))
+        return (X.T * (s * (1 - s))) @ X
+
+    def fit():
+        return optimize.minimize(value_and_gradient, np.zeros(X.shape[1]), jac=True,
+                                 hess=hessian, method="trust-exact", options=FIT_OPTIONS).x
+
+    check_fit(fit(), X, y)
+    return Timing(None, best_of(fit, repeat))
+
+
 # ----------------------------------------------------------------------------- the table
 
 # (title, [(tool, what is timed, case or None where the tool cannot do the task)])
@@ -467,6 +593,18 @@ TASKS = [
         ("TensorFlow", "tf.function, nested tapes, tape.jacobian: dense",
          hessian_tensorflow(False)),
         ("TensorFlow", "same, tf.function(jit_compile=True) (XLA)", hessian_tensorflow(True)),
+    ]),
+    ("5 dense Hessian, d={dense[0]}, m={dense[1]}", [
+        ("symtape", "st.hessian(x.T A x + sum(softplus(B x))): dense d x d", dense_symtape),
+        ("NumPy", "the formula by hand, 2A + (B.T * s(1-s)) @ B (target: symtape <= 2x)",
+         dense_by_hand),
+        ("JAX", "jax.jit(jax.hessian(f))", dense_jax),
+    ]),
+    ("6 Newton fit, logistic, d={fit[0]}, m={fit[1]}", [
+        ("symtape", "st.optimize.minimize(trust-exact), tracing and compiling included",
+         fit_symtape),
+        ("SciPy", "trust-exact, value, gradient, Hessian by hand (target: symtape <= 2x)",
+         fit_scipy),
     ]),
 ]
 
@@ -528,15 +666,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes, one sample")
-    parser.add_argument("--tools", default="sympy,casadi,jax,tensorflow",
+    parser.add_argument("--tools", default="sympy,casadi,jax,tensorflow,numpy,scipy",
                         help="tools beside symtape, comma-separated (symtape always runs)")
+    parser.add_argument("--tasks", default="",
+                        help="task numbers to run, comma-separated (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
+    chosen = {t.strip() for t in args.tasks.split(",") if t.strip()}
     sizes, repeat = (QUICK, 1) if args.quick else (Sizes(), args.repeat)
     tools = {"symtape"} | {t.strip().lower() for t in args.tools.split(",") if t.strip()}
     rows: list = []
     failures: list = []
     for title, cases in TASKS:
+        if chosen and title.split()[0].rstrip("ab") not in chosen:
+            continue
         rows += task_rows(title.format(**vars(sizes)), cases, sizes, repeat, tools, failures)
     header = ["task", "tool", "one-time", "per call", "vs symtape", "what is timed"]
     print_columns(header, rows, markdown=args.markdown)

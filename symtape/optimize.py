@@ -25,7 +25,9 @@ import numpy as np
 from symtape.core import nest
 from symtape.arrays.backends import is_gpu_array, to_host
 from symtape.kernels.compile import any_dask_array
-from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
+from symtape.transforms import array_derivatives
+from symtape.transforms.derivatives import (array_level_hessian, grad, hessian, jacobian,
+                                            value_and_grad)
 from symtape.transforms.functional import Function
 from symtape.core.ops import reduce_sum
 
@@ -337,19 +339,46 @@ def _plain(flat: Callable) -> Callable:
 
 def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
     """The compiled Hessian for SciPy: dense where the method wants it or the pattern is
-    mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``."""
+    mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``. A
+    dense one whose graph the array-level route covers is that route's (a few matrix
+    products a call, :mod:`symtape.transforms.array_derivatives`), never a product per colour."""
+    if dense:
+        whole = _array_level(flat, x0, args)
+        if whole is not None:
+            return whole
     sparse = _whole(hessian(flat, sparse=True))
     first = sparse(x0, *args)  # derive the pattern and compile once
-    dense = dense or 2 * first.nnz > first.shape[0] * first.shape[1]
-    kept = [(x0, first)]  # the value SciPy asks for first: not computed twice
+    if not dense and 2 * first.nnz > first.shape[0] * first.shape[1]:  # mostly dense
+        whole = _array_level(flat, x0, args)
+        if whole is not None:
+            return whole
+        dense = True
+    return _keeping_first(sparse, x0, first.toarray() if dense else first,
+                          (lambda value: value.toarray()) if dense else (lambda value: value))
+
+
+def _array_level(flat: Callable, x0: np.ndarray, args: tuple) -> Callable | None:
+    """The array-level dense Hessian, traced and compiled at ``x0``, or None where its route
+    does not cover the function."""
+    compiled = _whole(array_level_hessian(flat))
+    try:
+        first = compiled(x0, *args)
+    except array_derivatives.NotCovered:
+        return None
+    return _keeping_first(compiled, x0, first, lambda value: value)
+
+
+def _keeping_first(evaluate: Callable, x0: np.ndarray, first, finish: Callable) -> Callable:
+    """``finish(evaluate(x, *args))`` for SciPy, the value at ``x0`` (computed when
+    compiling, what SciPy asks for first) given once without computing it again."""
+    kept = [(x0, first)]
 
     def hess(x, *a):
         if kept:
             start, value = kept.pop()
             if np.array_equal(x, start):
-                return value.toarray() if dense else value
-        value = sparse(x, *a)
-        return value.toarray() if dense else value
+                return value
+        return finish(evaluate(x, *a))
 
     return hess
 

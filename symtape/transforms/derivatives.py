@@ -11,7 +11,8 @@ from typing import Any, Callable, Sequence
 
 from symtape.core import nest
 from symtape.core.tape import GradientTape
-from symtape.core.tensor import Tensor
+from symtape.core.tensor import ACTIVE_TRACE, Tensor
+from symtape.transforms import array_derivatives
 from symtape.transforms.functional import (Function, argnums_tuple, differentiated, read_tensor,
                                            scalar_output)
 
@@ -131,11 +132,24 @@ def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         tape, y = _with_tape(fun, args, nums)
         y = read_tensor(y)
         sources = [args[i] for i in nums]
+        whole = _array_level(lambda: array_derivatives.jacobian(y, sources), sources) \
+            if math.prod(y.shape) > 1 else None  # a scalar's Jacobian is one reverse sweep
+        if whole is not None:  # one forward sweep of whole arrays: a few matrix products
+            return _pick(whole, argnums)
         if _columns_are_cheaper(y, sources):
             return _pick(_jacobian_by_columns(tape, y, sources), argnums)
         return _pick(tape.jacobian(y, sources, unconnected_gradients="zero"), argnums)
 
     return _Transform(fun, argnums, derive, "jacobian")
+
+
+def _array_level(derive: Callable, sources: list):
+    """``derive()`` (:mod:`symtape.transforms.array_derivatives`) where it applies: in a
+    trace (the graph is recorded), each source one traced argument; None otherwise, or where
+    the graph has an op outside its class."""
+    if ACTIVE_TRACE.get() is None or not all(type(s) is Tensor for s in sources):
+        return None
+    return derive()
 
 
 def _columns_are_cheaper(y: Tensor, sources: list) -> bool:
@@ -193,12 +207,38 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
 
         return SparseHessian(fun, argnums)
 
-    def derive(fun, args, nums):
-        tape, y = _with_tape(fun, args, nums, persistent=True)
-        y = scalar_output(y, "hessian")
-        sources = [args[i] for i in nums]
-        blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
-                              unconnected_gradients="zero")
-        return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
+    return _Transform(fun, argnums, functools.partial(_hessian_blocks, argnums, True),
+                      "hessian")
 
-    return _Transform(fun, argnums, derive, "hessian")
+
+def array_level_hessian(fun: Callable) -> Function:
+    """``st.hessian(fun)`` where :mod:`symtape.transforms.array_derivatives` covers the
+    function's graph; where it does not, the call that traces raises
+    ``array_derivatives.NotCovered`` (``st.optimize`` then takes the sparse Hessian, never
+    one sweep per variable).
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> array_level_hessian(lambda x: st.reduce_sum(x ** 3))(np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    return _Transform(fun, 0, functools.partial(_hessian_blocks, 0, False), "hessian")
+
+
+def _hessian_blocks(argnums, fall_back: bool, fun: Callable, args: tuple, nums: tuple):
+    """The traced Hessian (its blocks for several ``argnums``): at the array level where
+    that applies, else by one sweep per row, or ``NotCovered`` without ``fall_back``."""
+    tape, y = _with_tape(fun, args, nums, persistent=True)
+    y = scalar_output(y, "hessian")
+    sources = [args[i] for i in nums]
+    blocks = _array_level(lambda: array_derivatives.hessian(
+        tape.gradient(y, sources, unconnected_gradients="zero"), sources), sources)
+    if blocks is not None:  # forward over the recorded gradient, whole arrays at a time
+        return blocks[0][0] if isinstance(argnums, int) else tuple(map(tuple, blocks))
+    if not fall_back:
+        raise array_derivatives.NotCovered
+    blocks = tape.hessian(y, sources if not isinstance(argnums, int) else sources[0],
+                          unconnected_gradients="zero")
+    return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
