@@ -26,11 +26,14 @@ import numpy as np
 from symtape import nest
 from symtape.backends import array_module, to_device
 from symtape.compile import any_dask_array, is_dask_array
+from symtape.config import resolve_backend
 from symtape.device import CPU, CURRENT_DEVICE
 from symtape.program import Program
 from symtape.tape import GradientTape
 from symtape.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
 from symtape.trace import Trace, placeholder
+
+_HOST_BACKENDS = ("numpy", "numba")  # kernels that take and return NumPy arrays
 
 __all__ = ["Function", "ConcreteFunction", "function", "grad", "value_and_grad", "jacobian",
            "hessian"]
@@ -158,7 +161,8 @@ class ConcreteFunction:
         # outputs are the kernel's results as they are: no Variables assigned, no static leaves
         self._direct = not self._assigned and len(self._positions) == len(out_leaves)
         # every argument traced, on the host: calls can skip flattening and batch checks
-        self.takes_plain = self._program.backend == "numpy" and all(s[0] == "T" for s in specs)
+        self.takes_plain = (self._program.backend in _HOST_BACKENDS
+                            and all(s[0] == "T" for s in specs))
 
     @property
     def expr(self):
@@ -210,7 +214,7 @@ class ConcreteFunction:
                              "form (each point would assign a different value); return the "
                              "new values instead and assign them outside")
         results = self._program(values)
-        return self._finish(results, wrap, self._program.backend == "numpy")
+        return self._finish(results, wrap, self._program.backend in _HOST_BACKENDS)
 
     def run_mapped(self, leaves: list):
         """The kernel on the flattened arguments, some with leading batch axes (what
@@ -285,9 +289,11 @@ class Function:
     x*sin(x)
     """
 
-    def __init__(self, python_function: Callable, wrap_outputs: bool = True):
+    def __init__(self, python_function: Callable, wrap_outputs: bool = True,
+                 backend: str | None = None):
         if not callable(python_function):
             raise TypeError(f"st.function expects a callable, got {type(python_function).__name__}")
+        self.backend = resolve_backend(backend)  # 'numpy', 'numba' or 'cupy'
         self.python_function = python_function
         self._wrap = wrap_outputs
         self._traces: list[ConcreteFunction] = []
@@ -394,7 +400,7 @@ class Function:
         traced_args, traced_kwargs = rebuild(traced)
         with Trace() as trace:
             outputs = self.python_function(*traced_args, **traced_kwargs)
-        backend = _backend(placeholders, trace)
+        backend = _backend(placeholders, trace, self.backend)
         concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
         self._traces.append(concrete)
         self._by_specs[tuple(specs)] = concrete
@@ -430,10 +436,11 @@ def _plain(leaf, wrap: bool):
     return leaf
 
 
-def _backend(placeholders: list[Tensor], trace: Trace) -> str:
+def _backend(placeholders: list[Tensor], trace: Trace, requested: str = "numpy") -> str:
+    """The requested backend; GPU values always run on the GPU."""
     values = [p._value for p in placeholders]
     values += [variable._value for variable, _ in trace.originals.values()]
-    return "numpy" if array_module(*values) is np else "cupy"
+    return requested if array_module(*values) is np else "cupy"
 
 
 def runs_eagerly() -> bool:
@@ -455,7 +462,7 @@ def runs_eagerly() -> bool:
     return bool(tapes) and any(t._recording for t in tapes)
 
 
-def function(func: Callable | None = None):
+def function(func: Callable | None = None, *, backend: str | None = None):
     """Trace a Python function once per input signature and compile it (like ``tf.function``).
 
     Later calls with the same signature (shapes, dtypes, device) run the compiled kernel;
@@ -479,8 +486,8 @@ def function(func: Callable | None = None):
     [array(0.), array(0.)]
     """
     if func is None:
-        return function
-    return Function(func)
+        return functools.partial(function, backend=backend)
+    return Function(func, backend=backend)
 
 
 # ---------------------------------------------------------------- transforms
@@ -540,7 +547,8 @@ def _pick(results: list, argnums) -> Any:
 class _Transform(Function):
     """A transform of ``fun``: traced and compiled like ``st.function``; calls return arrays."""
 
-    def __init__(self, fun: Callable, argnums, derive: Callable, what: str):
+    def __init__(self, fun: Callable, argnums, derive: Callable, what: str,
+                 backend: str | None = None):
         if not callable(fun):
             raise TypeError(f"st.{what} expects a callable, got {type(fun).__name__}")
 
@@ -550,7 +558,7 @@ class _Transform(Function):
             bound = functools.partial(fun, **kwargs) if kwargs else fun
             return derive(bound, _differentiated(args, nums), nums)
 
-        super().__init__(derived, wrap_outputs=False)
+        super().__init__(derived, wrap_outputs=False, backend=backend)
         self._argnums = argnums
         self._what = what
 
@@ -566,7 +574,8 @@ class _Transform(Function):
         return super()._call_mapped(_differentiated(args, nums), kwargs, batched, depth)
 
 
-def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+def grad(fun: Callable, argnums: int | Sequence[int] = 0,
+         backend: str | None = None) -> Function:
     """Compile the gradient of a scalar-valued function (JAX's ``grad``).
 
     Parameters
@@ -575,6 +584,9 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         Takes Tensors (or nested lists of them), returns a scalar Tensor.
     argnums : int or tuple of ints, default 0
         Which positional arguments to differentiate; a tuple gives a tuple of gradients.
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``); every
+        transform and ``st.function`` take it. GPU values always run on the GPU.
 
     Examples
     --------
@@ -591,10 +603,11 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         return _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
                      argnums)
 
-    return _Transform(fun, argnums, derive, "grad")
+    return _Transform(fun, argnums, derive, "grad", backend)
 
 
-def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
+                   backend: str | None = None) -> Function:
     """Compile a function's value and gradient together (shared subexpressions).
 
     Examples
@@ -611,10 +624,11 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         return y, _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
                         argnums)
 
-    return _Transform(fun, argnums, derive, "value_and_grad")
+    return _Transform(fun, argnums, derive, "value_and_grad", backend)
 
 
-def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+def jacobian(fun: Callable, argnums: int | Sequence[int] = 0,
+             backend: str | None = None) -> Function:
     """Compile the Jacobian: shape ``output.shape + argument.shape`` (JAX's ``jacrev``, or
     ``jacfwd`` where that is cheaper).
 
@@ -643,7 +657,7 @@ def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
             return _pick(_jacobian_by_columns(tape, y, sources), argnums)
         return _pick(tape.jacobian(y, sources, unconnected_gradients="zero"), argnums)
 
-    return _Transform(fun, argnums, derive, "jacobian")
+    return _Transform(fun, argnums, derive, "jacobian", backend)
 
 
 def _columns_are_cheaper(y: Tensor, sources: list) -> bool:
@@ -676,7 +690,8 @@ def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
     return rebuild(blocks)
 
 
-def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False):
+def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False,
+            backend: str | None = None):
     """Compile the exact Hessian of a scalar-valued function.
 
     With ``sparse=True`` the result is a ``scipy.sparse`` CSR matrix (``cupyx.scipy.sparse``
@@ -699,7 +714,7 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
     if sparse:
         from symtape.sparse import SparseHessian
 
-        return SparseHessian(fun, argnums)
+        return SparseHessian(fun, argnums, backend=backend)
 
     def derive(fun, args, nums):
         tape, y = _with_tape(fun, args, nums, persistent=True)
@@ -709,4 +724,4 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
                               unconnected_gradients="zero")
         return blocks if isinstance(argnums, int) else tuple(tuple(row) for row in blocks)
 
-    return _Transform(fun, argnums, derive, "hessian")
+    return _Transform(fun, argnums, derive, "hessian", backend)

@@ -741,6 +741,10 @@ def _dtype_of(value) -> np.dtype:
 
 
 def _generate(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
+    if backend == "numba":  # fused loops compiled by LLVM
+        from symtape.numba_backend import program_kernel
+
+        return program_kernel(graph)
     with recursion_headroom():
         builder = _Builder(graph, backend)
         source = builder.build()
