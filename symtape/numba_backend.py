@@ -555,7 +555,9 @@ def run_group(spec: _GroupSpec, arrays: tuple, scalars: tuple) -> tuple:
             value = _expand(np, value, r=r, k=k)
         shaped.append(value)
     scalars = tuple(_scalar(s) for s in scalars)
-    shape = np.broadcast_shapes(spec.shape, *[v.shape for v in shaped])
+    shapes = {v.shape for v in shaped}
+    shape = (shapes.pop() if len(shapes) == 1 and len(shaped[0].shape) >= r else
+             np.broadcast_shapes(spec.shape, *shapes))
     if shape == ():
         return spec.point(*[v[()] for v in shaped], *scalars)
     n = math.prod(shape)
@@ -568,7 +570,7 @@ def run_group(spec: _GroupSpec, arrays: tuple, scalars: tuple) -> tuple:
 def _flattened(value: np.ndarray, shape: tuple) -> np.ndarray:
     if value.shape != shape:
         value = np.broadcast_to(value, shape)
-    return np.ascontiguousarray(value).reshape(-1)
+    return value.ravel()  # a view where the array is contiguous, else a copy
 
 
 # ---------------------------------------------------------------- entry point
