@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -76,15 +77,17 @@ def load_module(source: str) -> ModuleType:
         if module is not None:
             return module
         text = _HEADER.format(digest=digest) + source
-        directory = cache_dir()
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OSError(f"symtape cannot create its kernel cache directory {directory} "
-                          f"({error}); set SYMTAPE_CACHE_DIR to a writable directory") from None
-        path = directory / f"k{digest}.py"
+        path = cache_dir() / f"k{digest}.py"
         if not _holds(path, text):
-            _write(path, text)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write(path, text)
+            except OSError as error:  # not writable: this process's own temporary folder
+                warnings.warn(f"symtape cannot write its kernel cache {path.parent} ({error}); "
+                              "compiled kernels are kept for this process only. Set "
+                              "SYMTAPE_CACHE_DIR to a writable directory", stacklevel=3)
+                path = _private_dir() / path.name
+                _write(path, text)
         try:
             module = _import(digest, path)
         except Exception:  # a damaged entry (or numba cache) that looked right: rebuild once
@@ -92,6 +95,15 @@ def load_module(source: str) -> ModuleType:
             module = _import(digest, path)
         _loaded[digest] = module
         return module
+
+
+_PRIVATE: list[Path] = []
+
+
+def _private_dir() -> Path:
+    if not _PRIVATE:
+        _PRIVATE.append(Path(tempfile.mkdtemp(prefix="symtape-kernels-")))
+    return _PRIVATE[0]
 
 
 def _holds(path: Path, text: str) -> bool:

@@ -369,8 +369,19 @@ class _Generator:
                 self.other(unit)
         returned = [self.value(t) for t in graph.outputs]
         self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+        whole = _whole_program(graph, ordered, self.names)
+        if whole is not None:  # calls of exactly the traced shapes: one jitted function
+            code, constants = whole
+            self.module.append(code)
+            exact = self.fresh("exact")
+            self.namespace[exact] = _ExactCall(
+                [None if p is None else tuple(np.shape(p._value)) for p in _arguments(graph)],
+                constants)
+            self.lines.insert(0, f"    if {exact}.applies(_args):")
+            self.lines.insert(1, f"        return {exact}.call(_args, _variables)")
         kernel = "\n".join(["def kernel(_args, _variables):"] + self.lines) + "\n"
         module = _PRELUDE + "".join(self.module)
+        self.exact = exact if whole is not None else None
         return kernel, module
 
     def mark_returned(self, ordered) -> None:
@@ -437,6 +448,7 @@ class _Generator:
         body: list[str] = []
         params: list[str] = []
         array_inputs, scalar_inputs = [], []
+        loaded_inputs, static_inputs = [], []
         r = len(group.shape)
         for node in group.members:
             inputs = [graph.resolve(x) for x in node._inputs]
@@ -455,6 +467,7 @@ class _Generator:
                 static = np.ndim(x._value) == 0 and not self.dependent[id(x)]
                 entry = (self.value(x), np.ndim(x._value), self.dependent[id(x)])
                 (scalar_inputs if static else array_inputs).append((parameter, entry))
+                (static_inputs if static else loaded_inputs).append(x)
                 local[id(x)] = parameter
                 codes.append(parameter)
             name = f"t{len(local)}"
@@ -462,6 +475,7 @@ class _Generator:
             local[id(node)] = name
         returned = [local[id(m)] for m in group.returned]
         g = f"_g{group.number}"
+        group.point, group.parameters = f"{g}_point", loaded_inputs + static_inputs
         arrays = [p for p, _ in array_inputs]
         scalars = [p for p, _ in scalar_inputs]
         point_params = ", ".join(arrays + scalars)
@@ -584,25 +598,16 @@ def generate(graph) -> tuple[str, dict, bool, str]:
     kernel, module_source = generator.build()
     module = load_module_source(module_source)
     for value in generator.namespace.values():
-        if isinstance(value, _GroupSpec):
+        if isinstance(value, (_GroupSpec, _ExactCall)):
             value.bind(module)
     return kernel, generator.namespace, generator.batchable, module_source
 
 
 def load_module_source(source: str):
-    """Import generated jitted functions through the disk cache (``cache=True``); where the
-    cache directory cannot be written, compile them in memory (no cross-process cache)."""
+    """Import generated jitted functions through the disk cache (``cache=True``)."""
     from symtape.diskcache import load_module
 
-    try:
-        return load_module(source.replace("cache=_CACHE", "cache=True"))
-    except OSError:
-        import types
-
-        module = types.ModuleType("symtape_kernel_in_memory")
-        exec(compile(source.replace("cache=_CACHE", "cache=False"), "<symtape-numba>", "exec"),
-             module.__dict__)  # our generated code only
-        return module
+    return load_module(source.replace("cache=_CACHE", "cache=True"))
 
 
 def program_kernel(graph) -> tuple[str, Callable, bool, tuple]:
@@ -731,3 +736,189 @@ def run_entries(spec: _Entries, entries: tuple, count: int) -> tuple:
     flat = [_flattened(a, shape) for a in arrays]
     (spec.parallel if n >= _PARALLEL_FROM else spec.loop)(n, *flat, *outs)
     return tuple(o.reshape(shape) for o in outs)
+
+
+# ---------------------------------------------------------------- one jitted function
+
+
+_WHOLE_STRUCTURAL = {"getitem", "scatter", "scatter_add", "reduce_sum", "reshape", "broadcast_to"}
+
+
+def _arguments(graph) -> list:
+    """The argument placeholders in call order (those the outputs depend on)."""
+    found = {k[1]: node for node in graph.order for k in [graph.kinds[id(node)]] if k[0] == "arg"}
+    return [found.get(i) for i in range(max(found, default=-1) + 1)]
+
+
+def _key_code(key) -> str | None:
+    """A basic index (integers and slices) as code, or None."""
+    items = key if isinstance(key, tuple) else (key,)
+    parts = []
+    for item in items:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            parts.append(str(int(item)))
+        elif isinstance(item, slice) and all(v is None or isinstance(v, (int, np.integer))
+                                              for v in (item.start, item.stop, item.step)):
+            start, stop = ("" if v is None else str(int(v)) for v in (item.start, item.stop))
+            parts.append(f"{start}:{stop}" + ("" if item.step is None else f":{int(item.step)}"))
+        else:
+            return None
+    return ", ".join(parts) if parts else None
+
+
+def _numba_dtype(dtype: np.dtype) -> str:
+    return {"float64": "np.float64", "float32": "np.float32", "bool": "np.bool_"}[dtype.name]
+
+
+def _structural_code(node, args: list[str]) -> str | None:
+    """An indexing, scatter or sum as Numba code (whole arrays of the traced shapes)."""
+    name, params = node._prim.name, node._params
+    if name in ("reshape", "broadcast_to"):
+        shape = tuple(int(n) for n in np.shape(node._value))
+        scalar_in = np.ndim(node._inputs[0]._value) == 0
+        if not shape:
+            return args[0] if scalar_in else f"np.ascontiguousarray({args[0]}).ravel()[0]"
+        if scalar_in:
+            return f"np.full({shape!r}, {args[0]})"
+        if name == "reshape":
+            return f"np.ascontiguousarray({args[0]}).reshape({shape!r})"
+        return f"np.ascontiguousarray(np.broadcast_to({args[0]}, {shape!r}))"
+    if name == "getitem":
+        key = _key_code(params["key"])
+        return None if key is None else f"{args[0]}[{key}]"
+    if name == "reduce_sum":
+        axis = params["axis"]
+        if isinstance(axis, (tuple, list)) and len(axis) == 1:
+            axis = axis[0]
+        if params["keepdims"] or np.ndim(node._inputs[0]._value) == 0:
+            return None
+        if axis is None or (isinstance(axis, (tuple, list)) and
+                            len(axis) == np.ndim(node._inputs[0]._value)):
+            return f"np.sum({args[0]})"
+        if isinstance(axis, (int, np.integer)):
+            return f"np.sum({args[0]}, axis={int(axis) % np.ndim(node._inputs[0]._value)})"
+        return None
+    keys = [params["key"]] if name == "scatter" else list(params["keys"])
+    codes = [_key_code(k) for k in keys]
+    if any(c is None for c in codes) or not params["shape"]:
+        return None
+    dtype = _numba_dtype(_dtype_of(node._value))
+    lines = [f"np.zeros({tuple(params['shape'])!r}, {dtype})"]
+    lines += [f"[{code}] += {arg}" for code, arg in zip(codes, args)]
+    return "\n".join(lines)
+
+
+def _whole_program(graph, ordered: list, names: dict) -> tuple[str, list] | None:
+    """The program as one jitted function for calls of exactly the traced shapes, where its
+    every unit has a Numba form and no array is large enough for threads; else None."""
+    kinds, resolve = graph.kinds, graph.resolve
+    if not any(not isinstance(u, _Group) for u in ordered):
+        return None  # only fused groups: the kernel calls them directly already
+    for node in graph.order:
+        value = node._value
+        if np.size(value) >= _PARALLEL_FROM or 0 in np.shape(value):
+            return None
+        if np.ndim(value) and _dtype_of(value).name not in ("float64", "float32", "bool"):
+            return None
+    code: dict[int, str] = {}
+    constants: list = []
+    params = []
+    for i, node in enumerate(_arguments(graph)):
+        params.append(f"a{i}")
+        if node is not None:
+            code[id(node)] = f"a{i}"
+    for j in range(len(graph.variables)):
+        params.append(f"v{j}")
+    lines: list[str] = []
+    counter = [0]
+
+    def fresh(prefix):
+        counter[0] += 1
+        return f"{prefix}{counter[0]}"
+
+    def operand(x) -> str:
+        if id(x) in code:
+            return code[id(x)]
+        kind = kinds[id(x)]
+        if kind[0] == "var":
+            return f"v{kind[1]}"
+        value = x._value
+        if np.ndim(value) == 0:
+            return _literal(value.item() if hasattr(value, "item") else value)
+        name = code[id(x)] = fresh("k")
+        constants.append(np.ascontiguousarray(value))
+        params.append(name)
+        return name
+
+    for unit in ordered:
+        if not isinstance(unit, _Group):
+            args = [operand(resolve(x)) for x in unit._inputs]
+            structural = (_structural_code(unit, args) if unit._prim.name in _WHOLE_STRUCTURAL
+                          else None)
+            if structural is None:
+                return None
+            name = code[id(unit)] = fresh("n")
+            first, *updates = structural.split("\n")
+            lines.append(f"    {name} = {first}")
+            lines += [f"    {name}{update}" for update in updates]
+            continue
+        shape = unit.shape
+        loads, prepared = [], []
+        for x in unit.parameters:
+            value = operand(x)
+            if np.ndim(x._value) == 0:
+                loads.append(value)
+            else:
+                flat = fresh("f")
+                source = (value if tuple(np.shape(x._value)) == shape else
+                          f"np.broadcast_to({value}, {shape!r})")
+                prepared.append(f"    {flat} = np.ascontiguousarray({source}).ravel()")
+                loads.append(f"{flat}[i]")
+        targets = [fresh("n") for _ in unit.returned]
+        for member, target in zip(unit.returned, targets):
+            code[id(member)] = target
+        if not shape:
+            result = fresh("r")
+            lines.append(f"    {result} = {unit.point}({', '.join(loads)})")
+            lines += [f"    {t} = {result}[{k}]" for k, t in enumerate(targets)]
+            continue
+        size = math.prod(shape)
+        outs = [fresh("o") for _ in targets]
+        lines += prepared
+        lines += [f"    {o} = np.empty({size}, {_numba_dtype(_dtype_of(m._value))})"
+                  for o, m in zip(outs, unit.returned)]
+        lines.append(f"    for i in range({size}):")
+        lines.append(f"        r = {unit.point}({', '.join(loads)})")
+        lines += [f"        {o}[i] = r[{k}]" for k, o in enumerate(outs)]
+        lines += [f"    {t} = {o}.reshape({shape!r})" for t, o in zip(targets, outs)]
+    returned = [operand(t) for t in graph.outputs]
+    lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+    return "\n\n@_jit\ndef _whole(" + ", ".join(params) + "):\n" + "\n".join(lines) + "\n", \
+        constants
+
+
+class _ExactCall:
+    """The whole program's jitted function, for arguments of exactly the traced shapes."""
+
+    def __init__(self, shapes: list, constants: list):
+        self.shapes, self.constants = shapes, constants
+        self.function = None
+
+    def bind(self, module) -> None:
+        self.function = module._whole
+
+    def applies(self, values) -> bool:
+        for value, shape in zip(values, self.shapes):
+            if shape is None:  # an argument the outputs do not read
+                continue
+            if type(value) is float:
+                if shape:
+                    return False
+            elif np.shape(value) != shape:
+                return False
+        return True
+
+    def call(self, values, variables) -> tuple:
+        values = values[:len(self.shapes)]  # trailing arguments the outputs do not read: not passed
+        return self.function(*[_scalar(v) for v in values], *[_scalar(v) for v in variables],
+                             *self.constants)

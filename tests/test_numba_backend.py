@@ -229,3 +229,36 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "home" / ".cache" / "symtape"
     monkeypatch.setenv("SYMTAPE_CACHE_DIR", str(tmp_path / "here"))
     assert cache_dir() == tmp_path / "here"
+
+
+def test_vector_programs_run_as_one_jitted_function_at_the_traced_shape():
+    scale = st.Variable(np.array([1.0, -2.0, 0.5]), name="scale")
+    weights = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 4.0]])
+
+    def f(m, v, unused):
+        rows = st.reduce_sum(st.sin(m) * weights * scale, axis=1)   # (2,)
+        picked = m[1, ::2] * v[0] + st.reduce_sum(m[:, 1:] ** 2)   # (2,)
+        return st.reduce_sum(rows * picked + st.exp(v[1:] - 1.0))
+
+    m, v = np.linspace(-1, 1, 6).reshape(2, 3), np.array([0.5, -0.25, 2.0])
+    fused = st.value_and_grad(f, argnums=(0, 1), backend="numba")
+    reference = st.value_and_grad(f, argnums=(0, 1), backend="numpy")
+    assert "def _whole(" in fused.get_concrete_function(m, v, 0.0).source
+    assert_same_results(fused(m, v, 0.0), reference(m, v, 0.0), rtol=1e-14, atol=1e-14)
+    scale.assign(np.array([3.0, 1.0, -1.0]))  # read at call time
+    assert_same_results(fused(m, v, 0.0), reference(m, v, 0.0), rtol=1e-14, atol=1e-14)
+    batch = np.stack([m, 2 * m])  # a batch: the loops over the broadcast points
+    assert_same_results(st.vmap(fused, in_axes=(0, None, None))(batch, v, 0.0),
+                        st.vmap(reference, in_axes=(0, None, None))(batch, v, 0.0),
+                        rtol=1e-14, atol=1e-14)
+
+
+def test_an_unwritable_cache_directory_falls_back_to_a_private_one(monkeypatch, tmp_path):
+    from symtape import diskcache
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("SYMTAPE_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="cannot write its kernel cache"):
+        module = diskcache.load_module("VALUE = 7  # unwritable-cache test\n")
+    assert module.VALUE == 7 and not (blocker / "cache").exists()
