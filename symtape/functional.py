@@ -400,7 +400,9 @@ class Function:
         traced_args, traced_kwargs = rebuild(traced)
         with Trace() as trace:
             outputs = self.python_function(*traced_args, **traced_kwargs)
-        backend = _backend(placeholders, trace, self.backend)
+        backend = _backend(placeholders, trace)
+        if backend == "numpy":  # host values: the backend asked for (GPU values stay there)
+            backend = self.backend
         concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
         self._traces.append(concrete)
         self._by_specs[tuple(specs)] = concrete
@@ -436,11 +438,10 @@ def _plain(leaf, wrap: bool):
     return leaf
 
 
-def _backend(placeholders: list[Tensor], trace: Trace, requested: str = "numpy") -> str:
-    """The requested backend; GPU values always run on the GPU."""
+def _backend(placeholders: list[Tensor], trace: Trace) -> str:
     values = [p._value for p in placeholders]
     values += [variable._value for variable, _ in trace.originals.values()]
-    return requested if array_module(*values) is np else "cupy"
+    return "numpy" if array_module(*values) is np else "cupy"
 
 
 def runs_eagerly() -> bool:
