@@ -322,6 +322,7 @@ class _Generator:
         self.names: dict[int, str] = {}  # node -> its name in the Python kernel
         self.counter = 0
         self.fallbacks: set[str] = set()
+        self.numpy_fallback = False
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -379,6 +380,13 @@ class _Generator:
                 constants)
             self.lines.insert(0, f"    if {exact}.applies(_args):")
             self.lines.insert(1, f"        return {exact}.call(_args, _variables)")
+        if any(not isinstance(u, _Group) for u in ordered):
+            # small batches through structural ops: NumPy's calls cost less than the loops'
+            self.namespace["_small"] = _small
+            at = 2 if whole is not None else 0
+            self.lines.insert(at, "    if _small(_args):")
+            self.lines.insert(at + 1, "        return _numpy_kernel(_args, _variables)")
+            self.numpy_fallback = True
         kernel = "\n".join(["def kernel(_args, _variables):"] + self.lines) + "\n"
         module = _PRELUDE + "".join(self.module)
         self.exact = exact if whole is not None else None
@@ -553,6 +561,14 @@ class _GroupSpec:
         self.parallel = getattr(module, f"{self.name}_parallel")
 
 
+def _small(values) -> bool:
+    """Arguments with fewer entries, together, than a fused loop needs to pay off."""
+    total = 0
+    for value in values:
+        total += np.size(value)
+    return total < _PARALLEL_FROM
+
+
 def _scalar(value):
     return value[()] if isinstance(value, np.ndarray) else value
 
@@ -618,6 +634,10 @@ def program_kernel(graph) -> tuple[str, Callable, bool, tuple]:
     from symtape.compile import load
 
     kernel, namespace, batchable, module_source = generate(graph)
+    if "_numpy_kernel" in kernel:
+        from symtape.program import _generate
+
+        namespace["_numpy_kernel"] = _generate(graph, "numpy")[1]
     namespace["_CACHE"] = False  # a worker exec'ing the whole source: no file to cache in
     function = load(kernel, frozenset(), "numba", namespace)
     return module_source + "\n\n" + kernel, function, batchable, (namespace, frozenset())

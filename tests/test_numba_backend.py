@@ -262,3 +262,18 @@ def test_an_unwritable_cache_directory_falls_back_to_a_private_one(monkeypatch, 
     with pytest.warns(UserWarning, match="cannot write its kernel cache"):
         module = diskcache.load_module("VALUE = 7  # unwritable-cache test\n")
     assert module.VALUE == 7 and not (blocker / "cache").exists()
+
+
+@pytest.mark.parametrize("transform", ["function", "value_and_grad", "hessian"])
+def test_large_batches_run_the_fused_loops_between_numpy_calls(transform):
+    """Above ~3e4 entries a batch runs the fused loops (parallel ones) with the structural
+    ops as NumPy calls between them; below, the NumPy kernel (see numba_backend._small)."""
+    fun, point, _ = CASES["arrays"]
+    rng = np.random.default_rng(1)
+    v, w = rng.uniform(-2, 2, (9000, 4)), rng.uniform(-2, 2, 4)
+    make = (lambda b: st.function(fun, backend=b)) if transform == "function" else (
+        lambda b: getattr(st, transform)(fun, argnums=(0, 1), backend=b))
+    fused = make("numba")
+    assert "_run_group(" in fused.get_concrete_function(*point).source
+    assert_same_results(st.vmap(fused, in_axes=(0, None))(v, w),
+                        st.vmap(make("numpy"), in_axes=(0, None))(v, w), rtol=1e-12, atol=1e-12)
