@@ -321,8 +321,6 @@ class _Generator:
         self.batchable = True
         self.names: dict[int, str] = {}  # node -> its name in the Python kernel
         self.counter = 0
-        self.fallbacks: set[str] = set()
-        self.numpy_fallback = False
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -342,8 +340,6 @@ class _Generator:
             inputs = [resolve(x) for x in node._inputs]
             dependent[id(node)] = any(dependent[id(x)] for x in inputs)
             fusable[id(node)] = _fusable(node, inputs, kinds)
-            if not fusable[id(node)] and node._prim.elementwise:
-                self.fallbacks.add(node._prim.name)
         self.dependent = dependent
         partition = _partition(graph, fusable, dependent)
         if partition is None:  # pragma: no cover - the levels make this unreachable
@@ -386,10 +382,8 @@ class _Generator:
             at = 2 if whole is not None else 0
             self.lines.insert(at, "    if _small(_args):")
             self.lines.insert(at + 1, "        return _numpy_kernel(_args, _variables)")
-            self.numpy_fallback = True
         kernel = "\n".join(["def kernel(_args, _variables):"] + self.lines) + "\n"
         module = _PRELUDE + "".join(self.module)
-        self.exact = exact if whole is not None else None
         return kernel, module
 
     def mark_returned(self, ordered) -> None:
@@ -422,7 +416,7 @@ class _Generator:
 
     def other(self, node) -> None:
         """An op without a fused form: the NumPy backend's call."""
-        from symtape.program import _call_numeric, _expand, _freeze  # noqa: F401
+        from symtape.program import _call_numeric, _expand
 
         graph = self.graph
         inputs = [graph.resolve(x) for x in node._inputs]
@@ -451,7 +445,6 @@ class _Generator:
 
     def group(self, group: _Group) -> None:
         graph = self.graph
-        kinds = graph.kinds
         local: dict[int, str] = {}
         body: list[str] = []
         params: list[str] = []
