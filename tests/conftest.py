@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import sys
+import tempfile
 
 import pytest
 import simulated_cupy
@@ -15,6 +16,9 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# compiled kernels (backend='numba') go to a fresh directory, never the user's cache
+os.environ["SYMTAPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="symtape-test-cache-")
 
 pytest_plugins = ["pytester"]  # tests of symtape's own pytest plugin
 

@@ -274,7 +274,7 @@ def test_sparsity_detection_reports_a_dense_block():
 
 def test_trust_exact_uses_the_dense_hessian(monkeypatch):
     pytest.importorskip("scipy")
-    from symtape import sparse
+    from symtape.transforms import sparse
 
     def refuse(*args, **kwargs):
         raise AssertionError("trust-exact built a sparse Hessian")

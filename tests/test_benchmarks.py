@@ -15,7 +15,8 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 @pytest.mark.parametrize("script, shows", [("bench_compare.py", "symtape     "),
                                            ("bench_compile.py", "ms"),
                                            ("bench_dask.py", "LocalCluster"),
-                                           ("bench_matrix.py", "x.T S x: Hessian")])
+                                           ("bench_matrix.py", "x.T S x: Hessian"),
+                                           ("bench_backends.py", "backend='numpy'")])
 def test_benchmark_runs_quick(script, shows):
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
                             capture_output=True, text=True, timeout=300, check=False)

@@ -36,6 +36,10 @@ UPWARD_HOOKS = {
     # Tensor.expr and Tensor's matrix view (the symbolic and matrix algebras sit above Tensor)
     ("symtape.core.tensor", "symtape.core.symbolic"),
     ("symtape.core.tensor", "symtape.core.matrix"),
+    # backend='numba' hands generation and loading to the Numba generator, which builds on
+    # these two modules (Numba is optional: nothing imports it until asked for)
+    ("symtape.kernels.compile", "symtape.kernels.numba_backend"),
+    ("symtape.kernels.program", "symtape.kernels.numba_backend"),
 }
 
 

@@ -418,7 +418,7 @@ def _rebuild(expr, args):
     return expr.func(*args)
 
 
-def _cut_deep(expr: sympy.Basic, names: Names, block: list) -> sympy.Basic:
+def cut_deep(expr: sympy.Basic, names: Names, block: list) -> sympy.Basic:
     """Bound the nesting depth: subtrees deeper than ``_MAX_DEPTH`` become temporaries."""
     depth: dict[sympy.Basic, int] = {}
     rebuilt: dict[sympy.Basic, sympy.Basic] = {}
@@ -464,6 +464,10 @@ def _chunked(func, args: list, names: Names, block: list, depth: dict) -> list:
 def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
               cse: bool) -> tuple[str, frozenset]:
     """The kernel's source, and the modules its printed code refers to."""
+    if backend == "numba":
+        from symtape.kernels.numba_backend import compile_source
+
+        return compile_source(layout, outputs, cse)
     names = Names()
     lines: list[str] = []
     # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
@@ -492,11 +496,11 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     block: list = []
     for symbol, value in replacements:
         names.of[symbol] = names.fresh("c")
-        value = _cut_deep(value, names, block)
+        value = cut_deep(value, names, block)
         block.append((symbol, value))
     results = []
     for expr in reduced:
-        results.append(_cut_deep(expr, names, block))
+        results.append(cut_deep(expr, names, block))
     for symbol, value in block:
         lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
     lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
@@ -541,7 +545,7 @@ class Kernel:
         self._shapes = [o.shape for o in outputs]
         self._as_tuple = as_tuple
         self._modules = modules
-        self._function = load(source, modules, backend)
+        self._function = _load_kernel(source, modules, backend)
         self._floats = "_floats" in source.partition("\n")[0]
 
     def __getstate__(self) -> dict:
@@ -550,6 +554,9 @@ class Kernel:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         # the source is the whole kernel: a full cache key
+        if self.backend == "numba":
+            self._function = _load_kernel(self.source, self._modules, self.backend)
+            return
         self._function = load_unpickled((self.source, self.backend), self.source,
                                         self._modules, self.backend)
 
@@ -712,7 +719,7 @@ def load(source: str, modules, backend: str, namespace: dict | None = None):
 
 
 def array_module_for(backend: str):
-    if backend == "numpy":
+    if backend in ("numpy", "numba"):  # numba kernels take and return NumPy arrays
         return np
     from symtape.arrays.backends import cupy_module
 
@@ -788,7 +795,15 @@ def cached(key, make):
     return entry
 
 
-def compile(outputs, inputs, backend: str = "numpy", cse: bool = True) -> Kernel:  # noqa: A001
+def _load_kernel(source: str, modules, backend: str):
+    if backend == "numba":  # jitted loops, imported through the disk cache
+        from symtape.kernels.numba_backend import load_compiled
+
+        return load_compiled(source)
+    return load(source, modules, backend)
+
+
+def compile(outputs, inputs, backend: str | None = None, cse: bool = True) -> Kernel:  # noqa: A001
     """Compile SymPy expressions into a NumPy or CuPy kernel.
 
     Parameters
@@ -798,7 +813,9 @@ def compile(outputs, inputs, backend: str = "numpy", cse: bool = True) -> Kernel
         returns a tuple; a list, ``sympy.Array`` or ``Matrix`` is one array output.
     inputs : sequence of symbols or arrays of symbols
         One kernel argument per item; an array of symbols is one array argument.
-    backend : {'numpy', 'cupy'}
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        Default: ``st.config.get_default_backend()``. ``'numba'`` compiles one loop over
+        the points (the ``jit`` extra).
     cse : bool, default True
         Share common subexpressions.
 
@@ -818,8 +835,9 @@ def compile(outputs, inputs, backend: str = "numpy", cse: bool = True) -> Kernel
     >>> float(value), g.tolist()
     (0.0, [0.0, 0.0])
     """
-    if backend not in PRINTERS:
-        raise ValueError(f"compile: unknown backend {backend!r}; use 'numpy' or 'cupy'")
+    from symtape.kernels.settings import resolve_backend
+
+    backend = resolve_backend(backend, "compile")
     with recursion_headroom():  # SymPy's walks recurse as deep as expressions nest
         return _compile(outputs, inputs, backend, bool(cse))
 

@@ -72,7 +72,7 @@ def _transpose(xp, x, *, k, perm):
     return xp.transpose(x, tuple(range(lead)) + tuple(lead + p for p in perm))
 
 
-def _expand(xp, x, *, r, k):
+def expand_axes(xp, x, *, r, k):
     """Insert ``r - k`` axes between the batch axes and the core axes of ``x``."""
     return xp.expand_dims(xp.asarray(x), tuple(range(-r, -k)))
 
@@ -80,7 +80,7 @@ def _expand(xp, x, *, r, k):
 def _broadcast_to(xp, x, *, k, shape):
     x = xp.asarray(x)
     if k < len(shape):
-        x = _expand(xp, x, r=len(shape), k=k)
+        x = expand_axes(xp, x, r=len(shape), k=k)
     return xp.broadcast_to(x, x.shape[:x.ndim - len(shape)] + tuple(shape))
 
 
@@ -172,9 +172,9 @@ def _matmul(xp, a, b, *, ka, kb):
     ra, rb = max(ka, 2), max(kb, 2)
     r = max(ra, rb)
     if ra < r:
-        a = _expand(xp, a, r=r, k=ra)
+        a = expand_axes(xp, a, r=r, k=ra)
     if rb < r:
-        b = _expand(xp, b, r=r, k=rb)
+        b = expand_axes(xp, b, r=r, k=rb)
     out = xp.matmul(a, b)
     if kb == 1:
         out = out[..., 0]
@@ -191,7 +191,7 @@ def _matrix_times_batch(xp, a, b, kb: int):
     return out if kb == 1 else out[..., None]
 
 
-def _structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
+def structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
     """(the batch-aware form of a non-elementwise node, whether batches are supported)."""
     name, params, k = node._prim.name, node._params, (ranks[0] if ranks else 0)
     if name in ("reduce_sum", "reduce_max", "reduce_min"):
@@ -222,7 +222,7 @@ def _structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
     if name == "matmul":
         return functools.partial(_matmul, ka=ranks[0], kb=ranks[1]), True
     prim = node._prim  # a primitive without a batch rule: correct for unbatched calls only
-    return functools.partial(_call_numeric, prim.numeric, params), False
+    return functools.partial(call_numeric, prim.numeric, params), False
 
 
 def _batchable_key(key) -> bool:
@@ -232,7 +232,7 @@ def _batchable_key(key) -> bool:
     return not advanced or advanced == list(range(advanced[0], advanced[-1] + 1))
 
 
-def _call_numeric(numeric, params, xp, *values):
+def call_numeric(numeric, params, xp, *values):
     return numeric(xp, *values, **params)
 
 
@@ -423,7 +423,7 @@ class _Builder:
         prim = node._prim
         ranks = [np.ndim(x._value) for x in inputs]
         if not prim.elementwise:
-            call, batchable = _structural_call(node, ranks)
+            call, batchable = structural_call(node, ranks)
             self.batchable &= batchable
             fn = self.function((prim.name, _freeze(node._params), tuple(ranks)),
                                lambda: self.bind(call), f"{prim.name}_")
@@ -436,7 +436,7 @@ class _Builder:
             expr = _unevaluated(prim.name, args, node._params)
         else:
             fn = self.function((prim.name, _freeze(node._params)),
-                               lambda: self.bind(functools.partial(_call_numeric, prim.numeric,
+                               lambda: self.bind(functools.partial(call_numeric, prim.numeric,
                                                                    node._params)),
                                f"{prim.name}_")
             expr = fn(*args)
@@ -477,7 +477,7 @@ class _Builder:
         return functools.partial(call, self.xp)
 
     def align(self, expr, r: int, k: int):
-        fn = self.function(("align", r, k), lambda: self.bind(functools.partial(_expand, r=r, k=k)),
+        fn = self.function(("align", r, k), lambda: self.bind(functools.partial(expand_axes, r=r, k=k)),
                            "expand_")
         return fn(expr)
 
@@ -673,7 +673,7 @@ class Program:
         self._floats_read = bool(self.variables) and all(
             np.ndim(v._value) == 0 and _dtype_of(v._value) == np.float64 for v in self.variables)
         self.source, self._function, self.batchable, self._recipe = cached(
-            graph.key(backend), lambda: _generate(graph, backend))
+            graph.key(backend), lambda: generate_source(graph, backend))
         self._portable = None
 
     def __call__(self, values: list) -> list:
@@ -734,7 +734,11 @@ def _dtype_of(value) -> np.dtype:
     return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
 
 
-def _generate(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
+def generate_source(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
+    if backend == "numba":  # fused loops compiled by LLVM
+        from symtape.kernels.numba_backend import program_kernel
+
+        return program_kernel(graph)
     with recursion_headroom():
         builder = _Builder(graph, backend)
         source = builder.build()

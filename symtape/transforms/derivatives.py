@@ -33,7 +33,8 @@ def _pick(results: list, argnums) -> Any:
 class _Transform(Function):
     """A transform of ``fun``: traced and compiled like ``st.function``; calls return arrays."""
 
-    def __init__(self, fun: Callable, argnums, derive: Callable, what: str):
+    def __init__(self, fun: Callable, argnums, derive: Callable, what: str,
+                 backend: str | None = None):
         if not callable(fun):
             raise TypeError(f"st.{what} expects a callable, got {type(fun).__name__}")
 
@@ -43,7 +44,7 @@ class _Transform(Function):
             bound = functools.partial(fun, **kwargs) if kwargs else fun
             return derive(bound, differentiated(args, nums), nums)
 
-        super().__init__(derived, wrap_outputs=False)
+        super().__init__(derived, wrap_outputs=False, backend=backend)
         self._argnums = argnums
         self._what = what
 
@@ -59,7 +60,8 @@ class _Transform(Function):
         return super()._call_mapped(differentiated(args, nums), kwargs, batched, depth)
 
 
-def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+def grad(fun: Callable, argnums: int | Sequence[int] = 0,
+         backend: str | None = None) -> Function:
     """Compile the gradient of a scalar-valued function (JAX's ``grad``).
 
     Parameters
@@ -68,6 +70,9 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         Takes Tensors (or nested lists of them), returns a scalar Tensor.
     argnums : int or tuple of ints, default 0
         Which positional arguments to differentiate; a tuple gives a tuple of gradients.
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``); every
+        transform and ``st.function`` take it. GPU values always run on the GPU.
 
     Examples
     --------
@@ -84,10 +89,11 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         return _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
                      argnums)
 
-    return _Transform(fun, argnums, derive, "grad")
+    return _Transform(fun, argnums, derive, "grad", backend)
 
 
-def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
+                   backend: str | None = None) -> Function:
     """Compile a function's value and gradient together (shared subexpressions).
 
     Examples
@@ -104,10 +110,11 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
         return y, _pick(tape.gradient(y, [args[i] for i in nums], unconnected_gradients="zero"),
                         argnums)
 
-    return _Transform(fun, argnums, derive, "value_and_grad")
+    return _Transform(fun, argnums, derive, "value_and_grad", backend)
 
 
-def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
+def jacobian(fun: Callable, argnums: int | Sequence[int] = 0,
+             backend: str | None = None) -> Function:
     """Compile the Jacobian: shape ``output.shape + argument.shape`` (JAX's ``jacrev``, or
     ``jacfwd`` where that is cheaper).
 
@@ -140,7 +147,7 @@ def jacobian(fun: Callable, argnums: int | Sequence[int] = 0) -> Function:
             return _pick(_jacobian_by_columns(tape, y, sources), argnums)
         return _pick(tape.jacobian(y, sources, unconnected_gradients="zero"), argnums)
 
-    return _Transform(fun, argnums, derive, "jacobian")
+    return _Transform(fun, argnums, derive, "jacobian", backend)
 
 
 def _array_level(derive: Callable, sources: list):
@@ -182,7 +189,8 @@ def _jacobian_by_columns(tape: GradientTape, y: Tensor, sources: list) -> list:
     return rebuild(blocks)
 
 
-def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False):
+def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = False,
+            backend: str | None = None):
     """Compile the exact Hessian of a scalar-valued function.
 
     With ``sparse=True`` the result is a ``scipy.sparse`` CSR matrix (``cupyx.scipy.sparse``
@@ -205,10 +213,10 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
     if sparse:
         from symtape.transforms.sparse import SparseHessian
 
-        return SparseHessian(fun, argnums)
+        return SparseHessian(fun, argnums, backend=backend)
 
     return _Transform(fun, argnums, functools.partial(_hessian_blocks, argnums, True),
-                      "hessian")
+                      "hessian", backend)
 
 
 def array_level_hessian(fun: Callable) -> Function:

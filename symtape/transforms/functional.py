@@ -28,8 +28,11 @@ from symtape.arrays.backends import array_module, to_device
 from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
+from symtape.kernels.settings import resolve_backend
 from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
 from symtape.kernels.trace import Trace, placeholder
+
+_HOST_BACKENDS = ("numpy", "numba")  # kernels that take and return NumPy arrays
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
 
@@ -156,7 +159,8 @@ class ConcreteFunction:
         # outputs are the kernel's results as they are: no Variables assigned, no static leaves
         self._direct = not self._assigned and len(self._positions) == len(out_leaves)
         # every argument traced, on the host: calls can skip flattening and batch checks
-        self.takes_plain = self._program.backend == "numpy" and all(s[0] == "T" for s in specs)
+        self.takes_plain = (self._program.backend in _HOST_BACKENDS
+                            and all(s[0] == "T" for s in specs))
 
     @property
     def expr(self):
@@ -208,7 +212,7 @@ class ConcreteFunction:
                              "form (each point would assign a different value); return the "
                              "new values instead and assign them outside")
         results = self._program(values)
-        return self._finish(results, wrap, self._program.backend == "numpy")
+        return self._finish(results, wrap, self._program.backend in _HOST_BACKENDS)
 
     def run_mapped(self, leaves: list):
         """The kernel on the flattened arguments, some with leading batch axes (what
@@ -284,9 +288,11 @@ class Function:
     x*sin(x)
     """
 
-    def __init__(self, python_function: Callable, wrap_outputs: bool = True):
+    def __init__(self, python_function: Callable, wrap_outputs: bool = True,
+                 backend: str | None = None):
         if not callable(python_function):
             raise TypeError(f"st.function expects a callable, got {type(python_function).__name__}")
+        self.backend = resolve_backend(backend)  # 'numpy', 'numba' or 'cupy'
         self.python_function = python_function
         self._wrap = wrap_outputs
         self._traces: list[ConcreteFunction] = []
@@ -394,6 +400,8 @@ class Function:
         with Trace() as trace:
             outputs = self.python_function(*traced_args, **traced_kwargs)
         backend = _backend(placeholders, trace)
+        if backend == "numpy":  # host values: the backend asked for (GPU values stay there)
+            backend = self.backend
         concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
         self._traces.append(concrete)
         self._by_specs[tuple(specs)] = concrete
@@ -454,7 +462,7 @@ def runs_eagerly() -> bool:
     return bool(tapes) and any(t._recording for t in tapes)
 
 
-def function(func: Callable | None = None):
+def function(func: Callable | None = None, *, backend: str | None = None):
     """Trace a Python function once per input signature and compile it (like ``tf.function``).
 
     Later calls with the same signature (shapes, dtypes, device) run the compiled kernel;
@@ -478,8 +486,8 @@ def function(func: Callable | None = None):
     [array(0.), array(0.)]
     """
     if func is None:
-        return function
-    return Function(func)
+        return functools.partial(function, backend=backend)
+    return Function(func, backend=backend)
 
 
 # ---------------------------------------------------------------- shared by the transforms

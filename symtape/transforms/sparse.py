@@ -45,11 +45,14 @@ class SparseHessian:
     [0, 1, 0]])
     """
 
-    def __init__(self, fun, argnums=0):
+    def __init__(self, fun, argnums=0, backend: str | None = None):
+        from symtape.kernels.settings import resolve_backend
+
         if not callable(fun):
             raise TypeError(f"st.hessian expects a callable, got {type(fun).__name__}")
         self._fun = fun
         self._argnums = argnums
+        self._backend = resolve_backend(backend)
         self._built: dict[tuple, _Built] = {}
         self._last: _Built | None = None
 
@@ -70,7 +73,8 @@ class SparseHessian:
         key = tuple(specs)  # one trace per signature: a new shape is a new Hessian
         built = self._built.get(key)
         if built is None:
-            built = self._built[key] = _Built(self._fun, args, nums, leaves, rebuild, specs)
+            built = self._built[key] = _Built(self._fun, args, nums, leaves, rebuild, specs,
+                                                     self._backend)
         self._last = built
         return built.evaluate(leaves, args, nums)
 
@@ -90,9 +94,9 @@ class SparseHessian:
 class _Built:
     """One traced signature: the pattern, its colouring, and the batched product kernel."""
 
-    def __init__(self, fun, args, nums, leaves, rebuild, specs):
+    def __init__(self, fun, args, nums, leaves, rebuild, specs, backend: str = "numpy"):
         seen: dict = {}
-        self._product = _hessian_product(fun, nums, len(args), seen)
+        self._product = _hessian_product(fun, nums, len(args), seen, backend)
         sources = nest.flatten([args[i] for i in nums])[0]
         self._shapes = [tuple(np.shape(_value_of(s))) for s in sources]
         self._dtypes = [np.dtype(getattr(_value_of(s), "dtype", np.float64)) for s in sources]
@@ -158,7 +162,8 @@ class _Built:
         return self._expr
 
 
-def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict):
+def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict,
+                     backend: str = "numpy"):
     """A compiled ``(*args, vs) -> H @ vs`` (one ``v`` per differentiated argument); the
     trace leaves its sources and inner gradient in ``seen``."""
     from symtape.transforms.functional import Function, scalar_output
@@ -182,7 +187,7 @@ def _hessian_product(fun, nums: tuple[int, ...], nargs: int, seen: dict):
         return outer.gradient(dot, sources, unconnected_gradients="zero")
 
     product.__signature__ = _signature_with_seeds(fun, nargs)  # symbols named as in `fun`
-    return Function(product, wrap_outputs=False)
+    return Function(product, wrap_outputs=False, backend=backend)
 
 
 def _signature_with_seeds(fun, nargs: int) -> inspect.Signature:

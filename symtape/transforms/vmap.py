@@ -110,7 +110,7 @@ class Mapped:
         leaves, rebuild = nest.flatten((args, kwargs))
         axes, labels = _leaf_axes(self.in_axes, args, kwargs)
         axes = _mapped_axes(leaves, axes, labels, batched, depth)
-        moved = [_expand(leaf, depth) if axis is None and b else leaf if axis is None
+        moved = [expand_axes(leaf, depth) if axis is None and b else leaf if axis is None
                  else _move_in(leaf, axis, b, depth)
                  for leaf, axis, b in zip(leaves, axes, batched)]
         now_batched = [b or axis is not None for axis, b in zip(axes, batched)]
@@ -288,7 +288,7 @@ def _move_in(leaf, axis: int, batched: bool, depth: int):
     return xp.expand_dims(value, tuple(range(depth))) if depth else value
 
 
-def _expand(leaf, depth: int):
+def expand_axes(leaf, depth: int):
     """An unmapped leaf that outer levels map: a size-1 axis for this level."""
     value = _value(leaf)
     return _module(value).expand_dims(value, depth)

@@ -1,0 +1,260 @@
+"""backend='numba' beside backend='numpy' and the fastest peers: issue 17's targets, in one run.
+
+Run: ``python benchmarks/bench_backends.py`` (``--quick``: small sizes, one sample;
+``--repeat N``). Peers are timed only where installed (a hand-written
+``numba.njit(parallel=True)`` loop, JAX, SymEngine's LLVM ``Lambdify``, CasADi, SciPy's
+``rosen_der``); every result is checked against a hand-written reference before timing.
+
+Rows (per call after warm-up, float64):
+
+(a) value + gradient of ``exp(-x*y)*sin(x) + x**2*log(1+y**2)`` at N points through
+    ``st.vmap(st.value_and_grad(f, argnums=(0, 1)))``; target: <= 1.2x the hand Numba loop;
+(b) Rosenbrock on one vector of n = 1000: the gradient (target <= 1.5x SymEngine LLVM, below
+    ``rosen_der``) and the sparse Hessian's values (target <= 0.5x CasADi);
+(c) a small f(x, y): value and gradient at one point (target <= 2 us a call);
+(d) compile time of (a)'s kernel: cold (empty disk cache) and warm (a fresh process reading
+    the disk cache), each in a fresh subprocess; targets 1 s and 50 ms.
+
+"ratio" is the row's time over the baseline named in its row (below 1: symtape is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+from scipy.optimize import rosen_der, rosen_hess
+
+import symtape as st
+from benchlib import best_of, format_seconds, print_columns
+
+
+def f(x, y):
+    return st.exp(-x * y) * st.sin(x) + x ** 2 * st.log(1 + y ** 2)
+
+
+def reference(x, y):
+    e = np.exp(-x * y)
+    lg = np.log(1 + y * y)
+    return (e * np.sin(x) + x * x * lg, -y * e * np.sin(x) + e * np.cos(x) + 2 * x * lg,
+            -x * e * np.sin(x) + x * x * 2 * y / (1 + y * y))
+
+
+def rosen(v):
+    return st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
+
+
+def backends() -> list[str]:
+    return ["numpy", "numba"] if optional("numba") else ["numpy"]
+
+
+def optional(name):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def check(got, expected, rtol=1e-10):
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(np.asarray(a, dtype=float), b, rtol=rtol, atol=1e-12)
+
+
+def hand_numba_loop():
+    import numba
+
+    @numba.njit(parallel=True, error_model="numpy")
+    def loop(x, y, v, gx, gy):
+        for i in numba.prange(x.shape[0]):
+            a, b = x[i], y[i]
+            e = np.exp(-a * b)
+            s, c = np.sin(a), np.cos(a)
+            lg = np.log(1.0 + b * b)
+            v[i] = e * s + a * a * lg
+            gx[i] = -b * e * s + e * c + 2.0 * a * lg
+            gy[i] = -a * e * s + a * a * 2.0 * b / (1.0 + b * b)
+
+    def run(x, y):
+        out = [np.empty_like(x) for _ in range(3)]
+        loop(x, y, *out)
+        return out
+
+    return run
+
+
+def points_rows(n: int, repeat: int) -> list:
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
+    expected = reference(x, y)
+    rows, candidates = [], {}
+    for backend in backends():
+        mapped = st.vmap(st.value_and_grad(f, argnums=(0, 1), backend=backend))
+
+        def run(mapped=mapped):
+            value, (dx, dy) = mapped(x, y)
+            return value, dx, dy
+
+        candidates[f"symtape backend='{backend}'"] = run
+    if optional("numba"):
+        loop = hand_numba_loop()
+        candidates["hand-written numba.njit(parallel=True) loop"] = lambda: loop(x, y)
+    jax = optional("jax")
+    if jax:
+        jax.config.update("jax_enable_x64", True)
+        jnp = jax.numpy
+
+        def jf(a, b):
+            return jnp.exp(-a * b) * jnp.sin(a) + a ** 2 * jnp.log(1 + b ** 2)
+
+        jvg = jax.jit(jax.vmap(jax.value_and_grad(jf, argnums=(0, 1))))
+        jx, jy = jnp.asarray(x), jnp.asarray(y)
+
+        def run_jax():
+            value, (dx, dy) = jvg(jx, jy)
+            value.block_until_ready()
+            return value, dx, dy
+
+        candidates["JAX jit(vmap(value_and_grad))"] = run_jax
+    se = optional("symengine")
+    if se:
+        a, b = se.symbols("x y")
+        expr = se.exp(-a * b) * se.sin(a) + a ** 2 * se.log(1 + b ** 2)
+        lam = se.Lambdify([a, b], [expr, expr.diff(a), expr.diff(b)], backend="llvm", cse=True)
+        stacked = np.stack([x, y], axis=-1)
+        candidates["SymEngine Lambdify(llvm, cse)"] = lambda: lam(stacked).T
+    timings = {}
+    for name, run in candidates.items():
+        check(run(), expected)
+        timings[name] = best_of(run, repeat)
+    base = timings.get("hand-written numba.njit(parallel=True) loop")
+    for name, seconds in timings.items():
+        rows.append([f"(a) {n:.0e} points: {name}", format_seconds(seconds),
+                     f"{seconds / base:.2f}" if base else "-", "target <= 1.2 (numba)"])
+    return rows
+
+
+def rosen_rows(n: int, repeat: int) -> list:
+    x0 = np.linspace(0.5, 1.5, n)
+    rows = []
+    grads, hessians = {}, {}
+    for backend in backends():
+        grads[f"symtape backend='{backend}'"] = st.grad(rosen, backend=backend)
+        hessians[f"symtape backend='{backend}'"] = st.hessian(rosen, sparse=True, backend=backend)
+    grads["scipy rosen_der"] = rosen_der
+    se = optional("symengine")
+    if se:
+        xs = se.symbols(f"x0:{n}")
+        total = sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2 for i in range(n - 1))
+        lam = se.Lambdify([xs], [total.diff(v) for v in xs], backend="llvm", cse=True)
+        grads["SymEngine Lambdify(llvm, cse)"] = lam
+    ca = optional("casadi")
+    if ca:
+        v = ca.SX.sym("x", n)
+        terms = 100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2
+        hessian = ca.Function("h", [v], [ca.hessian(ca.sum1(terms), v)[0]])
+        hessians["CasADi SX hessian (sparse DM)"] = lambda p: hessian(p)
+    timed = {}
+    for name, grad in grads.items():
+        check([grad(x0)], [rosen_der(x0)])
+        timed[name] = best_of(lambda: grad(x0), repeat, number=200)
+    for name, seconds in timed.items():
+        base = timed.get("SymEngine Lambdify(llvm, cse)")
+        rows.append([f"(b) Rosenbrock n={n} gradient: {name}", format_seconds(seconds),
+                     f"{seconds / base:.2f}" if base else "-", "target <= 1.5 (SymEngine)"])
+    timed = {}
+    for name, hess in hessians.items():
+        value = hess(x0)
+        dense = value.toarray() if hasattr(value, "toarray") else np.array(value.full())
+        check([dense], [rosen_hess(x0)])
+        timed[name] = best_of(lambda: hess(x0), repeat, number=50)
+    for name, seconds in timed.items():
+        base = timed.get("CasADi SX hessian (sparse DM)")
+        rows.append([f"(b) Rosenbrock n={n} sparse Hessian: {name}", format_seconds(seconds),
+                     f"{seconds / base:.2f}" if base else "-", "target <= 0.5 (CasADi)"])
+    return rows
+
+
+def small_rows(repeat: int) -> list:
+    rows, timed = [], {}
+    expected = reference(0.3, 0.7)
+    for backend in backends():
+        vg = st.value_and_grad(f, argnums=(0, 1), backend=backend)
+        run = (lambda vg=vg: (lambda r: (r[0], *r[1]))(vg(0.3, 0.7)))
+        check(run(), expected, rtol=1e-14)
+        timed[f"symtape backend='{backend}'"] = best_of(run, repeat, number=2000)
+    ca = optional("casadi")
+    if ca:
+        a, b = ca.SX.sym("x"), ca.SX.sym("y")
+        e = ca.exp(-a * b) * ca.sin(a) + a ** 2 * ca.log(1 + b ** 2)
+        fn = ca.Function("vg", [a, b], [e, ca.gradient(e, a), ca.gradient(e, b)])
+        run = lambda: [float(v) for v in fn(0.3, 0.7)]  # noqa: E731
+        check(run(), expected, rtol=1e-14)
+        timed["CasADi SX Function (floats out)"] = best_of(run, repeat, number=2000)
+    for name, seconds in timed.items():
+        rows.append([f"(c) small f(x, y) value + gradient: {name}", format_seconds(seconds),
+                     "-", "target <= 2 us"])
+    return rows
+
+
+COMPILE = textwrap.dedent("""
+    import sys, time
+    import numpy as np, symtape as st
+    backend = sys.argv[1]
+    if backend == "numba":
+        import numba  # its import (~0.5 s) is paid once per process, whatever is compiled
+    def f(x, y):
+        return st.exp(-x * y) * st.sin(x) + x ** 2 * st.log(1 + y ** 2)
+    vg = st.value_and_grad(f, argnums=(0, 1), backend=backend)
+    times = [time.perf_counter()]
+    vg.get_concrete_function(0.3, 0.4)  # trace, generate, import the module
+    times.append(time.perf_counter())
+    vg(0.3, 0.4)  # the scalar function (Numba's first use in the process starts its compiler)
+    times.append(time.perf_counter())
+    st.vmap(vg)(np.linspace(0, 1, 100), np.linspace(1, 2, 100))  # the serial loop
+    times.append(time.perf_counter())
+    st.vmap(vg)(np.linspace(0, 1, 10**5), np.linspace(1, 2, 10**5))  # the parallel loop
+    times.append(time.perf_counter())
+    print(*[b - a for a, b in zip(times, times[1:])])
+""")
+STAGES = ["trace + generate", "first point call", "first small batch", "first large batch"]
+
+
+def compile_rows() -> list:
+    rows = []
+    runs = [("numpy", "backend='numpy'", {})]
+    cache = tempfile.mkdtemp(prefix="symtape-bench-cache-")
+    if optional("numba"):
+        env = {"SYMTAPE_CACHE_DIR": cache}
+        runs += [("numba", "backend='numba' cold (empty disk cache)", env),
+                 ("numba", "backend='numba' warm (fresh process, disk cache)", env)]
+    for backend, label, env in runs:
+        out = subprocess.run([sys.executable, "-c", COMPILE, backend],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             check=True).stdout
+        seconds = [float(t) for t in out.split()]
+        parts = ", ".join(f"{stage} {format_seconds(t)}" for stage, t in zip(STAGES, seconds))
+        rows.append([f"(d) (a)'s kernel, {label}: {parts}", format_seconds(sum(seconds)), "-",
+                     "numba: cold <= 1 s, warm <= 50 ms"])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    repeat = 1 if args.quick else args.repeat
+    n_points, n_rosen = (10_000, 100) if args.quick else (1_000_000, 1000)
+    rows = points_rows(n_points, repeat) + rosen_rows(n_rosen, repeat) + small_rows(repeat)
+    rows += compile_rows()
+    print_columns(["case", "per call", "ratio", "target"], rows)
+
+
+if __name__ == "__main__":
+    main()
