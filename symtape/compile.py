@@ -36,6 +36,7 @@ import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
 from symtape.backends import is_gpu_array
+from symtape.cupy_fused import fusing
 from symtape.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.symbolic import recursion_headroom
 
@@ -462,8 +463,9 @@ def _chunked(func, args: list, names: Names, block: list, depth: dict) -> list:
 
 
 def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
-              cse: bool) -> tuple[str, frozenset]:
-    """The kernel's source, and the modules its printed code refers to."""
+              cse: bool) -> tuple[str, frozenset, dict]:
+    """The kernel's source, the modules its printed code refers to, and the objects it calls
+    (the fused CUDA kernels of the CuPy backend)."""
     names = Names()
     lines: list[str] = []
     # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
@@ -489,6 +491,8 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     else:
         replacements, reduced = [], flat
     printer = PRINTERS[backend](names)
+    namespace: dict = {}
+    fused = fusing(printer, names, namespace, {}) if backend == "cupy" else None  # CUDA kernels
     block: list = []
     for symbol, value in replacements:
         names.of[symbol] = names.fresh("c")
@@ -497,6 +501,9 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     results = []
     for expr in reduced:
         results.append(_cut_deep(expr, names, block))
+    if fused is not None:
+        block = [(symbol, fused(value)) for symbol, value in block]
+        results = [fused(r) for r in results]
     for symbol, value in block:
         lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
     lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
@@ -505,7 +512,7 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
                 *arrays_in]
     else:
         head = ["def kernel(*_args):", *(line[4:] for line in arrays_in)]
-    return "\n".join(head + lines) + "\n", frozenset(printer.module_imports)
+    return "\n".join(head + lines) + "\n", frozenset(printer.module_imports), namespace
 
 
 # ---------------------------------------------------------------- the kernel
@@ -532,16 +539,16 @@ class Kernel:
     (2,)
     """
 
-    def __init__(self, generated: tuple[str, frozenset], layout: _Layout,
+    def __init__(self, generated: tuple[str, frozenset, dict], layout: _Layout,
                  outputs: list[np.ndarray], as_tuple: bool, backend: str):
-        source, modules = generated
+        source, modules, self._namespace = generated
         self.source = source
         self.backend = backend
         self._layout = layout
         self._shapes = [o.shape for o in outputs]
         self._as_tuple = as_tuple
         self._modules = modules
-        self._function = load(source, modules, backend)
+        self._function = load(source, modules, backend, self._namespace)
         self._floats = "_floats" in source.partition("\n")[0]
 
     def __getstate__(self) -> dict:
@@ -549,9 +556,10 @@ class Kernel:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        # the source is the whole kernel: a full cache key
-        self._function = load_unpickled((self.source, self.backend), self.source,
-                                        self._modules, self.backend)
+        # the source and the fused kernels it calls are the whole kernel: a full cache key
+        fused = tuple(sorted((name, kernel.key) for name, kernel in self._namespace.items()))
+        self._function = load_unpickled((self.source, self.backend, fused), self.source,
+                                        self._modules, self.backend, self._namespace)
 
     def __call__(self, *args):
         if any_dask_array(args):

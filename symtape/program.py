@@ -29,6 +29,7 @@ import sympy
 from sympy.core.function import UndefinedFunction
 
 from symtape.backends import gpu_device_of, is_gpu_array
+from symtape.cupy_fused import fusing
 from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
 from symtape.objarrays import exact_number
@@ -375,6 +376,10 @@ class _Builder:
         self.lines: list[str] = []
         self.batchable = True
         self.printer = _PROGRAM_PRINTERS[backend](self.names, allow_unknown_functions=True)
+        self.elementwise: dict[str, tuple] = {}  # function name -> (primitive, params)
+        self.fused = None if backend != "cupy" else fusing(
+            self.printer, self.names, self.namespace, self.elementwise,
+            lambda kernel: self.function(("fused", kernel.key), lambda: kernel, "fused_"))
 
     def function(self, key, make: Callable[[], Callable], prefix: str) -> UndefinedFunction:
         """A SymPy function printed as a call of a namespace entry (one per distinct key)."""
@@ -391,7 +396,10 @@ class _Builder:
         return symbol
 
     def print(self, expr) -> str:
-        return self.printer.doprint(fold_constants(expr))
+        expr = fold_constants(expr)
+        if self.fused is not None:  # CuPy: each elementwise group is one CUDA kernel
+            expr = self.fused(expr)
+        return self.printer.doprint(expr)
 
     def build(self) -> str:
         graph = self.graph
@@ -451,6 +459,7 @@ class _Builder:
                                lambda: self.bind(functools.partial(_call_numeric, prim.numeric,
                                                                    node._params)),
                                f"{prim.name}_")
+            self.elementwise[fn.__name__] = (prim.name, node._params)
             expr = fn(*args)
         return self.fix_dtype(expr, node, inputs, exprs), level, dep
 
@@ -503,6 +512,7 @@ class _Builder:
             return expr
         fn = self.function(("cast", actual.str),
                            lambda: self.bind(functools.partial(_astype, dtype=actual)), "as_")
+        self.elementwise[fn.__name__] = ("cast", {"dtype": actual})
         return fn(expr)
 
 
