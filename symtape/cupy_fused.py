@@ -62,7 +62,7 @@ _RELATIONS = {sympy.StrictLessThan: "<", sympy.LessThan: "<=", sympy.StrictGreat
               sympy.GreaterThan: ">=", sympy.Equality: "==", sympy.Unequality: "!="}
 _COMPARISONS = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
                 "equal": "==", "not_equal": "!="}
-_C_TYPES = {"b": "bool", "f4": "float", "f8": "double", "i1": "signed char", "u1": "unsigned char",
+_C_TYPES = {"b1": "bool", "f4": "float", "f8": "double", "i1": "signed char", "u1": "unsigned char",
             "i2": "short", "u2": "unsigned short", "i4": "int", "u4": "unsigned int",
             "i8": "long long", "u8": "unsigned long long"}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -375,6 +375,14 @@ def _float(dtype: np.dtype) -> np.dtype:
     return dtype
 
 
+def _selected(dtype: np.dtype) -> np.dtype:
+    """The dtype of a choice between values (``where(c, 1, 0)`` is int64): no arithmetic, so
+    any C type will do."""
+    if dtype.str[1:] not in _C_TYPES:
+        raise _Unsupported
+    return dtype
+
+
 # ---------------------------------------------------------------- printing CUDA C
 
 
@@ -413,8 +421,8 @@ class _CudaPrinter(C99CodePrinter):
     def _dtype(self, node) -> np.dtype:
         if node in self.kinds:
             kind = self.kinds[node]
-            if not (_weak(kind) or isinstance(kind, np.dtype)):
-                raise _Unsupported
+            if not (_weak(kind) or isinstance(kind, np.dtype) and kind.str[1:] in _C_TYPES):
+                raise _Unsupported  # float16, complex, ...
             return _promoted(kind)
         if node.is_Number or node == _NEGATIVE_ZERO:
             return _promoted(self._kind(node))
@@ -430,7 +438,7 @@ class _CudaPrinter(C99CodePrinter):
             for _, condition in node.args:
                 if condition != sympy.true and self.dtype(condition) != _BOOL:
                     raise _Unsupported
-            return _float(_promoted(*(self._kind(e) for e, _ in node.args)))
+            return _selected(_promoted(*(self._kind(e) for e, _ in node.args)))
         return _float(_promoted(*(self._kind(a) for a in node.args)))
 
     def _call_dtype(self, node) -> np.dtype:
@@ -451,7 +459,7 @@ class _CudaPrinter(C99CodePrinter):
         if name == "where":
             if self.dtype(args[0]) != _BOOL:
                 raise _Unsupported
-            return _float(_promoted(self._kind(args[1]), self._kind(args[2])))
+            return _selected(_promoted(self._kind(args[1]), self._kind(args[2])))
         extra = (float,) if name in ("relu", "heaviside") else ()
         return _float(_promoted(*(self._kind(a) for a in args), *extra))
 

@@ -1,0 +1,277 @@
+"""Fused CuPy kernels (``symtape/cupy_fused.py``): their CUDA C source, and what it computes.
+
+The GPU here is the ``gpu_cupy`` fixture: real CuPy on a CUDA device, else the simulation,
+whose ``ElementwiseKernel`` executes the CUDA C body through the strict translator of
+``simulated_cuda.py``. The oracles are the NumPy kernels (checked elsewhere against SymPy),
+NumPy's own functions on the same inputs, and source text written out by hand."""
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+import simulated_cuda
+import sympy
+
+import symtape as st
+import symtape.program
+from symtape.cupy_fused import FusedKernel
+
+x, y = sympy.symbols("x y", real=True)
+F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
+SMALL = sympy.exp(-x * y) * sympy.sin(x) + x**2 * sympy.log(1 + y**2)  # the issue's function
+SPECIAL = np.array([0.0, -0.0, 1.5, -2.5, 0.25, np.inf, -np.inf, np.nan, 1e-300, 7.0])
+
+
+@pytest.fixture
+def cupy(gpu_cupy):
+    return gpu_cupy
+
+
+def _host(value):
+    return value.get() if hasattr(value, "get") else np.asarray(value)
+
+
+def assert_same_floats(got, expected, rtol):
+    """Same dtype, same NaNs, same signs of zeros, values within ``rtol``."""
+    got, expected = _host(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    zeros = expected == 0
+    np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(expected[zeros]))
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+
+
+# ---------------------------------------------------------------- the CUDA C source
+
+
+def test_the_issue_function_is_one_statement_of_cuda_c():
+    kernel = FusedKernel(SMALL, (x, y), "", {})
+    assert kernel.operation((F64, F64)) == (
+        "out0 = (in0 * in0) * log(1.0 + (in1 * in1)) + exp(-(in0 * in1)) * sin(in0);")
+    # float32: the float functions and literals, nothing computed in double
+    assert kernel.operation((F32, F32)) == (
+        "out0 = (in0 * in0) * logf(1.0F + (in1 * in1)) + expf(-(in0 * in1)) * sinf(in0);")
+
+
+def test_promotions_are_written_as_casts_and_fractions_as_doubles():
+    kernel = FusedKernel(x * sympy.Rational(1, 3) + y, (x, y), "", {})
+    # int32 meets a weak float: float64, as NumPy promotes it
+    assert kernel.operation((np.dtype(np.int32), F64)) == (
+        "out0 = in1 + 0.3333333333333333 * ((double)in0);")
+    # a Python float argument is weak: a float32 array keeps float32, the float is rounded
+    assert kernel.operation((F32, float)) == "out0 = ((float)in1) + 0.33333334F * in0;"
+
+
+def test_piecewise_is_a_chain_of_ternaries_ending_in_nan():
+    kernel = FusedKernel(sympy.Piecewise((sympy.log(x), x > 1), (x * y, x > -1)), (x, y), "", {})
+    assert kernel.operation((F64, F64)) == (
+        "out0 = (in0 > 1.0) ? log(in0) : ((in0 > -1.0) ? (in0 * in1) : "
+        "__longlong_as_double(0x7ff8000000000000LL));")
+
+
+def test_max_propagates_nan_and_sign_keeps_it():
+    kernel = FusedKernel(sympy.Max(x, y) * sympy.sign(x), (x, y), "", {})
+    assert kernel.operation((F64, F64)) == (
+        "out0 = ((in0 > in1 || in0 != in0) ? in0 : in1) * "
+        "(in0 > 0.0 ? 1.0 : (in0 < 0.0 ? -1.0 : (in0 == 0.0 ? 0.0 : in0)));")
+
+
+def test_signatures_c_does_not_cover_have_no_operation():
+    kernel = FusedKernel(x * y + 1, (x, y), "", {})
+    int64 = np.dtype(np.int64)
+    assert kernel.operation((int64, int64)) is None  # integer arithmetic: NumPy's wraparound
+    assert kernel.operation((np.dtype(np.float16), F32)) is None
+    assert kernel.operation((np.dtype(np.complex128), F64)) is None
+
+
+def test_st_compile_fuses_an_expression_chain_into_one_kernel(cupy):
+    kernel = st.compile(SMALL, [x, y], backend="cupy")
+    body = kernel.source.splitlines()[-1]
+    assert re.fullmatch(r"    return \(_fused\d+\(_x0, _x1\),\)", body), kernel.source
+    xs, ys = np.linspace(-2, 2, 101), np.linspace(3, -1, 101)
+    with np.errstate(all="ignore"):
+        expected = st.compile(SMALL, [x, y])(xs, ys)
+    got = kernel(cupy.asarray(xs), cupy.asarray(ys))
+    assert_same_floats(got, expected, rtol=1e-13)
+    if hasattr(cupy, "state"):  # the simulation counts what ran
+        operations = [k.operation for k in cupy.state.kernels]
+        assert operations == [FusedKernel(SMALL, (x, y), "", {}).operation((F64, F64))]
+
+
+def test_a_single_operation_stays_a_cupy_call():
+    from symtape.compile import _as_output, _generate, _input_layout
+
+    source, _, namespace = _generate(_input_layout([x, y]), [_as_output(x * y)], "cupy", True)
+    assert "_fused" not in source and namespace == {}
+
+
+# ---------------------------------------------------------------- fewer CuPy calls
+
+
+def _value_and_grad_calls(cupy, monkeypatch, fused: bool):
+    if not fused:  # the generator without its hook: one CuPy call per operation
+        monkeypatch.setattr(symtape.program, "fusing", lambda *a, **k: None)
+    st.clear_kernel_cache()  # the same graph compiles again
+    f = st.vmap(st.value_and_grad(lambda a, b: st.exp(-a * b) * st.sin(a)
+                                  + a**2 * st.log(1 + b**2), argnums=(0, 1)))
+    a, b = cupy.asarray(np.linspace(-1, 1, 7)), cupy.asarray(np.linspace(2, -1, 7))
+    f(a, b)  # traced
+    calls, launches = cupy.state.calls, cupy.state.launches
+    value, grads = f(a, b)
+    counted = cupy.state.calls - calls + cupy.state.launches - launches
+    return counted, [_host(v) for v in (value, *grads)]
+
+
+def test_value_and_gradient_take_fewer_cupy_calls(gpu_cupy, monkeypatch):
+    if not hasattr(gpu_cupy, "state"):
+        pytest.skip("counting calls needs the simulated CuPy")
+    fused, fused_values = _value_and_grad_calls(gpu_cupy, monkeypatch, True)
+    unfused, unfused_values = _value_and_grad_calls(gpu_cupy, monkeypatch, False)
+    assert fused <= unfused // 2, (fused, unfused)
+    a, b = np.linspace(-1, 1, 7), np.linspace(2, -1, 7)
+    e = np.exp(-a * b)
+    oracle = [e * np.sin(a) + a**2 * np.log1p(b**2),
+              -b * e * np.sin(a) + e * np.cos(a) + 2 * a * np.log1p(b**2),
+              -a * e * np.sin(a) + a**2 * 2 * b / (1 + b**2)]
+    for got, other, expected in zip(fused_values, unfused_values, oracle):
+        np.testing.assert_allclose(got, expected, rtol=1e-13)
+        np.testing.assert_allclose(got, other, rtol=1e-15)
+
+
+# ---------------------------------------------------------------- special values, dtypes
+
+
+def _assert_ran_fused(cupy):
+    """On the simulation: every kernel that ran was an ElementwiseKernel (no CuPy call)."""
+    if hasattr(cupy, "state"):
+        assert cupy.state.launches > 0 and cupy.state.kernels
+
+UNARY = {  # each applied inside a chain (so that it is fused), and NumPy's own value
+    "exp": (st.exp, np.exp), "log": (st.log, np.log), "sqrt": (st.sqrt, np.sqrt),
+    "sin": (st.sin, np.sin), "tanh": (st.tanh, np.tanh), "asin": (st.asin, np.arcsin),
+    "atan": (st.atan, np.arctan), "log1p": (st.log1p, np.log1p), "abs": (st.abs, np.abs),
+    "sign": (st.sign, np.sign), "relu": (st.relu, lambda v: np.maximum(v, 0)),
+    "sigmoid": (st.sigmoid, None), "softplus": (st.softplus, None), "square": (st.square, None),
+    "neg": (lambda t: -t, np.negative), "reciprocal": (lambda t: 1 / t, lambda v: 1 / v),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", UNARY)
+def test_every_unary_op_fused_keeps_numpys_special_values(cupy, name, dtype):
+    op, reference = UNARY[name]
+    f = st.function(lambda v, w: op(v) * w + v * 0)  # three ops: one kernel
+    v = SPECIAL.astype(dtype)
+    w = np.ones_like(v)
+    with np.errstate(all="ignore"):
+        expected = f(v, w).numpy()
+        if reference is not None:  # the oracle for the chain: NumPy's function
+            np.testing.assert_array_equal(expected, reference(v) * w + v * 0)
+        f(cupy.asarray(v), cupy.asarray(w))  # traced on the GPU (an eager run)
+        got = f(cupy.asarray(v), cupy.asarray(w))  # the kernel
+    assert_same_floats(got.numpy(), expected, rtol=1e-14 if dtype == np.float64 else 1e-6)
+    _assert_ran_fused(cupy)
+
+
+BINARY = {
+    "maximum": (st.maximum, np.maximum), "minimum": (st.minimum, np.minimum),
+    "atan2": (st.atan2, np.arctan2), "pow": (st.pow, np.power),
+    "where": (lambda a, b: st.where(a < b, a, b), lambda a, b: np.where(a < b, a, b)),
+    "div": (lambda a, b: a / b, np.divide),
+    "equal": (lambda a, b: st.cast(st.equal(a, b), a.dtype), None),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", BINARY)
+def test_every_binary_op_fused_keeps_numpys_special_values(cupy, name, dtype):
+    op, reference = BINARY[name]
+    f = st.function(lambda a, b: op(a, b) * 1 + a * 0)
+    a = np.repeat(SPECIAL, SPECIAL.size).astype(dtype)  # every pair, ties and signed zeros
+    b = np.tile(SPECIAL, SPECIAL.size).astype(dtype)
+    with np.errstate(all="ignore"):
+        expected = f(a, b).numpy()
+        if reference is not None:
+            np.testing.assert_array_equal(expected, reference(a, b) * 1 + a * 0)
+        f(cupy.asarray(a), cupy.asarray(b))  # traced on the GPU (an eager run)
+        got = f(cupy.asarray(a), cupy.asarray(b))  # the kernel
+    assert_same_floats(got.numpy(), expected, rtol=1e-14 if dtype == np.float64 else 1e-6)
+    _assert_ran_fused(cupy)
+
+
+def test_maximum_returns_the_second_operand_on_a_tie_of_zeros(cupy):
+    f = st.function(lambda a, b: st.maximum(a, b) + st.minimum(a, b) * 1)
+    a, b = np.array([0.0, -0.0]), np.array([-0.0, 0.0])
+    f(cupy.asarray(a), cupy.asarray(b))
+    got = f(cupy.asarray(a), cupy.asarray(b)).numpy()
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(np.maximum(a, b) + np.minimum(a, b)))
+
+
+def test_integer_and_mixed_dtypes_compute_what_numpy_computes(cupy):
+    i = np.array([-3, 0, 2, 7], dtype=np.int64)
+    v = np.array([0.5, -1.0, 2.0, np.nan])
+    kernel = st.compile((x * y + 1, x * sympy.Rational(1, 4) + sympy.sin(y), x * y + x),
+                        [x, y], backend="cupy")
+    ints, mixed, both = kernel(cupy.asarray(i), cupy.asarray(v))
+    assert_same_floats(ints, i * v + 1, rtol=1e-15)
+    assert_same_floats(mixed, i * 0.25 + np.sin(v), rtol=1e-15)
+    integers, _, _ = kernel(cupy.asarray(i), cupy.asarray(i))  # int64 * int64: NumPy's code
+    assert _host(integers).dtype == np.int64
+    np.testing.assert_array_equal(_host(integers), i * i + 1)
+
+
+def test_float32_in_float32_out_through_a_gradient(cupy):
+    grad = st.vmap(st.grad(lambda a: st.exp(-a * a) * st.sin(a) + 0.1 * a, argnums=0))
+    v = np.linspace(-2, 2, 9, dtype=np.float32)
+    grad(v)
+    got = grad(cupy.asarray(v))
+    assert got.dtype == np.float32
+    expected = (-2 * v * np.exp(-v * v) * np.sin(v) + np.exp(-v * v) * np.cos(v)
+                + np.float32(0.1))
+    np.testing.assert_allclose(_host(got), expected, rtol=2e-6, atol=1e-7)
+
+
+def test_python_float_arguments_of_a_fused_kernel(cupy):
+    kernel = st.compile(sympy.sin(x) * y + x, [x, y], backend="cupy")
+    value = kernel(0.5, 2.0)  # no array at all: the kernel still runs on the GPU
+    assert isinstance(value, cupy.ndarray)
+    assert float(_host(value)) == pytest.approx(np.sin(0.5) * 2.0 + 0.5, rel=1e-15)
+
+
+def test_a_compiled_kernel_with_fused_parts_pickles(cupy):
+    kernel = st.compile(SMALL, [x, y], backend="cupy")
+    again = pickle.loads(pickle.dumps(kernel))
+    xs = np.linspace(0.1, 1.0, 5)
+    np.testing.assert_allclose(_host(again(cupy.asarray(xs), cupy.asarray(xs))),
+                               _host(kernel(cupy.asarray(xs), cupy.asarray(xs))), rtol=1e-15)
+
+
+# ---------------------------------------------------------------- the simulation's strictness
+
+
+def _run(operation, **inputs):
+    values = {n: simulated_cuda.Value(v, simulated_cuda.c_type(np.asarray(v).dtype))
+              for n, v in inputs.items()}
+    return simulated_cuda.run(operation, values, {"out0": "double"})["out0"].array
+
+
+@pytest.mark.parametrize("operation, complaint", [
+    ("out0 = sin(in0);", "sin of a float: use sinf"),
+    ("out0 = in1 * in0;", "double \\* float: operands of different types"),
+    ("out0 = (double)(1 / 4);", "'/' of a int"),
+    ("out0 = fmax(in1, in1);", "unknown function 'fmax'"),
+    ("out0 = in1 > 0.0 ? 1 : in1;", "branches are int and double"),
+    ("out0 = in1 @ 2.0;", "unknown character '@'"),
+    ("const float t0 = in1; out0 = in1;", "'t0' is float but its value is double"),
+])
+def test_the_translator_refuses_what_it_does_not_know(operation, complaint):
+    with pytest.raises(simulated_cuda.CudaTranslationError, match=complaint):
+        _run(operation, in0=np.float32(1.0), in1=np.ones(2))
+
+
+def test_the_translator_computes_in_the_declared_types():
+    got = _run("const float t0 = (float)in1 / 3.0F; out0 = (double)t0 + -0.0;", in1=np.ones(2))
+    np.testing.assert_array_equal(got, np.float64(np.float32(1.0) / np.float32(3.0)))
+    inf = _run("out0 = __longlong_as_double(0x7ff0000000000000LL) * in1;", in1=-np.ones(1))
+    assert inf[0] == -np.inf
