@@ -49,7 +49,7 @@ from sympy.core.function import AppliedUndef
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.c import C99CodePrinter
 
-__all__ = ["FusedKernel", "fuse", "fusing", "kernel_count"]
+__all__ = ["FusedKernel", "fuse", "fusing", "kernel_counts"]
 
 # elementwise primitives printed as calls of their numeric forms, which the C printer knows
 _CALLS = frozenset({"sigmoid", "softplus", "relu", "heaviside", "where", "less", "less_equal",
@@ -261,6 +261,7 @@ class FusedKernel:
         if launch is False:
             return self._run_python(args)
         kernel, out_dtype = launch
+        _COUNTS["launched"] += 1
         if not any(isinstance(a, (cupy.ndarray, np.ndarray)) for a in args):  # a loop size
             return kernel(*args, cupy.empty((), out_dtype))
         return kernel(*args)
@@ -306,7 +307,7 @@ def _param_dtype(kind) -> str:
 
 _KERNELS: collections.OrderedDict = collections.OrderedDict()  # bounded: at most 256
 _KERNELS_LOCK = threading.Lock()
-_LAUNCHES = [0]
+_COUNTS = {"built": 0, "launched": 0}  # debug counters (kernel_counts)
 
 
 def _kernel(cupy, inputs: str, output: str, operation: str):
@@ -320,21 +321,22 @@ def _kernel(cupy, inputs: str, output: str, operation: str):
     kernel = cupy.ElementwiseKernel(inputs, output, operation, f"symtape_fused_{digest}")
     with _KERNELS_LOCK:
         _KERNELS[key] = kernel
-        _LAUNCHES[0] += 1
+        _COUNTS["built"] += 1
         while len(_KERNELS) > 256:
             _KERNELS.popitem(last=False)
     return kernel
 
 
-def kernel_count() -> int:
-    """How many distinct ``ElementwiseKernel`` objects this process has built (a debug counter).
+def kernel_counts() -> dict[str, int]:
+    """Debug counters of this process: ``built``, the ``ElementwiseKernel`` objects made,
+    ``launched``, the fused kernels called (each one pass over memory on the GPU).
 
     Examples
     --------
-    >>> kernel_count() >= 0
-    True
+    >>> sorted(kernel_counts())
+    ['built', 'launched']
     """
-    return _LAUNCHES[0]
+    return dict(_COUNTS)
 
 
 # ---------------------------------------------------------------- dtypes, as NumPy has them
