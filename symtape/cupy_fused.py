@@ -129,7 +129,7 @@ class _Grouper:
             args = [self.rewrite(a, register, python) for a in expr.args]
             return expr if args == list(expr.args) else expr.func(*args)
         leaves: dict = {}
-        body, operations = self.group(expr, leaves, register, python)
+        body, operations = self.group(expr, leaves, register, python, {})
         if operations < 2:
             args = [self.rewrite(a, register, python) if not _is_leaf_atom(a) else a
                     for a in expr.args]
@@ -140,8 +140,15 @@ class _Grouper:
             name: self.calls[name] for name in _call_names(body)})
         return register(kernel)(*leaves)
 
-    def group(self, expr, leaves: dict, register, python) -> tuple[Any, int]:
-        """(the group below ``expr`` over parameter symbols, how many operations it has)."""
+    def group(self, expr, leaves: dict, register, python, memo: dict) -> tuple[Any, int]:
+        """(the group below ``expr`` over parameter symbols, how many operations it has);
+        ``memo`` holds the subexpressions seen (shared ones are walked once)."""
+        found = memo.get(expr)
+        if found is None:
+            found = memo[expr] = self._group(expr, leaves, register, python, memo)
+        return found
+
+    def _group(self, expr, leaves: dict, register, python, memo: dict) -> tuple[Any, int]:
         if expr.is_Number or expr in (sympy.true, sympy.false) or expr == _NEGATIVE_ZERO:
             return expr, 0
         if expr.is_Atom or not self.fusable(expr):
@@ -149,7 +156,7 @@ class _Grouper:
             if leaf not in leaves:
                 leaves[leaf] = sympy.Dummy(f"in{len(leaves)}")
             return leaves[leaf], 0
-        parts = [self.group(a, leaves, register, python) for a in expr.args]
+        parts = [self.group(a, leaves, register, python, memo) for a in expr.args]
         operations = sum(n for _, n in parts) + max(1, len(expr.args) - 1)
         if expr.is_Mul and expr.args[0] is sympy.S.NegativeOne and len(expr.args) == 2:
             operations -= 1  # -x: a subtraction in its sum, or one negation on its own
@@ -180,9 +187,136 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None) -> Calla
         for i, parameter in enumerate(parameters):
             names.of[parameter] = f"_i{i}"
         used = {name: namespace[name] for name in _call_names(body) if name in namespace}
+        if isinstance(body, tuple):
+            return "(" + ", ".join(map(printer.doprint, body)) + ",)", used
         return printer.doprint(body), used
 
-    return lambda expr: fuse(expr, calls, add, python)
+    return _Fusion(calls, add, python, printer, names)
+
+
+_MAX_FUSED_DEPTH = 100  # deeper inlined chains keep their temporaries (printing recurses)
+_MAX_FUSED_SIZE = 2000  # distinct operations in one kernel, bounding CUDA compile time
+
+
+class _Fusion:
+    """A generator's fusion hook: called on one expression, it fuses its groups
+    (:func:`fuse`); :meth:`program` fuses a whole program's statements across each other."""
+
+    def __init__(self, calls: dict, add: Callable, python: Callable, printer, names):
+        self.grouper = _Grouper(calls)
+        self.add, self.python, self.printer, self.names = add, python, printer, names
+
+    def __call__(self, expr):
+        return self.grouper.rewrite(expr, self.add, self.python)
+
+    def program(self, statements: list, outputs: list, shapes: list) -> list[str]:
+        """The lines of a program body (``symbol = expr`` statements, then the returned
+        ``outputs`` of the traced ``shapes``): a temporary computed by elementwise operations
+        of arrays and used only inside elementwise groups is not stored but recomputed where
+        it is used, and the elementwise outputs of one shape are one kernel of several outputs
+        (so a value and its gradient are one pass over memory)."""
+        structural = self._structural_uses(statements, outputs)
+        inlined: dict = {}
+        kept = []
+        for symbol, expr in statements:
+            expr = _substituted(expr, inlined) if inlined else expr
+            if symbol not in structural and self._inlinable(expr):
+                inlined[symbol] = expr
+            else:
+                kept.append((symbol, expr))
+        outputs = [_substituted(o, inlined) if inlined else o for o in outputs]
+        lines = [f"    {self.names.of[s]} = {self.printer.doprint(self(e))}" for s, e in kept]
+        returned = list(outputs)
+        by_shape: dict = {}
+        for k, (expr, shape) in enumerate(zip(outputs, shapes)):
+            if not expr.is_Atom and self.grouper.fusable(expr) and expr != _NEGATIVE_ZERO:
+                by_shape.setdefault(tuple(shape), []).append(k)
+        for members in by_shape.values():
+            if len(members) < 2:
+                continue
+            call, results = self._several([outputs[k] for k in members])
+            lines.append(f"    {', '.join(results)} = {self.printer.doprint(call)}")
+            for k, name in zip(members, results):
+                returned[k] = name
+        printed = [r if isinstance(r, str) else self.printer.doprint(self(r)) for r in returned]
+        lines.append(f"    return ({', '.join(printed)}{',' if printed else ''})")
+        return lines
+
+    def _several(self, exprs: list) -> tuple[Any, list[str]]:
+        """One kernel computing every expression of ``exprs`` (of one shape)."""
+        leaves: dict = {}
+        memo: dict = {}
+        bodies = tuple(self.grouper.group(e, leaves, self.add, self.python, memo)[0]
+                       for e in exprs)
+        parameters = tuple(leaves.values())
+        calls = self.grouper.calls
+        kernel = FusedKernel(bodies, parameters, *self.python(bodies, parameters), calls={
+            name: calls[name] for body in bodies for name in _call_names(body)})
+        return self.add(kernel)(*leaves), [self.names.fresh("r") for _ in exprs]
+
+    def _structural_uses(self, statements: list, outputs: list) -> set:
+        """Symbols used other than inside an elementwise group: as an argument of a
+        structural call, or as a whole statement or output."""
+        used = {e for e in outputs if e.is_Symbol}
+        stack, seen = [e for _, e in statements] + list(outputs), set()
+        while stack:
+            node = stack.pop()
+            if node in seen or node.is_Atom:
+                continue
+            seen.add(node)
+            if not self.grouper.fusable(node):
+                used.update(a for a in node.args if a.is_Symbol)
+            stack.extend(node.args)
+        return used
+
+    def _inlinable(self, expr) -> bool:
+        """Elementwise operations of symbols and numbers only, not too deep or large."""
+        if expr.is_Atom or not self.grouper.fusable(expr):
+            return False
+        depth: dict = {}
+        for node in _postorder(expr):
+            if node.is_Atom:
+                depth[node] = 0
+                continue
+            if not self.grouper.fusable(node) or node == _NEGATIVE_ZERO and node is not expr:
+                if node != _NEGATIVE_ZERO:
+                    return False
+            depth[node] = 1 + max(depth[a] for a in node.args)
+            if depth[node] > _MAX_FUSED_DEPTH or len(depth) > _MAX_FUSED_SIZE:
+                return False
+        return True
+
+
+def _substituted(expr, mapping: dict):
+    """``expr`` with symbols replaced, rebuilt without evaluation: SymPy's ``xreplace`` would
+    reorder sums and products (another rounding) and cancel ``t - t`` (which is NaN at inf)."""
+    rebuilt: dict = {}
+    for node in _postorder(expr):
+        if node in mapping:
+            rebuilt[node] = mapping[node]
+        elif node.args:
+            args = [rebuilt[a] for a in node.args]
+            rebuilt[node] = node if all(a is b for a, b in zip(args, node.args)) else _rebuilt(
+                node, args)
+        else:
+            rebuilt[node] = node
+    return rebuilt[expr]
+
+
+def _postorder(expr):
+    """Each distinct subexpression once, after its arguments (iterative)."""
+    done: set = set()
+    stack = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in done:
+            continue
+        if ready:
+            done.add(node)
+            yield node
+            continue
+        stack.append((node, True))
+        stack.extend((a, False) for a in node.args if a not in done)
 
 
 def _is_leaf_atom(expr) -> bool:
@@ -203,7 +337,8 @@ def _rebuilt(expr, args):
 
 
 def _call_names(expr) -> set:
-    return {node.func.__name__ for node in sympy.preorder_traversal(expr)
+    roots = expr if isinstance(expr, tuple) else (expr,)
+    return {node.func.__name__ for root in roots for node in _postorder(root)
             if isinstance(node, AppliedUndef)}
 
 
@@ -215,12 +350,14 @@ class FusedKernel:
 
     Parameters
     ----------
-    body : sympy.Basic
-        The group over ``parameters``.
+    body : sympy.Basic or tuple of them
+        The group over ``parameters``; a tuple is a kernel of several outputs (``out0, out1,
+        ...``) of one shape, called for a tuple of arrays.
     parameters : tuple of sympy.Dummy
         One per argument, in call order (``in0, in1, ...`` in the CUDA code).
     fallback : str
-        The group as NumPy-style code (an expression over the parameters' printed names).
+        The group as NumPy-style code (an expression over the parameters' printed names; a
+        tuple of them for several outputs).
     namespace : dict
         What ``fallback`` calls.
     calls : dict
@@ -230,6 +367,7 @@ class FusedKernel:
     def __init__(self, body, parameters: tuple, fallback: str, namespace: dict,
                  calls: dict | None = None):
         self.body, self.parameters = body, tuple(parameters)
+        self.outputs = body if isinstance(body, tuple) else (body,)
         self.fallback, self.namespace = fallback, dict(namespace)
         self.calls = dict(calls or {})
         self._specialized: dict = {}
@@ -260,10 +398,10 @@ class FusedKernel:
             launch = self._specialized[kinds] = self._specialize(kinds, cupy)
         if launch is False:
             return self._run_python(args)
-        kernel, out_dtype = launch
+        kernel, out_dtypes = launch
         _COUNTS["launched"] += 1
         if not any(isinstance(a, (cupy.ndarray, np.ndarray)) for a in args):  # a loop size
-            return kernel(*args, cupy.empty((), out_dtype))
+            return kernel(*args, *[cupy.empty((), dtype) for dtype in out_dtypes])
         return kernel(*args)
 
     def _specialize(self, kinds: tuple, cupy):
@@ -273,8 +411,9 @@ class FusedKernel:
         except _Unsupported:
             return False
         inputs = ", ".join(f"{_param_dtype(k)} in{i}" for i, k in enumerate(kinds))
-        output = f"{printer.out_dtype.name} out0"
-        return _kernel(cupy, inputs, output, operation), printer.out_dtype
+        dtypes = printer.out_dtypes
+        output = ", ".join(f"{dtype.name} out{k}" for k, dtype in enumerate(dtypes))
+        return _kernel(cupy, inputs, output, operation), dtypes
 
     def _run_python(self, args):
         if self._python is None:
@@ -402,7 +541,7 @@ class _CudaPrinter(C99CodePrinter):
         self.types: dict = {}
         self.lines: list[str] = []
         self.locals: dict = {}
-        self.uses = collections.Counter(sympy.preorder_traversal(kernel.body))
+        self.uses = _uses(kernel.outputs)
 
     # -- dtypes
 
@@ -472,14 +611,16 @@ class _CudaPrinter(C99CodePrinter):
         return common
 
     @property
-    def out_dtype(self) -> np.dtype:
-        return self.dtype(self.kernel.body)
+    def out_dtypes(self) -> list[np.dtype]:
+        return [self.dtype(body) for body in self.kernel.outputs]
 
     # -- code
 
     def operation(self) -> str:
-        result = self.value(self.kernel.body, self.out_dtype)
-        return "\n".join(self.lines + [f"out0 = {_bare(result)};"])
+        results = [self.value(body, dtype)
+                   for body, dtype in zip(self.kernel.outputs, self.out_dtypes)]
+        return "\n".join(self.lines + [f"out{k} = {_bare(result)};"
+                                       for k, result in enumerate(results)])
 
     def value(self, node, dtype: np.dtype) -> str:
         """``node`` as C code of type ``dtype``."""
@@ -735,6 +876,22 @@ _LITERAL = re.compile(r"-?[0-9.]+(e[-+]?[0-9]+)?F?|true|false")
 
 def _is_number(node) -> bool:
     return node.is_Number or node == _NEGATIVE_ZERO or node in (sympy.true, sympy.false)
+
+
+def _uses(roots) -> collections.Counter:
+    """How many times each distinct subexpression is an argument (or a root): each distinct
+    node is walked once, however often it is shared."""
+    uses: collections.Counter = collections.Counter(roots)
+    stack, seen = list(set(roots)), set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for arg in node.args:
+            uses[arg] += 1
+            stack.append(arg)
+    return uses
 
 
 def _c_type(dtype: np.dtype) -> str:

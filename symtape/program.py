@@ -377,6 +377,7 @@ class _Builder:
         self.batchable = True
         self.printer = _PROGRAM_PRINTERS[backend](self.names, allow_unknown_functions=True)
         self.elementwise: dict[str, tuple] = {}  # function name -> (primitive, params)
+        self.statements: list[tuple] = []  # (temporary, expression), for the CuPy fusion
         self.fused = None if backend != "cupy" else fusing(
             self.printer, self.names, self.namespace, self.elementwise,
             lambda kernel: self.function(("fused", kernel.key), lambda: kernel, "fused_"))
@@ -392,6 +393,9 @@ class _Builder:
 
     def emit(self, expr, prefix: str = "t") -> sympy.Symbol:
         symbol = self.names.temporary(prefix)
+        if self.fused is not None:  # CuPy: statements are fused across, printed at the end
+            self.statements.append((symbol, fold_constants(expr)))
+            return symbol
         self.lines.append(f"    {self.names.of[symbol]} = {self.print(expr)}")
         return symbol
 
@@ -420,8 +424,13 @@ class _Builder:
             if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
                 expr, level = self.emit(expr), 0
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
-        returned = [self.print(exprs[id(t)]) for t in graph.outputs]
-        self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+        if self.fused is not None:
+            self.lines += self.fused.program(
+                self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
+                [np.shape(t._value) for t in graph.outputs])
+        else:
+            returned = [self.print(exprs[id(t)]) for t in graph.outputs]
+            self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
         arguments = sorted({k[1] for k in graph.kinds.values() if k[0] == "arg"})
         prologue = [f"    _a{i} = _args[{i}]" for i in arguments]
         prologue += [f"    _v{j} = _variables[{j}]" for j in range(len(graph.variables))]
