@@ -21,16 +21,22 @@ A group of more than one operation becomes one call of a :class:`FusedKernel`:
   float16, complex) runs the NumPy-style code instead, which is what the kernel would
   have been without fusion.
 
+Across the statements of a traced program (:meth:`_Fusion.program`), a temporary computed
+elementwise from arrays and used only inside elementwise groups is not stored but recomputed
+in each kernel that uses it, and the elementwise outputs of one shape become one kernel of
+several outputs: the value and gradient of a function of arrays are one pass over memory.
+Reductions, ``matmul`` and indexing stay CuPy's calls between the kernels.
+
 Compiled ``ElementwiseKernel`` objects are kept in a bounded cache keyed by their parameters
 and body; CuPy itself keeps their binaries on disk.
 
 Examples
 --------
 >>> import sympy
->>> x, y = sympy.Dummy("x"), sympy.Dummy("y")
+>>> x, y = sympy.symbols("x y", real=True)
 >>> group = FusedKernel(sympy.sin(x) * y + 1, (x, y), "", {})
 >>> print(group.operation((np.dtype(np.float32), np.dtype(np.float32))))
-out0 = sinf(in0) * in1 + 1.0F;
+out0 = 1.0F + in1 * sinf(in0);
 """
 
 from __future__ import annotations
@@ -91,15 +97,17 @@ def fuse(expr, calls: dict, register: Callable[["FusedKernel"], Any], python: Ca
 
     Examples
     --------
-    >>> x, y = sympy.Dummy("x"), sympy.Dummy("y")
+    >>> x, y = sympy.symbols("x y", real=True)
     >>> kernels = []
     >>> def register(kernel):
     ...     kernels.append(kernel)
     ...     return sympy.Function("fused")
     >>> fuse(sympy.exp(x) * y + x, {}, register, lambda e, p: ("", {})), len(kernels)
-    (fused(_x, _y), 1)
+    (fused(x, y), 1)
+    >>> print(kernels[0].operation((np.dtype(np.float64), np.dtype(np.float64))))
+    out0 = in0 + in1 * exp(in0);
     >>> fuse(x + y, {}, register, lambda e, p: ("", {}))  # one operation: a CuPy call
-    _x + _y
+    x + y
     """
     grouper = _Grouper(calls)
     return grouper.rewrite(expr, register, python)

@@ -106,6 +106,52 @@ def test_a_single_operation_stays_a_cupy_call():
     assert "_fused" not in source and namespace == {}
 
 
+def _program_source(fun, *point):
+    """The traced kernel of ``fun`` at ``point`` (CuPy arrays) and its fused kernels."""
+    concrete = fun.get_concrete_function(*point)
+    program = concrete._program
+    return program.source, [v for v in program._recipe[0].values() if isinstance(v, FusedKernel)]
+
+
+def test_value_and_gradient_are_one_kernel_of_three_outputs(cupy):
+    vg = st.value_and_grad(lambda a, b: st.exp(-a * b) * st.sin(a) + a**2 * st.log(1 + b**2),
+                           argnums=(0, 1))
+    point = (cupy.asarray(0.3), cupy.asarray(0.7))
+    vg(*point)
+    source, kernels = _program_source(vg, *point)
+    assert re.search(r"    (_r\d+), (_r\d+), (_r\d+) = _fused_\d+\(_a0, _a1\)\n"
+                     r"    return \(\1, \2, \3,\)\n$", source), source
+    (kernel,) = kernels
+    # the recorded operations, in their order (the same rounding as the NumPy kernel);
+    # temporaries used twice are locals, computed once
+    assert kernel.operation((F64, F64)) == "\n".join([
+        "const double t0 = -in0;",
+        "const double t1 = exp(t0 * in1);",
+        "const double t2 = sin(in0);",
+        "const double t3 = in0 * in0;",
+        "const double t4 = 1.0 + (in1 * in1);",
+        "const double t5 = log(t4);",
+        "const double t6 = t2 * t1;",
+        "out0 = t1 * t2 + t3 * t5;",
+        "out1 = ((-(t6 * in1)) + t1 * cos(in0)) + (2.0 * t5) * in0;",
+        "out2 = t0 * t6 + (2.0 * (t3 / t4)) * in1;"])
+
+
+def test_a_sum_between_elementwise_groups_stays_a_cupy_reduction(cupy):
+    f = st.function(lambda v: st.reduce_sum(st.sin(v) * v) * st.sin(v) + st.exp(v) * 2)
+    point = cupy.asarray(np.linspace(0, 1, 4))
+    f(point)
+    source, kernels = _program_source(f, point)
+    # sin(v) is not stored: both kernels compute it; the sum is CuPy's, between them
+    assert re.search(r"    return \(_fused_\d+\(_expand_\d+\(_reduce_sum_\d+\(_fused_\d+\(_a0\)"
+                     r"\)\), _a0\),\)\n$", source), source
+    assert sorted(k.operation((F64,) * len(k.parameters)) for k in kernels) == [
+        "out0 = in0 * sin(in1) + exp(in1) * 2.0;", "out0 = sin(in0) * in0;"]
+    v = np.linspace(0, 1, 4)
+    expected = np.sum(np.sin(v) * v) * np.sin(v) + np.exp(v) * 2
+    np.testing.assert_allclose(_host(f(point).numpy()), expected, rtol=1e-14)
+
+
 # ---------------------------------------------------------------- fewer CuPy calls
 
 
@@ -128,7 +174,7 @@ def test_value_and_gradient_take_fewer_cupy_calls(gpu_cupy, monkeypatch):
         pytest.skip("counting calls needs the simulated CuPy")
     fused, fused_values = _value_and_grad_calls(gpu_cupy, monkeypatch, True)
     unfused, unfused_values = _value_and_grad_calls(gpu_cupy, monkeypatch, False)
-    assert fused <= unfused // 2, (fused, unfused)
+    assert fused == 1 and unfused >= 20, (fused, unfused)  # one kernel for all three
     a, b = np.linspace(-1, 1, 7), np.linspace(2, -1, 7)
     e = np.exp(-a * b)
     oracle = [e * np.sin(a) + a**2 * np.log1p(b**2),
