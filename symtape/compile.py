@@ -501,12 +501,12 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     results = []
     for expr in reduced:
         results.append(_cut_deep(expr, names, block))
-    if fused is not None:
-        block = [(symbol, fused(value)) for symbol, value in block]
-        results = [fused(r) for r in results]
-    for symbol, value in block:
-        lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
-    lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
+    if fused is not None:  # CuPy: fused across the statements; the entries are one kernel
+        lines += fused.program(block, results, [()] * len(results))
+    else:
+        for symbol, value in block:
+            lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
+        lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
     if backend == "numpy" and layout.entries:
         head = ["def kernel(*_args, _floats=False):", "    if _floats:", *floats_in, "    else:",
                 *arrays_in]

@@ -99,6 +99,20 @@ def test_st_compile_fuses_an_expression_chain_into_one_kernel(cupy):
         assert operations == [FusedKernel(SMALL, (x, y), "", {}).operation((F64, F64))]
 
 
+def test_st_compile_computes_a_value_and_its_gradient_in_one_kernel(cupy):
+    gradient = [sympy.diff(SMALL, v) for v in (x, y)]
+    kernel = st.compile((SMALL, gradient), [x, y], backend="cupy")
+    assert re.search(r"    (_r\d+), (_r\d+), (_r\d+) = _fused\d+\(_x0, _x1\)\n"
+                     r"    return \(\1, \2, \3,\)\n$", kernel.source), kernel.source
+    xs, ys = np.linspace(-2, 2, 11), np.linspace(3, 0.5, 11)
+    value, g = kernel(cupy.asarray(xs), cupy.asarray(ys))
+    e = np.exp(-xs * ys)
+    np.testing.assert_allclose(_host(value), e * np.sin(xs) + xs**2 * np.log1p(ys**2), rtol=1e-13)
+    np.testing.assert_allclose(_host(g), np.stack([
+        -ys * e * np.sin(xs) + e * np.cos(xs) + 2 * xs * np.log1p(ys**2),
+        -xs * e * np.sin(xs) + 2 * xs**2 * ys / (1 + ys**2)], axis=-1), rtol=1e-13)
+
+
 def test_a_single_operation_stays_a_cupy_call():
     from symtape.compile import _as_output, _generate, _input_layout
 
