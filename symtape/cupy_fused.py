@@ -139,8 +139,7 @@ class _Grouper:
         leaves: dict = {}
         body, operations = self.group(expr, leaves, register, python, {})
         if operations < 2:
-            args = [self.rewrite(a, register, python) if not _is_leaf_atom(a) else a
-                    for a in expr.args]
+            args = [self.rewrite(a, register, python) for a in expr.args]
             return expr if args == list(expr.args) else _rebuilt(expr, args)
         parameters = tuple(leaves.values())
         fallback = python(body, parameters)
@@ -204,6 +203,8 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None) -> Calla
 
 _MAX_FUSED_DEPTH = 100  # deeper inlined chains keep their temporaries (printing recurses)
 _MAX_FUSED_SIZE = 2000  # distinct operations in one kernel, bounding CUDA compile time
+_MAX_OUTPUTS = 8  # outputs merged into one kernel (a chunk of a long gradient: one kernel)
+_MAX_PARAMETERS = 64  # CUDA's 4 KiB of kernel parameters hold about 64 CuPy arrays
 
 
 class _Fusion:
@@ -240,12 +241,12 @@ class _Fusion:
             if not expr.is_Atom and self.grouper.fusable(expr) and expr != _NEGATIVE_ZERO:
                 by_shape.setdefault(tuple(shape), []).append(k)
         for members in by_shape.values():
-            if len(members) < 2:
-                continue
-            call, results = self._several([outputs[k] for k in members])
-            lines.append(f"    {', '.join(results)} = {self.printer.doprint(call)}")
-            for k, name in zip(members, results):
-                returned[k] = name
+            for start in range(0, len(members) if len(members) > 1 else 0, _MAX_OUTPUTS):
+                chunk = members[start:start + _MAX_OUTPUTS]
+                call, results = self._several([outputs[k] for k in chunk])
+                lines.append(f"    {', '.join(results)} = {self.printer.doprint(call)}")
+                for k, name in zip(chunk, results):
+                    returned[k] = name
         printed = [r if isinstance(r, str) else self.printer.doprint(self(r)) for r in returned]
         lines.append(f"    return ({', '.join(printed)}{',' if printed else ''})")
         return lines
@@ -325,10 +326,6 @@ def _postorder(expr):
             continue
         stack.append((node, True))
         stack.extend((a, False) for a in node.args if a not in done)
-
-
-def _is_leaf_atom(expr) -> bool:
-    return expr.is_Atom
 
 
 def _rebuilt(expr, args):
@@ -413,6 +410,8 @@ class FusedKernel:
         return kernel(*args)
 
     def _specialize(self, kinds: tuple, cupy):
+        if len(kinds) + len(self.outputs) > _MAX_PARAMETERS:
+            return False  # more arrays than a kernel's parameters hold: CuPy's calls
         try:
             printer = _CudaPrinter(self, kinds)
             operation = printer.operation()
@@ -729,36 +728,33 @@ class _CudaPrinter(C99CodePrinter):
 
     def _add(self, node, dtype) -> str:
         first, *rest = node.args
-        code = self.operand(first, dtype)
+        code = self.value(first, dtype)
         code = _bare(code) if first.is_Mul and first.args[0] is not sympy.S.NegativeOne else code
         for term in rest:
             if term.is_Mul and term.args[0] is sympy.S.NegativeOne:
                 negated = term.args[1] if len(term.args) == 2 else term._new_rawargs(
                     *term.args[1:])
-                code += " - " + self.operand(negated, dtype)
+                code += " - " + self.value(negated, dtype)
             elif term.is_Number and term.is_negative:
                 code += " - " + self.literal(-term, dtype)
             elif term.is_Mul:  # binds tighter than +: no parentheses
-                code += " + " + _bare(self.operand(term, dtype))
+                code += " + " + _bare(self.value(term, dtype))
             else:
-                code += " + " + self.operand(term, dtype)
+                code += " + " + self.value(term, dtype)
         return f"({code})"
 
     def _mul(self, node, dtype) -> str:
         first, *rest = node.args
         if first is sympy.S.NegativeOne:
             inner = rest[0] if len(rest) == 1 else node._new_rawargs(*rest)
-            return f"(-{self.operand(inner, dtype)})"
-        code = self.operand(first, dtype)
+            return f"(-{self.value(inner, dtype)})"
+        code = self.value(first, dtype)
         for factor in rest:
             if factor.is_Pow and factor.exp is sympy.S.NegativeOne:
-                code += " / " + self.operand(factor.base, dtype)
+                code += " / " + self.value(factor.base, dtype)
             else:
-                code += " * " + self.operand(factor, dtype)
+                code += " * " + self.value(factor, dtype)
         return f"({code})"
-
-    def operand(self, node, dtype) -> str:
-        return self.value(node, dtype)
 
     def _pow(self, node, dtype) -> str:
         base, exponent = node.args

@@ -113,6 +113,31 @@ def test_st_compile_computes_a_value_and_its_gradient_in_one_kernel(cupy):
         -xs * e * np.sin(xs) + 2 * xs**2 * ys / (1 + ys**2)], axis=-1), rtol=1e-13)
 
 
+def test_a_long_gradient_is_cut_into_kernels_of_at_most_eight_outputs(cupy):
+    xs = sympy.symbols("x0:12", real=True)
+    f = sum(100 * (b - a**2) ** 2 + (1 - a) ** 2 for a, b in zip(xs, xs[1:]))
+    kernel = st.compile([sympy.diff(f, v) for v in xs], [sympy.Array(xs)], backend="cupy")
+    calls = re.findall(r"^    ((?:_r\d+, )*_r\d+) = _fused\d+\(", kernel.source, re.M)
+    assert [len(c.split(", ")) for c in calls] == [8, 4], kernel.source
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    point = np.linspace(0.5, 1.5, 12)
+    np.testing.assert_allclose(_host(kernel(cupy.asarray(point))),
+                               scipy_optimize.rosen_der(point), rtol=1e-13)
+
+
+def test_more_arguments_than_a_kernel_takes_run_as_cupy_calls(cupy):
+    xs = sympy.symbols("x0:70", real=True)
+    total = sum(sympy.sin(v) * v for v in xs)
+    kernel = st.compile(total, [v for v in xs], backend="cupy")
+    (fused,) = [v for v in kernel._namespace.values()]
+    assert len(fused.parameters) == 70 and fused.operation((F64,) * 70) is not None
+    points = [cupy.asarray(np.full(3, 0.01 * k)) for k in range(70)]
+    expected = sum(np.sin(0.01 * k) * 0.01 * k for k in range(70))
+    np.testing.assert_allclose(_host(kernel(*points)), np.full(3, expected), rtol=1e-13)
+    if hasattr(cupy, "state"):
+        assert not cupy.state.kernels  # no ElementwiseKernel of 71 parameters was made
+
+
 def test_a_single_operation_stays_a_cupy_call():
     from symtape.compile import _as_output, _generate, _input_layout
 
