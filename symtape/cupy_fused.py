@@ -287,9 +287,8 @@ class _Fusion:
             if node.is_Atom:
                 depth[node] = 0
                 continue
-            if not self.grouper.fusable(node) or node == _NEGATIVE_ZERO and node is not expr:
-                if node != _NEGATIVE_ZERO:
-                    return False
+            if not self.grouper.fusable(node):
+                return False
             depth[node] = 1 + max(depth[a] for a in node.args)
             if depth[node] > _MAX_FUSED_DEPTH or len(depth) > _MAX_FUSED_SIZE:
                 return False
@@ -667,8 +666,11 @@ class _CudaPrinter(C99CodePrinter):
     def literal(self, number, dtype: np.dtype) -> str:
         if dtype == _BOOL:
             return "true" if bool(number) else "false"
-        value = -0.0 if number == _NEGATIVE_ZERO else float(number) if number not in (
-            sympy.true, sympy.false) else float(bool(number))
+        try:
+            value = -0.0 if number == _NEGATIVE_ZERO else float(number) if number not in (
+                sympy.true, sympy.false) else float(bool(number))
+        except TypeError:  # complex infinity: not a C number
+            raise _Unsupported from None
         if dtype.kind in "iu":
             if value != int(value):
                 raise _Unsupported
