@@ -122,7 +122,7 @@ class _Grouper:
             return self.calls.get(node.func.__name__, ("",))[0] in _CALLS
         if node.is_Add or node.is_Mul or node.is_Pow:
             return True
-        if isinstance(node, (sympy.Piecewise, ExprCondPair)):
+        if isinstance(node, (sympy.Piecewise, ExprCondPair, Reciprocal)):
             return True
         if isinstance(node, (sympy.Abs, sympy.sign, sympy.Max, sympy.Min, sympy.Heaviside)):
             return True
@@ -173,11 +173,23 @@ class _Grouper:
 _NEGATIVE_ZERO = sympy.Mul._from_args((sympy.S.NegativeOne, sympy.Float(0.0)))
 
 
+class Reciprocal(sympy.Function):
+    """``1/x`` computed on its own: a stored reciprocal recomputed inside a product, where
+    ``a * x**-1`` would print as ``a / x`` (another rounding than the NumPy kernel's)."""
+
+    nargs = 1
+
+
+def _reciprocal(x):
+    return x ** -1.0  # as the NumPy-style code computes x**(-1.0)
+
+
 def fusing(printer, names, namespace: dict, calls: dict, register=None) -> Callable:
     """The hook of a CuPy code generator: ``expr -> expr`` with its elementwise groups fused
     (:func:`fuse`); the kernels go into ``namespace`` (through ``register`` where given), their
     fallbacks are printed by ``printer`` (whose symbol names are ``names``)."""
     functions: dict = {}
+    printer.known_functions["Reciprocal"] = "_reciprocal"
 
     def add(kernel: FusedKernel):
         if register is not None:
@@ -194,6 +206,7 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None) -> Calla
         for i, parameter in enumerate(parameters):
             names.of[parameter] = f"_i{i}"
         used = {name: namespace[name] for name in _call_names(body) if name in namespace}
+        used["_reciprocal"] = _reciprocal
         if isinstance(body, tuple):
             return "(" + ", ".join(map(printer.doprint, body)) + ",)", used
         return printer.doprint(body), used
@@ -230,7 +243,8 @@ class _Fusion:
         for symbol, expr in statements:
             expr = _substituted(expr, inlined) if inlined else expr
             if symbol not in structural and self._inlinable(expr):
-                inlined[symbol] = expr
+                inverse = expr.is_Pow and expr.exp is sympy.S.NegativeOne
+                inlined[symbol] = Reciprocal(expr.base) if inverse else expr
             else:
                 kept.append((symbol, expr))
         outputs = [_substituted(o, inlined) if inlined else o for o in outputs]
@@ -721,6 +735,8 @@ class _CudaPrinter(C99CodePrinter):
             return code
         if isinstance(node, sympy.Abs):
             return self.math("Abs", node.args, dtype)
+        if isinstance(node, Reciprocal):
+            return f"({self.literal(sympy.S.One, dtype)} / {self.value(node.args[0], dtype)})"
         if isinstance(node, sympy.sign):
             return self._sign(node.args[0], dtype)
         if isinstance(node, sympy.Heaviside):

@@ -13,9 +13,13 @@ import pytest
 import simulated_cuda
 import sympy
 
+from hypothesis import HealthCheck, given, settings
+from test_check_properties import X, Y, _expressions
+
 import symtape as st
 import symtape.program
 from symtape.cupy_fused import FusedKernel
+from symtape.sympy_ops import tensor_function
 
 x, y = sympy.symbols("x y", real=True)
 F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
@@ -330,6 +334,34 @@ def test_a_compiled_kernel_with_fused_parts_pickles(cupy):
     xs = np.linspace(0.1, 1.0, 5)
     np.testing.assert_allclose(_host(again(cupy.asarray(xs), cupy.asarray(xs))),
                                _host(kernel(cupy.asarray(xs), cupy.asarray(xs))), rtol=1e-15)
+
+
+def test_a_stored_reciprocal_is_recomputed_as_a_reciprocal(cupy):
+    # 1/(2 + sin(y)) is a temporary of the NumPy kernel, then multiplied by y; y/(2 + sin(y))
+    # rounds differently, which cos of a huge argument shows
+    vg = st.vmap(st.value_and_grad(tensor_function(st.parse("cos(y / (2 + sin(y))) + x*y"),
+                                                   [X, Y]), argnums=(0, 1)))
+    a, b = np.array([0.0, 1e-300]), np.array([1e300, 1e300])
+    expected = vg(a, b)
+    vg(cupy.asarray(a), cupy.asarray(b))
+    got = vg(cupy.asarray(a), cupy.asarray(b))
+    for ours, theirs in zip([got[0], *got[1]], [expected[0], *expected[1]]):
+        np.testing.assert_array_equal(_host(ours), theirs)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_expressions())
+def test_random_compositions_fused_agree_with_the_numpy_kernels_at_special_values(cupy, text):
+    """Value and gradient over every pair of special values: the fused kernels (temporaries
+    recomputed, three outputs in one kernel) round as the NumPy kernel does."""
+    vg = st.vmap(st.value_and_grad(tensor_function(st.parse(text), [X, Y]), argnums=(0, 1)))
+    a, b = np.repeat(SPECIAL, SPECIAL.size), np.tile(SPECIAL, SPECIAL.size)
+    with np.errstate(all="ignore"):
+        expected = vg(a, b)
+        vg(cupy.asarray(a), cupy.asarray(b))  # traced on the GPU
+        got = vg(cupy.asarray(a), cupy.asarray(b))
+    for ours, theirs in zip([got[0], *got[1]], [expected[0], *expected[1]]):
+        assert_same_floats(ours, theirs, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- the simulation's strictness
