@@ -1,4 +1,4 @@
-"""Fused CuPy kernels: each elementwise group of a CuPy kernel runs as one ``cupy.ElementwiseKernel``.
+"""Fused CuPy kernels: each elementwise group of a CuPy kernel is one ``cupy.ElementwiseKernel``.
 
 The CuPy backend prints one statement per value it keeps (:mod:`symtape.program`) or per
 shared subexpression (:mod:`symtape.compile`). Printed as NumPy-style code, a statement like
@@ -397,7 +397,9 @@ class FusedKernel:
     @property
     def key(self) -> tuple:
         """What the kernel computes: two equal groups share one namespace entry."""
-        return (sympy.srepr(self.body), tuple(p.name for p in self.parameters),
+        # the parameters are Dummies named in0, in1, ... in order: their indices do not count
+        body = re.sub(r", dummy_index=\d+", "", sympy.srepr(self.body))
+        return (body, tuple(p.name for p in self.parameters),
                 tuple(sorted((k, repr(v)) for k, v in self.calls.items())))
 
     def operation(self, kinds: tuple) -> str | None:

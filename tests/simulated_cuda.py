@@ -76,7 +76,7 @@ class Value:
 
 
 def run(operation: str, inputs: dict[str, Value], outputs: dict[str, str]) -> dict[str, Value]:
-    """Execute ``operation``: ``inputs`` by name, ``outputs`` name -> C type; returns the outputs."""
+    """Execute ``operation`` on ``inputs`` (by name) for ``outputs`` (name -> C type)."""
     scope = dict(inputs)
     assigned: dict[str, Value] = {}
     with np.errstate(all="ignore"):

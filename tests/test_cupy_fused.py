@@ -349,7 +349,10 @@ def test_a_stored_reciprocal_is_recomputed_as_a_reciprocal(cupy):
         np.testing.assert_array_equal(_host(ours), theirs)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_ONE_CUPY = [HealthCheck.function_scoped_fixture]  # the same CuPy serves every example
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=_ONE_CUPY)
 @given(_expressions())
 def test_random_compositions_fused_agree_with_the_numpy_kernels_at_special_values(cupy, text):
     """Value and gradient over every pair of special values: the fused kernels (temporaries
