@@ -492,7 +492,7 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
         replacements, reduced = [], flat
     printer = PRINTERS[backend](names)
     namespace: dict = {}
-    fused = fusing(printer, names, namespace, {}) if backend == "cupy" else None  # CUDA kernels
+    fused = fusing(printer, names, namespace, {}, fractions=True) if backend == "cupy" else None
     block: list = []
     for symbol, value in replacements:
         names.of[symbol] = names.fresh("c")

@@ -114,8 +114,8 @@ def fuse(expr, calls: dict, register: Callable[["FusedKernel"], Any], python: Ca
 
 
 class _Grouper:
-    def __init__(self, calls: dict):
-        self.calls = calls
+    def __init__(self, calls: dict, fractions: bool = False):
+        self.calls, self.fractions = calls, fractions
 
     def fusable(self, node) -> bool:
         if isinstance(node, AppliedUndef):
@@ -144,7 +144,7 @@ class _Grouper:
         parameters = tuple(leaves.values())
         fallback = python(body, parameters)
         kernel = FusedKernel(body, parameters, *fallback, calls={
-            name: self.calls[name] for name in _call_names(body)})
+            name: self.calls[name] for name in _call_names(body)}, fractions=self.fractions)
         return register(kernel)(*leaves)
 
     def group(self, expr, leaves: dict, register, python, memo: dict) -> tuple[Any, int]:
@@ -184,10 +184,12 @@ def _reciprocal(x):
     return x ** -1.0  # as the NumPy-style code computes x**(-1.0)
 
 
-def fusing(printer, names, namespace: dict, calls: dict, register=None) -> Callable:
+def fusing(printer, names, namespace: dict, calls: dict, register=None,
+           fractions: bool = False) -> Callable:
     """The hook of a CuPy code generator: ``expr -> expr`` with its elementwise groups fused
     (:func:`fuse`); the kernels go into ``namespace`` (through ``register`` where given), their
-    fallbacks are printed by ``printer`` (whose symbol names are ``names``)."""
+    fallbacks are printed by ``printer`` (whose symbol names are ``names``); ``fractions``:
+    products are laid out as SymPy's code printer lays them out (see :class:`FusedKernel`)."""
     functions: dict = {}
     printer.known_functions["Reciprocal"] = "_reciprocal"
 
@@ -211,7 +213,7 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None) -> Calla
             return "(" + ", ".join(map(printer.doprint, body)) + ",)", used
         return printer.doprint(body), used
 
-    return _Fusion(calls, add, python, printer, names)
+    return _Fusion(_Grouper(calls, fractions), add, python, printer, names)
 
 
 _MAX_FUSED_DEPTH = 100  # deeper inlined chains keep their temporaries (printing recurses)
@@ -224,8 +226,8 @@ class _Fusion:
     """A generator's fusion hook: called on one expression, it fuses its groups
     (:func:`fuse`); :meth:`program` fuses a whole program's statements across each other."""
 
-    def __init__(self, calls: dict, add: Callable, python: Callable, printer, names):
-        self.grouper = _Grouper(calls)
+    def __init__(self, grouper: _Grouper, add: Callable, python: Callable, printer, names):
+        self.grouper = grouper
         self.add, self.python, self.printer, self.names = add, python, printer, names
 
     def __call__(self, expr):
@@ -274,7 +276,8 @@ class _Fusion:
         parameters = tuple(leaves.values())
         calls = self.grouper.calls
         kernel = FusedKernel(bodies, parameters, *self.python(bodies, parameters), calls={
-            name: calls[name] for body in bodies for name in _call_names(body)})
+            name: calls[name] for body in bodies for name in _call_names(body)},
+            fractions=self.grouper.fractions)
         return self.add(kernel)(*leaves), [self.names.fresh("r") for _ in exprs]
 
     def _structural_uses(self, statements: list, outputs: list) -> set:
@@ -380,10 +383,15 @@ class FusedKernel:
         What ``fallback`` calls.
     calls : dict
         ``function name -> (primitive name, params)`` for the primitives in ``body``.
+    fractions : bool
+        Products as SymPy's code printer writes them (``st.compile``): the factors with
+        negative exponents are one denominator (``x/(y*y)``, ``x/sqrt(y)``); otherwise each
+        factor in turn (``x*pow(y, -2.0)``), as traced programs print them.
     """
 
     def __init__(self, body, parameters: tuple, fallback: str, namespace: dict,
-                 calls: dict | None = None):
+                 calls: dict | None = None, fractions: bool = False):
+        self.fractions = fractions
         self.body, self.parameters = body, tuple(parameters)
         self.outputs = body if isinstance(body, tuple) else (body,)
         self.fallback, self.namespace = fallback, dict(namespace)
@@ -399,7 +407,7 @@ class FusedKernel:
         """What the kernel computes: two equal groups share one namespace entry."""
         # the parameters are Dummies named in0, in1, ... in order: their indices do not count
         body = re.sub(r", dummy_index=\d+", "", sympy.srepr(self.body))
-        return (body, tuple(p.name for p in self.parameters),
+        return (body, self.fractions, tuple(p.name for p in self.parameters),
                 tuple(sorted((k, repr(v)) for k, v in self.calls.items())))
 
     def operation(self, kinds: tuple) -> str | None:
@@ -757,6 +765,9 @@ class _CudaPrinter(C99CodePrinter):
                 code += " - " + self.value(negated, dtype)
             elif term.is_Number and term.is_negative:
                 code += " - " + self.literal(-term, dtype)
+            elif term.is_Mul and term.args[0].is_Number and term.args[0].is_negative:
+                negated = term._new_rawargs(-term.args[0], *term.args[1:])  # exact: a - b
+                code += " - " + self.value(negated, dtype)
             elif term.is_Mul:  # binds tighter than +: no parentheses
                 code += " + " + _bare(self.value(term, dtype))
             else:
@@ -764,6 +775,8 @@ class _CudaPrinter(C99CodePrinter):
         return f"({code})"
 
     def _mul(self, node, dtype) -> str:
+        if self.kernel.fractions:
+            return self._fraction(node, dtype)
         first, *rest = node.args
         if first is sympy.S.NegativeOne:
             inner = rest[0] if len(rest) == 1 else node._new_rawargs(*rest)
@@ -775,6 +788,27 @@ class _CudaPrinter(C99CodePrinter):
             else:
                 code += " * " + self.value(factor, dtype)
         return f"({code})"
+
+    def _fraction(self, node, dtype) -> str:
+        """SymPy's code printer's product: the sign, the other factors in order, then one
+        denominator of the factors with negative exponents (negation is exact: where the
+        printed minus sits does not change the value)."""
+        factors = list(node.args)
+        negative = factors[0].is_Number and factors[0].is_negative
+        if negative:
+            factors[0] = -factors[0]
+            if factors[0] == 1:
+                factors.pop(0)
+        numerator = [f for f in factors if not _denominator(f)]
+        denominator = [sympy.Pow(f.base, -f.exp, evaluate=False) for f in factors
+                       if _denominator(f)]
+        code = " * ".join(self.value(f, dtype) for f in numerator) or self.literal(
+            sympy.S.One, dtype)
+        if len(denominator) == 1:
+            code = f"{code} / {self.value(denominator[0], dtype)}"
+        elif denominator:
+            code = f"{code} / ({' * '.join(self.value(f, dtype) for f in denominator)})"
+        return f"(-({code}))" if negative else f"({code})"
 
     def _pow(self, node, dtype) -> str:
         base, exponent = node.args
@@ -900,6 +934,10 @@ _LITERAL = re.compile(r"-?[0-9.]+(e[-+]?[0-9]+)?F?|true|false")
 
 def _is_number(node) -> bool:
     return node.is_Number or node == _NEGATIVE_ZERO or node in (sympy.true, sympy.false)
+
+
+def _denominator(factor) -> bool:
+    return factor.is_Pow and factor.exp.is_Rational and factor.exp.is_negative
 
 
 def _uses(roots) -> collections.Counter:

@@ -67,6 +67,16 @@ def test_promotions_are_written_as_casts_and_fractions_as_doubles():
     assert kernel.operation((F32, float)) == "out0 = ((float)in1) + 0.33333334F * in0;"
 
 
+def test_products_are_laid_out_as_the_numpy_code_prints_them():
+    gradient_like = -2 * x / sympy.sqrt(y) + x * y**-2
+    fractions = FusedKernel(gradient_like, (x, y), "", {}, fractions=True)  # st.compile's
+    assert fractions.operation((F64, F64)) == (
+        "out0 = in0 / (in1 * in1) - (2.0 * in0 / sqrt(in1));")
+    in_turn = FusedKernel(gradient_like, (x, y), "", {})  # a traced program's
+    assert in_turn.operation((F64, F64)) == (
+        "out0 = in0 * pow(in1, -2.0) - (2.0 * in0 * (1.0 / sqrt(in1)));")
+
+
 def test_piecewise_is_a_chain_of_ternaries_ending_in_nan():
     kernel = FusedKernel(sympy.Piecewise((sympy.log(x), x > 1), (x * y, x > -1)), (x, y), "", {})
     assert kernel.operation((F64, F64)) == (
