@@ -122,7 +122,7 @@ class _Grouper:
             return self.calls.get(node.func.__name__, ("",))[0] in _CALLS
         if node.is_Add or node.is_Mul or node.is_Pow:
             return True
-        if isinstance(node, (sympy.Piecewise, ExprCondPair, Reciprocal)):
+        if isinstance(node, (sympy.Piecewise, ExprCondPair, Stored)):
             return True
         if isinstance(node, (sympy.Abs, sympy.sign, sympy.Max, sympy.Min, sympy.Heaviside)):
             return True
@@ -173,15 +173,16 @@ class _Grouper:
 _NEGATIVE_ZERO = sympy.Mul._from_args((sympy.S.NegativeOne, sympy.Float(0.0)))
 
 
-class Reciprocal(sympy.Function):
-    """``1/x`` computed on its own: a stored reciprocal recomputed inside a product, where
-    ``a * x**-1`` would print as ``a / x`` (another rounding than the NumPy kernel's)."""
+class Stored(sympy.Function):
+    """A power with a negative exponent that the NumPy code stores in a temporary, recomputed
+    here on its own: inside a product, ``a * x**-1`` would print as ``a / x`` (another
+    rounding than the NumPy kernel's ``a * (1/x)``)."""
 
     nargs = 1
 
 
-def _reciprocal(x):
-    return x ** -1.0  # as the NumPy-style code computes x**(-1.0)
+def _stored(value):
+    return value
 
 
 def fusing(printer, names, namespace: dict, calls: dict, register=None,
@@ -191,7 +192,7 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None,
     fallbacks are printed by ``printer`` (whose symbol names are ``names``); ``fractions``:
     products are laid out as SymPy's code printer lays them out (see :class:`FusedKernel`)."""
     functions: dict = {}
-    printer.known_functions["Reciprocal"] = "_reciprocal"
+    printer.known_functions["Stored"] = "_stored"
 
     def add(kernel: FusedKernel):
         if register is not None:
@@ -208,7 +209,7 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None,
         for i, parameter in enumerate(parameters):
             names.of[parameter] = f"_i{i}"
         used = {name: namespace[name] for name in _call_names(body) if name in namespace}
-        used["_reciprocal"] = _reciprocal
+        used["_stored"] = _stored
         if isinstance(body, tuple):
             return "(" + ", ".join(map(printer.doprint, body)) + ",)", used
         return printer.doprint(body), used
@@ -245,8 +246,7 @@ class _Fusion:
         for symbol, expr in statements:
             expr = _substituted(expr, inlined) if inlined else expr
             if symbol not in structural and self._inlinable(expr):
-                inverse = expr.is_Pow and expr.exp is sympy.S.NegativeOne
-                inlined[symbol] = Reciprocal(expr.base) if inverse else expr
+                inlined[symbol] = Stored(expr) if _denominator(expr) else expr
             else:
                 kept.append((symbol, expr))
         outputs = [_substituted(o, inlined) if inlined else o for o in outputs]
@@ -745,8 +745,8 @@ class _CudaPrinter(C99CodePrinter):
             return code
         if isinstance(node, sympy.Abs):
             return self.math("Abs", node.args, dtype)
-        if isinstance(node, Reciprocal):
-            return f"({self.literal(sympy.S.One, dtype)} / {self.value(node.args[0], dtype)})"
+        if isinstance(node, Stored):
+            return self.value(node.args[0], dtype)
         if isinstance(node, sympy.sign):
             return self._sign(node.args[0], dtype)
         if isinstance(node, sympy.Heaviside):

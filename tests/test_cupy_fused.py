@@ -377,6 +377,36 @@ def test_random_compositions_fused_agree_with_the_numpy_kernels_at_special_value
         assert_same_floats(ours, theirs, rtol=1e-12)
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=_ONE_CUPY)
+@given(_expressions())
+def test_random_compositions_compiled_agree_with_the_numpy_kernel(cupy, text):
+    """st.compile's kernel of a value and its gradient, in float64 and float32, over every
+    pair of special values (its shared subexpressions recomputed, its products laid out as
+    SymPy's code printer writes them)."""
+    expr = st.parse(text)
+    outputs = (expr, [sympy.diff(expr, X), sympy.diff(expr, Y)])
+    on_cpu, on_gpu = st.compile(outputs, [X, Y]), st.compile(outputs, [X, Y], backend="cupy")
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        a = np.repeat(SPECIAL, SPECIAL.size).astype(dtype)
+        b = np.tile(SPECIAL, SPECIAL.size).astype(dtype)
+        with np.errstate(all="ignore"):
+            expected = on_cpu(a, b)
+            got = on_gpu(cupy.asarray(a), cupy.asarray(b))
+        for ours, theirs in zip(got, expected):
+            assert_same_floats(ours, theirs, rtol=rtol)
+
+
+def test_a_stored_power_stays_a_factor_of_its_product(cupy):
+    # the NumPy kernel stores (c5)**(-1/2) and multiplies by it; c3/sqrt(c5) rounds otherwise,
+    # which a cancellation in float32 shows
+    expr = st.parse("pow(2 + cos(3), pow(2 + cos(atan2(y, 2 + cos(x))), pow(2 + cos(3), y)))")
+    outputs = [sympy.diff(expr, X)]
+    a, b = np.float32([1.5]), np.float32([0.0])
+    expected = st.compile(outputs, [X, Y])(a, b)
+    got = st.compile(outputs, [X, Y], backend="cupy")(cupy.asarray(a), cupy.asarray(b))
+    np.testing.assert_array_equal(_host(got), expected)
+
+
 # ---------------------------------------------------------------- the simulation's strictness
 
 
