@@ -152,6 +152,12 @@ def test_more_arguments_than_a_kernel_takes_run_as_cupy_calls(cupy):
         assert not cupy.state.kernels  # no ElementwiseKernel of 71 parameters was made
 
 
+def test_without_cupy_a_fused_kernel_is_a_device_error_and_the_cpu_works(no_cupy):
+    with pytest.raises(st.DeviceError, match="pip install"):
+        st.compile(SMALL, [x, y], backend="cupy")
+    assert float(st.compile(SMALL, [x, y])(0.0, 1.0)) == 0.0
+
+
 def test_a_single_operation_stays_a_cupy_call():
     from symtape.compile import _as_output, _generate, _input_layout
 
