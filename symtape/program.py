@@ -29,9 +29,9 @@ import sympy
 from sympy.core.function import UndefinedFunction
 
 from symtape.backends import gpu_device_of, is_gpu_array
-from symtape.cupy_fused import fusing
 from symtape.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
+from symtape.cupy_fused import fusing
 from symtape.objarrays import exact_number
 from symtape.symbolic import recursion_headroom
 from symtape.tensor import Tensor, Variable, on_device_with
@@ -400,10 +400,7 @@ class _Builder:
         return symbol
 
     def print(self, expr) -> str:
-        expr = fold_constants(expr)
-        if self.fused is not None:  # CuPy: each elementwise group is one CUDA kernel
-            expr = self.fused(expr)
-        return self.printer.doprint(expr)
+        return self.printer.doprint(fold_constants(expr))
 
     def build(self) -> str:
         graph = self.graph
