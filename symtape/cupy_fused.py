@@ -275,8 +275,9 @@ class _Fusion:
                        for e in exprs)
         parameters = tuple(leaves.values())
         calls = self.grouper.calls
+        bodies = bodies if len(bodies) > 1 else bodies[0]  # the last of 9: one array, no tuple
         kernel = FusedKernel(bodies, parameters, *self.python(bodies, parameters), calls={
-            name: calls[name] for body in bodies for name in _call_names(body)},
+            name: calls[name] for name in _call_names(bodies)},
             fractions=self.grouper.fractions)
         return self.add(kernel)(*leaves), [self.names.fresh("r") for _ in exprs]
 

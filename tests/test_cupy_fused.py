@@ -139,6 +139,16 @@ def test_a_long_gradient_is_cut_into_kernels_of_at_most_eight_outputs(cupy):
                                scipy_optimize.rosen_der(point), rtol=1e-13)
 
 
+def test_nine_outputs_of_integers_run_their_numpy_code(cupy):
+    # int64 arithmetic is not printed as C: both kernels (8 outputs, then 1) run their
+    # NumPy-style code, the last one an array, not a tuple of one
+    kernel = st.compile([x * y + k for k in range(1, 10)], [x, y], backend="cupy")
+    i = np.array([2, -3, 5], dtype=np.int64)
+    got = _host(kernel(cupy.asarray(i), cupy.asarray(i)))
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.stack([i * i + k for k in range(1, 10)], axis=-1))
+
+
 def test_more_arguments_than_a_kernel_takes_run_as_cupy_calls(cupy):
     xs = sympy.symbols("x0:70", real=True)
     total = sum(sympy.sin(v) * v for v in xs)
