@@ -248,6 +248,48 @@ def bench_gpu(n: int, repeat: int, rows: list) -> None:
                  timed(lambda: vg(a, b, c)), timed(by_hand), "(GPU)"))
 
 
+def bench_gpu_fused(sizes: list[int], repeat: int, rows: list) -> None:
+    """Value + gradient of the issue's small f(x, y) at many points: the fused CuPy kernels
+    (one ElementwiseKernel per elementwise group) against the same call on the CPU (NumPy
+    kernels) and against CuPy by hand (one CuPy call per operation)."""
+    import cupy
+
+    from symtape.kernels import cupy_fused
+
+    def synchronized(fn):
+        def run():
+            fn()
+            cupy.cuda.Device().synchronize()
+        run()  # warm up: CUDA kernels compile on first use
+        return run
+
+    def by_hand(x, y):  # hand-derived, one CuPy call per operation
+        e, s, xy = cupy.exp(-x * y), cupy.sin(x), x * x
+        log = cupy.log(1 + y * y)
+        return e * s + xy * log, (e * cupy.cos(x) - y * e * s + 2 * x * log,
+                                  -x * e * s + xy * 2 * y / (1 + y * y))
+
+    vg = st.vmap(st.value_and_grad(small_f, argnums=(0, 1)))
+    rng = np.random.default_rng(1)
+    for n in sizes:
+        x, y = rng.uniform(-1, 1, n), rng.uniform(0.5, 2, n)
+        gx, gy = cupy.asarray(x), cupy.asarray(y)
+        vg(x, y)  # traced for both devices before timing
+        before = cupy_fused.kernel_counts()["launched"]
+        value, (dx, dy) = vg(gx, gy)
+        launched = cupy_fused.kernel_counts()["launched"] - before
+        ref_value, (ref_dx, ref_dy) = by_hand(gx, gy)
+        for ours, ref in ((value, ref_value), (dx, ref_dx), (dy, ref_dy)):
+            assert np.allclose(cupy.asnumpy(ours), cupy.asnumpy(ref), rtol=1e-12)
+        on_gpu = best_of(synchronized(lambda: vg(gx, gy)), repeat)
+        rows.append((f"GPU fused f(x, y) value + gradient, {n:.0e} points vs CPU NumPy kernel",
+                     on_gpu, best_of(lambda: vg(x, y), max(1, repeat // 2)),
+                     f"(GPU; {launched} ElementwiseKernels a call)"))
+        rows.append((f"GPU fused f(x, y) value + gradient, {n:.0e} points vs CuPy by hand",
+                     on_gpu, best_of(synchronized(lambda: by_hand(gx, gy)), repeat),
+                     "< 1x (fewer passes over memory)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -265,6 +307,8 @@ def main() -> None:
     bench_many_variables(100 if quick else 1000, args.repeat, rows)
     if args.gpu:
         bench_gpu(10_000 if quick else 1_000_000, args.repeat, rows)
+        bench_gpu_fused([10_000, 100_000] if quick else [1_000_000, 10_000_000], args.repeat,
+                        rows)
     print_table(rows)
 
 

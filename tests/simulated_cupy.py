@@ -16,7 +16,13 @@ breaks on, so a test passing here has not quietly run on the host:
 - names CuPy lacks are missing here too: ``cupy.add.at`` (old releases), ``cupy.vectorize``
   of Python functions, object arrays;
 - the memory pool enforces ``set_limit``: a larger allocation raises
-  ``cupy.cuda.memory.OutOfMemoryError`` with CuPy's message.
+  ``cupy.cuda.memory.OutOfMemoryError`` with CuPy's message;
+- ``cupy.ElementwiseKernel(in_params, out_params, operation, name)`` runs its CUDA C body
+  through ``simulated_cuda.py``, a strict translator of the C that symtape prints (C it
+  does not know, or implicit conversions C would make, raise), over the broadcast arguments;
+  arguments must have the declared dtypes, as a typed CuPy kernel's arrays must;
+- ``cupy.state`` counts what ran: ``calls`` (CuPy functions and ufuncs), ``launches``
+  (ElementwiseKernel calls), ``kernels`` (the ElementwiseKernels built).
 
 What it cannot show: speed, CUDA compilation of kernels, and numerical differences of GPU
 math libraries. Those need a real GPU (the same tests, run there).
@@ -29,6 +35,7 @@ import sys
 import types
 
 import numpy as np
+import simulated_cuda
 from fake_cupy import cuda_device_and_pool
 
 NUMPY_ARRAY_REFUSED = "Unsupported type <class 'numpy.ndarray'>"
@@ -42,6 +49,9 @@ _MISSING = {"vectorize", "frompyfunc", "errstate", "seterr", "geterr", "set_prin
 class _State:
     def __init__(self, device_count: int):
         self.device_count, self.current, self.host_copies = device_count, 0, 0
+        self.calls = 0  # CuPy functions and ufuncs called (each a kernel launch on a GPU)
+        self.launches = 0  # ElementwiseKernel calls
+        self.kernels: list = []  # ElementwiseKernels built
 
 
 def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
@@ -100,6 +110,7 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
         def call(*args, **kwargs):
             refuse_host(args, computing)
             refuse_host(kwargs.values(), computing)
+            state.calls += computing
             return wrap(function(*unwrap(args), **unwrap(kwargs)))
         call.__name__ = name
         return call
@@ -249,7 +260,24 @@ def make_simulated_cupy(device_count: int = 2) -> dict[str, types.ModuleType]:
             setattr(self, name, function)
             return function
 
+    class ElementwiseKernel(simulated_cuda.ElementwiseKernel):
+        """CuPy's, on device arrays (see ``simulated_cuda.ElementwiseKernel``)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            state.kernels.append(self)
+
+        def __call__(self, *args):
+            refuse_host(args)
+            state.launches += 1
+            given = args[len(self.inputs):]
+            outs = super().__call__(*unwrap(args))
+            if given:
+                return given[0] if len(given) == 1 else given
+            return wrap(outs)
+
     cupy = Cupy("cupy")
+    cupy.ElementwiseKernel = ElementwiseKernel
     random = types.ModuleType("cupy.random")  # draws made on the host, placed on the device
     for name in ("uniform", "normal", "random", "standard_normal", "rand", "randn", "seed"):
         setattr(random, name, device_function(name, getattr(np.random, name)))
@@ -315,11 +343,13 @@ def install(modules: dict[str, types.ModuleType], monkeypatch) -> None:
     import collections
 
     import symtape.core.algebra
+    import symtape.kernels.cupy_fused
 
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(symtape.core.algebra, "_NUMERIC", {})
     monkeypatch.setattr(sys.modules["symtape.kernels.compile"], "_cache", collections.OrderedDict())
+    monkeypatch.setattr(symtape.kernels.cupy_fused, "_KERNELS", collections.OrderedDict())
 
 
 if __name__ == "__main__":  # python tests/simulated_cupy.py SCRIPT [ARGS]: SCRIPT on simulated GPUs

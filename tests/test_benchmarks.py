@@ -38,3 +38,5 @@ def test_the_gpu_benchmark_runs_quick():
     assert result.returncode == 0, result.stderr
     assert "GPU vector n=10000: compiled gradient vs CuPy by hand" in result.stdout
     assert "GPU batch of 1e+04 points" in result.stdout
+    assert "GPU fused f(x, y) value + gradient, 1e+05 points vs CPU NumPy kernel" in result.stdout
+    assert "ElementwiseKernels a call)" in result.stdout

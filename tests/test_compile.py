@@ -167,10 +167,12 @@ def test_cupy_backend_without_cupy_is_a_device_error_and_cpu_still_works():
 
 
 def _source(outputs, inputs, backend):
-    """The generated code, also for CuPy (printing needs no GPU)."""
+    """The generated code, also for CuPy (printing needs no GPU), followed by the NumPy-style
+    code of the fused CuPy kernels it calls (what they run where CUDA C does not apply)."""
     from symtape.kernels.compile import _as_output, _generate, _input_layout
 
-    return _generate(_input_layout(inputs), [_as_output(outputs)], backend, True)[0]
+    source, _, namespace = _generate(_input_layout(inputs), [_as_output(outputs)], backend, True)
+    return "\n".join([source] + [kernel.fallback for kernel in namespace.values()])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cupy"])

@@ -40,6 +40,8 @@ UPWARD_HOOKS = {
     # these two modules (Numba is optional: nothing imports it until asked for)
     ("symtape.kernels.compile", "symtape.kernels.numba_backend"),
     ("symtape.kernels.program", "symtape.kernels.numba_backend"),
+    # a fused CuPy kernel's NumPy-style fallback is loaded as every kernel is
+    ("symtape.kernels.cupy_fused", "symtape.kernels.compile"),
 }
 
 

@@ -36,6 +36,7 @@ import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
 from symtape.arrays.backends import is_gpu_array
+from symtape.kernels.cupy_fused import fusing
 from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.core.symbolic import recursion_headroom
 
@@ -462,12 +463,13 @@ def _chunked(func, args: list, names: Names, block: list, depth: dict) -> list:
 
 
 def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
-              cse: bool) -> tuple[str, frozenset]:
-    """The kernel's source, and the modules its printed code refers to."""
+              cse: bool) -> tuple[str, frozenset, dict]:
+    """The kernel's source, the modules its printed code refers to, and the objects it calls
+    (the fused CUDA kernels of the CuPy backend)."""
     if backend == "numba":
         from symtape.kernels.numba_backend import compile_source
 
-        return compile_source(layout, outputs, cse)
+        return (*compile_source(layout, outputs, cse), {})
     names = Names()
     lines: list[str] = []
     # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
@@ -493,6 +495,8 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     else:
         replacements, reduced = [], flat
     printer = PRINTERS[backend](names)
+    namespace: dict = {}
+    fused = fusing(printer, names, namespace, {}, fractions=True) if backend == "cupy" else None
     block: list = []
     for symbol, value in replacements:
         names.of[symbol] = names.fresh("c")
@@ -501,15 +505,18 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     results = []
     for expr in reduced:
         results.append(cut_deep(expr, names, block))
-    for symbol, value in block:
-        lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
-    lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
+    if fused is not None:  # CuPy: fused across the statements; the entries are one kernel
+        lines += fused.program(block, results, [()] * len(results))
+    else:
+        for symbol, value in block:
+            lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
+        lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
     if backend == "numpy" and layout.entries:
         head = ["def kernel(*_args, _floats=False):", "    if _floats:", *floats_in, "    else:",
                 *arrays_in]
     else:
         head = ["def kernel(*_args):", *(line[4:] for line in arrays_in)]
-    return "\n".join(head + lines) + "\n", frozenset(printer.module_imports)
+    return "\n".join(head + lines) + "\n", frozenset(printer.module_imports), namespace
 
 
 # ---------------------------------------------------------------- the kernel
@@ -536,16 +543,16 @@ class Kernel:
     (2,)
     """
 
-    def __init__(self, generated: tuple[str, frozenset], layout: _Layout,
+    def __init__(self, generated: tuple[str, frozenset, dict], layout: _Layout,
                  outputs: list[np.ndarray], as_tuple: bool, backend: str):
-        source, modules = generated
+        source, modules, self._namespace = generated
         self.source = source
         self.backend = backend
         self._layout = layout
         self._shapes = [o.shape for o in outputs]
         self._as_tuple = as_tuple
         self._modules = modules
-        self._function = _load_kernel(source, modules, backend)
+        self._function = _load_kernel(source, modules, backend, self._namespace)
         self._floats = "_floats" in source.partition("\n")[0]
 
     def __getstate__(self) -> dict:
@@ -553,12 +560,13 @@ class Kernel:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        # the source is the whole kernel: a full cache key
+        # the source and the fused kernels it calls are the whole kernel: a full cache key
         if self.backend == "numba":
             self._function = _load_kernel(self.source, self._modules, self.backend)
             return
-        self._function = load_unpickled((self.source, self.backend), self.source,
-                                        self._modules, self.backend)
+        fused = tuple(sorted((name, kernel.key) for name, kernel in self._namespace.items()))
+        self._function = load_unpickled((self.source, self.backend, fused), self.source,
+                                        self._modules, self.backend, self._namespace)
 
     def __call__(self, *args):
         if any_dask_array(args):
@@ -795,12 +803,12 @@ def cached(key, make):
     return entry
 
 
-def _load_kernel(source: str, modules, backend: str):
+def _load_kernel(source: str, modules, backend: str, namespace: dict | None = None):
     if backend == "numba":  # jitted loops, imported through the disk cache
         from symtape.kernels.numba_backend import load_compiled
 
         return load_compiled(source)
-    return load(source, modules, backend)
+    return load(source, modules, backend, namespace)
 
 
 def compile(outputs, inputs, backend: str | None = None, cse: bool = True) -> Kernel:  # noqa: A001

@@ -31,6 +31,7 @@ from sympy.core.function import UndefinedFunction
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
+from symtape.kernels.cupy_fused import fusing
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.symbolic import recursion_headroom
@@ -363,6 +364,11 @@ class _Builder:
         self.lines: list[str] = []
         self.batchable = True
         self.printer = _PROGRAM_PRINTERS[backend](self.names, allow_unknown_functions=True)
+        self.elementwise: dict[str, tuple] = {}  # function name -> (primitive, params)
+        self.statements: list[tuple] = []  # (temporary, expression), for the CuPy fusion
+        self.fused = None if backend != "cupy" else fusing(
+            self.printer, self.names, self.namespace, self.elementwise,
+            lambda kernel: self.function(("fused", kernel.key), lambda: kernel, "fused_"))
 
     def function(self, key, make: Callable[[], Callable], prefix: str) -> UndefinedFunction:
         """A SymPy function printed as a call of a namespace entry (one per distinct key)."""
@@ -375,6 +381,9 @@ class _Builder:
 
     def emit(self, expr, prefix: str = "t") -> sympy.Symbol:
         symbol = self.names.temporary(prefix)
+        if self.fused is not None:  # CuPy: statements are fused across, printed at the end
+            self.statements.append((symbol, fold_constants(expr)))
+            return symbol
         self.lines.append(f"    {self.names.of[symbol]} = {self.print(expr)}")
         return symbol
 
@@ -400,8 +409,13 @@ class _Builder:
             if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
                 expr, level = self.emit(expr), 0
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
-        returned = [self.print(exprs[id(t)]) for t in graph.outputs]
-        self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+        if self.fused is not None:
+            self.lines += self.fused.program(
+                self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
+                [np.shape(t._value) for t in graph.outputs])
+        else:
+            returned = [self.print(exprs[id(t)]) for t in graph.outputs]
+            self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
         arguments = sorted({k[1] for k in graph.kinds.values() if k[0] == "arg"})
         prologue = [f"    _a{i} = _args[{i}]" for i in arguments]
         prologue += [f"    _v{j} = _variables[{j}]" for j in range(len(graph.variables))]
@@ -439,6 +453,7 @@ class _Builder:
                                lambda: self.bind(functools.partial(call_numeric, prim.numeric,
                                                                    node._params)),
                                f"{prim.name}_")
+            self.elementwise[fn.__name__] = (prim.name, node._params)
             expr = fn(*args)
         return self.fix_dtype(expr, node, inputs, exprs), level, dep
 
@@ -491,6 +506,7 @@ class _Builder:
             return expr
         fn = self.function(("cast", actual.str),
                            lambda: self.bind(functools.partial(_astype, dtype=actual)), "as_")
+        self.elementwise[fn.__name__] = ("cast", {"dtype": actual})
         return fn(expr)
 
 
