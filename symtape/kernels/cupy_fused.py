@@ -1,7 +1,7 @@
 """Fused CuPy kernels: each elementwise group of a CuPy kernel is one ``cupy.ElementwiseKernel``.
 
-The CuPy backend prints one statement per value it keeps (:mod:`symtape.program`) or per
-shared subexpression (:mod:`symtape.compile`). Printed as NumPy-style code, a statement like
+The CuPy backend prints one statement per value it keeps (:mod:`symtape.kernels.program`) or per
+shared subexpression (:mod:`symtape.kernels.compile`). Printed as NumPy-style code, a statement like
 ``exp(-x*y)*sin(x) + x**2*log(1 + y**2)`` is seven CuPy calls, each a pass over memory.
 Here each such statement is cut into its *elementwise group*, the largest part of it made
 of elementwise operations only (arithmetic, the standard functions, comparisons, ``where``

@@ -43,11 +43,11 @@ _EXCLUDED = frozenset({"where", "cast"})
 
 
 def supported(prim) -> bool:
-    """Whether this sweep derives through ``prim`` (a :class:`~symtape.primitives.Primitive`).
+    """Whether this sweep derives through ``prim`` (a :class:`~symtape.core.primitives.Primitive`).
 
     Examples
     --------
-    >>> from symtape.primitives import REGISTRY
+    >>> from symtape.core.primitives import REGISTRY
     >>> [supported(REGISTRY[name]) for name in ("matmul", "sigmoid", "getitem", "where")]
     [True, True, False, False]
     """
@@ -119,7 +119,7 @@ def jacobian(y: Tensor, sources: list) -> list | None:
     Examples
     --------
     >>> import numpy as np, symtape as st
-    >>> from symtape.trace import Trace, placeholder
+    >>> from symtape.kernels.trace import Trace, placeholder
     >>> A = np.array([[1.0, 2.0], [3.0, 4.0]])
     >>> with Trace():
     ...     x = placeholder(np.array([0.0, 1.0]), "x")
@@ -139,7 +139,7 @@ def hessian(gradients: list, sources: list) -> list | None:
     Examples
     --------
     >>> import numpy as np, symtape as st
-    >>> from symtape.trace import Trace, placeholder
+    >>> from symtape.kernels.trace import Trace, placeholder
     >>> B = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
     >>> with Trace():
     ...     x = placeholder(np.array([0.5, -0.5]), "x")
