@@ -26,14 +26,13 @@ import numpy as np
 
 from symtape.arrays.backends import gpu_count, gpu_errors, require_gpu
 from symtape.arrays.device import parse_device
+# the default backend is kept by the kernels layer (compiling calls read it); set it here
 from symtape.kernels.settings import (BACKENDS, get_default_backend, resolve_backend,
                                       set_default_backend)
 
 __all__ = ["PhysicalDevice", "LogicalDevice", "list_physical_devices", "list_logical_devices",
            "set_memory_growth", "get_memory_growth", "set_memory_limit", "get_memory_limit",
            "set_default_backend", "get_default_backend", "resolve_backend", "BACKENDS"]
-
-# the default backend is kept by the kernels layer (compiling calls read it); set it here
 
 
 class PhysicalDevice(NamedTuple):

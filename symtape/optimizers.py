@@ -33,6 +33,7 @@ import numpy as np
 
 from symtape.core import ops
 from symtape.arrays.backends import to_host
+from symtape.arrays.dtypes import dtype_of
 from symtape.core.tape import GradientTape
 from symtape.core.tensor import ACTIVE_TRACE, Tensor, Variable, convert_to_tensor, on_device_of
 
@@ -105,7 +106,7 @@ class Optimizer:
             warnings.warn(f"{self.name}: no gradient for {', '.join(missing)} (not connected to "
                           "the loss); those Variables are left unchanged", stacklevel=2)
         lr = self._learning_rate()
-        steps = [(gradient if _dtype(gradient) == variable.dtype else
+        steps = [(gradient if dtype_of(gradient) == variable.dtype else
                   ops.cast(convert_to_tensor(gradient), variable.dtype), variable)
                  for gradient, variable in pairs if gradient is not None]
         with self._all_or_nothing([variable for _, variable in steps]):
@@ -260,10 +261,6 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"<st.optimizers.{type(self).__name__} learning_rate={self.learning_rate!r}>"
-
-
-def _dtype(value):
-    return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
 
 
 def _refuse_repeats(variables: list[Variable], where: str) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as _np
 
-__all__ = ["float16", "float32", "float64", "int32", "int64", "bool", "as_dtype", "is_floating"]
+__all__ = ["float16", "float32", "float64", "int32", "int64", "bool", "as_dtype", "is_floating",
+           "dtype_of"]
 
 float16 = _np.dtype("float16")
 float32 = _np.dtype("float32")
@@ -52,6 +53,19 @@ def is_floating(dtype) -> bool:
     (True, False)
     """
     return _np.dtype(dtype).kind == "f"
+
+
+def dtype_of(value) -> _np.dtype:
+    """The dtype of an array (NumPy, CuPy) or of a Python or NumPy number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from symtape.arrays.dtypes import dtype_of
+    >>> dtype_of(np.float32(1.0)), dtype_of(2.0), dtype_of(3)
+    (dtype('float32'), dtype('float64'), dtype('int64'))
+    """
+    return value.dtype if hasattr(value, "dtype") else _np.asarray(value).dtype
 
 
 bool = _np.dtype("bool")  # noqa: A001  (TensorFlow's spelling; defined last on purpose)

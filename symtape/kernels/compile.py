@@ -37,6 +37,7 @@ from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
 from symtape.arrays.backends import is_gpu_array
 from symtape.kernels.cupy_fused import fusing
+from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
 from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.core.symbolic import recursion_headroom
 
@@ -560,10 +561,10 @@ class Kernel:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        # the source and the fused kernels it calls are the whole kernel: a full cache key
-        if self.backend == "numba":
+        if self.backend == "numba":  # its disk cache is keyed by the source
             self._function = _load_kernel(self.source, self._modules, self.backend)
             return
+        # the source and the fused kernels it calls are the whole kernel: a full cache key
         fused = tuple(sorted((name, kernel.key) for name, kernel in self._namespace.items()))
         self._function = load_unpickled((self.source, self.backend, fused), self.source,
                                         self._modules, self.backend, self._namespace)
@@ -727,7 +728,7 @@ def load(source: str, modules, backend: str, namespace: dict | None = None):
 
 
 def array_module_for(backend: str):
-    if backend in ("numpy", "numba"):  # numba kernels take and return NumPy arrays
+    if backend in HOST_BACKENDS:
         return np
     from symtape.arrays.backends import cupy_module
 
@@ -843,8 +844,6 @@ def compile(outputs, inputs, backend: str | None = None, cse: bool = True) -> Ke
     >>> float(value), g.tolist()
     (0.0, [0.0, 0.0])
     """
-    from symtape.kernels.settings import resolve_backend
-
     backend = resolve_backend(backend, "compile")
     with recursion_headroom():  # SymPy's walks recurse as deep as expressions nest
         return _compile(outputs, inputs, backend, bool(cse))

@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from symtape.arrays.dtypes import dtype_of
 from symtape.kernels.settings import require_numba
 
 __all__ = ["generate", "FUSED_PRIMITIVES"]
@@ -155,10 +156,6 @@ def _literal(value) -> str:
     return repr(value)
 
 
-def _dtype_of(value) -> np.dtype:
-    return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
-
-
 _FLOATS = {np.dtype(np.float64), np.dtype(np.float32)}
 _BOOL = np.dtype(bool)
 
@@ -174,8 +171,8 @@ def _fusable(node, inputs, kinds) -> bool:
     shape = np.shape(node._value)
     if 0 in shape:
         return False
-    out = _dtype_of(node._value)
-    traced = [_dtype_of(x._value) for x in inputs]
+    out = dtype_of(node._value)
+    traced = [dtype_of(x._value) for x in inputs]
     literal = [kinds[id(x)][0] == "const" and np.ndim(x._value) == 0 for x in inputs]
     name = prim.name
     if name == "cast":
@@ -194,7 +191,7 @@ def _fusable(node, inputs, kinds) -> bool:
 def _scalar_code(node, args: list[str]) -> str:
     """The code of one fused op on scalar locals, in the dtype the trace recorded."""
     name, params = node._prim.name, node._params
-    out = _dtype_of(node._value)
+    out = dtype_of(node._value)
     if name == "powc":
         exponent = params["exponent"]
         a = args[0]
@@ -423,7 +420,7 @@ class _Generator:
             call, batchable = self.structural_call(node, ranks)
             self.batchable &= batchable
         fn = self.fresh(f"{prim.name}_")
-        dtype = _dtype_of(node._value)
+        dtype = dtype_of(node._value)
         self.namespace[fn] = functools.partial(_as_dtype, functools.partial(call, np), dtype)
         name = self.names[id(node)] = self.fresh("t")
         self.lines.append(f"    {name} = {fn}({', '.join(args)})")
@@ -482,7 +479,7 @@ class _Generator:
         spec = self.fresh("spec")
         self.namespace[spec] = _GroupSpec(
             g, group.shape, [e for _, e in array_inputs],
-            [_dtype_of(m._value) for m in group.returned])
+            [dtype_of(m._value) for m in group.returned])
         targets = [self.fresh("t") for _ in group.returned]
         for member, target in zip(group.returned, targets):
             self.names[id(member)] = target
@@ -800,7 +797,7 @@ def _structural_code(node, args: list[str]) -> str | None:
     codes = [_key_code(k) for k in keys]
     if any(c is None for c in codes) or not params["shape"]:
         return None
-    dtype = _numba_dtype(_dtype_of(node._value))
+    dtype = _numba_dtype(dtype_of(node._value))
     lines = [f"np.zeros({tuple(params['shape'])!r}, {dtype})"]
     lines += [f"[{code}] += {arg}" for code, arg in zip(codes, args)]
     return "\n".join(lines)
@@ -816,7 +813,7 @@ def _whole_program(graph, ordered: list, names: dict) -> tuple[str, list] | None
         value = node._value
         if np.size(value) >= _PARALLEL_FROM or 0 in np.shape(value):
             return None
-        if np.ndim(value) and _dtype_of(value).name not in ("float64", "float32", "bool"):
+        if np.ndim(value) and dtype_of(value).name not in ("float64", "float32", "bool"):
             return None
     code: dict[int, str] = {}
     constants: list = []
@@ -883,7 +880,7 @@ def _whole_program(graph, ordered: list, names: dict) -> tuple[str, list] | None
         size = math.prod(shape)
         outs = [fresh("o") for _ in targets]
         lines += prepared
-        lines += [f"    {o} = np.empty({size}, {_numba_dtype(_dtype_of(m._value))})"
+        lines += [f"    {o} = np.empty({size}, {_numba_dtype(dtype_of(m._value))})"
                   for o, m in zip(outs, unit.returned)]
         lines.append(f"    for i in range({size}):")
         lines.append(f"        r = {unit.point}({', '.join(loads)})")

@@ -28,6 +28,7 @@ import numpy as np
 import sympy
 from sympy.core.function import UndefinedFunction
 
+from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
@@ -319,7 +320,7 @@ class _Graph:
         for node in self.order:
             kind = self.kinds[id(node)]
             value = node._value
-            described = (_dtype_of(value).str, tuple(np.shape(value)), bool(node._weak))
+            described = (dtype_of(value).str, tuple(np.shape(value)), bool(node._weak))
             if kind[0] == "op":
                 items.append((node._prim.name, _freeze(node._params),
                               tuple(index[id(self.resolve(x))] for x in node._inputs)) + described)
@@ -478,7 +479,7 @@ class _Builder:
 
     def constant(self, node: Tensor):
         value = node._value
-        if np.ndim(value) == 0 and _dtype_of(value).kind in "fiu":
+        if np.ndim(value) == 0 and dtype_of(value).kind in "fiu":
             return exact_number(value.item())
         symbol = self.names.temporary("k")
         self.namespace[self.names.of[symbol]] = self.xp.asarray(value)
@@ -501,7 +502,7 @@ class _Builder:
         (a constant inlined as a Python number is weak; the traced one may not have been)."""
         operands = [_weak_stand_in(exprs[id(x)], x) for x in inputs]
         expected = _result_dtype(node._prim, tuple(operands), _freeze(node._params), node._params)
-        actual = _dtype_of(node._value)
+        actual = dtype_of(node._value)
         if expected == actual:
             return expr
         fn = self.function(("cast", actual.str),
@@ -629,10 +630,10 @@ def _astype(xp, x, *, dtype):
 def _weak_stand_in(expr, node: Tensor):
     """What NumPy sees for an operand: a Python number for inlined constants, else its dtype."""
     if isinstance(expr, sympy.Number):
-        return 0.5 if _dtype_of(node._value).kind == "f" else 1
+        return 0.5 if dtype_of(node._value).kind == "f" else 1
     if node._weak and np.ndim(node._value) == 0:
-        return 0.5 if _dtype_of(node._value).kind == "f" else 1
-    return _dtype_of(node._value).str
+        return 0.5 if dtype_of(node._value).kind == "f" else 1
+    return dtype_of(node._value).str
 
 
 def _result_dtype(prim, operands: tuple, frozen_params, params) -> np.dtype:
@@ -683,11 +684,11 @@ class Program:
         self.variables = graph.variables
         self.argument_shapes = [tuple(np.shape(p._value)) for p in arguments]
         self.output_shapes = [tuple(np.shape(t._value)) for t in graph.outputs]
-        self.output_dtypes = [_dtype_of(t._value) for t in graph.outputs]
+        self.output_dtypes = [dtype_of(t._value) for t in graph.outputs]
         # scalar float64 Variables are read as Python floats: the kernel's scalar arithmetic
         # runs about twice as fast on them (and call_with_numpy_arithmetic keeps NumPy's rules)
         self._floats_read = bool(self.variables) and all(
-            np.ndim(v._value) == 0 and _dtype_of(v._value) == np.float64 for v in self.variables)
+            np.ndim(v._value) == 0 and dtype_of(v._value) == np.float64 for v in self.variables)
         self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: generate_source(graph, backend))
         self._portable = None
@@ -744,10 +745,6 @@ def batch_shape(program, values: list) -> tuple[int, ...]:
     except ValueError:
         raise ValueError(f"the arguments' batch shapes {batches} do not broadcast together"
                          ) from None
-
-
-def _dtype_of(value) -> np.dtype:
-    return value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
 
 
 def generate_source(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:

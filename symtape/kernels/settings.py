@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["BACKENDS", "resolve_backend", "set_default_backend", "get_default_backend",
-           "require_numba"]
+__all__ = ["BACKENDS", "HOST_BACKENDS", "resolve_backend", "set_default_backend",
+           "get_default_backend", "require_numba"]
 
 BACKENDS = ("numpy", "numba", "cupy")
-_DEFAULT_BACKEND: list[str | None] = [None]  # None: $SYMTAPE_BACKEND, else 'numpy'
+HOST_BACKENDS = ("numpy", "numba")  # kernels that take and return NumPy arrays
+_default_backend: str | None = None  # None: $SYMTAPE_BACKEND, else 'numpy'
 
 
 def resolve_backend(backend: str | None, what: str = "backend") -> str:
@@ -60,8 +61,9 @@ def set_default_backend(name: str | None) -> None:
     ValueError: st.config.set_default_backend: unknown backend 'fortran'; use one of 'numpy', 'numba', 'cupy'
     >>> st.config.set_default_backend(None)
     """
-    _DEFAULT_BACKEND[0] = (None if name is None else
-                           resolve_backend(name, "st.config.set_default_backend"))
+    global _default_backend
+    _default_backend = (None if name is None else
+                        resolve_backend(name, "st.config.set_default_backend"))
 
 
 def get_default_backend() -> str:
@@ -73,8 +75,8 @@ def get_default_backend() -> str:
     >>> st.config.get_default_backend() in st.config.BACKENDS
     True
     """
-    if _DEFAULT_BACKEND[0] is not None:
-        return _DEFAULT_BACKEND[0]
+    if _default_backend is not None:
+        return _default_backend
     name = os.environ.get("SYMTAPE_BACKEND", "").strip() or "numpy"
     if name not in BACKENDS:
         raise ValueError(f"the environment variable SYMTAPE_BACKEND is {name!r}; set it to one "

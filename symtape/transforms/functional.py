@@ -28,11 +28,9 @@ from symtape.arrays.backends import array_module, to_device
 from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
-from symtape.kernels.settings import resolve_backend
+from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
 from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
 from symtape.kernels.trace import Trace, placeholder
-
-_HOST_BACKENDS = ("numpy", "numba")  # kernels that take and return NumPy arrays
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
 
@@ -159,7 +157,7 @@ class ConcreteFunction:
         # outputs are the kernel's results as they are: no Variables assigned, no static leaves
         self._direct = not self._assigned and len(self._positions) == len(out_leaves)
         # every argument traced, on the host: calls can skip flattening and batch checks
-        self.takes_plain = (self._program.backend in _HOST_BACKENDS
+        self.takes_plain = (self._program.backend in HOST_BACKENDS
                             and all(s[0] == "T" for s in specs))
 
     @property
@@ -212,7 +210,7 @@ class ConcreteFunction:
                              "form (each point would assign a different value); return the "
                              "new values instead and assign them outside")
         results = self._program(values)
-        return self._finish(results, wrap, self._program.backend in _HOST_BACKENDS)
+        return self._finish(results, wrap, self._program.backend in HOST_BACKENDS)
 
     def run_mapped(self, leaves: list):
         """The kernel on the flattened arguments, some with leading batch axes (what
