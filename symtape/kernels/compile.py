@@ -36,7 +36,6 @@ import sympy
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 
 from symtape.arrays.backends import is_gpu_array
-from symtape.kernels.cupy_fused import fusing
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
 from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.core.symbolic import recursion_headroom
@@ -497,7 +496,11 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
         replacements, reduced = [], flat
     printer = PRINTERS[backend](names)
     namespace: dict = {}
-    fused = fusing(printer, names, namespace, {}, fractions=True) if backend == "cupy" else None
+    fused = None
+    if backend == "cupy":  # the CUDA C printer is loaded only for CuPy kernels
+        from symtape.kernels.cupy_fused import fusing
+
+        fused = fusing(printer, names, namespace, {}, fractions=True)
     block: list = []
     for symbol, value in replacements:
         names.of[symbol] = names.fresh("c")

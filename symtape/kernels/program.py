@@ -32,7 +32,6 @@ from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled)
-from symtape.kernels.cupy_fused import fusing
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.symbolic import recursion_headroom
@@ -351,6 +350,14 @@ def structure_key(arguments: list[Tensor], outputs: list[Tensor]) -> tuple:
 
 
 # ---------------------------------------------------------------- code generation
+
+
+def fusing(*args, **kwargs):
+    """:func:`symtape.kernels.cupy_fused.fusing`, imported when a CuPy kernel is first
+    generated: CPU work never pays for loading the CUDA C printer."""
+    from symtape.kernels.cupy_fused import fusing as fuse_elementwise
+
+    return fuse_elementwise(*args, **kwargs)
 
 
 class _Builder:
