@@ -3,6 +3,7 @@ NumPy broadcasting, Python operators, constructors, and errors that name the pro
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 
@@ -675,3 +676,91 @@ def test_the_extremum_of_an_empty_tensor_is_refused(op):
         op(st.constant(np.zeros((2, 0))), axis=1)
     # reducing the non-empty axis of an empty tensor is defined: an empty result
     assert op(st.constant(np.zeros((2, 0))), axis=0).shape == (0,)
+
+
+# ---------------------------------------------------------------- name=
+
+# each public op with arguments it accepts; every one takes TensorFlow's name= last
+NAMED_CALLS = [
+    (st.sin, (0.5,)), (st.add, (1.0, 2.0)), (st.atan2, (1.0, 2.0)), (st.less, (1.0, 2.0)),
+    (st.logical_not, ([True],)), (st.where, ([True, False], 1.0, 2.0)), (st.cast, (1, st.float64)),
+    (st.reduce_sum, ([1.0, 2.0],)), (st.reduce_mean, ([1.0, 2.0],)), (st.reshape, ([1.0, 2.0], (2, 1))),
+    (st.transpose, ([[1.0, 2.0]],)), (st.concat, ([[1.0], [2.0]], 0)), (st.stack, ([1.0, 2.0],)),
+    (st.matmul, ([[1.0, 2.0]], [[3.0], [4.0]])), (st.tensordot, ([1.0, 2.0], [3.0, 4.0], 1)),
+    (st.one_hot, ([0, 1], 2)), (st.zeros, ((2,),)), (st.ones, ((2,),)), (st.range, (3,)),
+    (st.square, (3.0,)), (st.pow, (2.0, 3.0)), (st.negative, (1.0,)),
+]
+
+
+def test_every_op_takes_name():
+    assert {fn.__name__ for fn, _ in NAMED_CALLS} <= set(st.core.ops.__all__)
+    for op_name in st.core.ops.__all__:
+        parameters = inspect.signature(getattr(st, op_name)).parameters
+        assert list(parameters)[-1] == "name", op_name
+
+
+@pytest.mark.parametrize("op, args", NAMED_CALLS, ids=lambda v: getattr(v, "__name__", ""))
+def test_name_labels_the_result_by_keyword_and_by_position(op, args):
+    plain = op(*args)
+    by_keyword = op(*args, name="out")
+    assert by_keyword.name == "out" and plain.name is None
+    np.testing.assert_array_equal(by_keyword.numpy(), plain.numpy())
+    position = list(inspect.signature(op).parameters).index("name")
+    defaults = [p.default for p in inspect.signature(op).parameters.values()][len(args):position]
+    assert op(*args, *defaults, "pos").name == "pos"
+
+
+def test_a_name_does_not_change_the_closed_form_or_the_gradient():
+    x = st.Variable(0.3, name="x")
+    with st.GradientTape() as tape:
+        s = st.sin(x, name="s")
+        y = s * st.square(x, name="x2")
+        total = st.reduce_sum(st.stack([y, x]), name="total")
+    assert s.name == "s" and y.name is None and total.name == "total"
+    assert s.expr == sympy.sin(X) and y.expr == sympy.sin(X) * X ** 2
+    assert same(total.expr, sympy.sin(X) * X ** 2 + X)
+    oracle = sympy.diff(sympy.sin(X) * X ** 2 + X, X)
+    gradient = tape.gradient(total, x)
+    assert same(gradient.expr, oracle)
+    assert np.isclose(float(gradient), float(oracle.subs(X, 0.3)), rtol=1e-14)
+
+
+def test_a_no_op_keeps_the_operands_own_name():
+    v = st.Variable([1.0, 2.0], name="v")
+    c = st.constant([3.0, 4.0], name="c")
+    with st.GradientTape() as tape:
+        same_dtype = st.cast(v, st.float64, name="cast_v")
+        same_shape = st.reshape(c, (2,), name="reshaped")
+        single = st.concat([v], 0, name="joined")
+        y = st.reduce_sum(same_dtype * same_shape + single)
+    assert (same_dtype.name, same_shape.name, single.name) == ("cast_v", "reshaped", "joined")
+    assert c.name == "c" and v.value().name is None and st.convert_to_tensor(v).name is None
+    assert same_dtype is not v.value() and same_shape is not c
+    np.testing.assert_array_equal(tape.gradient(y, v).numpy(), [4.0, 5.0])  # c + 1
+    assert same(y.expr, 3 * sympy.Symbol("v[0]", real=True) + 4 * sympy.Symbol("v[1]", real=True)
+                + sympy.Symbol("v[0]", real=True) + sympy.Symbol("v[1]", real=True))
+
+
+def test_a_named_result_of_constants_is_a_named_constant():
+    three = st.add(st.constant(1.0), 2.0, name="three")
+    assert three.expr == 3  # a constant prints as its value until a tape watches it
+    with st.GradientTape() as tape:
+        tape.watch(three)
+        y = three * three
+    symbol = sympy.Symbol("three", real=True)
+    assert y.expr == symbol ** 2
+    assert tape.gradient(y, three).expr == 2 * symbol
+
+
+def test_python_operators_are_unchanged_by_names():
+    a = st.Variable(2.0, name="a")
+    assert (a + 1).name is None and (a * a).expr == sympy.Symbol("a", real=True) ** 2
+
+
+@pytest.mark.parametrize("bad", [3, "", b"y", ["y"]])
+def test_a_name_that_is_not_a_non_empty_str_is_a_type_error(bad):
+    with pytest.raises(TypeError, match=re.escape(f"sin: name must be a non-empty str (a label "
+                                                  f"for the result), got {bad!r}")):
+        st.sin(1.0, name=bad)
+    with pytest.raises(TypeError, match="reduce_sum: name must be a non-empty str"):
+        st.reduce_sum([1.0], None, False, bad)

@@ -8,15 +8,21 @@ derivative rule of their own.
 Dtypes follow TensorFlow: two Tensors must have the same dtype (``st.cast`` converts);
 Python numbers and NumPy arrays take the dtype of the Tensor they meet.
 
-Every op accepts TensorFlow's ``name=`` so that TensorFlow code runs unchanged; the name is
-not kept on the result. Names are what :func:`~symtape.core.tensor.constant` and
-``st.Variable`` give: a named Tensor that is watched becomes a symbol of that name in closed
-forms, which an op's result must not become by accident.
+Every op accepts TensorFlow's ``name=``, a label for its result: ``st.sin(x, name="s").name``
+is ``'s'``. A label never changes ``.expr``: a value computed from a Variable or a watched
+Tensor stays the expression it was computed as. A name means no more than the name of a
+:func:`~symtape.core.tensor.constant`: a result computed from constants alone is a constant,
+so a tape that watches it makes it a symbol of that name, and ``.matrix_expr`` names it so
+where it names constants. An op that would return an operand as it is (a cast to its own
+dtype, a reshape to its own shape) returns a new Tensor for the label, so the operand keeps
+its own name. A name that is not a non-empty ``str`` raises ``TypeError``.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
+import inspect
 import math
 from typing import Sequence
 
@@ -363,7 +369,7 @@ equal = _comparison("equal", "==")
 not_equal = _comparison("not_equal", "!=")
 
 
-def cast(x: TensorLike, dtype) -> Tensor:
+def cast(x: TensorLike, dtype, name: str | None = None) -> Tensor:
     """Convert to ``dtype``; the gradient flows back through float-to-float casts.
 
     Examples
@@ -785,3 +791,46 @@ def _install_operators() -> None:
 
 
 _install_operators()
+
+
+# ---------------------------------------------------------------- name=
+
+
+def _takes_name(op):
+    """``op``, labelling its result with its ``name=`` argument (see the module notes)."""
+    position = list(inspect.signature(op).parameters).index("name")
+
+    @functools.wraps(op)
+    def labelled(*args, **kwargs):
+        name = args[position] if len(args) > position else kwargs.get("name")
+        if name is None:
+            return op(*args, **kwargs)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{op.__name__}: name must be a non-empty str (a label for the "
+                            f"result), got {name!r}")
+        result = op(*args, **kwargs)
+        if _is_operand(result, (*args, *kwargs.values())):
+            # an operand returned as it is: label a node of its own (an identity reshape, as
+            # Variable.read_value makes), not the operand
+            result = apply(_P["reshape"], (result,), {"shape": result.shape})
+        result._name = name
+        return result
+
+    return labelled
+
+
+def _is_operand(result: Tensor, operands: tuple) -> bool:
+    """Whether ``result`` existed before the op: an operand, or the read of a Variable."""
+    if result._prim is None and result._source is not None:
+        return True  # a Variable's read or a watched constant: never made by an op
+    for operand in operands:
+        items = operand if isinstance(operand, (list, tuple)) else (operand,)
+        if any(item is result for item in items):
+            return True
+    return False
+
+
+# The Python operators installed above stay the plain ops: they take no name.
+for _op in __all__:
+    globals()[_op] = _takes_name(globals()[_op])
+del _op

@@ -249,13 +249,20 @@ class Tensor(Operators):
 
     @property
     def name(self) -> str | None:
-        """The name given to :func:`constant` (the symbol's name if the tensor is watched).
+        """The name given to :func:`constant` or to an op's ``name=`` (None if none was).
+
+        A label: it names the symbol only of a constant that a tape watches; ``.expr`` of
+        a computed value is the same with or without it.
 
         Examples
         --------
         >>> import symtape as st
         >>> st.constant(1.0, name="a").name
         'a'
+        >>> x = st.Variable(0.5, name="x")
+        >>> y = st.sin(x, name="y")
+        >>> y.name, y.expr
+        ('y', sin(x))
         """
         return self._name
 
