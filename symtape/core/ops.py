@@ -141,6 +141,27 @@ def _unary(name: str, doc: str):
 def add(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """``x + y`` with broadcasting.
 
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy. Two Tensors (or Variables)
+        must have the same dtype; Python numbers and NumPy arrays take the dtype of the
+        Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x + y``, of the operands' common dtype and broadcast shape.
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
+
     Examples
     --------
     >>> import symtape as st
@@ -152,6 +173,27 @@ def add(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
 
 def subtract(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """``x - y`` with broadcasting.
+
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy. Two Tensors (or Variables)
+        must have the same dtype; Python numbers and NumPy arrays take the dtype of the
+        Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x - y``, of the operands' common dtype and broadcast shape.
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
 
     Examples
     --------
@@ -165,6 +207,27 @@ def subtract(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
 def multiply(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """``x * y`` with broadcasting.
 
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy. Two Tensors (or Variables)
+        must have the same dtype; Python numbers and NumPy arrays take the dtype of the
+        Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x * y``, of the operands' common dtype and broadcast shape.
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
+
     Examples
     --------
     >>> import symtape as st
@@ -176,6 +239,27 @@ def multiply(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
 
 def divide(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """``x / y`` (true division; integer operands give float64, as in NumPy).
+
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy. Two Tensors (or Variables)
+        must have the same dtype; Python numbers and NumPy arrays take the dtype of the
+        Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x / y``; float64 for integer operands, else their common dtype.
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
 
     Examples
     --------
@@ -189,6 +273,17 @@ def divide(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
 def negative(x: TensorLike, name: str | None = None) -> Tensor:
     """``-x``.
 
+    Parameters
+    ----------
+    x : Tensor, Variable or array-like
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``-x``, of the dtype and shape of ``x``.
+
     Examples
     --------
     >>> import symtape as st
@@ -200,6 +295,29 @@ def negative(x: TensorLike, name: str | None = None) -> Tensor:
 
 def pow(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """``x ** y``. A constant exponent stays exact in ``.expr`` (``x ** 0.5`` is ``sqrt(x)``).
+
+    Parameters
+    ----------
+    x : Tensor, Variable or array-like
+        The base.
+    y : Tensor, Variable, number or array-like
+        The exponent. A Python or NumPy number (or a constant scalar Tensor) is kept as an
+        exact constant, so ``x ** 2`` differentiates to ``2*x``; any other exponent is an
+        operand like ``x``, broadcast against it and differentiated too (``log(x)*x**y``).
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x ** y``.
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
 
     Examples
     --------
@@ -229,6 +347,17 @@ def _constant_scalar(y):
 
 def square(x: TensorLike, name: str | None = None) -> Tensor:
     """``x ** 2``.
+
+    Parameters
+    ----------
+    x : Tensor, Variable or array-like
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x ** 2`` (the exponent an exact 2).
 
     Examples
     --------
@@ -267,6 +396,19 @@ _UNARY = [
 def _documented_unary(name: str, summary: str, shows: str):
     return _unary(name, f"""{summary}
 
+    Parameters
+    ----------
+    x : Tensor, Variable or array-like
+        Python numbers and lists convert as ``st.constant`` converts them.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The op applied entry by entry, of the shape of ``x`` (and its dtype, for a
+        float ``x``).
+
     Examples
     --------
     >>> import symtape as st
@@ -279,6 +421,17 @@ def _documented_unary(name: str, summary: str, shows: str):
  softplus, relu, abs, sign) = [_documented_unary(*row) for row in _UNARY]
 logical_not = _unary("logical_not", """Elementwise not of a bool Tensor.
 
+    Parameters
+    ----------
+    x : Tensor or array-like of bool
+    name : str, optional
+        A label for the result (its ``.name``).
+
+    Returns
+    -------
+    Tensor
+        A bool Tensor of the shape of ``x``.
+
     Examples
     --------
     >>> import symtape as st
@@ -289,6 +442,26 @@ logical_not = _unary("logical_not", """Elementwise not of a bool Tensor.
 
 def atan2(y: TensorLike, x: TensorLike, name: str | None = None) -> Tensor:
     """The angle of the point ``(x, y)``, in ``(-pi, pi]``.
+
+    Parameters
+    ----------
+    y, x : Tensor, Variable or array-like
+        The coordinates (``y`` first, as in NumPy and TensorFlow), broadcast against each
+        other; two Tensors must have the same dtype.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The angle in radians.
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
 
     Examples
     --------
@@ -302,6 +475,27 @@ def atan2(y: TensorLike, x: TensorLike, name: str | None = None) -> Tensor:
 def maximum(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """Elementwise maximum; on ties the gradient goes to ``x``.
 
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy. Two Tensors (or Variables)
+        must have the same dtype; Python numbers and NumPy arrays take the dtype of the
+        Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The larger entry of ``x`` and ``y`` (``Max`` in ``.expr``).
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
+
     Examples
     --------
     >>> import symtape as st
@@ -314,6 +508,27 @@ def maximum(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
 def minimum(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """Elementwise minimum; on ties the gradient goes to ``x``.
 
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy. Two Tensors (or Variables)
+        must have the same dtype; Python numbers and NumPy arrays take the dtype of the
+        Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The smaller entry of ``x`` and ``y`` (``Min`` in ``.expr``).
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
+
     Examples
     --------
     >>> import symtape as st
@@ -325,6 +540,28 @@ def minimum(x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
 
 def where(condition: TensorLike, x: TensorLike, y: TensorLike, name: str | None = None) -> Tensor:
     """``x`` where ``condition`` holds, else ``y`` (a ``Piecewise`` in ``.expr``).
+
+    Parameters
+    ----------
+    condition : Tensor or array-like of bool
+        Where to take ``x``; a comparison such as ``a > 0``. It has no gradient.
+    x, y : Tensor, Variable or array-like
+        The values chosen from, of one dtype (numbers take the dtype of the Tensor).
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The shape of ``condition``, ``x`` and ``y`` broadcast together. The gradient flows to
+        ``x`` where ``condition`` holds and to ``y`` elsewhere.
+
+    Raises
+    ------
+    TypeError
+        If ``condition`` is not bool, or ``x`` and ``y`` are Tensors of different dtypes.
+    ValueError
+        If the three shapes cannot be broadcast together.
 
     Examples
     --------
@@ -352,6 +589,26 @@ def _comparison(prim_name: str, symbol: str):
     op.__name__ = op.__qualname__ = prim_name
     op.__doc__ = f"""Elementwise ``x {symbol} y`` (a bool Tensor; it has no gradient).
 
+    Parameters
+    ----------
+    x, y : Tensor, Variable or array-like
+        The operands, broadcast against each other as in NumPy; two Tensors must have the
+        same dtype, numbers take the dtype of the Tensor they meet.
+    name : str, optional
+        A label for the result (its ``.name``).
+
+    Returns
+    -------
+    Tensor
+        A bool Tensor of the broadcast shape (``{symbol}`` of SymPy in ``.expr``).
+
+    Raises
+    ------
+    TypeError
+        If the operands are Tensors of different dtypes (convert one with ``st.cast``).
+    ValueError
+        If the shapes cannot be broadcast together.
+
     Examples
     --------
     >>> import symtape as st
@@ -371,6 +628,25 @@ not_equal = _comparison("not_equal", "!=")
 
 def cast(x: TensorLike, dtype, name: str | None = None) -> Tensor:
     """Convert to ``dtype``; the gradient flows back through float-to-float casts.
+
+    Parameters
+    ----------
+    x : Tensor, Variable or array-like
+    dtype : dtype or str
+        ``st.float32``, ``"float64"``, ``st.int32``, ... (see ``st.as_dtype``).
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        ``x`` in ``dtype`` (``x`` itself if it already has that dtype and no name is given).
+        Casting to an integer or bool dtype cuts the gradient.
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not one of symtape's dtypes.
 
     Examples
     --------
@@ -421,6 +697,27 @@ def reduce_sum(input_tensor: TensorLike, axis=None, keepdims: bool = False,
                name: str | None = None) -> Tensor:
     """Sum over ``axis`` (all axes by default).
 
+    Parameters
+    ----------
+    input_tensor : Tensor, Variable or array-like
+        The values to reduce.
+    axis : int, sequence of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1, so the result broadcasts against the input.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The sum, of the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        If an axis is out of range for the input's number of axes.
+
     Examples
     --------
     >>> import symtape as st
@@ -434,6 +731,27 @@ def reduce_sum(input_tensor: TensorLike, axis=None, keepdims: bool = False,
 def reduce_mean(input_tensor: TensorLike, axis=None, keepdims: bool = False,
                 name: str | None = None) -> Tensor:
     """Mean over ``axis``: ``reduce_sum / count`` (integer input gives a float mean).
+
+    Parameters
+    ----------
+    input_tensor : Tensor, Variable or array-like
+        The values to reduce.
+    axis : int, sequence of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1, so the result broadcasts against the input.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The mean; float64 for integer input.
+
+    Raises
+    ------
+    ValueError
+        If an axis is out of range for the input's number of axes.
 
     Examples
     --------
@@ -452,6 +770,28 @@ def reduce_max(input_tensor: TensorLike, axis=None, keepdims: bool = False,
                name: str | None = None) -> Tensor:
     """Maximum over ``axis``; tied entries share the gradient equally.
 
+    Parameters
+    ----------
+    input_tensor : Tensor, Variable or array-like
+        The values to reduce.
+    axis : int, sequence of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1, so the result broadcasts against the input.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The maximum, of the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        If an axis is out of range for the input's number of axes.
+        Also if a reduced axis is empty (the extremum of no numbers is undefined).
+
     Examples
     --------
     >>> import symtape as st
@@ -464,6 +804,28 @@ def reduce_max(input_tensor: TensorLike, axis=None, keepdims: bool = False,
 def reduce_min(input_tensor: TensorLike, axis=None, keepdims: bool = False,
                name: str | None = None) -> Tensor:
     """Minimum over ``axis``; tied entries share the gradient equally.
+
+    Parameters
+    ----------
+    input_tensor : Tensor, Variable or array-like
+        The values to reduce.
+    axis : int, sequence of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1, so the result broadcasts against the input.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The minimum, of the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        If an axis is out of range for the input's number of axes.
+        Also if a reduced axis is empty (the extremum of no numbers is undefined).
 
     Examples
     --------
@@ -479,6 +841,25 @@ def reduce_min(input_tensor: TensorLike, axis=None, keepdims: bool = False,
 
 def reshape(tensor: TensorLike, shape, name: str | None = None) -> Tensor:
     """Give the entries a new shape (one dimension may be -1).
+
+    Parameters
+    ----------
+    tensor : Tensor, Variable or array-like
+    shape : int or sequence of int
+        The new shape, with as many entries as ``tensor``; one dimension may be -1, which
+        takes the size that makes the counts agree.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The entries of ``tensor`` in row-major order under the new shape.
+
+    Raises
+    ------
+    ValueError
+        If the entry counts differ, or more than one dimension is -1.
 
     Examples
     --------
@@ -513,6 +894,23 @@ def _resolve_shape(old: tuple[int, ...], shape) -> tuple[int, ...]:
 def transpose(a: TensorLike, perm=None, name: str | None = None) -> Tensor:
     """Permute the axes (reverse them by default).
 
+    Parameters
+    ----------
+    a : Tensor, Variable or array-like
+    perm : sequence of int, optional
+        Axis ``i`` of the result is axis ``perm[i]`` of ``a``; default: the axes reversed.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        If ``perm`` is not a permutation of ``a``'s axes.
+
     Examples
     --------
     >>> import symtape as st
@@ -529,6 +927,25 @@ def transpose(a: TensorLike, perm=None, name: str | None = None) -> Tensor:
 
 def concat(values: Sequence[TensorLike], axis: int, name: str | None = None) -> Tensor:
     """Join tensors along an existing ``axis``.
+
+    Parameters
+    ----------
+    values : sequence of Tensor, Variable or array-like
+        At least one tensor, all of one dtype and with equal shapes outside ``axis``.
+    axis : int
+        The existing axis to join along (negative counts from the end).
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty, holds scalars (use ``st.stack``), or the shapes differ
+        outside ``axis``.
 
     Examples
     --------
@@ -557,6 +974,25 @@ def concat(values: Sequence[TensorLike], axis: int, name: str | None = None) -> 
 def stack(values: Sequence[TensorLike], axis: int = 0, name: str | None = None) -> Tensor:
     """Join same-shaped tensors along a new ``axis``.
 
+    Parameters
+    ----------
+    values : sequence of Tensor, Variable or array-like
+        At least one tensor, all of one shape and dtype.
+    axis : int, default 0
+        Where the new axis goes in the result (negative counts from the end).
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        One more axis than the inputs, of length ``len(values)``.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty or the shapes differ.
+
     Examples
     --------
     >>> import symtape as st
@@ -579,6 +1015,27 @@ def stack(values: Sequence[TensorLike], axis: int = 0, name: str | None = None) 
 def matmul(a: TensorLike, b: TensorLike, transpose_a: bool = False, transpose_b: bool = False,
            name: str | None = None) -> Tensor:
     """Matrix product (batched over leading axes; 1-D operands as in NumPy).
+
+    Parameters
+    ----------
+    a, b : Tensor, Variable or array-like
+        At least one axis each, of one dtype. The last two axes are the matrices, the
+        leading ones batch axes that broadcast; a 1-D ``a`` is a row, a 1-D ``b`` a column,
+        and that axis is dropped from the result, as in NumPy.
+    transpose_a, transpose_b : bool, default False
+        Swap the last two axes of ``a`` (``b``) before multiplying.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        If an operand is a scalar, the inner dimensions differ, or the batch axes cannot be
+        broadcast together.
 
     Examples
     --------
@@ -624,6 +1081,26 @@ def _swap_last(x: Tensor) -> Tensor:
 
 def tensordot(a: TensorLike, b: TensorLike, axes, name: str | None = None) -> Tensor:
     """Sum of products over ``axes`` (an int: the last/first ``axes`` axes; or two lists).
+
+    Parameters
+    ----------
+    a, b : Tensor, Variable or array-like
+        Operands of one dtype.
+    axes : int or pair of sequences of int
+        An int ``n`` contracts the last ``n`` axes of ``a`` with the first ``n`` of ``b``;
+        a pair ``(axes_a, axes_b)`` contracts those axes pairwise.
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        The free axes of ``a`` followed by the free axes of ``b``.
+
+    Raises
+    ------
+    ValueError
+        If contracted axes have different lengths.
 
     Examples
     --------
@@ -696,6 +1173,29 @@ def one_hot(indices: TensorLike, depth: int, on_value=1.0, off_value=0.0, axis: 
             dtype=dtypes.float64, name: str | None = None) -> Tensor:
     """One-hot encoding of integer ``indices`` along a new ``axis`` (a constant).
 
+    Parameters
+    ----------
+    indices : Tensor or array-like of int
+        Positions to switch on; one outside ``[0, depth)`` gives a row of ``off_value``.
+    depth : int
+        The length of the new axis.
+    on_value, off_value : number, default 1.0 and 0.0
+    axis : int, default -1
+        Where the new axis goes in the result.
+    dtype : dtype, default st.float64
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        A constant of shape ``indices.shape`` with an axis of length ``depth`` inserted.
+
+    Raises
+    ------
+    TypeError
+        If ``indices`` are not integers.
+
     Examples
     --------
     >>> import symtape as st
@@ -717,6 +1217,18 @@ def one_hot(indices: TensorLike, depth: int, on_value=1.0, off_value=0.0, axis: 
 def zeros(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
     """A constant of zeros.
 
+    Parameters
+    ----------
+    shape : int or sequence of int
+    dtype : dtype, default st.float64
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        A constant, on the current device (``st.device``).
+
     Examples
     --------
     >>> import symtape as st
@@ -730,6 +1242,18 @@ def zeros(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
 def ones(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
     """A constant of ones.
 
+    Parameters
+    ----------
+    shape : int or sequence of int
+    dtype : dtype, default st.float64
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        A constant, on the current device (``st.device``).
+
     Examples
     --------
     >>> import symtape as st
@@ -742,6 +1266,25 @@ def ones(shape, dtype=dtypes.float64, name: str | None = None) -> Tensor:
 
 def range(start, limit=None, delta=1, dtype=None, name: str | None = None) -> Tensor:  # noqa: A001
     """``start, start + delta, ...`` below ``limit`` (``range(n)`` counts from 0), as a constant.
+
+    Parameters
+    ----------
+    start : number
+        The first value; with ``limit`` None, the limit instead, counting from 0.
+    limit : number, optional
+        The end, not included.
+    delta : number, default 1
+        The step.
+    dtype : dtype, optional
+        Default: int64 if every argument is an int, else NumPy's choice (float64 for
+    Python floats).
+    name : str, optional
+        A label for the result (its ``.name``); ``.expr`` is the same without it.
+
+    Returns
+    -------
+    Tensor
+        A 1-D constant, as ``numpy.arange(start, limit, delta)``.
 
     Examples
     --------
