@@ -226,6 +226,35 @@ class GradientTape(metaclass=_TapeClass):
         ``output_gradients`` weights each target entry instead of 1 (and, watched by an outer
         tape, the gradient can be differentiated w.r.t. them).
 
+        Parameters
+        ----------
+        target : Tensor, Variable, or a nested list, tuple or dict of them
+            What to differentiate, computed inside the tape's ``with`` block.
+        sources : Tensor, Variable, or a nested list, tuple or dict of them
+            Variables, or Tensors the tape watches (``tape.watch``); the result has their structure.
+        output_gradients : Tensor, NumPy array, or a structure of them like ``target``, optional
+            Weights of the target entries (the vector of a vector-Jacobian product), each of
+            its target's shape and converted to its dtype; a None entry weighs 1. A list is a
+            structure: for one target pass an array or Tensor.
+        unconnected_gradients : {'none', 'zero'} or UnconnectedGradients, default 'none'
+            What a source the target does not depend on gets: None, or zeros of its shape.
+
+        Returns
+        -------
+        Tensor, None, or the structure of ``sources`` holding them
+            Each gradient has its source's shape: ``.numpy()`` its value, ``.expr`` its closed
+            form. A source of integer dtype gets None, with a warning.
+
+        Raises
+        ------
+        RuntimeError
+            If a non-persistent tape has already computed a gradient, Jacobian or Hessian.
+        TypeError
+            If the target or a source is not a Tensor or Variable.
+        ValueError
+            If ``output_gradients`` does not match the targets in number or shapes, or
+            ``unconnected_gradients`` is neither 'none' nor 'zero'.
+
         Examples
         --------
         >>> import symtape as st
@@ -254,6 +283,29 @@ class GradientTape(metaclass=_TapeClass):
         """The Jacobian of ``target``: shape ``target.shape + source.shape`` per source.
 
         One with no entries (an empty target or source) is an empty array, as in TensorFlow.
+
+        Parameters
+        ----------
+        target : Tensor or Variable
+            One Tensor (join several with ``st.stack``).
+        sources : Tensor, Variable, or a nested list, tuple or dict of them
+            The result has their structure.
+        unconnected_gradients : {'none', 'zero'} or UnconnectedGradients, default 'none'
+            What a source the target does not depend on gets: None, or zeros of its shape.
+        parallel_iterations, experimental_use_pfor
+            Accepted for TensorFlow compatibility and ignored: the rows come from one planned
+            sweep each.
+
+        Returns
+        -------
+        Tensor, None, or the structure of ``sources`` holding them
+
+        Raises
+        ------
+        RuntimeError
+            If a non-persistent tape has already computed a gradient, Jacobian or Hessian.
+        TypeError
+            If the target or a source is not a Tensor or Variable. Also if ``target`` is a list or tuple.
 
         Examples
         --------
@@ -289,6 +341,30 @@ class GradientTape(metaclass=_TapeClass):
         Assumes example ``i`` of the target depends only on example ``i`` of the source. Both
         need rank 2 at least (a batch axis, then the example's). As in TensorFlow, a target
         that does not depend on the source gives zeros of the target's dtype (not ``None``).
+
+        Parameters
+        ----------
+        target : Tensor or Variable
+            Shape ``(B,) + target_inner``, rank 2 or more.
+        source : Tensor or Variable
+            Shape ``(B,) + source_inner``, rank 2 or more, with the target's batch size ``B``.
+        unconnected_gradients : {'none', 'zero'} or UnconnectedGradients, default 'none'
+            Checked, but an unconnected source gives zeros either way (as TensorFlow's does).
+        parallel_iterations, experimental_use_pfor
+            Accepted for TensorFlow compatibility and ignored: the rows come from one planned
+            sweep each.
+
+        Returns
+        -------
+        Tensor
+            Shape ``(B,) + target_inner + source_inner``.
+
+        Raises
+        ------
+        ValueError
+            If a shape has rank below 2 or the batch sizes differ.
+        RuntimeError
+            If a non-persistent tape has already computed a gradient, Jacobian or Hessian.
 
         Examples
         --------
@@ -332,6 +408,27 @@ class GradientTape(metaclass=_TapeClass):
 
         One source gives a Tensor of shape ``source.shape * 2``; a list of sources gives
         the nested list of blocks ``H[i][j]`` (``d2 target / d source_i d source_j``).
+
+        Parameters
+        ----------
+        target : Tensor, Variable, or a nested structure of them
+            Summed to a scalar first.
+        sources : Tensor, Variable, or a list or tuple of them
+        unconnected_gradients : {'none', 'zero'} or UnconnectedGradients, default 'none'
+            What a source the target does not depend on gets: None, or zeros of its shape.
+
+        Returns
+        -------
+        Tensor, None, or a list of lists of them
+            For one source, ``d2 target / d source2`` of shape ``source.shape * 2``; for a list,
+            the blocks ``H[i][j]``.
+
+        Raises
+        ------
+        RuntimeError
+            If a non-persistent tape has already computed a gradient, Jacobian or Hessian.
+        TypeError
+            If the target or a source is not a Tensor or Variable.
 
         Examples
         --------

@@ -500,6 +500,26 @@ class Variable(Operators):
         (``.expr``, also of a gradient) that depends on both raises ``ValueError`` rather
         than print one symbol for two values; gradients' numbers follow TensorFlow.
 
+        Parameters
+        ----------
+        value : Tensor, Variable or array-like
+            The new value, of the Variable's shape. Its dtype must convert to the Variable's
+            without loss (a float64 Tensor does not go into a float32 Variable; numbers and
+            NumPy arrays of the same kind do).
+        read_value : bool, default True
+            Return the Variable (TensorFlow returns its new value); False returns None.
+
+        Returns
+        -------
+        Variable or None
+
+        Raises
+        ------
+        ValueError
+            If the shape differs from the Variable's.
+        TypeError
+            If the value cannot be converted to the Variable's dtype without loss.
+
         Examples
         --------
         >>> import symtape as st
@@ -526,6 +546,24 @@ class Variable(Operators):
     def assign_add(self, delta, read_value: bool = True):
         """Add ``delta`` to the value in place of the old one.
 
+        Parameters
+        ----------
+        delta : Tensor, Variable or array-like
+            Of the Variable's shape, converting to its dtype without loss (as for ``assign``).
+        read_value : bool, default True
+            Return the Variable (TensorFlow returns its new value); False returns None.
+
+        Returns
+        -------
+        Variable or None
+
+        Raises
+        ------
+        ValueError
+            If the shape differs from the Variable's.
+        TypeError
+            If ``delta`` cannot be converted to the Variable's dtype without loss.
+
         Examples
         --------
         >>> import symtape as st
@@ -539,6 +577,24 @@ class Variable(Operators):
 
     def assign_sub(self, delta, read_value: bool = True):
         """Subtract ``delta`` from the value.
+
+        Parameters
+        ----------
+        delta : Tensor, Variable or array-like
+            Of the Variable's shape, converting to its dtype without loss (as for ``assign``).
+        read_value : bool, default True
+            Return the Variable (TensorFlow returns its new value); False returns None.
+
+        Returns
+        -------
+        Variable or None
+
+        Raises
+        ------
+        ValueError
+            If the shape differs from the Variable's.
+        TypeError
+            If ``delta`` cannot be converted to the Variable's dtype without loss.
 
         Examples
         --------
@@ -651,6 +707,26 @@ def constant(value, dtype=None, name: str | None = None) -> Tensor:
     converts. A constant is a plain number in ``.expr`` unless a tape watches it; then
     it becomes a symbol named ``name`` (default ``c1``, ``c2``, ...).
 
+    Parameters
+    ----------
+    value : number, array-like, Tensor or Variable
+        The value, copied. A Tensor with no ``dtype`` and no new ``name`` is returned as it is
+        (as TensorFlow does); a Variable gives its current value.
+    dtype : dtype, optional
+        Converts ``value``; a conversion that loses information (float to int) raises.
+    name : str, optional
+        The constant's name: its symbol's name if a tape watches it, and its
+        ``MatrixSymbol``'s in ``.matrix_expr``. Default: ``c1``, ``c2``, ... when watched.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not numeric (strings, objects) or ``dtype`` would lose information.
+
     Examples
     --------
     >>> import symtape as st
@@ -674,6 +750,24 @@ def constant(value, dtype=None, name: str | None = None) -> Tensor:
 
 def convert_to_tensor(value, dtype=None) -> Tensor:
     """Return ``value`` as a Tensor: Tensors pass through, Variables are read.
+
+    Parameters
+    ----------
+    value : Tensor, Variable, number or array-like
+        A Tensor of the requested dtype passes through unchanged; a Variable gives its
+        current value (its symbol in ``.expr``); anything else becomes ``st.constant(value,
+        dtype)``.
+    dtype : dtype, optional
+        The dtype the result must have.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is a Variable of another dtype (use ``st.cast``), or cannot be converted.
 
     Examples
     --------
