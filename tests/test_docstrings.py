@@ -93,7 +93,8 @@ def test_every_argument_is_documented(qualname, documented, fn):
         sections.append(_section(doc, "Attributes"))  # records list their fields there
     present = [s for s in sections if s is not None]
     assert present, f"{qualname} has no Parameters section"
-    missing = [n for n in _argument_names(fn) if not any(n in _documented_names(s) for s in present)]
+    missing = [n for n in _argument_names(fn)
+               if not any(n in _documented_names(s) for s in present)]
     assert not missing, f"{qualname}: Parameters does not document {missing}"
 
 

@@ -684,7 +684,8 @@ def test_the_extremum_of_an_empty_tensor_is_refused(op):
 NAMED_CALLS = [
     (st.sin, (0.5,)), (st.add, (1.0, 2.0)), (st.atan2, (1.0, 2.0)), (st.less, (1.0, 2.0)),
     (st.logical_not, ([True],)), (st.where, ([True, False], 1.0, 2.0)), (st.cast, (1, st.float64)),
-    (st.reduce_sum, ([1.0, 2.0],)), (st.reduce_mean, ([1.0, 2.0],)), (st.reshape, ([1.0, 2.0], (2, 1))),
+    (st.reduce_sum, ([1.0, 2.0],)), (st.reduce_mean, ([1.0, 2.0],)),
+    (st.reshape, ([1.0, 2.0], (2, 1))),
     (st.transpose, ([[1.0, 2.0]],)), (st.concat, ([[1.0], [2.0]], 0)), (st.stack, ([1.0, 2.0],)),
     (st.matmul, ([[1.0, 2.0]], [[3.0], [4.0]])), (st.tensordot, ([1.0, 2.0], [3.0, 4.0], 1)),
     (st.one_hot, ([0, 1], 2)), (st.zeros, ((2,),)), (st.ones, ((2,),)), (st.range, (3,)),

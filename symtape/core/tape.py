@@ -305,7 +305,8 @@ class GradientTape(metaclass=_TapeClass):
         RuntimeError
             If a non-persistent tape has already computed a gradient, Jacobian or Hessian.
         TypeError
-            If the target or a source is not a Tensor or Variable. Also if ``target`` is a list or tuple.
+            If the target or a source is not a Tensor or Variable, or ``target`` is a list or
+            tuple.
 
         Examples
         --------

@@ -96,6 +96,32 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
                    backend: str | None = None) -> Function:
     """Compile a function's value and gradient together (shared subexpressions).
 
+    Parameters
+    ----------
+    fun : callable
+        Takes Tensors (or nested lists of them) and returns a scalar Tensor; keyword
+        arguments are passed through, never differentiated.
+    argnums : int or tuple of ints, default 0
+        Which positional arguments to differentiate (float values); a tuple gives a tuple of
+        gradients.
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``). GPU values
+        always run on the GPU.
+
+    Returns
+    -------
+    Function
+        Called like ``fun``, it returns ``(value, gradient)`` as arrays, traced and compiled
+        once per signature into one kernel.
+
+    Raises
+    ------
+    TypeError
+        If ``fun`` is not callable; at a call, if a differentiated argument is not a float, or
+        ``fun`` does not return a scalar float Tensor (use ``st.jacobian`` for vectors).
+    ValueError
+        At a call, if ``argnums`` names no positional argument.
+
     Examples
     --------
     >>> import symtape as st
@@ -122,6 +148,30 @@ def jacobian(fun: Callable, argnums: int | Sequence[int] = 0,
     differentiated inputs (residuals of a fit), one per input entry (a column): the
     vector-Jacobian product ``J^T v`` is linear in ``v``, so the gradient of its entry ``k``
     with respect to ``v`` is column ``k``. Either way the entries are exact.
+
+    Parameters
+    ----------
+    fun : callable
+        Takes Tensors (or nested lists of them) and returns a Tensor; keyword arguments are
+        passed through, never differentiated.
+    argnums : int or tuple of ints, default 0
+        Which positional arguments to differentiate (float values); a tuple gives a tuple of
+        Jacobians, one per argument.
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``). GPU values
+        always run on the GPU.
+
+    Returns
+    -------
+    Function
+        Called like ``fun``, it returns arrays of shape ``output.shape + argument.shape``.
+
+    Raises
+    ------
+    TypeError
+        If ``fun`` is not callable; at a call, if a differentiated argument is not a float.
+    ValueError
+        At a call, if ``argnums`` names no positional argument.
 
     Examples
     --------
@@ -197,6 +247,35 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, sparse: bool = Fals
     on the GPU) over all entries of the differentiated arguments, flattened in order; an
     entry is derived only where the gradient entry depends on that variable, and only those
     entries are evaluated.
+
+    Parameters
+    ----------
+    fun : callable
+        Takes Tensors (or nested lists of them) and returns a scalar Tensor; keyword
+        arguments are passed through, never differentiated.
+    argnums : int or tuple of ints, default 0
+        Which positional arguments to differentiate (float values); a tuple gives the blocks
+        ``H[i][j]`` as a tuple of tuples (one sparse matrix over all of them with
+        ``sparse=True``).
+    sparse : bool, default False
+        Return a sparse matrix with only the structurally nonzero entries computed.
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``). GPU values
+        always run on the GPU.
+
+    Returns
+    -------
+    Function
+        Called like ``fun``: an array of shape ``argument.shape * 2`` (blocks for several
+        ``argnums``), or a sparse matrix of side the number of differentiated entries.
+
+    Raises
+    ------
+    TypeError
+        If ``fun`` is not callable; at a call, if a differentiated argument is not a float, or
+        ``fun`` does not return a scalar float Tensor (use ``st.jacobian`` for vectors).
+    ValueError
+        At a call, if ``argnums`` names no positional argument.
 
     Examples
     --------

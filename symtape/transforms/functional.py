@@ -274,6 +274,17 @@ def read_tensor(value) -> Tensor:
 class Function:
     """A Python function traced once per input signature and compiled (``st.function``).
 
+    Parameters
+    ----------
+    python_function : callable
+        The function to trace.
+    wrap_outputs : bool, default True
+        Calls return Tensors, as ``tf.function``'s do; False returns arrays (what the
+        transforms ``st.grad`` etc. return).
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``). GPU values
+        always run on the GPU.
+
     Examples
     --------
     >>> import symtape as st
@@ -468,6 +479,27 @@ def function(func: Callable | None = None, *, backend: str | None = None):
     to its whole arguments, whatever was called before. ``st.vmap`` maps it over a batch.
     Variables the function reads are read at call time, and assignments are replayed.
     Python control flow on Tensor values is not traced: use ``st.where``.
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function, taking Tensors, arrays, numbers or nested lists of them. Without it,
+        ``st.function(backend=...)`` returns a decorator.
+    backend : {'numpy', 'numba', 'cupy'}, optional
+        The kernel's backend (default: ``st.config.get_default_backend()``). GPU values
+        always run on the GPU.
+
+    Returns
+    -------
+    Function
+        Callable like ``func``; it returns Tensors.
+
+    Raises
+    ------
+    TypeError
+        If ``func`` is not callable.
+    ValueError
+        If ``backend`` is not a known backend.
 
     Examples
     --------
