@@ -77,6 +77,22 @@ _COLUMNS = (("compiled", "compiled"), ("yours", "yours"), ("complex_step", "comp
 class Entry:
     """One derivative entry as every method computed it (``None``: that method does not apply).
 
+    Attributes
+    ----------
+    label : str
+        Which entry: ``df/dx``, ``d2f[0]/dxdy``, ...
+    order : int
+        1 or 2.
+    symbolic : float
+        The exact derivative, evaluated to 30 digits: the reference.
+    compiled, yours, complex_step, finite_difference : float or None
+        What the compiled kernel, your ``grad``/``hess``, the complex step and finite
+        differences gave.
+    ok : bool, default True
+        Whether every method agrees with ``symbolic`` within the tolerances.
+    scale : float, default 0.0
+        The largest derivative of its order: errors of entries near 0 are relative to it.
+
     Examples
     --------
     >>> e = Entry("df/dx", 1, 2.0, compiled=2.0, finite_difference=2.0000000001)
@@ -126,6 +142,16 @@ class GradCheck:
 
     ``str(check)`` is the table; ``check.failures`` the entries that differ.
 
+    Attributes
+    ----------
+    point : str
+        The point, as ``x=0.5, y=[1, 2]``.
+    rtol : float
+    atol : dict of int to float
+        The absolute tolerance used for each order.
+    entries : list of Entry
+        Every entry compared, first derivatives first.
+
     Examples
     --------
     >>> import symtape as st
@@ -162,7 +188,23 @@ class GradCheck:
                 f"entries disagree at {self.point} (rtol={self.rtol:g}, {tolerance})")
 
     def table(self, entries: Sequence[Entry] | None = None, limit: int = 40) -> str:
-        """The entries as aligned text columns (the failures only, when the check failed)."""
+        """The entries as aligned text columns (the failures only, when the check failed).
+
+        Parameters
+        ----------
+        entries : sequence of Entry, optional
+            The rows; default all of ``self.entries``.
+        limit : int, default 40
+            Show at most this many rows, then a line counting the rest.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> check = st.check_grads(lambda x: x ** 2, (3.0,), order=1)
+        >>> print(check.table(limit=0))
+        entry  symbolic  compiled  complex step  finite diff.  rel. error
+        ... and 1 more
+        """
         entries = list(self.entries if entries is None else entries)
         shown = [(title, name) for name, title in _COLUMNS
                  if any(getattr(e, name) is not None for e in entries)]
@@ -330,6 +372,19 @@ class ClosedForms:
     ``hessian`` ``(m, n, n)`` (``None`` for order 1), where ``n`` counts the entries of all
     arguments in order. ``values`` maps every symbol (arguments first, then the Variables
     the function read) to its value at the point the function was run.
+
+    Attributes
+    ----------
+    out_shape : tuple of int
+        The shape of the function's output.
+    value : numpy.ndarray of sympy.Expr
+        The output's closed forms, shape ``(m,)``.
+    jacobian : numpy.ndarray of sympy.Expr
+        Shape ``(m, n)``.
+    hessian : numpy.ndarray of sympy.Expr or None
+        Shape ``(m, n, n)``; None for ``order=1``.
+    values : dict
+        Symbol to value at the point.
     """
 
     out_shape: tuple[int, ...]
@@ -342,6 +397,26 @@ class ClosedForms:
 def closed_forms(fun: Callable, values: Sequence[np.ndarray], names: Sequence[str],
                  order: int = 2) -> ClosedForms:
     """Run ``fun`` once on watched constants named ``names`` and derive its exact derivatives.
+
+    Parameters
+    ----------
+    fun : callable
+        Takes one Tensor per value and returns a float Tensor, computed with symtape's ops.
+    values : sequence of numpy.ndarray
+        The point: one float array per argument.
+    names : sequence of str
+        The symbol name of each argument (entries of arrays are ``x[0]``, ``x[1]``, ...).
+    order : int, default 2
+        2 derives the Hessian as well, 1 the Jacobian only.
+
+    Returns
+    -------
+    ClosedForms
+
+    Raises
+    ------
+    TypeError
+        If ``fun`` does not return a float Tensor.
 
     Examples
     --------
@@ -545,8 +620,14 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
         A function of Tensors written with symtape's ops (``args`` a tuple of its positional
         arguments, or one argument), or a SymPy expression (``args`` a dict ``{symbol or
         name: value}``, or values in the order of ``wrt``, default the sorted free symbols).
-    order : 1 or 2
-    rtol, atol : float
+    args : tuple, list, dict, number or array
+        The point: a tuple or list holds one value per positional argument of ``fun`` (or
+        per symbol), anything else is the one argument. Values are real numbers or arrays
+        (Tensors and Variables give their values), finite and not empty; they are checked
+        in float64.
+    order : 1 or 2, default 2
+        Check the first derivatives only, or the second ones as well.
+    rtol, atol : float, default 1e-5 and None
         An entry agrees when ``|value - symbolic| <= atol + rtol * |symbolic|`` for every
         method. ``atol`` defaults to ``rtol`` times the largest derivative of the same order
         (of order 1 or 2, for second derivatives). Finite differences are allowed, on top,
@@ -571,6 +652,12 @@ def check_grads(fun, args, order: int = 2, rtol: float = 1e-5, atol: float | Non
     ------
     AssertionError
         Some entry disagrees; the message is the table of the entries that differ.
+    TypeError
+        If a value is not real, ``fun`` does not compute a float Tensor, or a tolerance is
+        not a number (or ``wrt`` is given with a callable).
+    ValueError
+        If ``order`` is not 1 or 2, ``hess`` is given with ``order=1``, a tolerance is
+        negative or not finite, or a value is empty, not finite or missing.
 
     Examples
     --------
