@@ -45,6 +45,14 @@ class Optimizer:
 
     Subclasses implement ``update(variable, gradient, lr)`` with symtape ops.
 
+    Parameters
+    ----------
+    learning_rate : float, scalar Tensor or callable
+        The step size: a finite positive number, or a schedule called with the step count
+        (``iterations``, a Tensor) before each step.
+    name : str
+        Names the optimizer in messages and its state Variables (``name/iterations``).
+
     Examples
     --------
     >>> import symtape as st
@@ -119,6 +127,29 @@ class Optimizer:
                  tape: GradientTape | None = None):
         """One step on ``loss()`` (a callable, as in Keras) w.r.t. ``var_list``; returns the
         loss value before the step.
+
+        Parameters
+        ----------
+        loss : callable or Tensor
+            Called with no arguments, returns the scalar loss (run under a new tape). With
+            ``tape``, it may be the loss Tensor that tape recorded.
+        var_list : list of Variable
+            The Variables to update, each once.
+        tape : GradientTape, optional
+            A tape that recorded the loss (then it is not recomputed under a new one).
+
+        Returns
+        -------
+        Tensor
+            The loss before the step.
+
+        Raises
+        ------
+        TypeError
+            If ``loss`` is not callable (and no ``tape`` is given), or ``var_list`` is not a
+            list of Variables.
+        ValueError
+            If ``var_list`` is empty or lists a Variable twice.
 
         Examples
         --------
@@ -217,6 +248,21 @@ class Optimizer:
         """The state Variable ``name`` of ``variable``: created on first use (``initial``
         everywhere, the Variable's shape and dtype), the same object afterwards.
 
+        Parameters
+        ----------
+        variable : Variable
+            The trained Variable the state belongs to.
+        name : str
+            The state's name (``"m"``, ``"momentum"``, ...); the Variable is named
+            ``variable.name/name``.
+        initial : float, default 0.0
+            Its value when created.
+
+        Returns
+        -------
+        Variable
+            Non-trainable, on the device of ``variable``.
+
         Examples
         --------
         >>> import symtape as st
@@ -253,6 +299,20 @@ class Optimizer:
         return value
 
     def update(self, variable: Variable, gradient, lr) -> None:  # pragma: no cover
+        """Apply one step of this optimizer's rule to ``variable`` (subclasses define it).
+
+        Called by ``apply_gradients`` inside one all-or-nothing step; written with symtape
+        ops and ``assign`` so it traces inside ``st.function``.
+
+        Parameters
+        ----------
+        variable : Variable
+            The Variable to update in place.
+        gradient : Tensor or array
+            Its gradient, of its shape and dtype.
+        lr : float or Tensor
+            The learning rate of this step (a schedule already evaluated).
+        """
         raise NotImplementedError
 
     def _step(self):
@@ -355,6 +415,23 @@ class SGD(Optimizer):
     ``momentum = 0``: ``w -= lr * g``. Otherwise ``m = momentum * m - lr * g``, then
     ``w += m`` (or ``w += momentum * m - lr * g`` with ``nesterov=True``).
 
+    Parameters
+    ----------
+    learning_rate : float, scalar Tensor or callable, default 0.01
+        The step size: a finite positive number, or a schedule called with the step count
+        (``iterations``, a Tensor) before each step.
+    momentum : float in [0, 1], default 0.0
+    nesterov : bool, default False
+    name : str, default 'SGD'
+        Names the optimizer in messages and its state Variables (``SGD/iterations``).
+
+    Raises
+    ------
+    TypeError
+        If a hyperparameter is not a number (or ``learning_rate`` not a schedule).
+    ValueError
+        If a hyperparameter is outside its interval.
+
     Examples
     --------
     >>> import symtape as st
@@ -390,6 +467,27 @@ class Adam(Optimizer):
     ``lr_t = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``, ``m += (g - m) * (1 - beta_1)``,
     ``v += (g**2 - v) * (1 - beta_2)``, ``w -= lr_t * m / (sqrt(v) + epsilon)`` (with
     ``amsgrad``, ``v`` is replaced by its running maximum).
+
+    Parameters
+    ----------
+    learning_rate : float, scalar Tensor or callable, default 0.001
+        The step size: a finite positive number, or a schedule called with the step count
+        (``iterations``, a Tensor) before each step.
+    beta_1, beta_2 : float in [0, 1), default 0.9 and 0.999
+        Decay rates of the first and second moment estimates.
+    epsilon : float > 0, default 1e-7
+        Added to ``sqrt(v)`` so a step never divides by 0.
+    amsgrad : bool, default False
+        Use the running maximum of ``v`` (AMSGrad).
+    name : str, default 'Adam'
+        Names the optimizer in messages and its state Variables (``Adam/iterations``).
+
+    Raises
+    ------
+    TypeError
+        If a hyperparameter is not a number (or ``learning_rate`` not a schedule).
+    ValueError
+        If a hyperparameter is outside its interval.
 
     Examples
     --------
@@ -429,6 +527,27 @@ class RMSprop(Optimizer):
     and divides by ``sqrt(a - mg**2 + epsilon)`` instead of ``sqrt(a + epsilon)``; with
     ``momentum``, the increments go through a momentum Variable.
 
+    Parameters
+    ----------
+    learning_rate : float, scalar Tensor or callable, default 0.001
+        The step size: a finite positive number, or a schedule called with the step count
+        (``iterations``, a Tensor) before each step.
+    rho : float in [0, 1), default 0.9
+        Decay rate of the running mean of squared gradients.
+    momentum : float in [0, 1), default 0.0
+    epsilon : float > 0, default 1e-7
+    centered : bool, default False
+        Divide by an estimate of the gradient's variance rather than its second moment.
+    name : str, default 'RMSprop'
+        Names the optimizer in messages and its state Variables (``RMSprop/iterations``).
+
+    Raises
+    ------
+    TypeError
+        If a hyperparameter is not a number (or ``learning_rate`` not a schedule).
+    ValueError
+        If a hyperparameter is outside its interval.
+
     Examples
     --------
     >>> import symtape as st
@@ -467,6 +586,24 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (``keras.optimizers.Adagrad``): ``acc += g**2``, ``w -= lr * g / sqrt(acc + eps)``.
 
+    Parameters
+    ----------
+    learning_rate : float, scalar Tensor or callable, default 0.001
+        The step size: a finite positive number, or a schedule called with the step count
+        (``iterations``, a Tensor) before each step.
+    initial_accumulator_value : float >= 0, default 0.1
+        The accumulator's starting value.
+    epsilon : float > 0, default 1e-7
+    name : str, default 'Adagrad'
+        Names the optimizer in messages and its state Variables (``Adagrad/iterations``).
+
+    Raises
+    ------
+    TypeError
+        If a hyperparameter is not a number (or ``learning_rate`` not a schedule).
+    ValueError
+        If a hyperparameter is outside its interval.
+
     Examples
     --------
     >>> import symtape as st
@@ -502,6 +639,31 @@ class Newton(Optimizer):
     kernels afterwards. Needs the loss itself: ``apply_gradients`` is not available; the
     step itself runs eagerly (the linear algebra is NumPy's).
 
+    Parameters
+    ----------
+    learning_rate : float, scalar Tensor or callable, default 1.0
+        The step size: a finite positive number, or a schedule called with the step count
+        (``iterations``, a Tensor) before each step. The line search starts from this
+        multiple of the Newton step.
+    damping : float > 0, default 1e-8
+        The first ``mu`` tried (relative to the largest diagonal entry of ``H``) when ``H``
+        itself is not positive definite; ``mu`` then grows tenfold.
+    max_backtracks : int >= 1, default 40
+        The most trial steps the line search takes (halving each time); if none decreases
+        the loss enough, the Variables stay where they were.
+    sparse : bool or None, default None
+        Use the sparse Hessian and a sparse solver; None: when the Variables have more
+        than 64 entries in all.
+    name : str, default 'Newton'
+        Names the optimizer in messages and its state Variables (``Newton/iterations``).
+
+    Raises
+    ------
+    TypeError
+        If a hyperparameter is not a number (or ``learning_rate`` not a schedule).
+    ValueError
+        If a hyperparameter is outside its interval.
+
     Examples
     --------
     >>> import symtape as st
@@ -531,6 +693,30 @@ class Newton(Optimizer):
                         "minimize(loss_fn, var_list)")
 
     def minimize(self, loss, var_list, tape=None):
+        """One damped Newton step with line search on ``loss()``; returns the loss before it.
+
+        Parameters
+        ----------
+        loss : callable
+            Called with no arguments, returns the scalar loss.
+        var_list : list of Variable
+            The Variables to update, each once.
+        tape : GradientTape, optional
+            Accepted for the common signature and ignored: the derivatives come from
+            kernels compiled from ``loss``.
+
+        Returns
+        -------
+        Tensor
+            The loss before the step.
+
+        Raises
+        ------
+        TypeError
+            If ``loss`` is not callable or ``var_list`` is not a list of Variables.
+        ValueError
+            If ``var_list`` is empty or lists a Variable twice.
+        """
         variables = self._checked_var_list(var_list)
         if not callable(loss):
             raise TypeError(f"{self.name}.minimize: `loss` must be a callable returning the loss")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from symtape.arrays import dtypes
+from symtape.core.ops import takes_name
 from symtape.core.tensor import ACTIVE_TRACE, Tensor, new_constant
 
 __all__ = ["normal", "uniform", "set_seed"]
@@ -53,15 +54,45 @@ def _floating(dtype) -> np.dtype:
     return dtype
 
 
+@takes_name
 def normal(shape, mean: float = 0.0, stddev: float = 1.0, dtype=dtypes.float64,
            seed: int | None = None, name: str | None = None) -> Tensor:
     """A constant of normally distributed values.
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+    mean : float, default 0.0
+    stddev : float, default 1.0
+        The standard deviation.
+    dtype : dtype, default st.float64
+        A float dtype; the draw is made in float64 and rounded to it.
+    seed : int, optional
+        Seeds a generator of its own, so the call is reproducible on its own; None draws
+        from the module's generator (see :func:`set_seed`). Inside ``st.function`` a seed
+        is required: an unseeded draw would be frozen into the trace.
+    name : str, optional
+        A label for the result (its ``.name``, the symbol's name if a tape watches it).
+
+    Returns
+    -------
+    Tensor
+        A constant on the current device (``st.device``).
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not a float dtype, or ``name`` is not a non-empty str.
+    RuntimeError
+        If ``seed`` is None inside ``st.function``.
 
     Examples
     --------
     >>> import symtape as st
     >>> st.random.normal((2, 3), seed=1).shape
     (2, 3)
+    >>> st.random.normal((), seed=1, name="noise").name
+    'noise'
     """
     dtype = _floating(dtype)
     value = _rng(seed).normal(mean, stddev, size=tuple(np.atleast_1d(shape)) if np.ndim(shape)
@@ -69,9 +100,36 @@ def normal(shape, mean: float = 0.0, stddev: float = 1.0, dtype=dtypes.float64,
     return new_constant(value)
 
 
+@takes_name
 def uniform(shape, minval: float = 0.0, maxval: float = 1.0, dtype=dtypes.float64,
             seed: int | None = None, name: str | None = None) -> Tensor:
     """A constant of values uniform in ``[minval, maxval)``.
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+    minval, maxval : float, default 0.0 and 1.0
+        The interval: ``minval`` included, ``maxval`` not.
+    dtype : dtype, default st.float64
+        A float dtype; the draw is made in float64 and rounded to it.
+    seed : int, optional
+        Seeds a generator of its own, so the call is reproducible on its own; None draws
+        from the module's generator (see :func:`set_seed`). Inside ``st.function`` a seed
+        is required: an unseeded draw would be frozen into the trace.
+    name : str, optional
+        A label for the result (its ``.name``, the symbol's name if a tape watches it).
+
+    Returns
+    -------
+    Tensor
+        A constant on the current device (``st.device``).
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not a float dtype, or ``name`` is not a non-empty str.
+    RuntimeError
+        If ``seed`` is None inside ``st.function``.
 
     Examples
     --------

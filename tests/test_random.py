@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sympy
 
 import symtape as st
 
@@ -24,3 +25,16 @@ def test_unseeded_draws_work_outside_traces():
     a = st.random.uniform((3,)).numpy()
     st.random.set_seed(3)
     np.testing.assert_array_equal(a, st.random.uniform((3,)).numpy())
+
+
+def test_name_labels_the_draw_and_a_watched_draw_is_a_symbol_of_that_name():
+    noise = st.random.uniform((), seed=4, name="noise")
+    assert noise.name == "noise"
+    assert noise.expr.is_Number  # a constant is its value until a tape watches it
+    with st.GradientTape() as tape:
+        tape.watch(noise)
+        y = 3.0 * noise
+    assert tape.gradient(y, noise).expr == 3
+    assert y.expr == 3 * sympy.Symbol("noise", real=True)
+    with pytest.raises(TypeError, match="normal: name must be a non-empty str"):
+        st.random.normal((2,), seed=0, name=7)

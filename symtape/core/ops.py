@@ -1339,8 +1339,18 @@ _install_operators()
 # ---------------------------------------------------------------- name=
 
 
-def _takes_name(op):
-    """``op``, labelling its result with its ``name=`` argument (see the module notes)."""
+def takes_name(op):
+    """``op``, labelling its result with its ``name=`` argument (see the module notes).
+
+    Every op of ``__all__`` is wrapped so, and so are ``st.random``'s constructors; ``op``
+    must have a ``name`` parameter.
+
+    Examples
+    --------
+    >>> labelled = takes_name(lambda x, name=None: convert_to_tensor(x) * 2)
+    >>> labelled(1.5, name="twice").name
+    'twice'
+    """
     position = list(inspect.signature(op).parameters).index("name")
 
     @functools.wraps(op)
@@ -1375,5 +1385,5 @@ def _is_operand(result: Tensor, operands: tuple) -> bool:
 
 # The Python operators installed above stay the plain ops: they take no name.
 for _op in __all__:
-    globals()[_op] = _takes_name(globals()[_op])
+    globals()[_op] = takes_name(globals()[_op])
 del _op

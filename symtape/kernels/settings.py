@@ -24,6 +24,25 @@ def resolve_backend(backend: str | None, what: str = "backend") -> str:
     """The backend a compiling call uses: ``backend`` checked, or the default when None.
     ``'numba'`` without Numba installed is an ImportError saying how to install it.
 
+    Parameters
+    ----------
+    backend : {'numpy', 'numba', 'cupy'} or None
+        The backend asked for; None takes ``get_default_backend()``.
+    what : str, default 'backend'
+        What the error messages name (the argument or setting being checked).
+
+    Returns
+    -------
+    str
+        The backend's name.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not one of ``BACKENDS``.
+    ImportError
+        If it is ``'numba'`` and Numba is not installed.
+
     Examples
     --------
     >>> import symtape as st
