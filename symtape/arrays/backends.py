@@ -259,6 +259,22 @@ def require_gpu(index: int) -> ModuleType:
 def to_device(array, device: DeviceSpec):
     """Copy a host array (or NumPy scalar) to ``device``; CPU devices return it unchanged.
 
+    Parameters
+    ----------
+    array : numpy.ndarray or NumPy scalar
+    device : DeviceSpec
+        Where to put it; a GPU device needs a working CuPy.
+
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+
+    Raises
+    ------
+    DeviceError
+        If the GPU cannot be used (no CuPy, no driver, out of memory), naming the cause and
+        the fix.
+
     Examples
     --------
     >>> import numpy as np

@@ -54,6 +54,21 @@ def as_sympy(value: Any, where: str = "expected a SymPy expression") -> sympy.Ba
     Anything else raises ``TypeError``: ``sympy.sympify`` would evaluate a string as
     Python code, so strings are refused here and belong to ``st.parse``.
 
+    Parameters
+    ----------
+    value : sympy.Basic or number
+    where : str, default 'expected a SymPy expression'
+        How the error message begins: what the caller expected.
+
+    Returns
+    -------
+    sympy.Basic
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is a string, bytes, or neither SymPy nor a number.
+
     Examples
     --------
     >>> as_sympy(2.5), as_sympy(3)
@@ -160,7 +175,24 @@ def shape_of(value: Any) -> tuple[int, ...]:
 
 
 def full(shape: Sequence[int], fill: sympy.Basic):
-    """A symbolic value of the given shape, every entry ``fill``."""
+    """A symbolic value of the given shape, every entry ``fill``.
+
+    Parameters
+    ----------
+    shape : sequence of int
+    fill : sympy.Basic
+
+    Returns
+    -------
+    sympy.Basic or numpy.ndarray of object
+        ``fill`` itself for shape ``()``, else an object array.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> full((2,), sympy.Symbol("x"))
+    array([x, x], dtype=object)
+    """
     if tuple(shape) == ():
         return fill
     out = np.empty(tuple(shape), dtype=object)
@@ -218,22 +250,103 @@ def _reduce(value, axis, keepdims: bool, combine):
 
 
 def reduce_add(value, axis=None, keepdims: bool = False):
-    """Symbolic ``sum`` over ``axis``: one ``Add`` per output entry."""
+    """Symbolic ``sum`` over ``axis`` (one ``Add`` per output entry).
+
+    Parameters
+    ----------
+    value : SymPy expression or array-like of them
+    axis : int, tuple of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1.
+
+    Returns
+    -------
+    sympy.Basic or numpy.ndarray of object
+        A SymPy object for shape ``()``, else an object array.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols("x y")
+    >>> reduce_add(np.array([[x, y], [1, 2]], dtype=object), axis=1)
+    array([x + y, 3], dtype=object)
+    """
     return _reduce(value, axis, keepdims, sympy.Add)
 
 
 def reduce_max(value, axis=None, keepdims: bool = False):
-    """Symbolic ``max`` over ``axis`` (``sympy.Max``)."""
+    """Symbolic ``max`` over ``axis`` (``sympy.Max``).
+
+    Parameters
+    ----------
+    value : SymPy expression or array-like of them
+    axis : int, tuple of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1.
+
+    Returns
+    -------
+    sympy.Basic or numpy.ndarray of object
+        A SymPy object for shape ``()``, else an object array.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols("x y")
+    >>> reduce_max([x, y, 1])
+    Max(1, x, y)
+    """
     return _reduce(value, axis, keepdims, sympy.Max)
 
 
 def reduce_min(value, axis=None, keepdims: bool = False):
-    """Symbolic ``min`` over ``axis`` (``sympy.Min``)."""
+    """Symbolic ``min`` over ``axis`` (``sympy.Min``).
+
+    Parameters
+    ----------
+    value : SymPy expression or array-like of them
+    axis : int, tuple of int, or None, default None
+        The axes to reduce (negative ones count from the end); None reduces all of them.
+    keepdims : bool, default False
+        Keep each reduced axis with length 1.
+
+    Returns
+    -------
+    sympy.Basic or numpy.ndarray of object
+        A SymPy object for shape ``()``, else an object array.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols("x y")
+    >>> reduce_min([x, y, 1])
+    Min(1, x, y)
+    """
     return _reduce(value, axis, keepdims, sympy.Min)
 
 
 def matmul(a, b):
-    """Symbolic batched matrix product (both operands at least 2-D), one ``Add`` per entry."""
+    """Symbolic batched matrix product (both operands at least 2-D), one ``Add`` per entry.
+
+    Parameters
+    ----------
+    a, b : array-like of SymPy expressions
+        Shapes ``(..., n, k)`` and ``(..., k, m)``; the leading axes broadcast.
+
+    Returns
+    -------
+    numpy.ndarray of object
+        Shape ``(..., n, m)``.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols("x y")
+    >>> matmul(np.array([[x, y]], dtype=object), np.array([[1], [2]], dtype=object))
+    array([[x + 2*y]], dtype=object)
+    """
     a = np.asarray(a, dtype=object)
     b = np.asarray(b, dtype=object)
     products = a[..., :, :, None] * b[..., None, :, :]  # (..., n, k, m)

@@ -25,6 +25,19 @@ def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
     in the order to visit them, or None for a node to leave out of the result (a leaf it
     has recorded elsewhere). Iterative, so graphs of any depth walk without recursion.
 
+    Parameters
+    ----------
+    roots : sequence
+        Where the walk starts; they come last in the result, in this order.
+    expand : callable
+        ``expand(node)`` -> the nodes ``node`` depends on, or None (see above). Nodes are
+        told apart by identity (``id``), so they need not be hashable.
+
+    Returns
+    -------
+    list
+        Every node reached and not left out, each after its dependencies.
+
     Examples
     --------
     >>> graph = {"loss": ["y", "x"], "y": ["x"], "x": []}
@@ -78,6 +91,31 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
 
     A node is interior if the tape recorded it; anything else the walk reaches is a
     leaf (a constant for this tape, or a watched source).
+
+    Parameters
+    ----------
+    targets : sequence of Tensor
+        What is differentiated; the sweep starts from them.
+    source_ids : set of int
+        The ids of the sources asked for (a Variable's own id, or a watched Tensor's):
+        their cotangents are collected even where they are interior nodes.
+    recorded : dict of int to Tensor
+        The nodes a tape recorded, by id; other nodes reached are leaves.
+
+    Returns
+    -------
+    Plan
+        The interior nodes in order, the leaves, and per relevant node the rules to run.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> x = st.Variable(3.0, name="x")
+    >>> with st.GradientTape() as tape:
+    ...     y = x * x + x
+    >>> p = plan([y], {id(x)}, tape._recorded)
+    >>> [node._prim.name for node in p.order]
+    ['mul', 'add']
     """
     result = Plan(list(targets), wanted=set(source_ids))
     leaves = result.leaves
@@ -118,6 +156,36 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
     """Run the rules backwards from ``seeds`` (one per target); cotangents by source id.
 
     Sources the seeds do not reach are absent from the result.
+
+    Parameters
+    ----------
+    p : Plan
+        From :func:`plan`.
+    seeds : sequence
+        One cotangent per target of the plan, of the target's shape, in ``A``'s kind
+        (``A.seed(shape, dtype)`` gives ones).
+    A : algebra
+        What the rules compute with: ``numeric_algebra(xp)`` for arrays, ``SYMBOLIC`` for
+        SymPy closed forms, ``TENSOR`` for recorded Tensors (:mod:`symtape.core.algebra`).
+
+    Returns
+    -------
+    dict of int to cotangent
+        Keyed by :func:`source_key` (a Variable's id for its reads), of the source's shape.
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> from symtape.core.algebra import SYMBOLIC, numeric_algebra
+    >>> x = st.Variable(3.0, name="x")
+    >>> with st.GradientTape() as tape:
+    ...     y = x * x + x
+    >>> p = plan([y], {id(x)}, tape._recorded)
+    >>> A = numeric_algebra(np)
+    >>> float(sweep(p, [A.seed((), np.float64)], A)[id(x)])
+    7.0
+    >>> sweep(p, [SYMBOLIC.seed((), np.float64)], SYMBOLIC)[id(x)]
+    2*x + 1
     """
     cts: dict[int, list] = {}
     for target, seed in zip(p.targets, seeds):

@@ -76,6 +76,15 @@ def is_deep(expr) -> bool:
 def product(a, b):
     """``a*b``: SymPy's product, or the nested ``c*(P*F)`` when a side is deep (module docstring).
 
+    Parameters
+    ----------
+    a, b : sympy.Expr
+
+    Returns
+    -------
+    sympy.Expr
+        Equal to ``a*b``; numeric coefficients are multiplied out.
+
     Examples
     --------
     >>> x = sympy.Symbol("x")

@@ -167,6 +167,20 @@ def evaluate(exprs: Iterable[sympy.Basic], point: dict, digits: int = 30) -> lis
     """The values of ``exprs`` with the symbols at ``point`` (exact or float numbers), as
     Python floats, complex numbers for complex values, ``nan`` where undefined.
 
+    Parameters
+    ----------
+    exprs : iterable of sympy.Basic
+    point : dict
+        Symbol to value (SymPy or Python numbers); every free symbol of ``exprs`` needs one.
+    digits : int, default 30
+        Significant digits of the working precision (a few guard digits are added), so
+        deep nestings evaluate without cancelling to noise.
+
+    Returns
+    -------
+    list of float or complex
+        One per expression; ``inf`` where a value overflows a float.
+
     Examples
     --------
     >>> x = sympy.Symbol("x", real=True)

@@ -102,6 +102,26 @@ def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = Fals
              linear: bool = False) -> Primitive:
     """Register a primitive once; ``elementwise`` symbolic forms take scalars and get vectorized.
 
+    Parameters
+    ----------
+    name : str
+        The registry key; each name is registered once.
+    numeric, symbolic, vjp, linear
+        As the :class:`Primitive` attributes of those names.
+    elementwise : bool, default False
+        A broadcasting elementwise op: ``symbolic`` takes scalar expressions and is
+        vectorized over object arrays here.
+
+    Returns
+    -------
+    Primitive
+        The registered primitive (also ``REGISTRY[name]``).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered.
+
     Examples
     --------
     >>> register("sin", numeric=np.sin, symbolic=sympy.sin)
@@ -427,7 +447,26 @@ def _scatter(xp, g, key, shape):
 
 
 def add_at(xp, buffer, key, values) -> None:
-    """``buffer[key] += values``, counting repeated entries of an integer-array key each time."""
+    """``buffer[key] += values``, counting repeated entries of an integer-array key each time.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``buffer`` (NumPy or CuPy).
+    buffer : array
+        Updated in place; an object array for symbolic values.
+    key : index
+        Any NumPy index; entries an integer-array key repeats receive every addition.
+    values : array or scalar
+        Broadcast to ``buffer[key]``.
+
+    Examples
+    --------
+    >>> buffer = np.zeros(3)
+    >>> add_at(np, buffer, np.array([0, 0, 2]), 1.0)
+    >>> buffer
+    array([2., 0., 1.])
+    """
     if is_basic_index(key):
         buffer[key] += values  # a basic index never repeats an entry
     elif xp is np or buffer.dtype == object:

@@ -52,6 +52,20 @@ def bottom_up(root: sympy.Basic, done: dict, value_of: Callable) -> Any:
     recursion (trees may nest thousands deep): ``done`` maps nodes to values (known ones
     given, and kept), ``value_of(node, argument_values)`` makes the rest.
 
+    Parameters
+    ----------
+    root : sympy.Basic
+    done : dict
+        Node to value: what is known beforehand (symbols' values, say); updated in place
+        with every node valued, so later calls reuse them.
+    value_of : callable
+        ``value_of(node, argument_values)`` -> the value of ``node``.
+
+    Returns
+    -------
+    object
+        The value of ``root``.
+
     Examples
     --------
     >>> import sympy
@@ -74,6 +88,18 @@ def bottom_up(root: sympy.Basic, done: dict, value_of: Callable) -> Any:
 
 def symbols_for(name: str, shape: tuple[int, ...]):
     """The symbolic value of a source named ``name``: ``x``, or ``x[0], x[1], ...``.
+
+    Parameters
+    ----------
+    name : str
+        The source's name; an :class:`AutoName` (``v1``, ``c2``) gives symbols that print
+        alike but never equal a user's symbol of the same name.
+    shape : tuple of int
+
+    Returns
+    -------
+    sympy.Symbol or numpy.ndarray of sympy.Symbol
+        Real symbols: one for shape ``()``, else an object array of indexed ones.
 
     Examples
     --------

@@ -124,6 +124,24 @@ def tensor_function(expr: sympy.Basic, symbols: Sequence[sympy.Symbol]) -> Calla
     The result records on tapes and traces like any function written with symtape's ops,
     so ``tape.gradient``, ``st.grad`` and ``st.check_grads`` apply to it.
 
+    Parameters
+    ----------
+    expr : sympy.Basic
+    symbols : sequence of sympy.Symbol
+        The arguments, in order; every free symbol of ``expr`` must be among them.
+
+    Returns
+    -------
+    callable
+        Takes ``len(symbols)`` Tensors (or numbers), returns a Tensor.
+
+    Raises
+    ------
+    TypeError
+        If ``expr`` is not SymPy (and, at a call, for the wrong number of arguments).
+    ValueError
+        If ``expr`` has free symbols that are not in ``symbols``.
+
     Examples
     --------
     >>> import symtape as st

@@ -802,6 +802,28 @@ def apply(prim: Primitive, inputs: tuple[Tensor, ...], params: dict = _EMPTY) ->
 
     The result keeps its lineage if any input is symbolic, and is recorded by every
     active tape that watches one of its inputs.
+
+    Parameters
+    ----------
+    prim : Primitive
+        From ``symtape.core.primitives.REGISTRY``.
+    inputs : tuple of Tensor
+        Converted and checked already (the ops do that); on one device, or host values
+        meeting GPU ones, which are copied over.
+    params : dict, optional
+        The primitive's keyword parameters (``axis``, ``shape``, ...).
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> from symtape.core.primitives import REGISTRY
+    >>> x = st.Variable(0.0, name="x")
+    >>> apply(REGISTRY["sin"], (x.value(),)).expr
+    sin(x)
     """
     values = [t._value for t in inputs]
     xp = array_module(*values) if "cupy" in sys.modules else np

@@ -155,6 +155,26 @@ def function_source(functions: dict, symbols) -> str:
     shared subexpressions become ``_c0, _c1, ...``, ``outputs`` (an expression or a nested
     list of them) is returned as an expression or a ``numpy.array``.
 
+    Parameters
+    ----------
+    functions : dict of str to outputs
+        Function name (a Python identifier) to what it returns: a SymPy expression or a
+        nested list of them.
+    symbols : sequence of sympy.Symbol
+        The parameters, in order; each name must be a usable, distinct Python name.
+
+    Returns
+    -------
+    str
+        The module's source: imports, then one ``def`` per function.
+
+    Raises
+    ------
+    ValueError
+        If a function name is not an identifier, or a parameter name is unusable or repeated.
+    TypeError
+        If an output is not a SymPy expression (strings are never parsed here).
+
     Examples
     --------
     >>> x, y = sympy.symbols("x y", real=True)

@@ -190,7 +190,28 @@ def fusing(printer, names, namespace: dict, calls: dict, register=None,
     """The hook of a CuPy code generator: ``expr -> expr`` with its elementwise groups fused
     (:func:`fuse`); the kernels go into ``namespace`` (through ``register`` where given), their
     fallbacks are printed by ``printer`` (whose symbol names are ``names``); ``fractions``:
-    products are laid out as SymPy's code printer lays them out (see :class:`FusedKernel`)."""
+    products are laid out as SymPy's code printer lays them out (see :class:`FusedKernel`).
+
+    Parameters
+    ----------
+    printer : sympy code printer
+        Prints the fallback expressions; gets ``Stored`` and each fused kernel as known
+        functions.
+    names : Names
+        The generator's names of symbols and temporaries.
+    namespace : dict
+        The generated module's globals: each kernel is added under a fresh name.
+    calls : dict
+        What the grouper may fuse into a kernel (see ``_Grouper``).
+    register : callable, optional
+        ``kernel -> function`` placing a kernel itself, instead of ``namespace``.
+    fractions : bool, default False
+
+    Returns
+    -------
+    callable
+        ``expr -> expr`` with its elementwise groups replaced by kernel calls.
+    """
     functions: dict = {}
     printer.known_functions["Stored"] = "_stored"
 

@@ -336,6 +336,18 @@ def structure_key(arguments: list[Tensor], outputs: list[Tensor]) -> tuple:
     of constants), independent of which objects computed it: a key for caches of what is
     derived from a graph, as the kernel cache is keyed for kernels.
 
+    Parameters
+    ----------
+    arguments : list of Tensor
+        The traced arguments (placeholders), in order.
+    outputs : list of Tensor
+        Computed from them.
+
+    Returns
+    -------
+    tuple
+        Hashable; equal for two graphs that compute the same thing the same way.
+
     Examples
     --------
     >>> import numpy as np, symtape as st

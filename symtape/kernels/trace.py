@@ -35,6 +35,19 @@ def active() -> "Trace | None":
 def placeholder(value, name: str, weak: bool = False) -> Tensor:
     """A traced argument: a Tensor that is its own source, named ``name`` in ``.expr``.
 
+    Parameters
+    ----------
+    value : array
+        The argument's value at the traced call (its shape and dtype are the signature's).
+    name : str
+        The symbol name (entries of arrays are ``name[i]``).
+    weak : bool, default False
+        A Python number's argument: it takes the dtype of the Tensors it meets.
+
+    Returns
+    -------
+    Tensor
+
     Examples
     --------
     >>> import numpy as np

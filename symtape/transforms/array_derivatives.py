@@ -116,6 +116,18 @@ def jacobian(y: Tensor, sources: list) -> list | None:
     (``y`` recorded as a graph, e.g. inside a trace), or None where the graph has an op
     outside this sweep's class.
 
+    Parameters
+    ----------
+    y : Tensor
+        The output, with its recorded graph.
+    sources : list of Tensor
+        Traced arguments ``y`` is computed from.
+
+    Returns
+    -------
+    list of Tensor, or None
+        One Jacobian per source, itself recorded.
+
     Examples
     --------
     >>> import numpy as np, symtape as st
@@ -135,6 +147,19 @@ def hessian(gradients: list, sources: list) -> list | None:
     """The Hessian blocks ``H[i][j] = d gradients[i] / d sources[j]`` as recorded ops (the
     gradients recorded as graphs, e.g. inside a trace), or None where the graph has an op
     outside this sweep's class.
+
+    Parameters
+    ----------
+    gradients : list of Tensor
+        The gradient with respect to each source, as a recorded graph (``tape.gradient``
+        inside a trace).
+    sources : list of Tensor
+        Traced arguments.
+
+    Returns
+    -------
+    list of list of Tensor, or None
+        ``H[i][j]``, of shape ``sources[i].shape + sources[j].shape``.
 
     Examples
     --------
