@@ -3,7 +3,6 @@
 import contextlib
 import io
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
+from helpers import run_symtape
 
 
 def _check_walkthrough(output: str) -> None:
@@ -28,8 +28,7 @@ def _check_walkthrough(output: str) -> None:
 
 
 def test_python_dash_m_runs_the_walkthrough():
-    result = subprocess.run([sys.executable, "-m", "symtape"], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = run_symtape()
     assert result.returncode == 0, result.stderr
     _check_walkthrough(result.stdout)
     assert result.stderr == ""
@@ -48,8 +47,7 @@ def test_symtape_demo_command():
 
 
 def test_unknown_command_exits_with_usage_error():
-    result = subprocess.run([sys.executable, "-m", "symtape", "frobnicate"], capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = run_symtape("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
     assert "Traceback" not in result.stderr
@@ -58,14 +56,8 @@ def test_unknown_command_exits_with_usage_error():
 # ---------------------------------------------------------------- symtape diff / check
 
 
-def _symtape(*args, cwd=None):
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([sys.executable, "-m", "symtape", *args], capture_output=True,
-                          text=True, timeout=120, check=False, cwd=cwd, env=env)
-
-
 def test_diff_prints_the_gradient_and_hessian_in_latex():
-    result = _symtape("diff", "x**2*sin(y)", "--wrt", "x", "y", "--order", "2",
+    result = run_symtape("diff", "x**2*sin(y)", "--wrt", "x", "y", "--order", "2",
                       "--format", "latex")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -78,7 +70,7 @@ def test_diff_prints_the_gradient_and_hessian_in_latex():
 
 
 def test_diff_pretty_output_is_the_closed_form():
-    result = _symtape("diff", "exp(a*x)", "--wrt", "x")
+    result = run_symtape("diff", "exp(a*x)", "--wrt", "x")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "     a⋅x" and lines[1] == "f = ℯ   "
@@ -86,7 +78,7 @@ def test_diff_pretty_output_is_the_closed_form():
 
 
 def test_diff_default_variables_are_every_name_sorted():
-    result = _symtape("diff", "y*x + z", "--format", "latex")
+    result = run_symtape("diff", "y*x + z", "--format", "latex")
     assert [line.split(" = ")[0] for line in result.stdout.splitlines()[1:]] == [
         r"\frac{\partial f}{\partial x}", r"\frac{\partial f}{\partial y}",
         r"\frac{\partial f}{\partial z}"]
@@ -94,15 +86,15 @@ def test_diff_default_variables_are_every_name_sorted():
 
 def test_diff_simplify():
     expr = "x*sin(x)**2 + x*cos(x)**2"
-    plain = _symtape("diff", expr, "--format", "latex").stdout
-    simple = _symtape("diff", expr, "--format", "latex", "--simplify").stdout
+    plain = run_symtape("diff", expr, "--format", "latex").stdout
+    simple = run_symtape("diff", expr, "--format", "latex", "--simplify").stdout
     assert plain.splitlines()[1] == (r"\frac{\partial f}{\partial x} = \sin^{2}{\left(x \right)}"
                                      r" + \cos^{2}{\left(x \right)}")
     assert simple.splitlines()[1] == r"\frac{\partial f}{\partial x} = 1"
 
 
 def test_diff_at_a_point_prints_exact_and_numeric_values():
-    result = _symtape("diff", "log(1 + exp(a*x))", "--wrt", "x", "--at", "x=0,a=2",
+    result = run_symtape("diff", "log(1 + exp(a*x))", "--wrt", "x", "--at", "x=0,a=2",
                       "--order", "2")
     assert result.returncode == 0, result.stderr
     tail = result.stdout.split("\nat ")[1].splitlines()
@@ -113,13 +105,13 @@ def test_diff_at_a_point_prints_exact_and_numeric_values():
 
 
 def test_diff_values_may_be_expressions_with_commas():
-    result = _symtape("diff", "x*y", "--at", "x=atan2(1, 1)*4", "y=pi/4")
+    result = run_symtape("diff", "x*y", "--at", "x=atan2(1, 1)*4", "y=pi/4")
     assert result.returncode == 0, result.stderr
     assert "  f = pi**2/4 = 2.46740110027234" in result.stdout
 
 
 def test_diff_code_is_runnable_numpy():
-    result = _symtape("diff", "x**2*sin(y) + erf(x)*y", "--order", "2", "--format", "code")
+    result = run_symtape("diff", "x**2*sin(y) + erf(x)*y", "--order", "2", "--format", "code")
     assert result.returncode == 0, result.stderr
     namespace: dict = {}
     exec(result.stdout, namespace)  # the generated code, not user input
@@ -134,7 +126,7 @@ def test_diff_code_is_runnable_numpy():
 
 
 def test_check_passes_and_prints_the_table():
-    result = _symtape("check", "atan2(y, x)*exp(x)", "--at", "x=1,y=2")
+    result = run_symtape("check", "atan2(y, x)*exp(x)", "--at", "x=1,y=2")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("check_grads: all 6 first and second-derivative entries agree")
@@ -143,7 +135,7 @@ def test_check_passes_and_prints_the_table():
 
 
 def test_check_fails_with_status_1_at_a_kink():
-    result = _symtape("check", "relu(x)", "--at", "x=0", "--order", "1")
+    result = run_symtape("check", "relu(x)", "--at", "x=0", "--order", "1")
     assert result.returncode == 1
     assert "1 of 1 first-derivative entries disagree" in result.stdout
     assert "<-- differs" in result.stdout
@@ -181,7 +173,7 @@ def test_check_fails_with_status_1_at_a_kink():
                                   "is too large to compute exactly"),
 ])
 def test_malformed_input_is_one_line_and_status_2(args, message):
-    result = _symtape(*args)
+    result = run_symtape(*args)
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
@@ -189,7 +181,7 @@ def test_malformed_input_is_one_line_and_status_2(args, message):
 
 
 def test_check_needs_a_point():
-    result = _symtape("check", "x")
+    result = run_symtape("check", "x")
     assert result.returncode == 2
     assert "the following arguments are required: --at" in result.stderr
 
@@ -205,7 +197,7 @@ def test_check_needs_a_point():
 def test_injection_leaves_no_trace(payload, tmp_path):
     for command in (["diff", payload], ["check", payload, "--at", "x=1"],
                     ["diff", "x", "--at", f"x={payload}"]):
-        result = _symtape(*command, cwd=tmp_path)
+        result = run_symtape(*command, cwd=tmp_path)
         assert result.returncode == 2
         assert result.stderr.startswith("symtape: error: ")
         assert "Traceback" not in result.stderr
@@ -234,14 +226,14 @@ def test_the_walkthrough_needs_neither_scipy_nor_a_gpu():
     ("x**3", "x=10**1000", ["  f = 1" + "0" * 3000, "  df/dx = 3" + "0" * 2000]),  # exact
 ])
 def test_values_at_huge_points_are_bounded(expr, at, lines):
-    result = _symtape("diff", expr, "--at", at)
+    result = run_symtape("diff", expr, "--at", at)
     assert result.returncode == 0, result.stderr
     for line in lines:
         assert line in result.stdout.splitlines()
 
 
 def test_diff_code_keeps_a_parameter_named_like_a_temporary():
-    result = _symtape("diff", "_c0*sin(x)**2 + sin(x)**3", "--wrt", "x", "_c0", "--format", "code")
+    result = run_symtape("diff", "_c0*sin(x)**2 + sin(x)**3", "--wrt", "x", "_c0", "--format", "code")
     assert result.returncode == 0, result.stderr
     namespace: dict = {}
     exec(result.stdout, namespace)  # the generated code, not user input
@@ -252,7 +244,7 @@ def test_diff_code_keeps_a_parameter_named_like_a_temporary():
 
 def test_check_with_a_variable_named_like_a_function():
     # arcsin is NumPy's name of asin: lambdify's namespace let the variable shadow it
-    result = _symtape("check", "arcsin*asin(x)", "--at", "arcsin=0.5,x=0.3", "--order", "1")
+    result = run_symtape("check", "arcsin*asin(x)", "--at", "arcsin=0.5,x=0.3", "--order", "1")
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
     assert len(rows["df/darcsin"]) == 5  # symbolic, compiled, complex step, finite diff., error

@@ -15,6 +15,7 @@ import sympy
 
 from hypothesis import HealthCheck, given, settings
 from test_check_properties import X, Y, _expressions
+from helpers import rosenbrock_of
 
 import symtape as st
 import symtape.kernels.program
@@ -129,7 +130,7 @@ def test_st_compile_computes_a_value_and_its_gradient_in_one_kernel(cupy):
 
 def test_a_long_gradient_is_cut_into_kernels_of_at_most_eight_outputs(cupy):
     xs = sympy.symbols("x0:12", real=True)
-    f = sum(100 * (b - a**2) ** 2 + (1 - a) ** 2 for a, b in zip(xs, xs[1:]))
+    f = rosenbrock_of(xs)
     kernel = st.compile([sympy.diff(f, v) for v in xs], [sympy.Array(xs)], backend="cupy")
     calls = re.findall(r"^    ((?:_r\d+, )*_r\d+) = _fused\d+\(", kernel.source, re.M)
     assert [len(c.split(", ")) for c in calls] == [8, 4], kernel.source

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import shlex
 import subprocess
-import sys
 
 import pytest
+from helpers import run_symtape
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -24,9 +23,7 @@ def _blocks(page: pathlib.Path, language: str) -> list[str]:
 def _symtape(command: str, cwd) -> subprocess.CompletedProcess:
     words = shlex.split(command, comments=True)
     assert words[0] == "symtape", command
-    return subprocess.run([sys.executable, "-m", "symtape", *words[1:]], capture_output=True,
-                          text=True, timeout=120, check=False, cwd=cwd,
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    return run_symtape(*words[1:], cwd=cwd)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])

@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 import sympy
 from scipy.optimize import rosen, rosen_der, rosen_hess, rosen_hess_prod
+from helpers import rosenbrock, rosenbrock_of, symbols_by_name
 
 import symtape as st
 
 X, Y = sympy.symbols("x y", real=True)
 RNG = np.random.default_rng(20240607)
-
-
-def rosenbrock(x):
-    return st.reduce_sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-
-def symbols_by_name(expr) -> dict:
-    """The free symbols of a SymPy object, by printed name (``x``, ``x[3]``)."""
-    found = {}
-    for e in (expr if isinstance(expr, (list, tuple)) else [expr]):
-        atoms = e.free_symbols if hasattr(e, "free_symbols") else set()
-        found.update({str(s): s for s in atoms})
-    return found
 
 
 # ---------------------------------------------------------------- the DESIGN tutorial
@@ -527,7 +515,7 @@ def test_vector_grad_expr_equals_sympy_diff():
     expr = f.expr
     names = symbols_by_name(list(expr))
     xs = [names[f"x[{i}]"] for i in range(n)]
-    oracle = sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2 for i in range(n - 1))
+    oracle = rosenbrock_of(xs)
     for i in range(n):
         assert sympy.simplify(expr[i] - sympy.diff(oracle, xs[i])) == 0
 

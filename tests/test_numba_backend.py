@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 from every_primitive import CASES, IN_AXES, assert_same_results, call
+from helpers import rosenbrock as rosen
 
 import symtape as st
 
@@ -18,10 +19,6 @@ optimize = pytest.importorskip("scipy.optimize")
 
 SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 1e300, -1e-300,
                     3.0])
-
-
-def rosen(v):
-    return st.reduce_sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
 
 
 def same_bits(got, expected):

@@ -10,31 +10,12 @@ import re
 import numpy as np
 import pytest
 import sympy
+from helpers import entries, same, symbols
 
 import symtape as st
 
 X, Y = sympy.symbols("x y", real=True)
 RNG = np.random.default_rng(20240611)
-
-
-def symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    out = np.empty(shape, dtype=object)
-    for index in np.ndindex(*shape):
-        out[index] = sympy.Symbol(f"{name}[{','.join(map(str, index))}]", real=True)
-    return out
-
-
-def entries(expr) -> np.ndarray:
-    """A SymPy Array (or scalar) as a NumPy object array."""
-    if isinstance(expr, sympy.NDimArray):
-        return np.array(expr.tolist(), dtype=object).reshape(expr.shape)
-    return np.array(expr, dtype=object)
-
-
-def same(a, b) -> bool:
-    """Mathematically equal SymPy scalars (robust to how a sum or product is arranged)."""
-    a, b = sympy.sympify(a), sympy.sympify(b)
-    return a == b or sympy.simplify(a - b) == 0
 
 
 def assert_same_entries(expr, oracle: np.ndarray):

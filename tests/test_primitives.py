@@ -22,6 +22,7 @@ import pytest
 import sympy
 from hypothesis import assume, given, settings
 from hypothesis import strategies as hs
+from helpers import entries, symbols
 
 import symtape as st
 
@@ -100,18 +101,9 @@ def assert_same_expr(lib, oracle, subs: dict):
         assert _proved_zero(lib - oracle), f"{lib}  !=  {oracle}"
 
 
-def symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    out = np.empty(shape, dtype=object)
-    for index in np.ndindex(*shape):
-        out[index] = sympy.Symbol(f"{name}[{','.join(map(str, index))}]", real=True)
-    return out
-
-
 def flat(expr) -> list:
     """Entries of a SymPy scalar or Array, in C order."""
-    if isinstance(expr, sympy.NDimArray):
-        return list(np.array(expr.tolist(), dtype=object).ravel()) if expr.rank() else [expr[()]]
-    return [expr]
+    return list(entries(expr).ravel())
 
 
 def point(name: str, value: np.ndarray) -> dict:

@@ -9,14 +9,11 @@ import sympy
 from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 from scipy.optimize import rosen_hess, rosen_hess_prod
+from helpers import rosenbrock, rosenbrock_of, symbols_by_name
 
 import symtape as st
 
 RNG = np.random.default_rng(11)
-
-
-def rosenbrock(x):
-    return st.reduce_sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 def tridiagonal_pattern(n):
@@ -30,7 +27,7 @@ def stored_pattern(m):
 
 
 def vector_symbols(expr, name, n):
-    by_name = {str(s): s for s in expr.free_symbols}
+    by_name = symbols_by_name(expr)
     return [by_name.get(f"{name}[{i}]", sympy.Symbol(f"{name}[{i}]", real=True)) for i in range(n)]
 
 
@@ -71,7 +68,7 @@ def test_sparse_expr_is_the_exact_sympy_hessian():
     expr = H.expr
     assert isinstance(expr, sympy.MatrixBase) and expr.shape == (n, n)
     xs = vector_symbols(expr, "x", n)
-    oracle_f = sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2 for i in range(n - 1))
+    oracle_f = rosenbrock_of(xs)
     oracle = sympy.hessian(oracle_f, xs)
     assert sympy.simplify(sympy.Matrix(expr) - oracle) == sympy.zeros(n, n)
     # structural zeros are exact zeros

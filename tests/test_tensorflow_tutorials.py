@@ -9,14 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import sympy
+from helpers import same
 
 import symtape as st
 
 X, Y = sympy.symbols("x y", real=True)
-
-
-def same(a, b) -> bool:
-    return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
 def test_gradient_of_quadratic_at_zero():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import sympy
 from scipy.optimize import rosen, rosen_der, rosen_hess
-from helpers import rosenbrock
+from helpers import rosenbrock, rosenbrock_of
 
 import symtape as st
 
@@ -39,7 +39,7 @@ def test_the_issue_examples_no_longer_depend_on_what_was_called_before():
 
 def _history_cases():
     X = sympy.symbols("x0:3", real=True)
-    expr = sum(100 * (X[i + 1] - X[i] ** 2) ** 2 + (1 - X[i]) ** 2 for i in range(2))
+    expr = rosenbrock_of(X)
     return X, expr
 
 
