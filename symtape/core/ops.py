@@ -1277,7 +1277,7 @@ def range(start, limit=None, delta=1, dtype=None, name: str | None = None) -> Te
         The step.
     dtype : dtype, optional
         Default: int64 if every argument is an int, else NumPy's choice (float64 for
-    Python floats).
+        Python floats).
     name : str, optional
         A label for the result (its ``.name``); ``.expr`` is the same without it.
 
