@@ -166,8 +166,15 @@ class Optimizer:
             if not callable(loss):
                 raise TypeError(f"{self.name}.minimize: `loss` must be a callable returning the "
                                 "loss (or pass the `tape` that recorded it)")
-            with GradientTape() as tape:
-                value = loss()
+            tape = GradientTape()
+            try:
+                with tape:
+                    value = loss()
+            except BaseException:
+                # an interrupt at the `with` line as the block ends lands where `with` cannot
+                # call __exit__: leave no tape recording (__exit__ is idempotent)
+                tape.__exit__(None, None, None)
+                raise
         else:
             value = loss() if callable(loss) else loss
         grads = tape.gradient(value, variables)

@@ -129,7 +129,7 @@ def test_minimize_steps_all_or_nothing_wherever_it_is_interrupted():
         opt.minimize(lambda: sum(st.reduce_sum(g * v) for g, v in zip(grads, variables)),
                      variables)
 
-    _check_every_interrupt(_sgd_problem, minimize, warm_steps=1, stride=7)
+    _check_every_interrupt(_sgd_problem, minimize, warm_steps=1)  # every line: the `with` too
 
 
 def test_adam_steps_all_or_nothing_and_keeps_iterations_in_step():
