@@ -13,9 +13,14 @@ subexpressions as scalar locals::
         return (t7, t9, t11)
 
     @_jit
-    def _g0_loop(n, in0, in1, out0, out1, out2):   # the same over n points
+    def _g0_loop(n, x0s, x1s, out0, out1, out2):   # the same code over n points
         for i in range(n):
-            out0[i], out1[i], out2[i] = _g0_point(in0[i], in1[i])
+            x0 = x0s[i]
+            x1 = x1s[i]
+            t2 = -x0
+            ...
+            out0[i] = t7
+            ...
 
 (``_g0_parallel`` is the same loop over ``numba.prange``, on every core, for large
 batches.) Everything else (indexing, scatters, reductions, matrix products, elementwise
@@ -455,7 +460,6 @@ class _Generator:
         body: list[str] = []
         params: list[str] = []
         array_inputs, scalar_inputs = [], []
-        loaded_inputs, static_inputs = [], []
         r = len(group.shape)
         for node in group.members:
             inputs = [graph.resolve(x) for x in node._inputs]
@@ -474,7 +478,6 @@ class _Generator:
                 static = np.ndim(x._value) == 0 and not self.dependent[id(x)]
                 entry = (self.value(x), np.ndim(x._value), self.dependent[id(x)])
                 (scalar_inputs if static else array_inputs).append((parameter, entry))
-                (static_inputs if static else loaded_inputs).append(x)
                 local[id(x)] = parameter
                 codes.append(parameter)
             name = f"t{len(local)}"
@@ -482,22 +485,21 @@ class _Generator:
             local[id(node)] = name
         returned = [local[id(m)] for m in group.returned]
         g = f"_g{group.number}"
-        group.point, group.parameters = f"{g}_point", loaded_inputs + static_inputs
         arrays = [p for p, _ in array_inputs]
         scalars = [p for p, _ in scalar_inputs]
         point_params = ", ".join(arrays + scalars)
         outs = [f"out{i}" for i in range(len(returned))]
-        loads = ", ".join([f"{p}[i]" for p in arrays] + scalars)
         source = [f"\n\n@_jit\ndef {g}_point({point_params}):", *body,
                   f"    return ({', '.join(returned)},)\n"]
         for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
+            # the point's code inline (one function to compile, not two): arrays `<x>s`
             decorator = ("@_jit" if variant == "loop" else
                          '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
-            signature = ", ".join(["n"] + arrays + scalars + outs)
+            signature = ", ".join(["n"] + [f"{p}s" for p in arrays] + scalars + outs)
             source += [f"\n{decorator}\ndef {g}_{variant}({signature}):",
-                       f"    for i in {loop}(n):",
-                       f"        r = {g}_point({loads})"]
-            source += [f"        {out}[i] = r[{i}]" for i, out in enumerate(outs)]
+                       f"    for i in {loop}(n):"]
+            source += [f"        {p} = {p}s[i]" for p in arrays] + ["    " + b for b in body]
+            source += [f"        {out}[i] = {r}" for out, r in zip(outs, returned)]
             source.append("")
         self.module.append("\n".join(source))
         spec = self.fresh("spec")
@@ -710,7 +712,7 @@ def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
     body = [f"    {names.of[s]} = {printer.doprint(v)}" for s, v in block]
     returned = ", ".join(printer.doprint(r) for r in results)
     outs = [f"out{i}" for i in range(len(results))]
-    module = [_PRELUDE, f"\n@_jit\ndef point({', '.join(params)}):", *body,
+    module = [f"\n\n@_jit\ndef point({', '.join(params)}):", *body,
               f"    return ({returned},)\n"]
     for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
         decorator = ("@_jit" if variant == "loop" else
@@ -722,7 +724,8 @@ def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
     kernel = ["def kernel(*_args):", *[f"    {name} = {code}" for name, code in entries],
               f"    return _run_entries(_spec, ({', '.join(params)}{',' if len(params) == 1 else ''}),"
               f" {len(results)})"]
-    return "\n".join(module) + "\n\n" + "\n".join(kernel) + "\n", frozenset()
+    return (_with_prelude("\n".join(module)) + "\n\n" + "\n".join(kernel) + "\n",
+            frozenset())
 
 
 class _Entries:
