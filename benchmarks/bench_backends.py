@@ -20,7 +20,9 @@ Rows (per call after warm-up, float64):
     kernel's own time (importing its generated module, and Numba compiling it, cold, or loading
     its machine code from the disk cache, warm), which the targets (1 s cold, 50 ms warm) are
     about; and symtape's tracing, code generation and the calls themselves, which the NumPy
-    backend pays too.
+    backend pays too. Measured as the process's CPU time (on a machine other processes load,
+    wall time grows with the load; compiling is single-threaded work, so on an idle machine
+    the two agree).
 
 "ratio" is the row's time over the baseline named in its row (below 1: symtape is faster).
 """
@@ -253,7 +255,7 @@ def compile_rows() -> list:
 
 COMPILE_PARTS = textwrap.dedent("""
     import sys, time
-    clock = time.perf_counter
+    clock = time.process_time  # CPU seconds: steadier than wall time on a shared machine
     start = clock()
     import numba
     numba_import = clock() - start
