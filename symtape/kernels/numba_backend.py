@@ -885,8 +885,8 @@ class _LoopProgram:
                 found = _Scalar(_literal(flat[0].item()), shape)
             else:
                 found = _Buffer(self.constant(x._value), np.arange(math.prod(shape)).reshape(shape))
-        else:  # an argument or a Variable: a parameter, raveled once where it has axes
-            name = f"{'a' if kind[0] == 'arg' else 'v'}{kind[1]}"  # passed raveled
+        else:  # an argument or a Variable: a parameter (the caller passes arrays raveled)
+            name = f"{'a' if kind[0] == 'arg' else 'v'}{kind[1]}"
             found = (_Buffer(name, np.arange(math.prod(shape)).reshape(shape)) if shape else
                      _Scalar(name))
         self.values[id(x)] = found
@@ -938,8 +938,8 @@ class _LoopProgram:
                 self.emit(f"{entry} = {x.name}[{int(addresses)}]")
                 self.values[id(node)] = _Scalar(entry)
             return True
-        if dtype not in _FLOATS or not shape and name != "reduce_sum":
-            return False
+        if dtype not in _FLOATS or (not shape and name != "reduce_sum"):
+            return False  # (a scatter into a scalar: none is traced)
         if name in ("scatter", "scatter_add"):
             keys = [params["key"]] if name == "scatter" else list(params["keys"])
             buffer = self.allocate(shape, dtype, zeros=True)
