@@ -165,6 +165,28 @@ def test_two_arguments_data_constants_and_variables_read_at_call_time():
     same_as_numpy_backend(f, x, y, argnums=(0, 1))
 
 
+def test_a_scalar_argument_beside_a_vector_and_data_passed_as_an_argument():
+    """argnums (0, 1): a vector and a scalar (its seed one entry per colour); the data
+    argument is not differentiated, and a new value of it is read by the next call."""
+    def f(x, c, data):
+        return c * st.reduce_sum(data * x[1:] * x[:-1] ** 2) + c ** 3 * x[0]
+
+    def formula(xs, data):
+        x, c = xs[:5], xs[5]
+        return c * sum(d * x[i + 1] * x[i] ** 2 for i, d in enumerate(data)) + c ** 3 * x[0]
+
+    x, data = np.linspace(0.1, 1.0, 5), np.array([1.0, -2.0, 0.5, 3.0])
+    H, matrix = fused_hessian(f, x, 2.0, data, argnums=(0, 1))
+    np.testing.assert_allclose(
+        matrix.toarray(), sympy_hessian(lambda xs: formula(xs, data.tolist()), 6, [*x, 2.0]),
+        rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        H(x, 2.0, 2 * data).toarray(),
+        sympy_hessian(lambda xs: formula(xs, (2 * data).tolist()), 6, [*x, 2.0]),
+        rtol=1e-13, atol=1e-14)
+    same_as_numpy_backend(f, x, 2.0, data, argnums=(0, 1))
+
+
 def test_a_function_without_a_loop_form_keeps_the_batched_products():
     """A matrix product has no loop form: the product kernel runs (same values)."""
     a = np.array([[2.0, 1.0], [1.0, 3.0]])

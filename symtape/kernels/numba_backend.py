@@ -1125,7 +1125,8 @@ def _hessian_source(exact: _ExactCall, first_seed: int, size: int) -> str:
     seeds = {f"a{j}": f"s{j}" for j in range(first_seed, len(exact.shapes))}
     params = [seeds.get(p, p) for p in exact.params] + ["rows", "slots", "starts", "out"]
     body = ["    for c in range(starts.shape[0] - 1):"]
-    body += [f"        {a} = {s}[c]" for a, s in seeds.items()]
+    body += [f"        {a} = {s}[c]" if exact.shapes[int(a[1:])] else f"        {a} = {s}[c, 0]"
+             for a, s in seeds.items()]  # a row of the block; a scalar argument's one entry
     body += ["    " + line for line in exact.lines]
     if len(exact.outputs) == 1:
         work, offset, _ = exact.outputs[0]
