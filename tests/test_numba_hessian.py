@@ -187,6 +187,25 @@ def test_a_scalar_argument_beside_a_vector_and_data_passed_as_an_argument():
     same_as_numpy_backend(f, x, 2.0, data, argnums=(0, 1))
 
 
+@pytest.mark.parametrize("first", ["vector", "scalar"])
+def test_an_argument_entering_linearly_leaves_its_seed_unread(first):
+    """``+ y``: y's Hessian rows are zero and its products never read its seed (the last
+    argument, or one in the middle, of the product program)."""
+    def chain(x):
+        return st.reduce_sum(x[1:] * x[:-1] ** 2)
+
+    fun = (lambda x, y: chain(x) + y) if first == "vector" else (lambda y, x: chain(x) + y)
+    x = np.linspace(0.1, 1.0, 4)
+    point = (x, 2.0) if first == "vector" else (2.0, x)
+    _, matrix = fused_hessian(fun, *point, argnums=(0, 1))
+    dense = matrix.toarray()
+    inner = dense[:4, :4] if first == "vector" else dense[1:, 1:]
+    expected = np.diag(2 * np.r_[x[1:], 0.0]) + np.diag(2 * x[:-1], 1) + np.diag(2 * x[:-1], -1)
+    np.testing.assert_allclose(inner, expected, rtol=1e-14)
+    assert np.count_nonzero(dense) == np.count_nonzero(expected)
+    same_as_numpy_backend(fun, *point, argnums=(0, 1))
+
+
 def test_a_function_without_a_loop_form_keeps_the_batched_products():
     """A matrix product has no loop form: the product kernel runs (same values)."""
     a = np.array([[2.0, 1.0], [1.0, 3.0]])

@@ -1101,9 +1101,9 @@ def fused_hessian(program, seeds: np.ndarray, take: np.ndarray, dtypes: list,
     if exact is None or not len(take):
         return None
     colours, size = seeds.shape
-    count = len(exact.shapes)  # arguments, the seeds last
-    shapes = exact.shapes[count - len(dtypes):]
-    if any(s is None for s in shapes) or sum(math.prod(s) for s in shapes) != size:
+    first_seed = len(program.argument_shapes) - len(dtypes)  # the function's arguments first
+    shapes = program.argument_shapes[first_seed:]
+    if first_seed < 0 or sum(math.prod(s) for s in shapes) != size:
         return None
     blocks, start = [], 0
     for shape, seed_dtype in zip(shapes, dtypes):  # a (colours, entries) block per argument
@@ -1113,8 +1113,8 @@ def fused_hessian(program, seeds: np.ndarray, take: np.ndarray, dtypes: list,
     colour, row = np.divmod(np.asarray(take, dtype=np.int64), size)
     slots = np.argsort(colour, kind="stable")  # the nonzeros, colour by colour
     starts = np.searchsorted(colour[slots], np.arange(colours + 1))
-    source = _hessian_source(exact, count - len(dtypes), size)
-    module = load_module_source(source)
+    module = load_module_source(_hessian_source(exact, first_seed, size))
+    blocks = blocks[:len(exact.shapes) - first_seed]  # trailing seeds the products do not read
     return FusedHessian(exact, module.hessian_values, program.variables, blocks,
                         (row[slots], slots, starts), len(take), dtype)
 
