@@ -10,7 +10,9 @@ Rows (per call after warm-up, float64):
 (a) value + gradient of ``exp(-x*y)*sin(x) + x**2*log(1+y**2)`` at N points through
     ``st.vmap(st.value_and_grad(f, argnums=(0, 1)))``; target: <= 1.2x the hand Numba loop;
 (b) Rosenbrock on one vector of n = 1000: the gradient (target <= 1.5x SymEngine LLVM, below
-    ``rosen_der``) and the sparse Hessian's values (target <= 0.5x CasADi);
+    ``rosen_der``) and the sparse Hessian's values (target <= 0.5x CasADi; with
+    ``backend='numba'`` one jitted function computes every colour's Hessian-vector product
+    and writes the nonzeros; the time includes building the ``scipy.sparse`` matrix);
 (c) a small f(x, y): value and gradient at one point (target <= 2 us a call);
 (d) compile time of (a)'s kernel: cold (empty disk cache) and warm (a fresh process reading
     the disk cache), each in a fresh subprocess; targets 1 s and 50 ms.
