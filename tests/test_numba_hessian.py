@@ -246,3 +246,40 @@ def test_a_second_process_loads_the_fused_kernel_from_the_disk_cache(tmp_path):
     assert (hits2, misses2) == ("1", "0")  # loaded in the second: not compiled again
     expected = optimize.rosen_hess(np.linspace(0.5, 1.5, 30))[3, 4]
     assert float(value) == float(value2) == pytest.approx(expected, rel=1e-14)
+
+
+BOUNDS = textwrap.dedent("""
+    import numpy as np
+    import symtape as st
+
+    def chain(x):
+        return st.reduce_sum(x[1:] * x[:-1] ** 2)
+
+    picks = np.array([0, 2, 2, 5])
+    cases = [
+        (lambda x, y: chain(x) + y, (np.linspace(0.1, 1.0, 4), 2.0), (0, 1)),
+        (lambda y, x: chain(x) + y, (2.0, np.linspace(0.1, 1.0, 4)), (0, 1)),
+        (lambda x, c: c * chain(x) + c ** 3 * x[0], (np.linspace(0.1, 1.0, 5), 2.0), (0, 1)),
+        (lambda m: st.reduce_sum(st.exp(0.5 * st.reduce_sum(m * m[:, ::-1], axis=1))),
+         (np.linspace(-0.6, 0.6, 12).reshape(4, 3),), 0),
+        (lambda m: st.reduce_sum(st.reshape(m, (6,))[picks] * st.reshape(m, (6,))[1:5]),
+         (np.linspace(-1.0, 1.0, 6).reshape(2, 3),), 0),
+    ]
+    for fun, point, argnums in cases:
+        fused = st.hessian(fun, argnums=argnums, sparse=True, backend="numba")
+        got = fused(*point)
+        assert fused._last._fused is not None
+        expected = st.hessian(fun, argnums=argnums, sparse=True, backend="numpy")(*point)
+        np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-14, atol=1e-14)
+    print("in bounds")
+""")
+
+
+def test_the_fused_kernels_stay_in_bounds(tmp_path):
+    """Numba does not check indices: run the fused kernels once with its bounds checks on
+    (several arguments, unread seeds, reversed slices, integer-array indices)."""
+    env = {**os.environ, "SYMTAPE_CACHE_DIR": str(tmp_path), "NUMBA_BOUNDSCHECK": "1"}
+    run = subprocess.run([sys.executable, "-c", BOUNDS], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["in", "bounds"]

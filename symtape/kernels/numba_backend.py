@@ -1069,10 +1069,10 @@ class FusedHessian:
     :func:`fused_hessian`)."""
 
     def __init__(self, exact: _ExactCall, function, variables: list, seeds: list,
-                 layout: tuple, nnz: int, dtype):
+                 layout: tuple, nnz: int, dtype, size: int):
         self.exact, self.function, self.variables = exact, function, variables
         self.seeds, self.layout, self.nnz, self.dtype = seeds, layout, nnz, dtype
-        self.size = sum(block.shape[1] for block in seeds)
+        self.size = size  # differentiated entries: the length of a product
 
     def __call__(self, values: list) -> np.ndarray | None:
         """The nonzeros (CSR order) at arguments ``values``; None where they are not of the
@@ -1116,7 +1116,7 @@ def fused_hessian(program, seeds: np.ndarray, take: np.ndarray, dtypes: list,
     module = load_module_source(_hessian_source(exact, first_seed, size))
     blocks = blocks[:len(exact.shapes) - first_seed]  # trailing seeds the products do not read
     return FusedHessian(exact, module.hessian_values, program.variables, blocks,
-                        (row[slots], slots, starts), len(take), dtype)
+                        (row[slots], slots, starts), len(take), dtype, size)
 
 
 def _hessian_source(exact: _ExactCall, first_seed: int, size: int) -> str:
