@@ -9,7 +9,10 @@ products, compressed by a column colouring (Curtis, Powell and Reid): columns th
 row get one colour, and one product with the sum of their unit vectors yields all their
 entries at once. The extended Rosenbrock function (``3n - 2`` nonzeros, tridiagonal) needs
 3 products for any ``n``, and the products are one batched call of a compiled, vectorized
-kernel. Structural zeros are never differentiated nor evaluated.
+kernel; with ``backend='numba'``, one jitted function computes every colour's product and
+writes the nonzeros straight into the CSR data
+(:func:`symtape.kernels.numba_backend.fused_hessian`). Structural zeros are never
+differentiated nor evaluated.
 """
 
 from __future__ import annotations
@@ -112,6 +115,12 @@ class _Built:
         self._specs = specs
         self._expr = None
         self._pattern(*_cached_pattern(self._grads, self._sources, seen["arguments"]))
+        self._fused = None  # backend='numba': every colour's product in one jitted function
+        if backend == "numba" and self.colours and xp is np:
+            from symtape.kernels.numba_backend import fused_hessian
+
+            self._fused = fused_hessian(self._concrete._program, self._seeds, self._take,
+                                        self._dtypes, self._dtypes[0])
 
     def _exact(self) -> tuple[list, list]:
         """The gradient's exact entries and the variables' symbols, flattened in order."""
@@ -130,6 +139,10 @@ class _Built:
 
     def evaluate(self, leaves: list, args: tuple, nums: tuple):
         xp = _array_module_of(leaves)
+        data = None if self._fused is None or xp is not np else self._fused(
+            [_value_of(leaf) for leaf, spec in zip(leaves, self._specs) if spec[0] == "T"])
+        if data is not None:  # the fused values (arguments of the traced shapes)
+            return _csr(xp, data, self._indices, self._indptr, self.size)
         if self.colours == 0:
             data = xp.zeros(0, dtype=self._dtypes[0] if self._dtypes else np.float64)
         else:
