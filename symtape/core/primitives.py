@@ -7,7 +7,12 @@ A primitive carries three things:
 - ``symbolic(*exprs, **params)``: the same op on symbolic values (SymPy expressions, or
   object arrays of them; see :mod:`symtape.arrays.objarrays`);
 - ``vjp``: one derivative rule per argument, ``rule(A, g, out, *xs, **params)`` returning
-  the cotangent of that argument given the output cotangent ``g``.
+  the cotangent of that argument given the output cotangent ``g``;
+- what the kernel generators need, beside the rules (as JAX files a primitive's batching
+  rule beside it): ``batch``, how a structural op maps over leading batch axes, and for an
+  elementwise op its ``printed`` form (the array-code expression) and its ``scalar`` form
+  (the code of a compiled loop's body). A new primitive without them still compiles: it is
+  called through its ``numeric`` form, unbatched and unfused.
 
 A rule is written once against an *algebra* ``A`` (see :mod:`symtape.core.algebra`) and
 Python's operators, so the same line computes a numeric gradient (``A`` over arrays), an
@@ -33,6 +38,7 @@ import inspect
 import math
 import operator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -41,7 +47,7 @@ from sympy.core.parameters import global_parameters
 
 from symtape.arrays import objarrays
 
-__all__ = ["Primitive", "REGISTRY", "register", "add_at", "is_basic_index"]
+__all__ = ["Primitive", "REGISTRY", "register", "add_at", "is_basic_index", "expand_axes"]
 
 Rule = Callable[..., Any]
 
@@ -72,6 +78,20 @@ class Primitive:
         Per argument, the positions of the forward values its rule reads (``-1`` for
         ``out``, ``i`` for input ``i``); found once, from the rule's code, so the symbolic
         sweep builds only the forward expressions a rule uses.
+    batch : callable or None
+        A structural (not elementwise) op over leading batch axes: ``batch(ranks, **params)``
+        gives ``(call, batchable)``, ``call(xp, *values)`` computing the op on values that
+        may carry extra leading axes before their core ranks ``ranks``, and ``batchable``
+        False where that is only right without batch axes. None: the ``numeric`` form,
+        unbatched.
+    printed : callable or None
+        An elementwise op as the array kernels print it: ``printed(*exprs, **params)`` is an
+        unevaluated SymPy node that SymPy's array printers write as NumPy code (``sin`` is
+        ``numpy.sin``). None: printed as a call of the ``numeric`` form.
+    scalar : callable or None
+        An elementwise op in a compiled loop (the Numba generator), on scalar locals:
+        ``scalar(*codes, **params)`` is the code of its value, in NumPy's scalar semantics,
+        using the generator's helpers (``_maximum``, ``np.sin``, ...). None: not fused.
     """
 
     name: str
@@ -81,6 +101,9 @@ class Primitive:
     linear: bool = False
     reads: tuple[frozenset | None, ...] = ()
     elementwise: bool = False
+    batch: Callable[..., Any] | None = None
+    printed: Callable[..., Any] | None = None
+    scalar: Callable[..., str] | None = None
 
     def rule(self, argnum: int) -> Rule | None:
         """The derivative rule of argument ``argnum``, as ``rule(A, g, out, *xs, **params)``."""
@@ -99,8 +122,11 @@ REGISTRY: dict[str, Primitive] = {}  # filled at import, read-only afterwards
 
 
 def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = False,
-             linear: bool = False) -> Primitive:
+             linear: bool = False, batch=None, printed=None, scalar=None) -> Primitive:
     """Register a primitive once; ``elementwise`` symbolic forms take scalars and get vectorized.
+
+    ``batch``, ``printed`` and ``scalar`` are the kernel generators' forms (see
+    :class:`Primitive`).
 
     Examples
     --------
@@ -114,7 +140,8 @@ def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = Fals
     if elementwise:
         symbolic = _vectorize(symbolic)
     reads = tuple(_reads(rule) for rule in vjp) if isinstance(vjp, tuple) else ()
-    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads, elementwise)
+    REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads, elementwise,
+                                      batch, printed, scalar)
     return prim
 
 
@@ -217,21 +244,59 @@ _sin, _tan, _asin, _atan, _sinh, _tanh, _erf, _sign = (
 _cos, _cosh, _abs = (_function_of(f, _EVEN) for f in (sympy.cos, sympy.cosh, sympy.Abs))
 
 
-def _unary(name, numeric, symbolic, rule=None, linear=False):
+# ---------------------------------------------------------------- printed forms
+#
+# The op as an unevaluated SymPy node (``printed``): the array kernels' printed code is the
+# recorded computation, and building it costs microseconds (evaluating SymPy's canonical
+# forms costs ~50 µs a node, which dominates on graphs of scalar ops). Multiplying by an
+# exact 1 is skipped.
+_ONE, _MINUS_ONE = sympy.S.One, sympy.S.NegativeOne
+# raw constructors: no canonicalization at all (the arguments are SymPy objects already)
+_MUL = partial(sympy.Mul._from_args, is_commutative=True)
+_ADD = partial(sympy.Add._from_args, is_commutative=True)
+_POW = partial(sympy.Pow, evaluate=False)
+
+
+def _negated(expr):
+    return -expr if expr.is_Number else _MUL((_MINUS_ONE, expr))
+
+
+def _printed_mul(a, b):
+    if a.is_Number and b.is_Number:
+        return a * b
+    return b if a == _ONE else a if b == _ONE else _MUL((a, b))
+
+
+def _printed_div(a, b):
+    inverse = _POW(b, _MINUS_ONE)
+    return inverse if a == _ONE else _MUL((a, inverse))
+
+
+def _unevaluated(function) -> Callable[..., Any]:
+    return lambda *args: function(*args, evaluate=False)
+
+
+
+def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None):
     return register(name, numeric=numeric, symbolic=symbolic,
-                    vjp=None if rule is None else (rule,), elementwise=True, linear=linear)
+                    vjp=None if rule is None else (rule,), elementwise=True, linear=linear,
+                    printed=printed)
 
 
 # ---------------------------------------------------------------- arithmetic
 register("add", numeric=lambda xp, a, b: a + b, symbolic=operator.add, elementwise=True,
-         linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: g))
+         linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: g),
+         printed=lambda a, b: _ADD((a, b)))
 register("sub", numeric=lambda xp, a, b: a - b, symbolic=operator.sub, elementwise=True,
-         linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: -g))
+         linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: -g),
+         printed=lambda a, b: _ADD((a, _negated(b))))
 register("mul", numeric=lambda xp, a, b: a * b, symbolic=operator.mul, elementwise=True,
-         vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g))
+         vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g), printed=_printed_mul)
 register("div", numeric=lambda xp, a, b: a / b, symbolic=operator.truediv, elementwise=True,
-         vjp=(lambda A, g, out, a, b: g / b, lambda A, g, out, a, b: -g * out / b))
-_unary("neg", lambda xp, x: -x, operator.neg, lambda A, g, out, x: -g, linear=True)
+         vjp=(lambda A, g, out, a, b: g / b, lambda A, g, out, a, b: -g * out / b),
+         printed=_printed_div)
+_unary("neg", lambda xp, x: -x, operator.neg, lambda A, g, out, x: -g, linear=True,
+       printed=_negated)
 
 
 def _powc_rule(A, g, out, x, exponent):
@@ -248,10 +313,11 @@ def _powc_rule(A, g, out, x, exponent):
 # x ** c with a constant exponent: the exponent is a parameter, kept exact in the symbolic form
 register("powc", numeric=lambda xp, x, exponent: x ** exponent,
          symbolic=lambda x, exponent: x ** objarrays.exact_number(exponent),
-         elementwise=True, vjp=(_powc_rule,))
+         elementwise=True, vjp=(_powc_rule,),
+         printed=lambda x, exponent: _POW(x, objarrays.exact_number(exponent)))
 register("pow", numeric=lambda xp, a, b: a ** b, symbolic=operator.pow, elementwise=True,
          vjp=(lambda A, g, out, a, b: g * b * A.pow(a, b - 1),
-              lambda A, g, out, a, b: g * out * A.log_real(a)))
+              lambda A, g, out, a, b: g * out * A.log_real(a)), printed=_POW)
 
 
 def _log_real_numeric(xp, x):
@@ -265,22 +331,34 @@ _unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((_log(x), x > 0)
        lambda A, g, out, x: g / x)
 
 # ---------------------------------------------------------------- elementwise functions
-_unary("exp", lambda xp, x: xp.exp(x), _exp, lambda A, g, out, x: g * out)
-_unary("log", lambda xp, x: xp.log(x), _log, lambda A, g, out, x: g / x)
+_unary("exp", lambda xp, x: xp.exp(x), _exp, lambda A, g, out, x: g * out,
+       printed=_unevaluated(sympy.exp))
+_unary("log", lambda xp, x: xp.log(x), _log, lambda A, g, out, x: g / x,
+       printed=_unevaluated(sympy.log))
 _unary("log1p", lambda xp, x: xp.log1p(x), lambda x: _log(1 + x),
        lambda A, g, out, x: g / (1 + x))
-_unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out))
-_unary("sin", lambda xp, x: xp.sin(x), _sin, lambda A, g, out, x: g * A.cos(x))
-_unary("cos", lambda xp, x: xp.cos(x), _cos, lambda A, g, out, x: -g * A.sin(x))
-_unary("tan", lambda xp, x: xp.tan(x), _tan, lambda A, g, out, x: g * (1 + out * out))
+_unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out),
+       printed=_unevaluated(sympy.sqrt))
+_unary("sin", lambda xp, x: xp.sin(x), _sin, lambda A, g, out, x: g * A.cos(x),
+       printed=_unevaluated(sympy.sin))
+_unary("cos", lambda xp, x: xp.cos(x), _cos, lambda A, g, out, x: -g * A.sin(x),
+       printed=_unevaluated(sympy.cos))
+_unary("tan", lambda xp, x: xp.tan(x), _tan, lambda A, g, out, x: g * (1 + out * out),
+       printed=_unevaluated(sympy.tan))
 _unary("asin", lambda xp, x: xp.arcsin(x), _asin,
-       lambda A, g, out, x: g / A.sqrt(1 - x * x))
+       lambda A, g, out, x: g / A.sqrt(1 - x * x),
+       printed=_unevaluated(sympy.asin))
 _unary("acos", lambda xp, x: xp.arccos(x), _acos,
-       lambda A, g, out, x: -g / A.sqrt(1 - x * x))
-_unary("atan", lambda xp, x: xp.arctan(x), _atan, lambda A, g, out, x: g / (1 + x * x))
-_unary("sinh", lambda xp, x: xp.sinh(x), _sinh, lambda A, g, out, x: g * A.cosh(x))
-_unary("cosh", lambda xp, x: xp.cosh(x), _cosh, lambda A, g, out, x: g * A.sinh(x))
-_unary("tanh", lambda xp, x: xp.tanh(x), _tanh, lambda A, g, out, x: g * (1 - out * out))
+       lambda A, g, out, x: -g / A.sqrt(1 - x * x),
+       printed=_unevaluated(sympy.acos))
+_unary("atan", lambda xp, x: xp.arctan(x), _atan, lambda A, g, out, x: g / (1 + x * x),
+       printed=_unevaluated(sympy.atan))
+_unary("sinh", lambda xp, x: xp.sinh(x), _sinh, lambda A, g, out, x: g * A.cosh(x),
+       printed=_unevaluated(sympy.sinh))
+_unary("cosh", lambda xp, x: xp.cosh(x), _cosh, lambda A, g, out, x: g * A.sinh(x),
+       printed=_unevaluated(sympy.cosh))
+_unary("tanh", lambda xp, x: xp.tanh(x), _tanh, lambda A, g, out, x: g * (1 - out * out),
+       printed=_unevaluated(sympy.tanh))
 
 
 def _erf_numeric(xp, x):
@@ -311,16 +389,18 @@ _unary("softplus", _softplus_numeric, lambda x: _log(1 + _exp(x)),
        lambda A, g, out, x: g * A.sigmoid(x))
 _unary("relu", lambda xp, x: xp.maximum(x, 0), lambda x: sympy.Max(x, 0),
        lambda A, g, out, x: g * A.heaviside(x, at_zero=0))
-_unary("abs", lambda xp, x: xp.abs(x), _abs, lambda A, g, out, x: g * A.sign(x))
+_unary("abs", lambda xp, x: xp.abs(x), _abs, lambda A, g, out, x: g * A.sign(x),
+       printed=_unevaluated(sympy.Abs))
 # piecewise-constant: the derivative is 0 (a gradient, not "no gradient", as in TensorFlow)
-_unary("sign", lambda xp, x: xp.sign(x), _sign, lambda A, g, out, x: A.zeros_like(g))
+_unary("sign", lambda xp, x: xp.sign(x), _sign, lambda A, g, out, x: A.zeros_like(g),
+       printed=_unevaluated(sympy.sign))
 register("heaviside", numeric=lambda xp, x, at_zero: xp.heaviside(x, at_zero),
          symbolic=lambda x, at_zero: sympy.Heaviside(x, objarrays.exact_number(at_zero)),
          elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),))
 register("atan2", numeric=lambda xp, y, x: xp.arctan2(y, x), symbolic=sympy.atan2,
          elementwise=True,
          vjp=(lambda A, g, out, y, x: g * x / (x * x + y * y),
-              lambda A, g, out, y, x: -g * y / (x * x + y * y)))
+              lambda A, g, out, y, x: -g * y / (x * x + y * y)), printed=_unevaluated(sympy.atan2))
 register("maximum", numeric=lambda xp, a, b: xp.maximum(a, b), symbolic=sympy.Max,
          elementwise=True,
          vjp=(lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=1),
@@ -365,6 +445,202 @@ def _cast_rule(A, g, out, x, dtype):
 register("cast", numeric=lambda xp, x, dtype: xp.asarray(x).astype(dtype)[()],
          symbolic=_cast_symbolic, elementwise=True, linear=True, vjp=(_cast_rule,))
 
+# ---------------------------------------------------------------- batch rules
+#
+# A structural op's ``batch`` rule: the op on values that carry extra leading batch axes
+# before their core axes (ranks ``ranks``), so that a kernel evaluates a whole batch in one
+# call. ``k`` is the core rank of the (first) argument.
+
+
+def _core_axes(axis, k: int):
+    """Axes of the core shape (rank ``k``) as negative axes, which skip leading batch axes."""
+    if axis is None:
+        return tuple(range(-k, 0))
+    if isinstance(axis, (tuple, list)):
+        return tuple(a - k if a >= 0 else a for a in axis)
+    return axis - k if axis >= 0 else axis
+
+
+def _batched_reduce(xp, x, *, fn, k, axis, keepdims):
+    return getattr(xp, fn)(x, axis=_core_axes(axis, k), keepdims=keepdims)
+
+
+def _batched_reshape(xp, x, *, k, shape):
+    x = xp.asarray(x)
+    return x.reshape(x.shape[:x.ndim - k] + tuple(shape))
+
+
+def _batched_transpose(xp, x, *, k, perm):
+    x = xp.asarray(x)
+    lead = x.ndim - k
+    return xp.transpose(x, tuple(range(lead)) + tuple(lead + p for p in perm))
+
+
+def expand_axes(xp, x, *, r, k):
+    """Insert ``r - k`` axes between the batch axes and the core axes of ``x``."""
+    return xp.expand_dims(xp.asarray(x), tuple(range(-r, -k)))
+
+
+def _batched_broadcast_to(xp, x, *, k, shape):
+    x = xp.asarray(x)
+    if k < len(shape):
+        x = expand_axes(xp, x, r=len(shape), k=k)
+    return xp.broadcast_to(x, x.shape[:x.ndim - len(shape)] + tuple(shape))
+
+
+def _batch_key(key, k: int) -> tuple:
+    """A core index as an index of batched arrays: ``(..., key, :, ...)``."""
+    items = key if isinstance(key, tuple) else (key,)
+    consumed = sum(np.ndim(i) if isinstance(i, np.ndarray) and i.dtype == bool else
+                   0 if i is None or i is Ellipsis else 1 for i in items)
+    if any(i is Ellipsis for i in items):
+        at = next(n for n, i in enumerate(items) if i is Ellipsis)
+        items = items[:at] + (slice(None),) * (k - consumed) + items[at + 1:]
+        consumed = k
+    return (Ellipsis,) + tuple(items) + (slice(None),) * (k - consumed)
+
+
+def _batchable_key(key) -> bool:
+    """Several advanced indices apart from each other move their axes to the front."""
+    items = key if isinstance(key, tuple) else (key,)
+    advanced = [n for n, i in enumerate(items) if isinstance(i, (np.ndarray, list))]
+    return not advanced or advanced == list(range(advanced[0], advanced[-1] + 1))
+
+
+def _batched_getitem(xp, x, *, key):
+    item = xp.asarray(x)[key]
+    # `x[..., i]` of a vector is a 0-d array; NumPy's scalars compute ~10x faster
+    return item[()] if item.ndim == 0 and xp is np else item
+
+
+def _batched_scatter(xp, g, *, k, key, shape):
+    g = xp.asarray(g)
+    out = xp.zeros(g.shape[:g.ndim - k] + tuple(shape), dtype=g.dtype)
+    add_at(xp, out, key, g)
+    return out
+
+
+def _batched_scatter_add(xp, *values, ks, keys, shape):
+    values = [xp.asarray(v) for v in values]
+    batch = np.broadcast_shapes(*[v.shape[:v.ndim - k] for v, k in zip(values, ks)])
+    out = xp.zeros(batch + tuple(shape), dtype=xp.result_type(*values))
+    for key, value in zip(keys, values):
+        add_at(xp, out, key, value)
+    return out
+
+
+def _scatter_rows(xp, *values, rows, k, shape):
+    """``scatter_add`` where every key is one row (``x[i]`` in a loop): one ``add.at``."""
+    stacked = None
+    if xp is np:  # no batch axes anywhere: the fast common case
+        try:
+            stacked = np.array(values)
+        except ValueError:  # some values carry batch axes, others not
+            pass
+        if stacked is not None and stacked.ndim != 1 + k:
+            stacked = None
+    if stacked is None:
+        stacked = xp.stack(xp.broadcast_arrays(*[xp.asarray(v) for v in values]), axis=0)
+    batch = stacked.shape[1:stacked.ndim - k]
+    out = xp.zeros(batch + tuple(shape), dtype=stacked.dtype)
+    rows = rows if xp is np else xp.asarray(rows)
+    add_at(xp, xp.moveaxis(out, len(batch), 0), rows, stacked)  # a view: fills `out`
+    return out
+
+
+def _row_keys(keys, ranks: list[int], shape) -> np.ndarray | None:
+    """The row of each key when every key is a single integer index, else None."""
+    rows = []
+    for key, k in zip(keys, ranks):
+        key = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+        if not isinstance(key, (int, np.integer)) or k != len(shape) - 1:
+            return None
+        rows.append(int(key) % shape[0])
+    return np.array(rows, dtype=np.intp)
+
+
+def _batched_concat(xp, *xs, ks, axis):
+    arrays = [xp.asarray(x) for x in xs]
+    batch = np.broadcast_shapes(*[a.shape[:a.ndim - k] for a, k in zip(arrays, ks)])
+    arrays = [xp.broadcast_to(a, batch + a.shape[a.ndim - k:]) for a, k in zip(arrays, ks)]
+    return xp.concatenate(arrays, axis=_core_axes(axis, ks[0]))
+
+
+def _batched_matmul(xp, a, b, *, ka, kb):
+    a, b = xp.asarray(a), xp.asarray(b)
+    if ka == 2 and a.ndim == 2 and b.ndim > kb and (kb == 1 or b.shape[-1] == 1):
+        return _matrix_times_batch(xp, a, b, kb)
+    if ka == 1:
+        a = a[..., None, :]
+    if kb == 1:
+        b = b[..., :, None]
+    ra, rb = max(ka, 2), max(kb, 2)
+    r = max(ra, rb)
+    if ra < r:
+        a = expand_axes(xp, a, r=r, k=ra)
+    if rb < r:
+        b = expand_axes(xp, b, r=r, k=rb)
+    out = xp.matmul(a, b)
+    if kb == 1:
+        out = out[..., 0]
+    if ka == 1:
+        out = out[..., 0] if kb == 1 else out[..., 0, :]
+    return out
+
+
+def _matrix_times_batch(xp, a, b, kb: int):
+    """One matrix ``a`` times a batch of vectors (columns ``(..., n, 1)`` when ``kb`` is 2):
+    one matrix product ``b @ a.T``, not a stack of matrix-vector products (a Hessian's
+    products with many seeds, each through a data matrix)."""
+    out = xp.matmul(b if kb == 1 else b[..., 0], a.T)
+    return out if kb == 1 else out[..., None]
+
+
+def _reduce_batch(fn: str):
+    def batch(ranks, *, axis, keepdims):
+        return partial(_batched_reduce, fn=fn, k=ranks[0], axis=axis, keepdims=keepdims), True
+
+    return batch
+
+
+def _reshape_batch(ranks, *, shape):
+    return partial(_batched_reshape, k=ranks[0], shape=shape), True
+
+
+def _transpose_batch(ranks, *, perm):
+    return partial(_batched_transpose, k=ranks[0], perm=perm), True
+
+
+def _broadcast_to_batch(ranks, *, shape):
+    return partial(_batched_broadcast_to, k=ranks[0], shape=shape), True
+
+
+def _getitem_batch(ranks, *, key):
+    return partial(_batched_getitem, key=_batch_key(key, ranks[0])), _batchable_key(key)
+
+
+def _scatter_batch(ranks, *, key, shape):
+    return (partial(_batched_scatter, k=ranks[0], key=_batch_key(key, len(shape)), shape=shape),
+            _batchable_key(key))
+
+
+def _scatter_add_batch(ranks, *, keys, shape):
+    rows = _row_keys(keys, ranks, shape)
+    if rows is not None:
+        return partial(_scatter_rows, rows=rows, k=ranks[0], shape=shape), True
+    batched = tuple(_batch_key(key, len(shape)) for key in keys)
+    return (partial(_batched_scatter_add, ks=tuple(ranks), keys=batched, shape=shape),
+            all(_batchable_key(key) for key in keys))
+
+
+def _concat_batch(ranks, *, axis):
+    return partial(_batched_concat, ks=tuple(ranks), axis=axis), True
+
+
+def _matmul_batch(ranks):
+    return partial(_batched_matmul, ka=ranks[0], kb=ranks[1]), True
+
+
 # ---------------------------------------------------------------- reductions
 
 
@@ -387,11 +663,12 @@ def _reduce_extremum_rule(A, g, out, x, axis, keepdims):
 
 
 register("reduce_sum", numeric=lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
-         symbolic=objarrays.reduce_add, linear=True, vjp=(_reduce_sum_rule,))
+         symbolic=objarrays.reduce_add, linear=True, vjp=(_reduce_sum_rule,),
+         batch=_reduce_batch("sum"))
 register("reduce_max", numeric=lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
-         symbolic=objarrays.reduce_max, vjp=(_reduce_extremum_rule,))
+         symbolic=objarrays.reduce_max, vjp=(_reduce_extremum_rule,), batch=_reduce_batch("max"))
 register("reduce_min", numeric=lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
-         symbolic=objarrays.reduce_min, vjp=(_reduce_extremum_rule,))
+         symbolic=objarrays.reduce_min, vjp=(_reduce_extremum_rule,), batch=_reduce_batch("min"))
 
 # ---------------------------------------------------------------- shapes and indexing
 
@@ -476,18 +753,21 @@ def _inverse_permutation(perm):
 
 
 register("reshape", numeric=_reshape, symbolic=_structural(_reshape), linear=True,
-         vjp=(lambda A, g, out, x, shape: A.reshape(g, shape=A.shape(x)),))
+         vjp=(lambda A, g, out, x, shape: A.reshape(g, shape=A.shape(x)),), batch=_reshape_batch)
 register("transpose", numeric=_transpose, symbolic=_structural(_transpose), linear=True,
-         vjp=(lambda A, g, out, x, perm: A.transpose(g, perm=_inverse_permutation(perm)),))
+         vjp=(lambda A, g, out, x, perm: A.transpose(g, perm=_inverse_permutation(perm)),),
+         batch=_transpose_batch)
 register("broadcast_to", numeric=_broadcast_to, symbolic=_structural(_broadcast_to), linear=True,
-         vjp=(lambda A, g, out, x, shape: A.reduce_to(g, A.shape(x)),))
+         vjp=(lambda A, g, out, x, shape: A.reduce_to(g, A.shape(x)),), batch=_broadcast_to_batch)
 register("getitem", numeric=_getitem, symbolic=_structural(_getitem), linear=True,
-         vjp=(lambda A, g, out, x, key: A.scatter(g, key=key, shape=A.shape(x)),))
+         vjp=(lambda A, g, out, x, key: A.scatter(g, key=key, shape=A.shape(x)),),
+         batch=_getitem_batch)
 register("scatter", numeric=_scatter, symbolic=_structural(_scatter), linear=True,
-         vjp=(lambda A, g, out, x, key, shape: A.getitem(g, key=key),))
+         vjp=(lambda A, g, out, x, key, shape: A.getitem(g, key=key),), batch=_scatter_batch)
 register("scatter_add", numeric=_scatter_add, symbolic=_structural(_scatter_add), linear=True,
-         vjp=_scatter_add_rule)
-register("concat", numeric=_concat, symbolic=_structural(_concat), linear=True, vjp=_concat_rule)
+         vjp=_scatter_add_rule, batch=_scatter_add_batch)
+register("concat", numeric=_concat, symbolic=_structural(_concat), linear=True, vjp=_concat_rule,
+         batch=_concat_batch)
 
 
 def _swap_last(ndim: int) -> tuple[int, ...]:
@@ -496,4 +776,5 @@ def _swap_last(ndim: int) -> tuple[int, ...]:
 
 register("matmul", numeric=lambda xp, a, b: xp.matmul(a, b), symbolic=objarrays.matmul,
          vjp=(lambda A, g, out, a, b: A.matmul(g, A.transpose(b, perm=_swap_last(len(A.shape(b))))),
-              lambda A, g, out, a, b: A.matmul(A.transpose(a, perm=_swap_last(len(A.shape(a)))), g)))
+              lambda A, g, out, a, b: A.matmul(A.transpose(a, perm=_swap_last(len(A.shape(a)))), g)),
+         batch=_matmul_batch)

@@ -398,7 +398,8 @@ class _Generator:
 
     def other(self, node) -> None:
         """An op without a fused form: the NumPy backend's call."""
-        from symtape.kernels.program import call_numeric, expand_axes
+        from symtape.core.primitives import expand_axes
+        from symtape.kernels.program import call_numeric
 
         graph = self.graph
         inputs = [graph.resolve(x) for x in node._inputs]
@@ -550,7 +551,7 @@ def _scalar(value):
 
 def run_group(spec: _GroupSpec, arrays: tuple, scalars: tuple) -> tuple:
     """One group's loop over the broadcast shape of its inputs (batch axes included)."""
-    from symtape.kernels.program import expand_axes
+    from symtape.core.primitives import expand_axes
 
     r = len(spec.shape)
     shaped = []
