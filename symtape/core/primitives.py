@@ -88,10 +88,13 @@ class Primitive:
         An elementwise op as the array kernels print it: ``printed(*exprs, **params)`` is an
         unevaluated SymPy node that SymPy's array printers write as NumPy code (``sin`` is
         ``numpy.sin``). None: printed as a call of the ``numeric`` form.
-    scalar : callable or None
-        An elementwise op in a compiled loop (the Numba generator), on scalar locals:
-        ``scalar(*codes, **params)`` is the code of its value, in NumPy's scalar semantics,
-        using the generator's helpers (``_maximum``, ``np.sin``, ...). None: not fused.
+    scalar : str, callable or None
+        An elementwise op in a compiled loop (the Numba generator), on scalar locals, in
+        NumPy's scalar semantics with the generator's helpers (``_maximum``, ``np.sin``):
+        a template of the arguments' codes (``"np.sin({0})"``), or
+        ``scalar(p, *codes, **params)`` for forms that read parameters, where the printer
+        ``p`` gives ``p.literal(number)`` and ``p.float64(code)`` (the code converted where
+        the result is float64). None: not fused (computed by the array code).
     """
 
     name: str
@@ -277,26 +280,31 @@ def _unevaluated(function) -> Callable[..., Any]:
 
 
 
-def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None):
+def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None, scalar=None):
     return register(name, numeric=numeric, symbolic=symbolic,
                     vjp=None if rule is None else (rule,), elementwise=True, linear=linear,
-                    printed=printed)
+                    printed=printed, scalar=scalar)
 
 
 # ---------------------------------------------------------------- arithmetic
 register("add", numeric=lambda xp, a, b: a + b, symbolic=operator.add, elementwise=True,
          linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: g),
-         printed=lambda a, b: _ADD((a, b)))
+         printed=lambda a, b: _ADD((a, b)),
+         scalar="{0} + {1}")
 register("sub", numeric=lambda xp, a, b: a - b, symbolic=operator.sub, elementwise=True,
          linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: -g),
-         printed=lambda a, b: _ADD((a, _negated(b))))
+         printed=lambda a, b: _ADD((a, _negated(b))),
+         scalar="{0} - {1}")
 register("mul", numeric=lambda xp, a, b: a * b, symbolic=operator.mul, elementwise=True,
-         vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g), printed=_printed_mul)
+         vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g), printed=_printed_mul,
+         scalar="{0} * {1}")
 register("div", numeric=lambda xp, a, b: a / b, symbolic=operator.truediv, elementwise=True,
          vjp=(lambda A, g, out, a, b: g / b, lambda A, g, out, a, b: -g * out / b),
-         printed=_printed_div)
+         printed=_printed_div,
+         scalar="{0} / {1}")
 _unary("neg", lambda xp, x: -x, operator.neg, lambda A, g, out, x: -g, linear=True,
-       printed=_negated)
+       printed=_negated,
+       scalar="-{0}")
 
 
 def _powc_rule(A, g, out, x, exponent):
@@ -310,14 +318,31 @@ def _powc_rule(A, g, out, x, exponent):
     return (A.const(exponent) * g) * A.powc(x, exponent=exponent - 1)
 
 
+
+def _powc_scalar(p, x, exponent):
+    # the exact forms NumPy's power takes for these exponents (x*x, sqrt, reciprocal)
+    if exponent == 2:
+        return f"{x} * {x}"
+    if exponent == 0.5:
+        return f"np.sqrt({x})"
+    if exponent == 1:
+        return f"+{x}"
+    if exponent == -1:
+        return f"1.0 / {x}"
+    if exponent == 0:
+        return "1.0"
+    return f"_power({x}, {p.literal(exponent)})"
+
 # x ** c with a constant exponent: the exponent is a parameter, kept exact in the symbolic form
 register("powc", numeric=lambda xp, x, exponent: x ** exponent,
          symbolic=lambda x, exponent: x ** objarrays.exact_number(exponent),
          elementwise=True, vjp=(_powc_rule,),
-         printed=lambda x, exponent: _POW(x, objarrays.exact_number(exponent)))
+         printed=lambda x, exponent: _POW(x, objarrays.exact_number(exponent)),
+         scalar=_powc_scalar)
 register("pow", numeric=lambda xp, a, b: a ** b, symbolic=operator.pow, elementwise=True,
          vjp=(lambda A, g, out, a, b: g * b * A.pow(a, b - 1),
-              lambda A, g, out, a, b: g * out * A.log_real(a)), printed=_POW)
+              lambda A, g, out, a, b: g * out * A.log_real(a)), printed=_POW,
+         scalar="_power({0}, {1})")
 
 
 def _log_real_numeric(xp, x):
@@ -328,37 +353,51 @@ def _log_real_numeric(xp, x):
 # log where it is real, 0 elsewhere: the exponent-gradient of a ** b (TensorFlow's convention),
 # the same in both worlds
 _unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((_log(x), x > 0), (0, True)),
-       lambda A, g, out, x: g / x)
+       lambda A, g, out, x: g / x,
+       scalar="_log_real({0})")
 
 # ---------------------------------------------------------------- elementwise functions
 _unary("exp", lambda xp, x: xp.exp(x), _exp, lambda A, g, out, x: g * out,
-       printed=_unevaluated(sympy.exp))
+       printed=_unevaluated(sympy.exp),
+       scalar="np.exp({0})")
 _unary("log", lambda xp, x: xp.log(x), _log, lambda A, g, out, x: g / x,
-       printed=_unevaluated(sympy.log))
+       printed=_unevaluated(sympy.log),
+       scalar="np.log({0})")
 _unary("log1p", lambda xp, x: xp.log1p(x), lambda x: _log(1 + x),
-       lambda A, g, out, x: g / (1 + x))
+       lambda A, g, out, x: g / (1 + x),
+       scalar="np.log1p({0})")
 _unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out),
-       printed=_unevaluated(sympy.sqrt))
+       printed=_unevaluated(sympy.sqrt),
+       scalar="np.sqrt({0})")
 _unary("sin", lambda xp, x: xp.sin(x), _sin, lambda A, g, out, x: g * A.cos(x),
-       printed=_unevaluated(sympy.sin))
+       printed=_unevaluated(sympy.sin),
+       scalar="np.sin({0})")
 _unary("cos", lambda xp, x: xp.cos(x), _cos, lambda A, g, out, x: -g * A.sin(x),
-       printed=_unevaluated(sympy.cos))
+       printed=_unevaluated(sympy.cos),
+       scalar="np.cos({0})")
 _unary("tan", lambda xp, x: xp.tan(x), _tan, lambda A, g, out, x: g * (1 + out * out),
-       printed=_unevaluated(sympy.tan))
+       printed=_unevaluated(sympy.tan),
+       scalar="np.tan({0})")
 _unary("asin", lambda xp, x: xp.arcsin(x), _asin,
        lambda A, g, out, x: g / A.sqrt(1 - x * x),
-       printed=_unevaluated(sympy.asin))
+       printed=_unevaluated(sympy.asin),
+       scalar="np.arcsin({0})")
 _unary("acos", lambda xp, x: xp.arccos(x), _acos,
        lambda A, g, out, x: -g / A.sqrt(1 - x * x),
-       printed=_unevaluated(sympy.acos))
+       printed=_unevaluated(sympy.acos),
+       scalar="np.arccos({0})")
 _unary("atan", lambda xp, x: xp.arctan(x), _atan, lambda A, g, out, x: g / (1 + x * x),
-       printed=_unevaluated(sympy.atan))
+       printed=_unevaluated(sympy.atan),
+       scalar="np.arctan({0})")
 _unary("sinh", lambda xp, x: xp.sinh(x), _sinh, lambda A, g, out, x: g * A.cosh(x),
-       printed=_unevaluated(sympy.sinh))
+       printed=_unevaluated(sympy.sinh),
+       scalar="np.sinh({0})")
 _unary("cosh", lambda xp, x: xp.cosh(x), _cosh, lambda A, g, out, x: g * A.sinh(x),
-       printed=_unevaluated(sympy.cosh))
+       printed=_unevaluated(sympy.cosh),
+       scalar="np.cosh({0})")
 _unary("tanh", lambda xp, x: xp.tanh(x), _tanh, lambda A, g, out, x: g * (1 - out * out),
-       printed=_unevaluated(sympy.tanh))
+       printed=_unevaluated(sympy.tanh),
+       scalar="np.tanh({0})")
 
 
 def _erf_numeric(xp, x):
@@ -371,7 +410,8 @@ def _erf_numeric(xp, x):
 
 _TWO_OVER_SQRT_PI = (2 / math.sqrt(math.pi), 2 / sympy.sqrt(sympy.pi))
 _unary("erf", _erf_numeric, _erf,
-       lambda A, g, out, x: g * A.const(*_TWO_OVER_SQRT_PI) * A.exp(-(x * x)))
+       lambda A, g, out, x: g * A.const(*_TWO_OVER_SQRT_PI) * A.exp(-(x * x)),
+       scalar="math.erf({0})")
 
 
 def _sigmoid_numeric(xp, x):
@@ -384,47 +424,59 @@ def _softplus_numeric(xp, x):
 
 
 _unary("sigmoid", _sigmoid_numeric, lambda x: 1 / (1 + _exp(-x)),
-       lambda A, g, out, x: g * out * (1 - out))
+       lambda A, g, out, x: g * out * (1 - out),
+       scalar="_sigmoid({0})")
 _unary("softplus", _softplus_numeric, lambda x: _log(1 + _exp(x)),
-       lambda A, g, out, x: g * A.sigmoid(x))
+       lambda A, g, out, x: g * A.sigmoid(x),
+       scalar="_softplus({0})")
 _unary("relu", lambda xp, x: xp.maximum(x, 0), lambda x: sympy.Max(x, 0),
-       lambda A, g, out, x: g * A.heaviside(x, at_zero=0))
+       lambda A, g, out, x: g * A.heaviside(x, at_zero=0),
+       scalar="_maximum({0}, 0.0)")
 _unary("abs", lambda xp, x: xp.abs(x), _abs, lambda A, g, out, x: g * A.sign(x),
-       printed=_unevaluated(sympy.Abs))
+       printed=_unevaluated(sympy.Abs),
+       scalar="np.abs({0})")
 # piecewise-constant: the derivative is 0 (a gradient, not "no gradient", as in TensorFlow)
 _unary("sign", lambda xp, x: xp.sign(x), _sign, lambda A, g, out, x: A.zeros_like(g),
-       printed=_unevaluated(sympy.sign))
+       printed=_unevaluated(sympy.sign),
+       scalar="_sign({0})")
 register("heaviside", numeric=lambda xp, x, at_zero: xp.heaviside(x, at_zero),
          symbolic=lambda x, at_zero: sympy.Heaviside(x, objarrays.exact_number(at_zero)),
-         elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),))
+         elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),),
+         scalar=lambda p, x, at_zero: f"_heaviside({x}, {p.literal(float(at_zero))})")
 register("atan2", numeric=lambda xp, y, x: xp.arctan2(y, x), symbolic=sympy.atan2,
          elementwise=True,
          vjp=(lambda A, g, out, y, x: g * x / (x * x + y * y),
-              lambda A, g, out, y, x: -g * y / (x * x + y * y)), printed=_unevaluated(sympy.atan2))
+              lambda A, g, out, y, x: -g * y / (x * x + y * y)), printed=_unevaluated(sympy.atan2),
+         scalar="np.arctan2({0}, {1})")
 register("maximum", numeric=lambda xp, a, b: xp.maximum(a, b), symbolic=sympy.Max,
          elementwise=True,
          vjp=(lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=1),
-              lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=0)))
+              lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=0)),
+         scalar="_maximum({0}, {1})")
 register("minimum", numeric=lambda xp, a, b: xp.minimum(a, b), symbolic=sympy.Min,
          elementwise=True,
          vjp=(lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=1),
-              lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=0)))
+              lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=0)),
+         scalar="_minimum({0}, {1})")
 register("where", numeric=lambda xp, c, a, b: xp.where(c, a, b)[()],
          symbolic=lambda c, a, b: sympy.Piecewise((a, c), (b, True)), elementwise=True,
          vjp=(None,
               lambda A, g, out, c, a, b: A.where(c, g, A.zeros_like(g)),
-              lambda A, g, out, c, a, b: A.where(c, A.zeros_like(g), g)))
+              lambda A, g, out, c, a, b: A.where(c, A.zeros_like(g), g)),
+         scalar=lambda p, c, a, b: p.float64(f"({a} if {c} else {b})"))
 
 # ---------------------------------------------------------------- comparisons (no gradient)
-for _name, _np_op, _sym_op in [("less", operator.lt, sympy.Lt), ("less_equal", operator.le, sympy.Le),
-                               ("greater", operator.gt, sympy.Gt),
-                               ("greater_equal", operator.ge, sympy.Ge),
-                               ("equal", operator.eq, sympy.Eq),
-                               ("not_equal", operator.ne, sympy.Ne)]:
+for _name, _np_op, _sym_op, _code in [("less", operator.lt, sympy.Lt, "<"),
+                                      ("less_equal", operator.le, sympy.Le, "<="),
+                                      ("greater", operator.gt, sympy.Gt, ">"),
+                                      ("greater_equal", operator.ge, sympy.Ge, ">="),
+                                      ("equal", operator.eq, sympy.Eq, "=="),
+                                      ("not_equal", operator.ne, sympy.Ne, "!=")]:
     register(_name, numeric=lambda xp, a, b, _op=_np_op: _op(a, b), symbolic=_sym_op,
-             elementwise=True)
+             elementwise=True, scalar="{0} %s {1}" % _code)
 register("logical_not", numeric=lambda xp, x: xp.logical_not(x), symbolic=sympy.Not,
-         elementwise=True)
+         elementwise=True,
+         scalar="not {0}")
 
 
 def _cast_symbolic(x, dtype):
@@ -442,8 +494,13 @@ def _cast_rule(A, g, out, x, dtype):
     return A.cast(g, dtype=A.dtype(x)) if np.dtype(A.dtype(x)).kind == "f" else None
 
 
+
+def _cast_scalar(p, x, dtype):
+    return f"{x} != 0" if np.dtype(dtype) == np.bool_ else p.float64(x)
+
 register("cast", numeric=lambda xp, x, dtype: xp.asarray(x).astype(dtype)[()],
-         symbolic=_cast_symbolic, elementwise=True, linear=True, vjp=(_cast_rule,))
+         symbolic=_cast_symbolic, elementwise=True, linear=True, vjp=(_cast_rule,),
+         scalar=_cast_scalar)
 
 # ---------------------------------------------------------------- batch rules
 #

@@ -42,54 +42,15 @@ from typing import Any, Callable
 import numpy as np
 
 from symtape.arrays.dtypes import dtype_of
+from symtape.core.primitives import REGISTRY
 from symtape.kernels.settings import require_numba
 
 __all__ = ["generate", "FUSED_PRIMITIVES"]
 
 _PARALLEL_FROM = 1 << 15  # points: below this, threads cost more than they save
 
-# scalar forms: (argument codes, parameters) -> code of the value (NumPy's semantics)
-_FORMS: dict[str, Callable[..., str]] = {
-    "add": lambda a, b: f"{a} + {b}",
-    "sub": lambda a, b: f"{a} - {b}",
-    "mul": lambda a, b: f"{a} * {b}",
-    "div": lambda a, b: f"{a} / {b}",
-    "neg": lambda a: f"-{a}",
-    "pow": lambda a, b: f"_power({a}, {b})",
-    "exp": lambda a: f"np.exp({a})",
-    "log": lambda a: f"np.log({a})",
-    "log1p": lambda a: f"np.log1p({a})",
-    "sqrt": lambda a: f"np.sqrt({a})",
-    "sin": lambda a: f"np.sin({a})",
-    "cos": lambda a: f"np.cos({a})",
-    "tan": lambda a: f"np.tan({a})",
-    "asin": lambda a: f"np.arcsin({a})",
-    "acos": lambda a: f"np.arccos({a})",
-    "atan": lambda a: f"np.arctan({a})",
-    "sinh": lambda a: f"np.sinh({a})",
-    "cosh": lambda a: f"np.cosh({a})",
-    "tanh": lambda a: f"np.tanh({a})",
-    "abs": lambda a: f"np.abs({a})",
-    "sign": lambda a: f"_sign({a})",
-    "atan2": lambda a, b: f"np.arctan2({a}, {b})",
-    "erf": lambda a: f"math.erf({a})",
-    "log_real": lambda a: f"_log_real({a})",
-    "sigmoid": lambda a: f"_sigmoid({a})",
-    "softplus": lambda a: f"_softplus({a})",
-    "relu": lambda a: f"_maximum({a}, 0.0)",
-    "maximum": lambda a, b: f"_maximum({a}, {b})",
-    "minimum": lambda a, b: f"_minimum({a}, {b})",
-    "heaviside": lambda a, at_zero: f"_heaviside({a}, {_literal(float(at_zero))})",
-    "where": lambda c, a, b: f"({a} if {c} else {b})",
-    "less": lambda a, b: f"{a} < {b}",
-    "less_equal": lambda a, b: f"{a} <= {b}",
-    "greater": lambda a, b: f"{a} > {b}",
-    "greater_equal": lambda a, b: f"{a} >= {b}",
-    "equal": lambda a, b: f"{a} == {b}",
-    "not_equal": lambda a, b: f"{a} != {b}",
-    "logical_not": lambda a: f"not {a}",
-}
-FUSED_PRIMITIVES = frozenset(_FORMS) | {"powc", "cast"}
+# the primitives with a scalar form (``Primitive.scalar``): fused into the loops
+FUSED_PRIMITIVES = frozenset(name for name, prim in REGISTRY.items() if prim.scalar is not None)
 _COMPARISONS = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"}
 _BOOLEAN_IN = {"logical_not"}
 
@@ -166,7 +127,7 @@ _BOOL = np.dtype(bool)
 def _fusable(node, inputs, kinds) -> bool:
     """Whether ``node`` has a scalar form for the dtypes it was traced with."""
     prim = node._prim
-    if not prim.elementwise or prim.name not in FUSED_PRIMITIVES:
+    if not prim.elementwise or prim.scalar is None:
         return False
     shape = np.shape(node._value)
     if 0 in shape:
@@ -188,33 +149,28 @@ def _fusable(node, inputs, kinds) -> bool:
                                   for d, lit in zip(traced, literal))
 
 
+class _ScalarPrinter:
+    """What a primitive's scalar form (``Primitive.scalar``) is given: literals, and the
+    conversion to float64 of a result that is not one by itself (a choice, a cast)."""
+
+    def __init__(self, out: np.dtype):
+        self.out = out
+
+    literal = staticmethod(_literal)
+
+    def float64(self, code: str) -> str:
+        return f"np.float64({code})" if self.out == np.float64 else code
+
+
 def _scalar_code(node, args: list[str]) -> str:
     """The code of one fused op on scalar locals, in the dtype the trace recorded."""
-    name, params = node._prim.name, node._params
-    out = dtype_of(node._value)
-    if name == "powc":
-        exponent = params["exponent"]
-        a = args[0]
-        if exponent == 2:
-            code = f"{a} * {a}"
-        elif exponent == 0.5:
-            code = f"np.sqrt({a})"
-        elif exponent == 1:
-            code = f"+{a}"
-        elif exponent == -1:
-            code = f"1.0 / {a}"
-        elif exponent == 0:
-            code = "1.0"
-        else:
-            code = f"_power({a}, {_literal(exponent)})"
-    elif name == "cast":
-        code = f"{args[0]} != 0" if out == _BOOL else args[0]
+    form, out = node._prim.scalar, dtype_of(node._value)
+    if isinstance(form, str):
+        code = form.format(*args)
     else:
-        code = _FORMS[name](*args, **params)
+        code = form(_ScalarPrinter(out), *args, **node._params)
     if out == np.float32:
         return f"np.float32({code})"
-    if out == np.float64 and name in ("cast", "where"):
-        return f"np.float64({code})"
     return code
 
 
