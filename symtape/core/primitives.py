@@ -95,6 +95,18 @@ class Primitive:
         ``scalar(p, *codes, **params)`` for forms that read parameters, where the printer
         ``p`` gives ``p.literal(number)`` and ``p.float64(code)`` (the code converted where
         the result is float64). None: not fused (computed by the array code).
+    cuda : callable or None
+        An elementwise op printed as a call (``printed`` is None), in a fused CuPy kernel:
+        ``cuda(p, out, *args, **params)`` is its CUDA C code of dtype ``out``, written with
+        the C printer ``p`` of :mod:`symtape.kernels.cupy_fused` (``p.value(arg, dtype)``,
+        ``p.math(name, args, dtype)``, ``p.literal(number, dtype)``, ...). None: the call
+        stays a CuPy call between fused kernels.
+    signature : str
+        How an elementwise op's result dtype follows from its operands', for the fused
+        generators: ``'float'`` (floats in, their promoted float out), ``'float_literal'``
+        (the same with a float literal among the operands: relu's 0.0), ``'comparison'``
+        (two numbers in, bool out), ``'logical'`` (bool in, bool out), ``'select'`` (a bool
+        condition, then two values of the promoted dtype), ``'cast'`` (to its ``dtype``).
     """
 
     name: str
@@ -106,7 +118,9 @@ class Primitive:
     elementwise: bool = False
     batch: Callable[..., Any] | None = None
     printed: Callable[..., Any] | None = None
-    scalar: Callable[..., str] | None = None
+    scalar: str | Callable[..., str] | None = None
+    cuda: Callable[..., str] | None = None
+    signature: str = "float"
 
     def rule(self, argnum: int) -> Rule | None:
         """The derivative rule of argument ``argnum``, as ``rule(A, g, out, *xs, **params)``."""
@@ -125,11 +139,12 @@ REGISTRY: dict[str, Primitive] = {}  # filled at import, read-only afterwards
 
 
 def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = False,
-             linear: bool = False, batch=None, printed=None, scalar=None) -> Primitive:
+             linear: bool = False, batch=None, printed=None, scalar=None, cuda=None,
+             signature: str = "float") -> Primitive:
     """Register a primitive once; ``elementwise`` symbolic forms take scalars and get vectorized.
 
-    ``batch``, ``printed`` and ``scalar`` are the kernel generators' forms (see
-    :class:`Primitive`).
+    ``batch``, ``printed``, ``scalar``, ``cuda`` and ``signature`` are what the kernel
+    generators read (see :class:`Primitive`).
 
     Examples
     --------
@@ -144,7 +159,7 @@ def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = Fals
         symbolic = _vectorize(symbolic)
     reads = tuple(_reads(rule) for rule in vjp) if isinstance(vjp, tuple) else ()
     REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads, elementwise,
-                                      batch, printed, scalar)
+                                      batch, printed, scalar, cuda, signature)
     return prim
 
 
@@ -280,10 +295,64 @@ def _unevaluated(function) -> Callable[..., Any]:
 
 
 
-def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None, scalar=None):
+# ---------------------------------------------------------------- CUDA C forms
+#
+# Elementwise ops printed as calls (no SymPy node of their own) in a fused CuPy kernel:
+# ``form(p, out, *args, **params)`` with the C printer ``p``, in NumPy's semantics (NaN
+# propagates, signed zeros kept, sigmoid and softplus never overflow).
+_BOOL = np.dtype(bool)
+
+
+def _cuda_math(function: str):
+    return lambda p, out, x: p.math(function, [x], out)
+
+
+def _cuda_not(p, out, x):
+    own = p.dtype(x)
+    if own == _BOOL:
+        return f"(!{p.value(x, _BOOL)})"
+    return f"({p.value(x, own)} == {p.literal(sympy.S.Zero, own)})"
+
+
+def _cuda_where(p, out, c, a, b):
+    return f"({p.value(c, _BOOL)} ? {p.value(a, out)} : {p.value(b, out)})"
+
+
+def _cuda_extremum(maximum: bool):
+    return lambda p, out, a, b: p.extremum(maximum, p.let_as(a, out), b, out)
+
+
+def _cuda_log_real(p, out, x):
+    x = p.let_as(x, out)
+    zero = p.literal(sympy.S.Zero, out)
+    return f"({x} > {zero} ? {p.named('log', x, out)} : {zero})"
+
+
+def _cuda_exp_minus_abs(p, out, x: str) -> str:
+    """A local holding ``exp(-|x|)`` (what the stable forms below share)."""
+    return p.constant(p.named("exp", "-" + p.named("fabs", x, out), out), out)
+
+
+def _cuda_sigmoid(p, out, x):
+    x = p.let_as(x, out)
+    e = _cuda_exp_minus_abs(p, out, x)
+    one, zero = p.literal(sympy.S.One, out), p.literal(sympy.S.Zero, out)
+    return f"({x} >= {zero} ? {one} / ({one} + {e}) : {e} / ({one} + {e}))"
+
+
+def _cuda_softplus(p, out, x):
+    x = p.let_as(x, out)
+    e = _cuda_exp_minus_abs(p, out, x)
+    zero = p.literal(sympy.S.Zero, out)
+    return f"((({x} > {zero} || {x} != {x}) ? {x} : {zero}) + {p.named('log1p', e, out)})"
+
+
+
+def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None, scalar=None,
+           cuda=None, signature="float"):
     return register(name, numeric=numeric, symbolic=symbolic,
                     vjp=None if rule is None else (rule,), elementwise=True, linear=linear,
-                    printed=printed, scalar=scalar)
+                    printed=printed, scalar=scalar, cuda=cuda, signature=signature)
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -354,7 +423,8 @@ def _log_real_numeric(xp, x):
 # the same in both worlds
 _unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((_log(x), x > 0), (0, True)),
        lambda A, g, out, x: g / x,
-       scalar="_log_real({0})")
+       scalar="_log_real({0})",
+       cuda=_cuda_log_real)
 
 # ---------------------------------------------------------------- elementwise functions
 _unary("exp", lambda xp, x: xp.exp(x), _exp, lambda A, g, out, x: g * out,
@@ -365,7 +435,8 @@ _unary("log", lambda xp, x: xp.log(x), _log, lambda A, g, out, x: g / x,
        scalar="np.log({0})")
 _unary("log1p", lambda xp, x: xp.log1p(x), lambda x: _log(1 + x),
        lambda A, g, out, x: g / (1 + x),
-       scalar="np.log1p({0})")
+       scalar="np.log1p({0})",
+       cuda=_cuda_math("log1p"))
 _unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out),
        printed=_unevaluated(sympy.sqrt),
        scalar="np.sqrt({0})")
@@ -411,7 +482,8 @@ def _erf_numeric(xp, x):
 _TWO_OVER_SQRT_PI = (2 / math.sqrt(math.pi), 2 / sympy.sqrt(sympy.pi))
 _unary("erf", _erf_numeric, _erf,
        lambda A, g, out, x: g * A.const(*_TWO_OVER_SQRT_PI) * A.exp(-(x * x)),
-       scalar="math.erf({0})")
+       scalar="math.erf({0})",
+       cuda=_cuda_math("erf"))
 
 
 def _sigmoid_numeric(xp, x):
@@ -425,13 +497,17 @@ def _softplus_numeric(xp, x):
 
 _unary("sigmoid", _sigmoid_numeric, lambda x: 1 / (1 + _exp(-x)),
        lambda A, g, out, x: g * out * (1 - out),
-       scalar="_sigmoid({0})")
+       scalar="_sigmoid({0})",
+       cuda=_cuda_sigmoid)
 _unary("softplus", _softplus_numeric, lambda x: _log(1 + _exp(x)),
        lambda A, g, out, x: g * A.sigmoid(x),
-       scalar="_softplus({0})")
+       scalar="_softplus({0})",
+       cuda=_cuda_softplus)
 _unary("relu", lambda xp, x: xp.maximum(x, 0), lambda x: sympy.Max(x, 0),
        lambda A, g, out, x: g * A.heaviside(x, at_zero=0),
-       scalar="_maximum({0}, 0.0)")
+       scalar="_maximum({0}, 0.0)",
+       cuda=lambda p, out, x: p.extremum(True, p.let_as(x, out), sympy.S.Zero, out),
+       signature="float_literal")
 _unary("abs", lambda xp, x: xp.abs(x), _abs, lambda A, g, out, x: g * A.sign(x),
        printed=_unevaluated(sympy.Abs),
        scalar="np.abs({0})")
@@ -442,7 +518,9 @@ _unary("sign", lambda xp, x: xp.sign(x), _sign, lambda A, g, out, x: A.zeros_lik
 register("heaviside", numeric=lambda xp, x, at_zero: xp.heaviside(x, at_zero),
          symbolic=lambda x, at_zero: sympy.Heaviside(x, objarrays.exact_number(at_zero)),
          elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),),
-         scalar=lambda p, x, at_zero: f"_heaviside({x}, {p.literal(float(at_zero))})")
+         scalar=lambda p, x, at_zero: f"_heaviside({x}, {p.literal(float(at_zero))})",
+         cuda=lambda p, out, x, at_zero: p.heaviside(x, sympy.Float(at_zero), out),
+         signature="float_literal")
 register("atan2", numeric=lambda xp, y, x: xp.arctan2(y, x), symbolic=sympy.atan2,
          elementwise=True,
          vjp=(lambda A, g, out, y, x: g * x / (x * x + y * y),
@@ -452,18 +530,21 @@ register("maximum", numeric=lambda xp, a, b: xp.maximum(a, b), symbolic=sympy.Ma
          elementwise=True,
          vjp=(lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=1),
               lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=0)),
-         scalar="_maximum({0}, {1})")
+         scalar="_maximum({0}, {1})",
+         cuda=_cuda_extremum(True))
 register("minimum", numeric=lambda xp, a, b: xp.minimum(a, b), symbolic=sympy.Min,
          elementwise=True,
          vjp=(lambda A, g, out, a, b: g * A.heaviside(b - a, at_zero=1),
               lambda A, g, out, a, b: g * A.heaviside(a - b, at_zero=0)),
-         scalar="_minimum({0}, {1})")
+         scalar="_minimum({0}, {1})",
+         cuda=_cuda_extremum(False))
 register("where", numeric=lambda xp, c, a, b: xp.where(c, a, b)[()],
          symbolic=lambda c, a, b: sympy.Piecewise((a, c), (b, True)), elementwise=True,
          vjp=(None,
               lambda A, g, out, c, a, b: A.where(c, g, A.zeros_like(g)),
               lambda A, g, out, c, a, b: A.where(c, A.zeros_like(g), g)),
-         scalar=lambda p, c, a, b: p.float64(f"({a} if {c} else {b})"))
+         scalar=lambda p, c, a, b: p.float64(f"({a} if {c} else {b})"),
+         cuda=_cuda_where, signature="select")
 
 # ---------------------------------------------------------------- comparisons (no gradient)
 for _name, _np_op, _sym_op, _code in [("less", operator.lt, sympy.Lt, "<"),
@@ -473,10 +554,12 @@ for _name, _np_op, _sym_op, _code in [("less", operator.lt, sympy.Lt, "<"),
                                       ("equal", operator.eq, sympy.Eq, "=="),
                                       ("not_equal", operator.ne, sympy.Ne, "!=")]:
     register(_name, numeric=lambda xp, a, b, _op=_np_op: _op(a, b), symbolic=_sym_op,
-             elementwise=True, scalar="{0} %s {1}" % _code)
+             elementwise=True, scalar="{0} %s {1}" % _code, signature="comparison",
+             cuda=lambda p, out, a, b, _op=_code: p.compare(_op, a, b))
 register("logical_not", numeric=lambda xp, x: xp.logical_not(x), symbolic=sympy.Not,
          elementwise=True,
-         scalar="not {0}")
+         scalar="not {0}",
+         cuda=_cuda_not, signature="logical")
 
 
 def _cast_symbolic(x, dtype):
@@ -500,7 +583,8 @@ def _cast_scalar(p, x, dtype):
 
 register("cast", numeric=lambda xp, x, dtype: xp.asarray(x).astype(dtype)[()],
          symbolic=_cast_symbolic, elementwise=True, linear=True, vjp=(_cast_rule,),
-         scalar=_cast_scalar)
+         scalar=_cast_scalar,
+         cuda=lambda p, out, x, dtype: p.value(x, out), signature="cast")
 
 # ---------------------------------------------------------------- batch rules
 #
