@@ -51,8 +51,6 @@ _PARALLEL_FROM = 1 << 15  # points: below this, threads cost more than they save
 
 # the primitives with a scalar form (``Primitive.scalar``): fused into the loops
 FUSED_PRIMITIVES = frozenset(name for name, prim in REGISTRY.items() if prim.scalar is not None)
-_COMPARISONS = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"}
-_BOOLEAN_IN = {"logical_not"}
 
 # scalar helpers with NumPy's treatment of NaN and signed zeros (compiled with the kernel)
 _PRELUDE = '''\
@@ -135,14 +133,14 @@ def _fusable(node, inputs, kinds) -> bool:
     out = dtype_of(node._value)
     traced = [dtype_of(x._value) for x in inputs]
     literal = [kinds[id(x)][0] == "const" and np.ndim(x._value) == 0 for x in inputs]
-    name = prim.name
-    if name == "cast":
+    signature = prim.signature
+    if signature == "cast":
         return out in _FLOATS | {_BOOL} and traced[0] in _FLOATS | {_BOOL}
-    if name in _COMPARISONS:
+    if signature == "comparison":
         return out == _BOOL and all(d in _FLOATS or lit for d, lit in zip(traced, literal))
-    if name in _BOOLEAN_IN:
+    if signature == "logical":
         return out == _BOOL and traced[0] == _BOOL
-    if name == "where":
+    if signature == "select":
         return (out in _FLOATS and traced[0] == _BOOL
                 and all(d in _FLOATS or lit for d, lit in zip(traced[1:], literal[1:])))
     return out in _FLOATS and all(d in _FLOATS or (lit and d.kind in "fiu")
