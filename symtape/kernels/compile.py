@@ -41,7 +41,8 @@ from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.core.symbolic import recursion_headroom
 
 
-__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source"]
+__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source",
+           "straight_line", "emit", "assignments", "tuple_code"]
 
 _MAX_DEPTH = 40  # deeper subtrees become temporaries: printing never recurses further
 _MAX_WIDTH = 64  # wider sums and products are summed in parts
@@ -176,13 +177,11 @@ def function_source(functions: dict, symbols) -> str:
         names.of.update(zip(symbols, parameters))
         printer = _StandalonePrinter(names, aliases)
         array = np.array(outputs, dtype=object)
-        replacements, reduced = shared_subexpressions(
+        statements, reduced = straight_line(
             [as_sympy(e, f"function_source: outputs of {name!r} must be SymPy expressions")
-             for e in array.ravel()])
-        lines = [f"def {name}({', '.join(parameters)}):"]
-        for temporary, value in replacements:
-            names.of[temporary] = names.fresh("c")
-            lines.append(f"    {names.of[temporary]} = {printer.doprint(value)}")
+             for e in array.ravel()], names, generated=False)
+        lines = [f"def {name}({', '.join(parameters)}):",
+                 *assignments(statements, printer, names)]
         printed = np.array([printer.doprint(e) for e in reduced], dtype=object)
         result = printed.item() if array.ndim == 0 else (
             f"{aliases['numpy']}.array("
@@ -462,6 +461,51 @@ def _chunked(func, args: list, names: Names, block: list, depth: dict) -> list:
     return args
 
 
+def straight_line(exprs: list, names: Names, cse: bool = True,
+                  generated: bool = True) -> tuple[list, list]:
+    """``(statements, results)``: the expressions as straight-line code, the shared
+    subexpressions first as ``(temporary, value)`` statements named ``_c0, _c1, ...``, then
+    the expressions that use them. ``generated`` code (a kernel, not code for people to
+    read) has its constants folded to floats and no expression nested deeper than
+    ``_MAX_DEPTH`` (deeper subtrees become statements too).
+
+    Examples
+    --------
+    >>> x = sympy.Symbol("x")
+    >>> names = Names()
+    >>> names.of[x] = "x"
+    >>> statements, results = straight_line([sympy.sin(x) + 1, sympy.sin(x) ** 2], names)
+    >>> [(names.of[t], str(v)) for t, v in statements], [str(r) for r in results]
+    ([('_c0', 'sin(x)')], ['_c0 + 1', '_c0**2'])
+    """
+    if generated:
+        exprs = [fold_constants(e) for e in exprs]
+    replacements, reduced = shared_subexpressions(exprs) if cse else ([], exprs)
+    statements: list = []
+    for symbol, value in replacements:
+        names.of[symbol] = names.fresh("c")
+        statements.append((symbol, cut_deep(value, names, statements) if generated else value))
+    results = [cut_deep(e, names, statements) for e in reduced] if generated else reduced
+    return statements, results
+
+
+def emit(statements: list, results: list, printer, names: Names) -> list[str]:
+    """The body of a generated function: one line ``name = code`` per statement, then the
+    results returned as a tuple (see :func:`tuple_code`)."""
+    return assignments(statements, printer, names) + [
+        f"    return {tuple_code([printer.doprint(r) for r in results])}"]
+
+
+def assignments(statements: list, printer, names: Names) -> list[str]:
+    """One line ``name = code`` per ``(symbol, expression)`` statement."""
+    return [f"    {names.of[symbol]} = {printer.doprint(value)}" for symbol, value in statements]
+
+
+def tuple_code(codes: list[str]) -> str:
+    """The code of a tuple of ``codes`` (``(a,)`` for one, ``()`` for none)."""
+    return f"({', '.join(codes)}{',' if codes else ''})"
+
+
 def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
               cse: bool) -> tuple[str, frozenset, dict]:
     """The kernel's source, the modules its printed code refers to, and the objects it calls
@@ -489,11 +533,8 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
         for start in range(0, len(entry_names), _MAX_WIDTH):
             chunk = entry_names[start:start + _MAX_WIDTH]
             floats_in.append(f"        ({', '.join(chunk)},) = _l{arg}[{start}:{start + len(chunk)}]")
-    flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
-    if cse:
-        replacements, reduced = shared_subexpressions(flat)
-    else:
-        replacements, reduced = [], flat
+    block, results = straight_line([e for array in outputs for e in array.reshape(-1)], names,
+                                   cse)
     printer = PRINTERS[backend](names)
     namespace: dict = {}
     fused = None
@@ -501,20 +542,10 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
         from symtape.kernels.cupy_fused import fusing
 
         fused = fusing(printer, names, namespace, {}, fractions=True)
-    block: list = []
-    for symbol, value in replacements:
-        names.of[symbol] = names.fresh("c")
-        value = cut_deep(value, names, block)
-        block.append((symbol, value))
-    results = []
-    for expr in reduced:
-        results.append(cut_deep(expr, names, block))
     if fused is not None:  # CuPy: fused across the statements; the entries are one kernel
         lines += fused.program(block, results, [()] * len(results))
     else:
-        for symbol, value in block:
-            lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
-        lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
+        lines += emit(block, results, printer, names)
     if backend == "numpy" and layout.entries:
         head = ["def kernel(*_args, _floats=False):", "    if _floats:", *floats_in, "    else:",
                 *arrays_in]

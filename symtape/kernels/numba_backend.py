@@ -43,6 +43,7 @@ import numpy as np
 
 from symtape.arrays.dtypes import dtype_of
 from symtape.core.primitives import REGISTRY
+from symtape.kernels.compile import tuple_code
 from symtape.kernels.settings import require_numba
 
 __all__ = ["generate", "FUSED_PRIMITIVES"]
@@ -283,25 +284,17 @@ class _Generator:
             partition = _partition(graph, fusable, dependent)
         ordered, unit_of = partition
         self.unit_of = unit_of
-        arguments = sorted({k[1] for k in kinds.values() if k[0] == "arg"})
-        for i in arguments:
-            self.lines.append(f"    _a{i} = _args[{i}]")
-        for j in range(len(graph.variables)):
-            self.lines.append(f"    _v{j} = _variables[{j}]")
+        self.lines += graph.prologue()
         for node in graph.order:
-            kind = kinds[id(node)]
-            if kind[0] == "arg":
-                self.names[id(node)] = f"_a{kind[1]}"
-            elif kind[0] == "var":
-                self.names[id(node)] = f"_v{kind[1]}"
+            if kinds[id(node)][0] in ("arg", "var"):
+                self.names[id(node)] = graph.input_name(node)
         self.mark_returned(ordered)
         for unit in ordered:
             if isinstance(unit, _Group):
                 self.group(unit)
             else:
                 self.other(unit)
-        returned = [self.value(t) for t in graph.outputs]
-        self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+        self.lines.append(f"    return {tuple_code([self.value(t) for t in graph.outputs])}")
         whole = _whole_program(graph, ordered, self.names)
         if whole is not None:  # calls of exactly the traced shapes: one jitted function
             code, constants = whole
@@ -420,7 +413,7 @@ class _Generator:
         outs = [f"out{i}" for i in range(len(returned))]
         loads = ", ".join([f"{p}[i]" for p in arrays] + scalars)
         source = [f"\n\n@_jit\ndef {g}_point({point_params}):", *body,
-                  f"    return ({', '.join(returned)},)\n"]
+                  f"    return {tuple_code(returned)}\n"]
         for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
             decorator = ("@_jit" if variant == "loop" else
                          '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
@@ -621,7 +614,7 @@ def _expression_printer():
 def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
     """``st.compile``'s kernel for ``backend='numba'``: the outputs' entries as scalar code
     in one jitted function, looped over the broadcast batch of the inputs."""
-    from symtape.kernels.compile import Names, cut_deep, fold_constants, shared_subexpressions
+    from symtape.kernels.compile import Names, emit, straight_line
 
     names = Names()
     entries = []
@@ -629,20 +622,13 @@ def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
         name = names.of[symbol] = names.fresh("x")
         where = f"[..., {', '.join(map(str, index))}]" if index else ""
         entries.append((name, f"_args[{arg}]{where}"))
-    flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
-    replacements, reduced = shared_subexpressions(flat) if cse else ([], flat)
+    block, results = straight_line([e for array in outputs for e in array.reshape(-1)], names,
+                                   cse)
     printer = _expression_printer()(names)
-    block: list = []
-    for symbol, value in replacements:
-        names.of[symbol] = names.fresh("c")
-        block.append((symbol, cut_deep(value, names, block)))
-    results = [cut_deep(expr, names, block) for expr in reduced]
     params = [name for name, _ in entries]
-    body = [f"    {names.of[s]} = {printer.doprint(v)}" for s, v in block]
-    returned = ", ".join(printer.doprint(r) for r in results)
     outs = [f"out{i}" for i in range(len(results))]
-    module = [_PRELUDE, f"\n@_jit\ndef point({', '.join(params)}):", *body,
-              f"    return ({returned},)\n"]
+    module = [_PRELUDE, f"\n@_jit\ndef point({', '.join(params)}):",
+              *emit(block, results, printer, names), ""]
     for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
         decorator = ("@_jit" if variant == "loop" else
                      '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
@@ -841,8 +827,7 @@ def _whole_program(graph, ordered: list, names: dict) -> tuple[str, list] | None
         lines.append(f"        r = {unit.point}({', '.join(loads)})")
         lines += [f"        {o}[i] = r[{k}]" for k, o in enumerate(outs)]
         lines += [f"    {t} = {o}.reshape({shape!r})" for t, o in zip(targets, outs)]
-    returned = [operand(t) for t in graph.outputs]
-    lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+    lines.append(f"    return {tuple_code([operand(t) for t in graph.outputs])}")
     return "\n\n@_jit\ndef _whole(" + ", ".join(params) + "):\n" + "\n".join(lines) + "\n", \
         constants
 

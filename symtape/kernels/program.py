@@ -31,7 +31,7 @@ from sympy.core.function import UndefinedFunction
 from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
-                             leading_batches, load, load_unpickled)
+                             leading_batches, load, load_unpickled, tuple_code)
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.primitives import expand_axes
@@ -134,6 +134,18 @@ class _Graph:
                 self.kinds[id(node)] = ("var", variable_index[id(source)])
             else:
                 self.kinds[id(node)] = ("const",)
+
+    def input_name(self, node: Tensor) -> str | None:
+        """The generated kernel's local for an argument (``_a0``) or a Variable (``_v0``)."""
+        kind = self.kinds[id(node)]
+        return f"_a{kind[1]}" if kind[0] == "arg" else f"_v{kind[1]}" if kind[0] == "var" else None
+
+    def prologue(self) -> list[str]:
+        """The first lines of a kernel ``kernel(_args, _variables)``: the arguments the
+        outputs read and the Variables, as the locals :meth:`input_name` names."""
+        arguments = sorted({k[1] for k in self.kinds.values() if k[0] == "arg"})
+        return ([f"    _a{i} = _args[{i}]" for i in arguments]
+                + [f"    _v{j} = _variables[{j}]" for j in range(len(self.variables))])
 
     def key(self, backend: str) -> tuple:
         """What the kernel computes, independent of which objects computed it."""
@@ -246,19 +258,14 @@ class _Builder:
                 [np.shape(t._value) for t in graph.outputs])
         else:
             returned = [self.print(exprs[id(t)]) for t in graph.outputs]
-            self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
-        arguments = sorted({k[1] for k in graph.kinds.values() if k[0] == "arg"})
-        prologue = [f"    _a{i} = _args[{i}]" for i in arguments]
-        prologue += [f"    _v{j} = _variables[{j}]" for j in range(len(graph.variables))]
-        return "\n".join(["def kernel(_args, _variables):"] + prologue + self.lines) + "\n"
+            self.lines.append(f"    return {tuple_code(returned)}")
+        return "\n".join(["def kernel(_args, _variables):"] + graph.prologue() + self.lines) + "\n"
 
     def node(self, node: Tensor, exprs, depth, dependent) -> tuple[Any, int, bool]:
         """(expression, inline depth, may carry batch axes) of one node."""
         kind = self.graph.kinds[id(node)]
-        if kind[0] == "arg":
-            return self.input(f"_a{kind[1]}"), 0, True
-        if kind[0] == "var":
-            return self.input(f"_v{kind[1]}"), 0, False
+        if kind[0] in ("arg", "var"):
+            return self.input(self.graph.input_name(node)), 0, kind[0] == "arg"
         if kind[0] == "const":
             return self.constant(node), 0, False
         inputs = [self.graph.resolve(x) for x in node._inputs]
