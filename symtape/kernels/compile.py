@@ -262,6 +262,17 @@ class _Layout:
     shapes: tuple[tuple[int, ...], ...]  # core shape of each argument
     entries: tuple[tuple[sympy.Symbol, int, tuple[int, ...]], ...]
 
+    def read(self, names: Names) -> list[tuple[str, str]]:
+        """``(local, code)`` per input symbol, in order: its name in a kernel (``_x0``, ...,
+        given in ``names``) and the code that reads it from the kernel's ``_args``, batch
+        axes kept (``_args[0][..., 1]``)."""
+        read = []
+        for symbol, arg, index in self.entries:
+            name = names.of[symbol] = names.fresh("x")
+            read.append((name, f"_args[{arg}]" + (f"[..., {', '.join(map(str, index))}]"
+                                                  if index else "")))
+        return read
+
 
 def _input_layout(inputs) -> _Layout:
     if isinstance(inputs, (sympy.Symbol, sympy.NDimArray, sympy.MatrixBase)):
@@ -520,13 +531,11 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
     # faster for scalar code evaluated at one float64 point
     arrays_in, floats_in = [], []
     unpacked: dict[int, list[str]] = {}
-    for symbol, arg, index in layout.entries:
-        name = names.of[symbol] = names.fresh("x")
+    for (_, arg, index), (name, code) in zip(layout.entries, layout.read(names)):
+        arrays_in.append(f"        {name} = {code}")
         if index:
-            arrays_in.append(f"        {name} = _args[{arg}][..., {', '.join(map(str, index))}]")
             unpacked.setdefault(arg, []).append(name)
         else:  # a scalar input is used as given: a Python float stays weakly typed
-            arrays_in.append(f"        {name} = _args[{arg}]")
             floats_in.append(f"        {name} = float(_args[{arg}])")
     for arg, entry_names in unpacked.items():  # entries come in C order: unpack in slices
         floats_in.append(f"        _l{arg} = _args[{arg}].reshape(-1).tolist()")

@@ -414,15 +414,7 @@ class _Generator:
         loads = ", ".join([f"{p}[i]" for p in arrays] + scalars)
         source = [f"\n\n@_jit\ndef {g}_point({point_params}):", *body,
                   f"    return {tuple_code(returned)}\n"]
-        for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
-            decorator = ("@_jit" if variant == "loop" else
-                         '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
-            signature = ", ".join(["n"] + arrays + scalars + outs)
-            source += [f"\n{decorator}\ndef {g}_{variant}({signature}):",
-                       f"    for i in {loop}(n):",
-                       f"        r = {g}_point({loads})"]
-            source += [f"        {out}[i] = r[{i}]" for i, out in enumerate(outs)]
-            source.append("")
+        source += _loops(f"{g}_", arrays + scalars, loads, outs)
         self.module.append("\n".join(source))
         spec = self.fresh("spec")
         self.namespace[spec] = _GroupSpec(
@@ -617,11 +609,7 @@ def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
     from symtape.kernels.compile import Names, emit, straight_line
 
     names = Names()
-    entries = []
-    for symbol, arg, index in layout.entries:
-        name = names.of[symbol] = names.fresh("x")
-        where = f"[..., {', '.join(map(str, index))}]" if index else ""
-        entries.append((name, f"_args[{arg}]{where}"))
+    entries = layout.read(names)
     block, results = straight_line([e for array in outputs for e in array.reshape(-1)], names,
                                    cse)
     printer = _expression_printer()(names)
@@ -629,17 +617,26 @@ def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
     outs = [f"out{i}" for i in range(len(results))]
     module = [_PRELUDE, f"\n@_jit\ndef point({', '.join(params)}):",
               *emit(block, results, printer, names), ""]
-    for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
-        decorator = ("@_jit" if variant == "loop" else
-                     '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
-        module += [f"\n{decorator}\ndef {variant}({', '.join(['n', *params, *outs])}):",
-                   f"    for i in {loop}(n):",
-                   f"        r = point({', '.join(p + '[i]' for p in params)})",
-                   *[f"        {o}[i] = r[{i}]" for i, o in enumerate(outs)], ""]
+    module += _loops("", params, ", ".join(p + "[i]" for p in params), outs)
     kernel = ["def kernel(*_args):", *[f"    {name} = {code}" for name, code in entries],
               f"    return _run_entries(_spec, ({', '.join(params)}{',' if len(params) == 1 else ''}),"
               f" {len(results)})"]
     return "\n".join(module) + "\n\n" + "\n".join(kernel) + "\n", frozenset()
+
+
+def _loops(prefix: str, params: list[str], loads: str, outs: list[str]) -> list[str]:
+    """The lines of ``{prefix}loop`` and ``{prefix}parallel`` (the same over
+    ``numba.prange``): ``{prefix}point`` at each of ``n`` points, called on ``loads`` (the
+    parameters read at point ``i``), its results stored into the arrays ``outs``."""
+    lines = []
+    for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
+        decorator = ("@_jit" if variant == "loop" else
+                     '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
+        lines += [f"\n{decorator}\ndef {prefix}{variant}({', '.join(['n', *params, *outs])}):",
+                  f"    for i in {loop}(n):",
+                  f"        r = {prefix}point({loads})",
+                  *[f"        {out}[i] = r[{i}]" for i, out in enumerate(outs)], ""]
+    return lines
 
 
 class _Entries:
