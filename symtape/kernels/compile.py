@@ -42,7 +42,7 @@ from symtape.core.symbolic import recursion_headroom
 
 
 __all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source",
-           "straight_line", "emit", "assignments", "tuple_code"]
+           "straight_line", "body", "emit", "assignments", "tuple_code"]
 
 _MAX_DEPTH = 40  # deeper subtrees become temporaries: printing never recurses further
 _MAX_WIDTH = 64  # wider sums and products are summed in parts
@@ -500,6 +500,16 @@ def straight_line(exprs: list, names: Names, cse: bool = True,
     return statements, results
 
 
+def body(statements: list, results: list, printer, names: Names, fused=None,
+         shapes: list | None = None) -> list[str]:
+    """The body of a generated function: :func:`emit`'s lines, or for CuPy (a ``fused``
+    hook, see :mod:`symtape.kernels.cupy_fused`) the statements fused across each other
+    into kernels, the results (of ``shapes``) returned."""
+    if fused is not None:
+        return fused.program(statements, results, shapes)
+    return emit(statements, results, printer, names)
+
+
 def emit(statements: list, results: list, printer, names: Names) -> list[str]:
     """The body of a generated function: one line ``name = code`` per statement, then the
     results returned as a tuple (see :func:`tuple_code`)."""
@@ -526,7 +536,6 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
 
         return (*compile_source(layout, outputs, cse), {})
     names = Names()
-    lines: list[str] = []
     # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
     # faster for scalar code evaluated at one float64 point
     arrays_in, floats_in = [], []
@@ -551,10 +560,8 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
         from symtape.kernels.cupy_fused import fusing
 
         fused = fusing(printer, names, namespace, {}, fractions=True)
-    if fused is not None:  # CuPy: fused across the statements; the entries are one kernel
-        lines += fused.program(block, results, [()] * len(results))
-    else:
-        lines += emit(block, results, printer, names)
+    # CuPy: fused across the statements, the entries one kernel
+    lines = body(block, results, printer, names, fused, [()] * len(results))
     if backend == "numpy" and layout.entries:
         head = ["def kernel(*_args, _floats=False):", "    if _floats:", *floats_in, "    else:",
                 *arrays_in]

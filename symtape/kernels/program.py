@@ -31,7 +31,7 @@ from sympy.core.function import UndefinedFunction
 from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
-                             leading_batches, load, load_unpickled, tuple_code)
+                             leading_batches, load, load_unpickled, body)
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.primitives import expand_axes
@@ -204,11 +204,10 @@ class _Builder:
         self.names = Names()
         self.namespace: dict[str, Any] = {}
         self.functions: dict[Any, UndefinedFunction] = {}
-        self.lines: list[str] = []
         self.batchable = True
         self.printer = _PROGRAM_PRINTERS[backend](self.names, allow_unknown_functions=True)
         self.elementwise: dict[str, tuple] = {}  # function name -> (primitive, params)
-        self.statements: list[tuple] = []  # (temporary, expression), for the CuPy fusion
+        self.statements: list[tuple] = []  # (temporary, expression), printed at the end
         self.fused = None if backend != "cupy" else fusing(
             self.printer, self.names, self.namespace, self.elementwise,
             lambda kernel: self.function(("fused", kernel.key), lambda: kernel, "fused_"))
@@ -224,14 +223,8 @@ class _Builder:
 
     def emit(self, expr, prefix: str = "t") -> sympy.Symbol:
         symbol = self.names.temporary(prefix)
-        if self.fused is not None:  # CuPy: statements are fused across, printed at the end
-            self.statements.append((symbol, fold_constants(expr)))
-            return symbol
-        self.lines.append(f"    {self.names.of[symbol]} = {self.print(expr)}")
+        self.statements.append((symbol, fold_constants(expr)))
         return symbol
-
-    def print(self, expr) -> str:
-        return self.printer.doprint(fold_constants(expr))
 
     def build(self) -> str:
         graph = self.graph
@@ -252,14 +245,10 @@ class _Builder:
             if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
                 expr, level = self.emit(expr), 0
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
-        if self.fused is not None:
-            self.lines += self.fused.program(
-                self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
-                [np.shape(t._value) for t in graph.outputs])
-        else:
-            returned = [self.print(exprs[id(t)]) for t in graph.outputs]
-            self.lines.append(f"    return {tuple_code(returned)}")
-        return "\n".join(["def kernel(_args, _variables):"] + graph.prologue() + self.lines) + "\n"
+        lines = body(self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
+                     self.printer, self.names, self.fused,
+                     [np.shape(t._value) for t in graph.outputs])
+        return "\n".join(["def kernel(_args, _variables):"] + graph.prologue() + lines) + "\n"
 
     def node(self, node: Tensor, exprs, depth, dependent) -> tuple[Any, int, bool]:
         """(expression, inline depth, may carry batch axes) of one node."""
