@@ -19,7 +19,7 @@ subexpressions as scalar locals::
 
 (``_g0_parallel`` is the same loop over ``numba.prange``, on every core, for large
 batches.) Everything else (indexing, scatters, reductions, matrix products, elementwise
-primitives without a scalar form here) stays the NumPy code of the NumPy backend, called
+primitives without a scalar form, ``Primitive.scalar``) stays the NumPy code of the NumPy backend, called
 between the groups by a plain Python ``kernel(_args, _variables)``: never wrong, and
 BLAS where BLAS is fastest.
 
