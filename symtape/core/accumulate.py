@@ -15,15 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["Plan", "plan", "sweep", "source_key", "toposort"]
+__all__ = ["Plan", "plan", "sweep", "source_key", "toposort", "itself"]
 
 
-def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
+def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None],
+             key: Callable[[Any], Any] = id) -> list:
     """The nodes reachable from ``roots``, each after the nodes it depends on (post-order).
 
     ``expand(node)`` is called once per node reached and returns the nodes to visit from it,
     in the order to visit them, or None for a node to leave out of the result (a leaf it
-    has recorded elsewhere). Iterative, so graphs of any depth walk without recursion.
+    has recorded elsewhere). ``key(node)`` says which nodes are one: ``id`` for a graph of
+    objects; :func:`itself` compares the nodes themselves (SymPy trees: equal subtrees are
+    one).
+    Iterative, so graphs of any depth walk without recursion.
 
     Examples
     --------
@@ -32,7 +36,7 @@ def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
     ['x', 'y', 'loss']
     """
     order: list = []
-    seen: set[int] = set()
+    seen: set = set()
     stack = [(node, False) for node in reversed(roots)]
     pop, push = stack.pop, stack.append
     while stack:
@@ -40,18 +44,23 @@ def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
         if expanded:
             order.append(node)
             continue
-        key = id(node)
-        if key in seen:
+        identity = key(node)
+        if identity in seen:
             continue
-        seen.add(key)
+        seen.add(identity)
         children = expand(node)
         if children is None:
             continue
         push((node, True))
         for x in reversed(children):
-            if id(x) not in seen:
+            if key(x) not in seen:
                 push((x, False))
     return order
+
+
+def itself(node):
+    """The node itself: :func:`toposort`'s ``key`` for trees whose equal nodes are one."""
+    return node
 
 
 def source_key(leaf) -> int:

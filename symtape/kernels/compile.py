@@ -38,6 +38,7 @@ from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 from symtape.arrays.backends import is_gpu_array
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
 from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
+from symtape.core.accumulate import itself, toposort
 from symtape.core.symbolic import recursion_headroom
 
 
@@ -406,21 +407,14 @@ def _cheap(expr) -> bool:
     return expr.is_Mul and len(expr.args) == 2 and expr.args[0].is_Number and expr.args[1].is_Atom
 
 
-def _postorder(exprs: list, counts: dict):
-    """Counted subtrees, each once, every one after its arguments (iterative)."""
-    done: set = set()
-    for root in exprs:
-        stack = [(root, False)]
-        while stack:
-            expr, expanded = stack.pop()
-            if expr in done or expr not in counts:
-                continue
-            if expanded:
-                done.add(expr)
-                yield expr
-                continue
-            stack.append((expr, True))
-            stack.extend((a, False) for a in expr.args if a not in done and a in counts)
+def _postorder(exprs: list, counts: dict) -> list:
+    """Counted subtrees, each once, every one after its arguments."""
+    return toposort(exprs, lambda expr: [a for a in expr.args[::-1] if a in counts]
+                    if expr in counts else None, key=itself)
+
+
+def _arguments_last_first(expr) -> tuple:
+    return expr.args[::-1]
 
 
 def _rebuild(expr, args):
@@ -433,17 +427,9 @@ def cut_deep(expr: sympy.Basic, names: Names, block: list) -> sympy.Basic:
     """Bound the nesting depth: subtrees deeper than ``_MAX_DEPTH`` become temporaries."""
     depth: dict[sympy.Basic, int] = {}
     rebuilt: dict[sympy.Basic, sympy.Basic] = {}
-    stack = [(expr, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in rebuilt:
-            continue
+    for node in toposort([expr], _arguments_last_first, key=itself):
         if not node.args:
             rebuilt[node], depth[node] = node, 0
-            continue
-        if not ready:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in rebuilt)
             continue
         args = [rebuilt[a] for a in node.args]
         if node.is_Add or node.is_Mul:

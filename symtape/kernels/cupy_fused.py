@@ -55,6 +55,7 @@ from sympy.core.function import AppliedUndef
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.c import C99CodePrinter
 
+from symtape.core.accumulate import itself, toposort
 from symtape.core.primitives import REGISTRY
 
 __all__ = ["FusedKernel", "fuse", "fusing", "kernel_counts"]
@@ -327,20 +328,9 @@ def _substituted(expr, mapping: dict):
     return rebuilt[expr]
 
 
-def _postorder(expr):
-    """Each distinct subexpression once, after its arguments (iterative)."""
-    done: set = set()
-    stack = [(expr, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in done:
-            continue
-        if ready:
-            done.add(node)
-            yield node
-            continue
-        stack.append((node, True))
-        stack.extend((a, False) for a in node.args if a not in done)
+def _postorder(expr) -> list:
+    """Each distinct subexpression once, after its arguments."""
+    return toposort([expr], lambda node: node.args[::-1], key=itself)
 
 
 def _rebuilt(expr, args):
