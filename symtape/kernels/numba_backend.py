@@ -248,10 +248,10 @@ def _partition(graph, fusable: dict[int, bool], dependent: dict[int, bool]):
 
 class _Generator:
     def __init__(self, graph):
-        from symtape.kernels.program import structural_call  # the NumPy backend's batch-aware forms
+        from symtape.kernels.program import op_call  # the NumPy backend's calls
 
         self.graph = graph
-        self.structural_call = structural_call
+        self.op_call = op_call
         self.namespace: dict[str, Any] = {}
         self.lines: list[str] = []  # the Python kernel's body
         self.module: list[str] = []  # the jitted functions
@@ -346,7 +346,6 @@ class _Generator:
     def other(self, node) -> None:
         """An op without a fused form: the NumPy backend's call."""
         from symtape.core.primitives import expand_axes
-        from symtape.kernels.program import call_numeric
 
         graph = self.graph
         inputs = [graph.resolve(x) for x in node._inputs]
@@ -362,11 +361,9 @@ class _Generator:
                     self.namespace[align] = functools.partial(expand_axes, np, r=r, k=k)
                     arg = f"{align}({arg})"
                 aligned.append(arg)
-            call = functools.partial(call_numeric, prim.numeric, node._params)
             args = aligned
-        else:
-            call, batchable = self.structural_call(node, ranks)
-            self.batchable &= batchable
+        call, batchable = self.op_call(node, ranks)
+        self.batchable &= batchable
         fn = self.fresh(f"{prim.name}_")
         dtype = dtype_of(node._value)
         self.namespace[fn] = functools.partial(_as_dtype, functools.partial(call, np), dtype)

@@ -43,17 +43,20 @@ __all__ = ["Program", "structure_key"]
 _MAX_INLINE_DEPTH = 16  # deeper single-use chains are cut into temporaries
 
 
-# ---------------------------------------------------------------- batch-aware structural ops
+# ---------------------------------------------------------------- calls of primitives
 
 
-def structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
-    """(the batch-aware form of a non-elementwise node, whether batches are supported):
-    its primitive's ``batch`` rule (:mod:`symtape.core.primitives`)."""
+def op_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
+    """``(call(xp, *values), batchable)``: a node's op as a kernel calls it, on values that may
+    carry leading batch axes (an elementwise op's operands aligned by the caller; a structural
+    op's by its primitive's ``batch`` rule, see :mod:`symtape.core.primitives`), and whether
+    that is right for batched values."""
     prim = node._prim
     if prim.batch is not None:
         return prim.batch(ranks, **node._params)
-    # a primitive without a batch rule: correct for unbatched calls only
-    return functools.partial(call_numeric, prim.numeric, node._params), False
+    # elementwise: NumPy broadcasts the aligned operands; a structural primitive without a
+    # batch rule: right for unbatched calls only
+    return functools.partial(call_numeric, prim.numeric, node._params), prim.elementwise
 
 
 def call_numeric(numeric, params, xp, *values):
@@ -264,7 +267,7 @@ class _Builder:
         prim = node._prim
         ranks = [np.ndim(x._value) for x in inputs]
         if not prim.elementwise:
-            call, batchable = structural_call(node, ranks)
+            call, batchable = op_call(node, ranks)
             self.batchable &= batchable
             fn = self.function((prim.name, _freeze(node._params), tuple(ranks)),
                                lambda: self.bind(call), f"{prim.name}_")
@@ -277,9 +280,7 @@ class _Builder:
             expr = prim.printed(*args, **node._params)
         else:
             fn = self.function((prim.name, _freeze(node._params)),
-                               lambda: self.bind(functools.partial(call_numeric, prim.numeric,
-                                                                   node._params)),
-                               f"{prim.name}_")
+                               lambda: self.bind(op_call(node, ranks)[0]), f"{prim.name}_")
             self.elementwise[fn.__name__] = (prim.name, node._params)
             expr = fn(*args)
         return self.fix_dtype(expr, node, inputs, exprs), level, dep
