@@ -118,20 +118,27 @@ def _printer_class(base):
                 pieces.append((last, condition))
                 last = sympy.nan
             code = self._print(last)
-            where = self._module_format(self._module + ".where")
             for value, condition in reversed(pieces):
-                code = f"{where}({self._print(condition)}, {self._print(value)}, {code})"
+                code = self._choice(self._print(condition), self._print(value), code)
             return code
 
+        def _choice(self, condition: str, value: str, otherwise: str) -> str:
+            """The code of ``value`` where ``condition`` holds, else ``otherwise``."""
+            where = self._module_format(self._module + ".where")
+            return f"{where}({condition}, {value}, {otherwise})"
+
+        def _extremum(self, name: str) -> str:
+            """The function computing ``maximum`` or ``minimum`` (NumPy's NaN and ties)."""
+            return self._module_format(f"{self._module}.{name}")
+
         def _print_Max(self, expr):
-            return self._nested(self._module + ".maximum", expr.args)
+            return self._nested(self._extremum("maximum"), expr.args)
 
         def _print_Min(self, expr):
-            return self._nested(self._module + ".minimum", expr.args)
+            return self._nested(self._extremum("minimum"), expr.args)
 
-        def _nested(self, function: str, args) -> str:
+        def _nested(self, name: str, args) -> str:
             """Binary elementwise calls (``amax`` of a tuple would not broadcast)."""
-            name = self._module_format(function)
             code = self._print(args[0])
             for arg in args[1:]:
                 code = f"{name}({code}, {self._print(arg)})"

@@ -567,28 +567,11 @@ def _expression_printer():
         def _print_erf(self, expr):
             return f"math.erf({self._print(expr.args[0])})"
 
-        def _print_Piecewise(self, expr):
-            *pieces, (last, condition) = expr.args
-            if condition != True:  # noqa: E712 - SymPy's true
-                pieces.append((last, condition))
-                code = "np.nan"
-            else:
-                code = self._print(last)
-            for value, condition in reversed(pieces):
-                code = f"({self._print(value)} if {self._print(condition)} else {code})"
-            return code
+        def _choice(self, condition: str, value: str, otherwise: str) -> str:
+            return f"({value} if {condition} else {otherwise})"
 
-        def _print_Max(self, expr):
-            return self._nested("_maximum", expr.args)
-
-        def _print_Min(self, expr):
-            return self._nested("_minimum", expr.args)
-
-        def _nested(self, function, args):
-            code = self._print(args[0])
-            for arg in args[1:]:
-                code = f"{function}({code}, {self._print(arg)})"
-            return code
+        def _extremum(self, name: str) -> str:
+            return f"_{name}"  # the prelude's scalar maximum and minimum
 
         def _module_format(self, fqn, register=True):
             return "np." + fqn[len("numpy."):] if fqn.startswith("numpy.") else fqn
