@@ -1,6 +1,6 @@
 """The primitive registry: every op symtape can record, each defined exactly once.
 
-A primitive carries three things:
+A primitive carries its forms and rules:
 
 - ``numeric(xp, *values, **params)``: the forward value, generic over the array module
   ``xp`` (NumPy or CuPy);
@@ -8,11 +8,12 @@ A primitive carries three things:
   object arrays of them; see :mod:`symtape.arrays.objarrays`);
 - ``vjp``: one derivative rule per argument, ``rule(A, g, out, *xs, **params)`` returning
   the cotangent of that argument given the output cotangent ``g``;
-- what the kernel generators need, beside the rules (as JAX files a primitive's batching
+- what the kernel generators read, beside the rules (as JAX files a primitive's batching
   rule beside it): ``batch``, how a structural op maps over leading batch axes, and for an
-  elementwise op its ``printed`` form (the array-code expression) and its ``scalar`` form
-  (the code of a compiled loop's body). A new primitive without them still compiles: it is
-  called through its ``numeric`` form, unbatched and unfused.
+  elementwise op its ``printed`` form (the array-code expression), its ``scalar`` form (a
+  Numba loop's code), its ``cuda`` form (a fused CuPy kernel's C code) and the
+  ``signature`` of its dtypes. A new primitive without them still compiles: it is called
+  through its ``numeric`` form, unbatched and unfused.
 
 A rule is written once against an *algebra* ``A`` (see :mod:`symtape.core.algebra`) and
 Python's operators, so the same line computes a numeric gradient (``A`` over arrays), an
@@ -294,7 +295,6 @@ def _unevaluated(function) -> Callable[..., Any]:
     return lambda *args: function(*args, evaluate=False)
 
 
-
 # ---------------------------------------------------------------- CUDA C forms
 #
 # Elementwise ops printed as calls (no SymPy node of their own) in a fused CuPy kernel:
@@ -347,7 +347,6 @@ def _cuda_softplus(p, out, x):
     return f"((({x} > {zero} || {x} != {x}) ? {x} : {zero}) + {p.named('log1p', e, out)})"
 
 
-
 def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None, scalar=None,
            cuda=None, signature="float"):
     return register(name, numeric=numeric, symbolic=symbolic,
@@ -358,22 +357,18 @@ def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None, scala
 # ---------------------------------------------------------------- arithmetic
 register("add", numeric=lambda xp, a, b: a + b, symbolic=operator.add, elementwise=True,
          linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: g),
-         printed=lambda a, b: _ADD((a, b)),
-         scalar="{0} + {1}")
+         printed=lambda a, b: _ADD((a, b)), scalar="{0} + {1}")
 register("sub", numeric=lambda xp, a, b: a - b, symbolic=operator.sub, elementwise=True,
          linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: -g),
-         printed=lambda a, b: _ADD((a, _negated(b))),
-         scalar="{0} - {1}")
+         printed=lambda a, b: _ADD((a, _negated(b))), scalar="{0} - {1}")
 register("mul", numeric=lambda xp, a, b: a * b, symbolic=operator.mul, elementwise=True,
          vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g), printed=_printed_mul,
          scalar="{0} * {1}")
 register("div", numeric=lambda xp, a, b: a / b, symbolic=operator.truediv, elementwise=True,
          vjp=(lambda A, g, out, a, b: g / b, lambda A, g, out, a, b: -g * out / b),
-         printed=_printed_div,
-         scalar="{0} / {1}")
+         printed=_printed_div, scalar="{0} / {1}")
 _unary("neg", lambda xp, x: -x, operator.neg, lambda A, g, out, x: -g, linear=True,
-       printed=_negated,
-       scalar="-{0}")
+       printed=_negated, scalar="-{0}")
 
 
 def _powc_rule(A, g, out, x, exponent):
@@ -385,7 +380,6 @@ def _powc_rule(A, g, out, x, exponent):
     if exponent == 0:  # x**0 is constant: not 0 * x**-1, which is NaN at 0
         return A.zeros_like(g)
     return (A.const(exponent) * g) * A.powc(x, exponent=exponent - 1)
-
 
 
 def _powc_scalar(p, x, exponent):
@@ -401,6 +395,7 @@ def _powc_scalar(p, x, exponent):
     if exponent == 0:
         return "1.0"
     return f"_power({x}, {p.literal(exponent)})"
+
 
 # x ** c with a constant exponent: the exponent is a parameter, kept exact in the symbolic form
 register("powc", numeric=lambda xp, x, exponent: x ** exponent,
@@ -428,47 +423,35 @@ _unary("log_real", _log_real_numeric, lambda x: sympy.Piecewise((_log(x), x > 0)
 
 # ---------------------------------------------------------------- elementwise functions
 _unary("exp", lambda xp, x: xp.exp(x), _exp, lambda A, g, out, x: g * out,
-       printed=_unevaluated(sympy.exp),
-       scalar="np.exp({0})")
+       printed=_unevaluated(sympy.exp), scalar="np.exp({0})")
 _unary("log", lambda xp, x: xp.log(x), _log, lambda A, g, out, x: g / x,
-       printed=_unevaluated(sympy.log),
-       scalar="np.log({0})")
+       printed=_unevaluated(sympy.log), scalar="np.log({0})")
 _unary("log1p", lambda xp, x: xp.log1p(x), lambda x: _log(1 + x),
        lambda A, g, out, x: g / (1 + x),
        scalar="np.log1p({0})",
        cuda=_cuda_math("log1p"))
 _unary("sqrt", lambda xp, x: xp.sqrt(x), sympy.sqrt, lambda A, g, out, x: g / (2 * out),
-       printed=_unevaluated(sympy.sqrt),
-       scalar="np.sqrt({0})")
+       printed=_unevaluated(sympy.sqrt), scalar="np.sqrt({0})")
 _unary("sin", lambda xp, x: xp.sin(x), _sin, lambda A, g, out, x: g * A.cos(x),
-       printed=_unevaluated(sympy.sin),
-       scalar="np.sin({0})")
+       printed=_unevaluated(sympy.sin), scalar="np.sin({0})")
 _unary("cos", lambda xp, x: xp.cos(x), _cos, lambda A, g, out, x: -g * A.sin(x),
-       printed=_unevaluated(sympy.cos),
-       scalar="np.cos({0})")
+       printed=_unevaluated(sympy.cos), scalar="np.cos({0})")
 _unary("tan", lambda xp, x: xp.tan(x), _tan, lambda A, g, out, x: g * (1 + out * out),
-       printed=_unevaluated(sympy.tan),
-       scalar="np.tan({0})")
+       printed=_unevaluated(sympy.tan), scalar="np.tan({0})")
 _unary("asin", lambda xp, x: xp.arcsin(x), _asin,
        lambda A, g, out, x: g / A.sqrt(1 - x * x),
-       printed=_unevaluated(sympy.asin),
-       scalar="np.arcsin({0})")
+       printed=_unevaluated(sympy.asin), scalar="np.arcsin({0})")
 _unary("acos", lambda xp, x: xp.arccos(x), _acos,
        lambda A, g, out, x: -g / A.sqrt(1 - x * x),
-       printed=_unevaluated(sympy.acos),
-       scalar="np.arccos({0})")
+       printed=_unevaluated(sympy.acos), scalar="np.arccos({0})")
 _unary("atan", lambda xp, x: xp.arctan(x), _atan, lambda A, g, out, x: g / (1 + x * x),
-       printed=_unevaluated(sympy.atan),
-       scalar="np.arctan({0})")
+       printed=_unevaluated(sympy.atan), scalar="np.arctan({0})")
 _unary("sinh", lambda xp, x: xp.sinh(x), _sinh, lambda A, g, out, x: g * A.cosh(x),
-       printed=_unevaluated(sympy.sinh),
-       scalar="np.sinh({0})")
+       printed=_unevaluated(sympy.sinh), scalar="np.sinh({0})")
 _unary("cosh", lambda xp, x: xp.cosh(x), _cosh, lambda A, g, out, x: g * A.sinh(x),
-       printed=_unevaluated(sympy.cosh),
-       scalar="np.cosh({0})")
+       printed=_unevaluated(sympy.cosh), scalar="np.cosh({0})")
 _unary("tanh", lambda xp, x: xp.tanh(x), _tanh, lambda A, g, out, x: g * (1 - out * out),
-       printed=_unevaluated(sympy.tanh),
-       scalar="np.tanh({0})")
+       printed=_unevaluated(sympy.tanh), scalar="np.tanh({0})")
 
 
 def _erf_numeric(xp, x):
@@ -509,12 +492,10 @@ _unary("relu", lambda xp, x: xp.maximum(x, 0), lambda x: sympy.Max(x, 0),
        cuda=lambda p, out, x: p.extremum(True, p.let_as(x, out), sympy.S.Zero, out),
        signature="float_literal")
 _unary("abs", lambda xp, x: xp.abs(x), _abs, lambda A, g, out, x: g * A.sign(x),
-       printed=_unevaluated(sympy.Abs),
-       scalar="np.abs({0})")
+       printed=_unevaluated(sympy.Abs), scalar="np.abs({0})")
 # piecewise-constant: the derivative is 0 (a gradient, not "no gradient", as in TensorFlow)
 _unary("sign", lambda xp, x: xp.sign(x), _sign, lambda A, g, out, x: A.zeros_like(g),
-       printed=_unevaluated(sympy.sign),
-       scalar="_sign({0})")
+       printed=_unevaluated(sympy.sign), scalar="_sign({0})")
 register("heaviside", numeric=lambda xp, x, at_zero: xp.heaviside(x, at_zero),
          symbolic=lambda x, at_zero: sympy.Heaviside(x, objarrays.exact_number(at_zero)),
          elementwise=True, vjp=(lambda A, g, out, x, at_zero: A.zeros_like(g),),
@@ -575,7 +556,6 @@ def _cast_symbolic(x, dtype):
 
 def _cast_rule(A, g, out, x, dtype):
     return A.cast(g, dtype=A.dtype(x)) if np.dtype(A.dtype(x)).kind == "f" else None
-
 
 
 def _cast_scalar(p, x, dtype):
