@@ -19,9 +19,9 @@ subexpressions as scalar locals::
 
 (``_g0_parallel`` is the same loop over ``numba.prange``, on every core, for large
 batches.) Everything else (indexing, scatters, reductions, matrix products, elementwise
-primitives without a scalar form, ``Primitive.scalar``) stays the NumPy code of the NumPy backend, called
-between the groups by a plain Python ``kernel(_args, _variables)``: never wrong, and
-BLAS where BLAS is fastest.
+primitives without a scalar form, ``Primitive.scalar``) stays the NumPy code of the NumPy
+backend, called between the groups by a plain Python ``kernel(_args, _variables)``: never
+wrong, and BLAS where BLAS is fastest.
 
 No ``fastmath``: the scalar forms are NumPy's own (``np.sin`` on a scalar is NumPy's loop
 in Numba; ``error_model='numpy'``: ``1/0.0`` is inf, not an exception), comparisons and

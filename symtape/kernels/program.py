@@ -4,14 +4,15 @@ Each recorded op becomes part of a SymPy expression over *whole arrays*: a symbo
 for an array value, so ``sin(a) * b`` prints as ``numpy.sin(a) * b`` and stays vectorized
 (a length-10⁶ Rosenbrock gradient is a handful of array lines, not 10⁶ scalar expressions).
 
-- Arithmetic and the standard functions are SymPy expressions; SymPy folds the constants
-  a sweep leaves behind (``1*g``) and SymPy's printers write the code.
+- Arithmetic and the standard functions are SymPy expressions (each primitive's
+  ``printed`` form, :mod:`symtape.core.primitives`); SymPy folds the constants a sweep
+  leaves behind (``1*g``) and SymPy's printers write the code.
 - Other elementwise primitives (``sigmoid``, ``where``, comparisons, ...) are printed as
   calls of their own numeric forward, so the kernel computes exactly what the eager op
   computes (stable ``softplus``, ``log1p``; no SymPy-only branches).
-- Structural ops (indexing, reductions, ``matmul``, ...) are calls of batch-aware forms:
-  every argument may carry extra leading batch axes, and the kernel evaluates the whole
-  batch in one call.
+- Structural ops (indexing, reductions, ``matmul``, ...) are calls of batch-aware forms
+  (each primitive's ``batch`` rule): every argument may carry extra leading batch axes,
+  and the kernel evaluates the whole batch in one call.
 - The DAG's own sharing is the common-subexpression elimination: a value used twice is
   computed once into a temporary; single-use chains are inlined up to a bounded depth.
 
