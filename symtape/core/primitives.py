@@ -102,6 +102,9 @@ class Primitive:
         the C printer ``p`` of :mod:`symtape.kernels.cupy_fused` (``p.value(arg, dtype)``,
         ``p.math(name, args, dtype)``, ``p.literal(number, dtype)``, ...). None: the call
         stays a CuPy call between fused kernels.
+    terms : tuple of int, or None
+        A sum (``add``, ``sub``): the sign of each argument's terms. Closed forms merge a
+        chain of sums into one sum of all their terms, as a tape of ``+=`` means.
     signature : str
         How an elementwise op's result dtype follows from its operands', for the fused
         generators: ``'float'`` (floats in, their promoted float out), ``'float_literal'``
@@ -122,6 +125,7 @@ class Primitive:
     scalar: str | Callable[..., str] | None = None
     cuda: Callable[..., str] | None = None
     signature: str = "float"
+    terms: tuple[int, ...] | None = None
 
     def rule(self, argnum: int) -> Rule | None:
         """The derivative rule of argument ``argnum``, as ``rule(A, g, out, *xs, **params)``."""
@@ -141,7 +145,7 @@ REGISTRY: dict[str, Primitive] = {}  # filled at import, read-only afterwards
 
 def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = False,
              linear: bool = False, batch=None, printed=None, scalar=None, cuda=None,
-             signature: str = "float") -> Primitive:
+             signature: str = "float", terms: tuple[int, ...] | None = None) -> Primitive:
     """Register a primitive once; ``elementwise`` symbolic forms take scalars and get vectorized.
 
     ``batch``, ``printed``, ``scalar``, ``cuda`` and ``signature`` are what the kernel
@@ -160,7 +164,7 @@ def register(name: str, *, numeric, symbolic, vjp=None, elementwise: bool = Fals
         symbolic = _vectorize(symbolic)
     reads = tuple(_reads(rule) for rule in vjp) if isinstance(vjp, tuple) else ()
     REGISTRY[name] = prim = Primitive(name, numeric, symbolic, vjp, linear, reads, elementwise,
-                                      batch, printed, scalar, cuda, signature)
+                                      batch, printed, scalar, cuda, signature, terms)
     return prim
 
 
@@ -357,10 +361,10 @@ def _unary(name, numeric, symbolic, rule=None, linear=False, printed=None, scala
 # ---------------------------------------------------------------- arithmetic
 register("add", numeric=lambda xp, a, b: a + b, symbolic=operator.add, elementwise=True,
          linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: g),
-         printed=lambda a, b: _ADD((a, b)), scalar="{0} + {1}")
+         printed=lambda a, b: _ADD((a, b)), scalar="{0} + {1}", terms=(1, 1))
 register("sub", numeric=lambda xp, a, b: a - b, symbolic=operator.sub, elementwise=True,
          linear=True, vjp=(lambda A, g, out, a, b: g, lambda A, g, out, a, b: -g),
-         printed=lambda a, b: _ADD((a, _negated(b))), scalar="{0} - {1}")
+         printed=lambda a, b: _ADD((a, _negated(b))), scalar="{0} - {1}", terms=(1, -1))
 register("mul", numeric=lambda xp, a, b: a * b, symbolic=operator.mul, elementwise=True,
          vjp=(lambda A, g, out, a, b: g * b, lambda A, g, out, a, b: a * g), printed=_printed_mul,
          scalar="{0} * {1}")
