@@ -31,6 +31,11 @@ def test_array_input_and_several_outputs_share_one_kernel():
     np.testing.assert_array_equal(g, [2.0, 3.0, 2.0])
 
 
+def test_an_empty_tuple_of_outputs_compiles_to_a_kernel_returning_an_empty_tuple():
+    k = st.compile((), [x])  # the generated return is `()`, not the syntax error `(,)`
+    assert k(1.0) == () and k(np.ones(3)) == ()
+
+
 def test_matrix_output_keeps_its_shape():
     k = st.compile(sympy.Matrix([[x, 2 * x], [x**2, 1]]), [x])
     np.testing.assert_array_equal(k(3.0), [[3.0, 6.0], [9.0, 1.0]])

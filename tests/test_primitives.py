@@ -908,3 +908,89 @@ def test_every_registered_primitive_has_a_property_test():
     assert set(REGISTRY) - covered == set()
     for name in _NOT_DIFFERENTIABLE - {"sign"}:
         assert REGISTRY[name].vjp is None, name
+
+
+# ---------------------------------------------------------------- the kernel generators' forms
+
+# primitives deliberately without a form the kernel generators read, and why (none today)
+_WITHOUT_KERNEL_FORMS: dict[str, str] = {}
+_SIGNATURES = {"float", "float_literal", "comparison", "logical", "select", "cast"}
+
+
+def test_every_registered_primitive_has_its_kernel_forms():
+    """What each kernel generator reads sits on the primitive, beside its rules (as JAX files
+    a primitive's batching rule beside it): a new primitive gets them in core/primitives.py,
+    or joins _WITHOUT_KERNEL_FORMS above with the reason."""
+    from symtape.core.primitives import REGISTRY
+
+    missing = []
+    for name, prim in sorted(REGISTRY.items()):
+        if name in _WITHOUT_KERNEL_FORMS:
+            continue
+        if not prim.elementwise:
+            if prim.batch is None:
+                missing.append(f"{name}: no batch= rule (kernels could not map it over "
+                               "leading batch axes)")
+            continue
+        if (prim.printed is None) == (prim.cuda is None):
+            missing.append(f"{name}: give it exactly one of printed= (the SymPy node the array "
+                           "kernels print) and cuda= (its CUDA C form, printed as a call)")
+        if prim.scalar is None:
+            missing.append(f"{name}: no scalar= form (the Numba loops' code)")
+        if prim.signature not in _SIGNATURES:
+            missing.append(f"{name}: signature={prim.signature!r} is not one of "
+                           f"{sorted(_SIGNATURES)}")
+    assert not missing, "primitives missing kernel forms:\n" + "\n".join(missing)
+
+
+def _recorded_nodes(fun, point) -> list:
+    """Every op node of ``fun`` at ``point`` and of its gradient (recorded: the gradient's
+    own ops, scatters included, are nodes too)."""
+    xs = [st.Variable(np.asarray(p, dtype=float)) for p in point]
+    with st.GradientTape() as outer:
+        with st.GradientTape() as inner:
+            y = fun(*xs)
+        grads = inner.gradient(y, xs)
+    del outer
+    nodes, stack, seen = [], [y, *grads], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node._prim is None:
+            continue
+        seen.add(id(node))
+        nodes.append(node)
+        stack.extend(node._inputs)
+    return nodes
+
+
+def test_batch_rules_map_every_structural_op_over_leading_axes():
+    """Each structural op's batch rule, on inputs with a leading batch axis of 2 (all of them,
+    or only the first, or only the last), equals the op's numeric form at each point."""
+    from every_primitive import CASES
+
+    from symtape.core.primitives import REGISTRY
+
+    one_slice = (lambda v: st.reduce_sum(st.sin(v[1:3])), (np.arange(4.0),))  # a scatter
+    checked = set()
+    for fun, point in [case[:2] for case in CASES.values()] + [one_slice]:
+        for node in _recorded_nodes(fun, point):
+            prim, params = node._prim, node._params
+            if prim.elementwise:
+                continue
+            values = [np.asarray(x._value) for x in node._inputs]
+            ranks = [v.ndim for v in values]
+            call, batchable = prim.batch(ranks, **params)
+            expected = prim.numeric(np, *values, **params)
+            np.testing.assert_allclose(call(np, *values), expected, rtol=1e-15, err_msg=prim.name)
+            if not batchable:
+                continue
+            second = [2 * v + 1 if v.dtype.kind == "f" else v for v in values]
+            for batched in (range(len(values)), [0], [len(values) - 1]):
+                args = [np.stack([v, w]) if i in batched else v
+                        for i, (v, w) in enumerate(zip(values, second))]
+                other = [w if i in batched else v for i, (v, w) in enumerate(zip(values, second))]
+                want = np.stack([expected, prim.numeric(np, *other, **params)])
+                np.testing.assert_allclose(call(np, *args), want, rtol=1e-15,
+                                           err_msg=f"{prim.name}, batched inputs {list(batched)}")
+            checked.add(prim.name)
+    assert checked == {name for name, prim in REGISTRY.items() if not prim.elementwise}

@@ -15,23 +15,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["Plan", "plan", "sweep", "source_key", "toposort"]
+__all__ = ["Plan", "plan", "sweep", "source_key", "toposort", "itself"]
 
 
-def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
+def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None],
+             key: Callable[[Any], Any] = id) -> list:
     """The nodes reachable from ``roots``, each after the nodes it depends on (post-order).
 
     ``expand(node)`` is called once per node reached and returns the nodes to visit from it,
     in the order to visit them, or None for a node to leave out of the result (a leaf it
-    has recorded elsewhere). Iterative, so graphs of any depth walk without recursion.
+    has recorded elsewhere).
+    Iterative, so graphs of any depth walk without recursion.
 
     Parameters
     ----------
     roots : sequence
         Where the walk starts; they come last in the result, in this order.
     expand : callable
-        ``expand(node)`` -> the nodes ``node`` depends on, or None (see above). Nodes are
-        told apart by identity (``id``), so they need not be hashable.
+        ``expand(node)`` -> the nodes ``node`` depends on, or None (see above).
+    key : callable, default id
+        ``key(node)`` says which nodes are one: ``id`` (the default) tells a graph's objects
+        apart by identity, so they need not be hashable; :func:`itself` compares the nodes
+        themselves (SymPy trees: equal subtrees are one).
 
     Returns
     -------
@@ -45,7 +50,7 @@ def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
     ['x', 'y', 'loss']
     """
     order: list = []
-    seen: set[int] = set()
+    seen: set = set()
     stack = [(node, False) for node in reversed(roots)]
     pop, push = stack.pop, stack.append
     while stack:
@@ -53,18 +58,23 @@ def toposort(roots: Sequence, expand: Callable[[Any], Sequence | None]) -> list:
         if expanded:
             order.append(node)
             continue
-        key = id(node)
-        if key in seen:
+        identity = key(node)
+        if identity in seen:
             continue
-        seen.add(key)
+        seen.add(identity)
         children = expand(node)
         if children is None:
             continue
         push((node, True))
         for x in reversed(children):
-            if id(x) not in seen:
+            if key(x) not in seen:
                 push((x, False))
     return order
+
+
+def itself(node):
+    """The node itself: :func:`toposort`'s ``key`` for trees whose equal nodes are one."""
+    return node
 
 
 def source_key(leaf) -> int:

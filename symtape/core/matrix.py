@@ -896,19 +896,12 @@ class MatrixAlgebra(SymbolicAlgebra):
 
 def _postorder(tensors, done: dict) -> list:
     """The lineages of ``tensors`` not converted yet, inputs before the ops that use them."""
-    order, seen, stack = [], set(), [(t, False) for t in tensors]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen or id(node) in done:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if node._prim is not None:
-            stack.extend((x, False) for x in node._inputs)
-    return order
+    def expand(node):
+        if id(node) in done:
+            return None
+        return () if node._prim is None else node._inputs[::-1]
+
+    return accumulate.toposort(list(tensors)[::-1], expand)
 
 
 # ---------------------------------------------------------------- tape results

@@ -24,9 +24,6 @@ from symtape.core.accumulate import toposort
 __all__ = ["expr_of", "symbolic_value", "symbols_for", "factored", "recursion_headroom",
            "AutoName", "check_unambiguous", "bottom_up"]
 
-_SUMS = ("add", "sub")
-
-
 class AutoName(str):
     """A name symtape chose (``v1``, ``c1``): its symbols never equal a user's symbols.
 
@@ -216,7 +213,7 @@ def _materialize(tensor) -> Any:
         prim = node._prim
         if prim is None:
             node._sym = _leaf_value(node)
-        elif prim.name in _SUMS:
+        elif prim.terms is not None:  # a sum: merged with the sums it is a term of
             terms = _sum_terms(node, deferred)
             if node is not tensor and consumers.get(id(node)) == (1, True):
                 deferred[id(node)] = terms  # its only consumer is a sum: merge into it
@@ -253,7 +250,7 @@ def _unbuilt_nodes(target) -> tuple[list, dict[int, tuple[int, bool]]]:
     def expand(node):
         if node._prim is None:
             return ()
-        is_sum = node._prim.name in _SUMS
+        is_sum = node._prim.terms is not None
         for x in node._inputs:
             count, all_sums = consumers.get(id(x), (0, True))
             consumers[id(x)] = (count + 1, all_sums and is_sum)
@@ -263,18 +260,21 @@ def _unbuilt_nodes(target) -> tuple[list, dict[int, tuple[int, bool]]]:
 
 
 def _sum_terms(node, deferred: dict[int, list]) -> list:
-    """The terms of an ``add``/``sub`` node, stealing its inputs' deferred term lists."""
-    a, b = node._inputs
-    left = deferred.pop(id(a), None) or [_built(a)]
-    right = deferred.pop(id(b), None) or [_built(b)]
-    if node._prim.name == "sub":
-        # SymPy's -t of a deep product re-sorts its factors; -0.0 must stay a Float
-        right = [deepforms.product(sympy.S.NegativeOne, t) if deepforms.is_deep(t) else -t
-                 for t in right]
-    if len(left) < len(right):
-        left, right = right, left
-    left.extend(right)  # extend the longer list: linear over a whole chain
-    return left
+    """The terms of a sum (``add``, ``sub``: its primitive's ``terms`` signs), stealing its
+    inputs' deferred term lists."""
+    parts = []
+    for x, sign in zip(node._inputs, node._prim.terms):
+        terms = deferred.pop(id(x), None) or [_built(x)]
+        if sign < 0:
+            # SymPy's -t of a deep product re-sorts its factors; -0.0 must stay a Float
+            terms = [deepforms.product(sympy.S.NegativeOne, t) if deepforms.is_deep(t) else -t
+                     for t in terms]
+        parts.append(terms)
+    longest = max(parts, key=len)  # extended: linear over a whole chain
+    for terms in parts:
+        if terms is not longest:
+            longest.extend(terms)
+    return longest
 
 
 def _built(node):

@@ -38,10 +38,12 @@ from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 from symtape.arrays.backends import is_gpu_array
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
 from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
+from symtape.core.accumulate import itself, toposort
 from symtape.core.symbolic import recursion_headroom
 
 
-__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source"]
+__all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source",
+           "straight_line", "body", "emit", "assignments", "tuple_code"]
 
 _MAX_DEPTH = 40  # deeper subtrees become temporaries: printing never recurses further
 _MAX_WIDTH = 64  # wider sums and products are summed in parts
@@ -116,20 +118,27 @@ def _printer_class(base):
                 pieces.append((last, condition))
                 last = sympy.nan
             code = self._print(last)
-            where = self._module_format(self._module + ".where")
             for value, condition in reversed(pieces):
-                code = f"{where}({self._print(condition)}, {self._print(value)}, {code})"
+                code = self._choice(self._print(condition), self._print(value), code)
             return code
 
+        def _choice(self, condition: str, value: str, otherwise: str) -> str:
+            """The code of ``value`` where ``condition`` holds, else ``otherwise``."""
+            where = self._module_format(self._module + ".where")
+            return f"{where}({condition}, {value}, {otherwise})"
+
+        def _extremum(self, name: str) -> str:
+            """The function computing ``maximum`` or ``minimum`` (NumPy's NaN and ties)."""
+            return self._module_format(f"{self._module}.{name}")
+
         def _print_Max(self, expr):
-            return self._nested(self._module + ".maximum", expr.args)
+            return self._nested(self._extremum("maximum"), expr.args)
 
         def _print_Min(self, expr):
-            return self._nested(self._module + ".minimum", expr.args)
+            return self._nested(self._extremum("minimum"), expr.args)
 
-        def _nested(self, function: str, args) -> str:
+        def _nested(self, name: str, args) -> str:
             """Binary elementwise calls (``amax`` of a tuple would not broadcast)."""
-            name = self._module_format(function)
             code = self._print(args[0])
             for arg in args[1:]:
                 code = f"{name}({code}, {self._print(arg)})"
@@ -196,13 +205,11 @@ def function_source(functions: dict, symbols) -> str:
         names.of.update(zip(symbols, parameters))
         printer = _StandalonePrinter(names, aliases)
         array = np.array(outputs, dtype=object)
-        replacements, reduced = shared_subexpressions(
+        statements, reduced = straight_line(
             [as_sympy(e, f"function_source: outputs of {name!r} must be SymPy expressions")
-             for e in array.ravel()])
-        lines = [f"def {name}({', '.join(parameters)}):"]
-        for temporary, value in replacements:
-            names.of[temporary] = names.fresh("c")
-            lines.append(f"    {names.of[temporary]} = {printer.doprint(value)}")
+             for e in array.ravel()], names, generated=False)
+        lines = [f"def {name}({', '.join(parameters)}):",
+                 *assignments(statements, printer, names)]
         printed = np.array([printer.doprint(e) for e in reduced], dtype=object)
         result = printed.item() if array.ndim == 0 else (
             f"{aliases['numpy']}.array("
@@ -282,6 +289,17 @@ class _Layout:
 
     shapes: tuple[tuple[int, ...], ...]  # core shape of each argument
     entries: tuple[tuple[sympy.Symbol, int, tuple[int, ...]], ...]
+
+    def read(self, names: Names) -> list[tuple[str, str]]:
+        """``(local, code)`` per input symbol, in order: its name in a kernel (``_x0``, ...,
+        given in ``names``) and the code that reads it from the kernel's ``_args``, batch
+        axes kept (``_args[0][..., 1]``)."""
+        read = []
+        for symbol, arg, index in self.entries:
+            name = names.of[symbol] = names.fresh("x")
+            read.append((name, f"_args[{arg}]" + (f"[..., {', '.join(map(str, index))}]"
+                                                  if index else "")))
+        return read
 
 
 def _input_layout(inputs) -> _Layout:
@@ -416,21 +434,14 @@ def _cheap(expr) -> bool:
     return expr.is_Mul and len(expr.args) == 2 and expr.args[0].is_Number and expr.args[1].is_Atom
 
 
-def _postorder(exprs: list, counts: dict):
-    """Counted subtrees, each once, every one after its arguments (iterative)."""
-    done: set = set()
-    for root in exprs:
-        stack = [(root, False)]
-        while stack:
-            expr, expanded = stack.pop()
-            if expr in done or expr not in counts:
-                continue
-            if expanded:
-                done.add(expr)
-                yield expr
-                continue
-            stack.append((expr, True))
-            stack.extend((a, False) for a in expr.args if a not in done and a in counts)
+def _postorder(exprs: list, counts: dict) -> list:
+    """Counted subtrees, each once, every one after its arguments."""
+    return toposort(exprs, lambda expr: [a for a in expr.args[::-1] if a in counts]
+                    if expr in counts else None, key=itself)
+
+
+def _arguments_last_first(expr) -> tuple:
+    return expr.args[::-1]
 
 
 def _rebuild(expr, args):
@@ -443,17 +454,9 @@ def cut_deep(expr: sympy.Basic, names: Names, block: list) -> sympy.Basic:
     """Bound the nesting depth: subtrees deeper than ``_MAX_DEPTH`` become temporaries."""
     depth: dict[sympy.Basic, int] = {}
     rebuilt: dict[sympy.Basic, sympy.Basic] = {}
-    stack = [(expr, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in rebuilt:
-            continue
+    for node in toposort([expr], _arguments_last_first, key=itself):
         if not node.args:
             rebuilt[node], depth[node] = node, 0
-            continue
-        if not ready:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in rebuilt)
             continue
         args = [rebuilt[a] for a in node.args]
         if node.is_Add or node.is_Mul:
@@ -482,6 +485,133 @@ def _chunked(func, args: list, names: Names, block: list, depth: dict) -> list:
     return args
 
 
+def straight_line(exprs: list, names: Names, cse: bool = True,
+                  generated: bool = True) -> tuple[list, list]:
+    """``(statements, results)``: the expressions as straight-line code, the shared
+    subexpressions first as ``(temporary, value)`` statements named ``_c0, _c1, ...``, then
+    the expressions that use them. ``generated`` code (a kernel, not code for people to
+    read) has its constants folded to floats and no expression nested deeper than
+    ``_MAX_DEPTH`` (deeper subtrees become statements too).
+
+    Parameters
+    ----------
+    exprs : list of sympy.Basic
+        The expressions to compute.
+    names : Names
+        The code names of the symbols; the temporaries are added to it.
+    cse : bool, default True
+        Whether shared subexpressions become temporaries (else only deep subtrees do).
+    generated : bool, default True
+        Code for a kernel (constants folded to floats, depth cut) or for people to read.
+
+    Examples
+    --------
+    >>> x = sympy.Symbol("x")
+    >>> names = Names()
+    >>> names.of[x] = "x"
+    >>> statements, results = straight_line([sympy.sin(x) + 1, sympy.sin(x) ** 2], names)
+    >>> [(names.of[t], str(v)) for t, v in statements], [str(r) for r in results]
+    ([('_c0', 'sin(x)')], ['_c0 + 1', '_c0**2'])
+    """
+    if generated:
+        exprs = [fold_constants(e) for e in exprs]
+    replacements, reduced = shared_subexpressions(exprs) if cse else ([], exprs)
+    statements: list = []
+    for symbol, value in replacements:
+        names.of[symbol] = names.fresh("c")
+        statements.append((symbol, cut_deep(value, names, statements) if generated else value))
+    results = [cut_deep(e, names, statements) for e in reduced] if generated else reduced
+    return statements, results
+
+
+def body(statements: list, results: list, printer, names: Names, fused=None,
+         shapes: list | None = None) -> list[str]:
+    """The body of a generated function: :func:`emit`'s lines, or for CuPy (a ``fused``
+    hook, see :mod:`symtape.kernels.cupy_fused`) the statements fused across each other
+    into kernels, the results (of ``shapes``) returned.
+
+    Parameters
+    ----------
+    statements, results
+        :func:`straight_line`'s output.
+    printer : sympy.printing.printer.Printer
+        Prints an expression as code in ``names``.
+    names : Names
+        The code names of the symbols and temporaries.
+    fused : callable, optional
+        The CuPy fuser's hook; None prints the statements one by one (:func:`emit`).
+    shapes : list of tuple, optional
+        The results' shapes, which the fuser needs.
+
+    Examples
+    --------
+    >>> from sympy.printing.pycode import PythonCodePrinter
+    >>> x = sympy.Symbol("x")
+    >>> names = Names()
+    >>> names.of[x] = "x"
+    >>> body(*straight_line([x + 1], names), PythonCodePrinter(), names)
+    ['    return (x + 1,)']
+    """
+    if fused is not None:
+        return fused.program(statements, results, shapes)
+    return emit(statements, results, printer, names)
+
+
+def emit(statements: list, results: list, printer, names: Names) -> list[str]:
+    """The body of a generated function: one line ``name = code`` per statement, then the
+    results returned as a tuple (see :func:`tuple_code`).
+
+    Parameters
+    ----------
+    statements, results
+        :func:`straight_line`'s output.
+    printer : sympy.printing.printer.Printer
+        Prints an expression as code in ``names``.
+    names : Names
+        The code names of the symbols and temporaries.
+
+    Examples
+    --------
+    >>> from sympy.printing.pycode import PythonCodePrinter
+    >>> x = sympy.Symbol("x")
+    >>> names = Names()
+    >>> names.of[x] = "x"
+    >>> emit(*straight_line([x + 1, 2 * x], names), PythonCodePrinter(), names)
+    ['    return (x + 1, 2*x,)']
+    """
+    return assignments(statements, printer, names) + [
+        f"    return {tuple_code([printer.doprint(r) for r in results])}"]
+
+
+def assignments(statements: list, printer, names: Names) -> list[str]:
+    """One line ``name = code`` per ``(symbol, expression)`` statement.
+
+    Parameters
+    ----------
+    statements : list of tuple
+        ``(symbol, expression)`` pairs, as :func:`straight_line` gives them.
+    printer : sympy.printing.printer.Printer
+        Prints an expression as code in ``names``.
+    names : Names
+        The code names of the symbols and temporaries.
+
+    Examples
+    --------
+    >>> from sympy.printing.pycode import PythonCodePrinter
+    >>> x, t = sympy.symbols("x t")
+    >>> names = Names()
+    >>> names.of[x], names.of[t] = "x", "t"
+    >>> assignments([(t, x ** 2)], PythonCodePrinter(), names)
+    ['    t = x**2']
+    """
+    return [f"    {names.of[symbol]} = {printer.doprint(value)}" for symbol, value in statements]
+
+
+def tuple_code(codes: list[str]) -> str:
+    """The code of a tuple of ``codes`` (``(a,)`` for one, ``()`` for none)."""
+    return f"({', '.join(codes)}{',' if codes else ''})"
+
+
 def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
               cse: bool) -> tuple[str, frozenset, dict]:
     """The kernel's source, the modules its printed code refers to, and the objects it calls
@@ -491,29 +621,23 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
 
         return (*compile_source(layout, outputs, cse), {})
     names = Names()
-    lines: list[str] = []
     # two ways in, one body: arrays (batches, float32, CuPy), or Python floats, several times
     # faster for scalar code evaluated at one float64 point
     arrays_in, floats_in = [], []
     unpacked: dict[int, list[str]] = {}
-    for symbol, arg, index in layout.entries:
-        name = names.of[symbol] = names.fresh("x")
+    for (_, arg, index), (name, code) in zip(layout.entries, layout.read(names)):
+        arrays_in.append(f"        {name} = {code}")
         if index:
-            arrays_in.append(f"        {name} = _args[{arg}][..., {', '.join(map(str, index))}]")
             unpacked.setdefault(arg, []).append(name)
         else:  # a scalar input is used as given: a Python float stays weakly typed
-            arrays_in.append(f"        {name} = _args[{arg}]")
             floats_in.append(f"        {name} = float(_args[{arg}])")
     for arg, entry_names in unpacked.items():  # entries come in C order: unpack in slices
         floats_in.append(f"        _l{arg} = _args[{arg}].reshape(-1).tolist()")
         for start in range(0, len(entry_names), _MAX_WIDTH):
             chunk = entry_names[start:start + _MAX_WIDTH]
             floats_in.append(f"        ({', '.join(chunk)},) = _l{arg}[{start}:{start + len(chunk)}]")
-    flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
-    if cse:
-        replacements, reduced = shared_subexpressions(flat)
-    else:
-        replacements, reduced = [], flat
+    block, results = straight_line([e for array in outputs for e in array.reshape(-1)], names,
+                                   cse)
     printer = PRINTERS[backend](names)
     namespace: dict = {}
     fused = None
@@ -521,20 +645,8 @@ def _generate(layout: _Layout, outputs: list[np.ndarray], backend: str,
         from symtape.kernels.cupy_fused import fusing
 
         fused = fusing(printer, names, namespace, {}, fractions=True)
-    block: list = []
-    for symbol, value in replacements:
-        names.of[symbol] = names.fresh("c")
-        value = cut_deep(value, names, block)
-        block.append((symbol, value))
-    results = []
-    for expr in reduced:
-        results.append(cut_deep(expr, names, block))
-    if fused is not None:  # CuPy: fused across the statements; the entries are one kernel
-        lines += fused.program(block, results, [()] * len(results))
-    else:
-        for symbol, value in block:
-            lines.append(f"    {names.of[symbol]} = {printer.doprint(value)}")
-        lines.append(f"    return ({', '.join(printer.doprint(r) for r in results)},)")
+    # CuPy: fused across the statements, the entries one kernel
+    lines = body(block, results, printer, names, fused, [()] * len(results))
     if backend == "numpy" and layout.entries:
         head = ["def kernel(*_args, _floats=False):", "    if _floats:", *floats_in, "    else:",
                 *arrays_in]

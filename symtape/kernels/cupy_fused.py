@@ -55,19 +55,16 @@ from sympy.core.function import AppliedUndef
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.c import C99CodePrinter
 
+from symtape.core.accumulate import itself, toposort
+from symtape.core.primitives import REGISTRY
+
 __all__ = ["FusedKernel", "fuse", "fusing", "kernel_counts"]
 
-# elementwise primitives printed as calls of their numeric forms, which the C printer knows
-_CALLS = frozenset({"sigmoid", "softplus", "relu", "heaviside", "where", "less", "less_equal",
-                    "greater", "greater_equal", "equal", "not_equal", "logical_not", "cast",
-                    "log1p", "erf", "log_real", "maximum", "minimum"})
 # SymPy functions printed as C99 math functions of the same name (SymPy's own table)
 _MATH = frozenset({"exp", "log", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
                    "tanh", "asinh", "acosh", "atanh", "atan2", "erf", "floor", "ceiling"})
 _RELATIONS = {sympy.StrictLessThan: "<", sympy.LessThan: "<=", sympy.StrictGreaterThan: ">",
               sympy.GreaterThan: ">=", sympy.Equality: "==", sympy.Unequality: "!="}
-_COMPARISONS = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
-                "equal": "==", "not_equal": "!="}
 _C_TYPES = {"b1": "bool", "f4": "float", "f8": "double", "i1": "signed char", "u1": "unsigned char",
             "i2": "short", "u2": "unsigned short", "i4": "int", "u4": "unsigned int",
             "i8": "long long", "u8": "unsigned long long"}
@@ -119,7 +116,9 @@ class _Grouper:
 
     def fusable(self, node) -> bool:
         if isinstance(node, AppliedUndef):
-            return self.calls.get(node.func.__name__, ("",))[0] in _CALLS
+            # elementwise primitives printed as calls: fused where they have a CUDA C form
+            call = self.calls.get(node.func.__name__)
+            return call is not None and REGISTRY[call[0]].cuda is not None
         if node.is_Add or node.is_Mul or node.is_Pow:
             return True
         if isinstance(node, (sympy.Piecewise, ExprCondPair, Stored)):
@@ -350,20 +349,9 @@ def _substituted(expr, mapping: dict):
     return rebuilt[expr]
 
 
-def _postorder(expr):
-    """Each distinct subexpression once, after its arguments (iterative)."""
-    done: set = set()
-    stack = [(expr, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in done:
-            continue
-        if ready:
-            done.add(node)
-            yield node
-            continue
-        stack.append((node, True))
-        stack.extend((a, False) for a in node.args if a not in done)
+def _postorder(expr) -> list:
+    """Each distinct subexpression once, after its arguments."""
+    return toposort([expr], lambda node: node.args[::-1], key=itself)
 
 
 def _rebuilt(expr, args):
@@ -623,7 +611,7 @@ class _CudaPrinter(C99CodePrinter):
             return self._call_dtype(node)
         if type(node) in _RELATIONS or isinstance(node, (sympy.And, sympy.Or, sympy.Not)):
             if not isinstance(node, (sympy.And, sympy.Or, sympy.Not)):
-                self._comparison_type(*node.args)
+                self.comparison_type(*node.args)
             elif any(self.dtype(a) != _BOOL for a in node.args):
                 raise _Unsupported
             return _BOOL
@@ -636,27 +624,27 @@ class _CudaPrinter(C99CodePrinter):
 
     def _call_dtype(self, node) -> np.dtype:
         name, params = self.kernel.calls[node.func.__name__]
-        args = node.args
-        if name in _COMPARISONS:
-            self._comparison_type(*args)
+        args, signature = node.args, REGISTRY[name].signature
+        if signature == "comparison":
+            self.comparison_type(*args)
             return _BOOL
-        if name == "logical_not":
+        if signature == "logical":
             self.dtype(args[0])
             return _BOOL
-        if name == "cast":
+        if signature == "cast":
             target = np.dtype(params["dtype"])
             source = self.dtype(args[0])
             if target == _BOOL or (target in _FLOATS and source.kind in "biuf"):
                 return target
             raise _Unsupported
-        if name == "where":
+        if signature == "select":
             if self.dtype(args[0]) != _BOOL:
                 raise _Unsupported
             return _selected(_promoted(self._kind(args[1]), self._kind(args[2])))
-        extra = (float,) if name in ("relu", "heaviside") else ()
+        extra = (float,) if signature == "float_literal" else ()
         return _float(_promoted(*(self._kind(a) for a in args), *extra))
 
-    def _comparison_type(self, a, b) -> np.dtype:
+    def comparison_type(self, a, b) -> np.dtype:
         common = _promoted(self._kind(a), self._kind(b))
         if common.str[1:] not in _C_TYPES and common != _BOOL:
             raise _Unsupported
@@ -752,7 +740,7 @@ class _CudaPrinter(C99CodePrinter):
         if isinstance(node, AppliedUndef):
             return self._call(node, dtype)
         if type(node) in _RELATIONS:
-            return self._compare(_RELATIONS[type(node)], *node.args)
+            return self.compare(_RELATIONS[type(node)], *node.args)
         if isinstance(node, sympy.Not):
             return f"(!{self.value(node.args[0], _BOOL)})"
         if isinstance(node, (sympy.And, sympy.Or)):
@@ -763,7 +751,7 @@ class _CudaPrinter(C99CodePrinter):
         if isinstance(node, (sympy.Max, sympy.Min)):
             code = self.let_as(node.args[0], dtype)
             for arg in node.args[1:]:
-                code = self._extremum(isinstance(node, sympy.Max), code, arg, dtype)
+                code = self.extremum(isinstance(node, sympy.Max), code, arg, dtype)
             return code
         if isinstance(node, sympy.Abs):
             return self.math("Abs", node.args, dtype)
@@ -773,7 +761,7 @@ class _CudaPrinter(C99CodePrinter):
             return self._sign(node.args[0], dtype)
         if isinstance(node, sympy.Heaviside):
             at_zero = node.args[1] if len(node.args) > 1 else sympy.Rational(1, 2)
-            return self._heaviside(node.args[0], at_zero, dtype)
+            return self.heaviside(node.args[0], at_zero, dtype)
         return self.math(type(node).__name__, node.args, dtype)
 
     def _add(self, node, dtype) -> str:
@@ -867,8 +855,8 @@ class _CudaPrinter(C99CodePrinter):
     def _suffix(self, dtype) -> str:
         return "f" if dtype == np.float32 else ""
 
-    def _compare(self, operator: str, a, b) -> str:
-        common = self._comparison_type(a, b)
+    def compare(self, operator: str, a, b) -> str:
+        common = self.comparison_type(a, b)
         return f"({self.value(a, common)} {operator} {self.value(b, common)})"
 
     def _piecewise(self, node, dtype) -> str:
@@ -882,7 +870,7 @@ class _CudaPrinter(C99CodePrinter):
             code = f"({self.value(condition, _BOOL)} ? {self.value(value, dtype)} : {code})"
         return code
 
-    def _extremum(self, maximum: bool, a: str, b_node, dtype) -> str:
+    def extremum(self, maximum: bool, a: str, b_node, dtype) -> str:
         """NumPy's maximum/minimum: NaN wins, a tie gives the second operand."""
         b = self.let_as(b_node, dtype)
         if not (a.isidentifier() or _LITERAL.fullmatch(a)):
@@ -899,7 +887,7 @@ class _CudaPrinter(C99CodePrinter):
         # sign(-0.0) is 0.0, sign(nan) is nan
         return f"({x} > {zero} ? {one} : ({x} < {zero} ? {minus} : ({x} == {zero} ? {zero} : {x})))"
 
-    def _heaviside(self, arg, at_zero, dtype) -> str:
+    def heaviside(self, arg, at_zero, dtype) -> str:
         x = self.let_as(arg, dtype)
         one, zero = self.literal(sympy.S.One, dtype), self.literal(sympy.S.Zero, dtype)
         h = self.value(at_zero if isinstance(at_zero, sympy.Basic) else sympy.Float(at_zero),
@@ -907,48 +895,19 @@ class _CudaPrinter(C99CodePrinter):
         return f"({x} < {zero} ? {zero} : ({x} > {zero} ? {one} : ({x} == {zero} ? {h} : {x})))"
 
     def _call(self, node, dtype) -> str:
+        """An elementwise primitive printed as a call: its CUDA C form (``Primitive.cuda``)."""
         name, params = self.kernel.calls[node.func.__name__]
-        args = node.args
-        if name in _COMPARISONS:
-            return self._compare(_COMPARISONS[name], *args)
-        if name == "logical_not":
-            if self.dtype(args[0]) == _BOOL:
-                return f"(!{self.value(args[0], _BOOL)})"
-            own = self.dtype(args[0])
-            return f"({self.value(args[0], own)} == {self.literal(sympy.S.Zero, own)})"
-        if name == "cast":
-            return self.value(args[0], dtype)
-        if name == "where":
-            return (f"({self.value(args[0], _BOOL)} ? {self.value(args[1], dtype)} : "
-                    f"{self.value(args[2], dtype)})")
-        if name in ("maximum", "minimum"):
-            return self._extremum(name == "maximum", self.let_as(args[0], dtype), args[1], dtype)
-        if name == "relu":
-            return self._extremum(True, self.let_as(args[0], dtype), sympy.S.Zero, dtype)
-        if name == "heaviside":
-            return self._heaviside(args[0], sympy.Float(params["at_zero"]), dtype)
-        if name == "log_real":
-            x = self.let_as(args[0], dtype)
-            zero = self.literal(sympy.S.Zero, dtype)
-            return f"({x} > {zero} ? {self._named('log', x, dtype)} : {zero})"
-        if name in ("log1p", "erf"):
-            return self.math(name, args, dtype)
-        x = self.let_as(args[0], dtype)
-        return self._stable(name, x, dtype)
+        return REGISTRY[name].cuda(self, dtype, *node.args, **params)
 
-    def _named(self, function: str, code: str, dtype) -> str:
+    def named(self, function: str, code: str, dtype) -> str:
+        """A C math function of code, named for ``dtype`` (``expf`` in float32)."""
         return f"{function}{self._suffix(dtype)}({code})"
 
-    def _stable(self, name: str, x: str, dtype) -> str:
-        """sigmoid and softplus as their numeric forms compute them (never overflowing)."""
-        e = f"t{len(self.lines)}"
-        self.lines.append(f"const {_c_type(dtype)} {e} = "
-                          f"{self._named('exp', '-' + self._named('fabs', x, dtype), dtype)};")
-        one, zero = self.literal(sympy.S.One, dtype), self.literal(sympy.S.Zero, dtype)
-        if name == "sigmoid":
-            return f"({x} >= {zero} ? {one} / ({one} + {e}) : {e} / ({one} + {e}))"
-        assert name == "softplus", name
-        return f"((({x} > {zero} || {x} != {x}) ? {x} : {zero}) + {self._named('log1p', e, dtype)})"
+    def constant(self, code: str, dtype) -> str:
+        """A ``const`` local holding ``code`` (of ``dtype``): its name."""
+        name = f"t{len(self.lines)}"
+        self.lines.append(f"const {_c_type(dtype)} {name} = {_bare(code)};")
+        return name
 
 
 _LITERAL = re.compile(r"-?[0-9.]+(e[-+]?[0-9]+)?F?|true|false")

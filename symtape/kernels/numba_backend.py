@@ -24,9 +24,9 @@ subexpressions as scalar locals::
 
 (``_g0_parallel`` is the same loop over ``numba.prange``, on every core, for large
 batches.) Everything else (indexing, scatters, reductions, matrix products, elementwise
-primitives without a scalar form here) stays the NumPy code of the NumPy backend, called
-between the groups by a plain Python ``kernel(_args, _variables)``: never wrong, and
-BLAS where BLAS is fastest.
+primitives without a scalar form, ``Primitive.scalar``) stays the NumPy code of the NumPy
+backend, called between the groups by a plain Python ``kernel(_args, _variables)``: never
+wrong, and BLAS where BLAS is fastest.
 
 A call with arguments of exactly the traced shapes runs one jitted function, ``_whole``,
 where every op has a loop form (:class:`_LoopProgram`): the groups' loops with their scalar
@@ -56,56 +56,16 @@ from typing import Any, Callable
 import numpy as np
 
 from symtape.arrays.dtypes import dtype_of
+from symtape.core.primitives import REGISTRY
+from symtape.kernels.compile import tuple_code
 from symtape.kernels.settings import require_numba
 
 __all__ = ["generate", "FUSED_PRIMITIVES"]
 
 _PARALLEL_FROM = 1 << 15  # points: below this, threads cost more than they save
 
-# scalar forms: (argument codes, parameters) -> code of the value (NumPy's semantics)
-_FORMS: dict[str, Callable[..., str]] = {
-    "add": lambda a, b: f"{a} + {b}",
-    "sub": lambda a, b: f"{a} - {b}",
-    "mul": lambda a, b: f"{a} * {b}",
-    "div": lambda a, b: f"{a} / {b}",
-    "neg": lambda a: f"-{a}",
-    "pow": lambda a, b: f"_power({a}, {b})",
-    "exp": lambda a: f"np.exp({a})",
-    "log": lambda a: f"np.log({a})",
-    "log1p": lambda a: f"np.log1p({a})",
-    "sqrt": lambda a: f"np.sqrt({a})",
-    "sin": lambda a: f"np.sin({a})",
-    "cos": lambda a: f"np.cos({a})",
-    "tan": lambda a: f"np.tan({a})",
-    "asin": lambda a: f"np.arcsin({a})",
-    "acos": lambda a: f"np.arccos({a})",
-    "atan": lambda a: f"np.arctan({a})",
-    "sinh": lambda a: f"np.sinh({a})",
-    "cosh": lambda a: f"np.cosh({a})",
-    "tanh": lambda a: f"np.tanh({a})",
-    "abs": lambda a: f"np.abs({a})",
-    "sign": lambda a: f"_sign({a})",
-    "atan2": lambda a, b: f"np.arctan2({a}, {b})",
-    "erf": lambda a: f"math.erf({a})",
-    "log_real": lambda a: f"_log_real({a})",
-    "sigmoid": lambda a: f"_sigmoid({a})",
-    "softplus": lambda a: f"_softplus({a})",
-    "relu": lambda a: f"_maximum({a}, 0.0)",
-    "maximum": lambda a, b: f"_maximum({a}, {b})",
-    "minimum": lambda a, b: f"_minimum({a}, {b})",
-    "heaviside": lambda a, at_zero: f"_heaviside({a}, {_literal(float(at_zero))})",
-    "where": lambda c, a, b: f"({a} if {c} else {b})",
-    "less": lambda a, b: f"{a} < {b}",
-    "less_equal": lambda a, b: f"{a} <= {b}",
-    "greater": lambda a, b: f"{a} > {b}",
-    "greater_equal": lambda a, b: f"{a} >= {b}",
-    "equal": lambda a, b: f"{a} == {b}",
-    "not_equal": lambda a, b: f"{a} != {b}",
-    "logical_not": lambda a: f"not {a}",
-}
-FUSED_PRIMITIVES = frozenset(_FORMS) | {"powc", "cast"}
-_COMPARISONS = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"}
-_BOOLEAN_IN = {"logical_not"}
+# the primitives with a scalar form (``Primitive.scalar``): fused into the loops
+FUSED_PRIMITIVES = frozenset(name for name, prim in REGISTRY.items() if prim.scalar is not None)
 
 # scalar helpers with NumPy's treatment of NaN and signed zeros (compiled with the kernel)
 _PRELUDE = '''\
@@ -196,7 +156,7 @@ _BOOL = np.dtype(bool)
 def _fusable(node, inputs, kinds) -> bool:
     """Whether ``node`` has a scalar form for the dtypes it was traced with."""
     prim = node._prim
-    if not prim.elementwise or prim.name not in FUSED_PRIMITIVES:
+    if not prim.elementwise or prim.scalar is None:
         return False
     shape = np.shape(node._value)
     if 0 in shape:
@@ -204,47 +164,42 @@ def _fusable(node, inputs, kinds) -> bool:
     out = dtype_of(node._value)
     traced = [dtype_of(x._value) for x in inputs]
     literal = [kinds[id(x)][0] == "const" and np.ndim(x._value) == 0 for x in inputs]
-    name = prim.name
-    if name == "cast":
+    signature = prim.signature
+    if signature == "cast":
         return out in _FLOATS | {_BOOL} and traced[0] in _FLOATS | {_BOOL}
-    if name in _COMPARISONS:
+    if signature == "comparison":
         return out == _BOOL and all(d in _FLOATS or lit for d, lit in zip(traced, literal))
-    if name in _BOOLEAN_IN:
+    if signature == "logical":
         return out == _BOOL and traced[0] == _BOOL
-    if name == "where":
+    if signature == "select":
         return (out in _FLOATS and traced[0] == _BOOL
                 and all(d in _FLOATS or lit for d, lit in zip(traced[1:], literal[1:])))
     return out in _FLOATS and all(d in _FLOATS or (lit and d.kind in "fiu")
                                   for d, lit in zip(traced, literal))
 
 
+class _ScalarPrinter:
+    """What a primitive's scalar form (``Primitive.scalar``) is given: literals, and the
+    conversion to float64 of a result that is not one by itself (a choice, a cast)."""
+
+    def __init__(self, out: np.dtype):
+        self.out = out
+
+    literal = staticmethod(_literal)
+
+    def float64(self, code: str) -> str:
+        return f"np.float64({code})" if self.out == np.float64 else code
+
+
 def _scalar_code(node, args: list[str]) -> str:
     """The code of one fused op on scalar locals, in the dtype the trace recorded."""
-    name, params = node._prim.name, node._params
-    out = dtype_of(node._value)
-    if name == "powc":
-        exponent = params["exponent"]
-        a = args[0]
-        if exponent == 2:
-            code = f"{a} * {a}"
-        elif exponent == 0.5:
-            code = f"np.sqrt({a})"
-        elif exponent == 1:
-            code = f"+{a}"
-        elif exponent == -1:
-            code = f"1.0 / {a}"
-        elif exponent == 0:
-            code = "1.0"
-        else:
-            code = f"_power({a}, {_literal(exponent)})"
-    elif name == "cast":
-        code = f"{args[0]} != 0" if out == _BOOL else args[0]
+    form, out = node._prim.scalar, dtype_of(node._value)
+    if isinstance(form, str):
+        code = form.format(*args)
     else:
-        code = _FORMS[name](*args, **params)
+        code = form(_ScalarPrinter(out), *args, **node._params)
     if out == np.float32:
         return f"np.float32({code})"
-    if out == np.float64 and name in ("cast", "where"):
-        return f"np.float64({code})"
     return code
 
 
@@ -323,10 +278,10 @@ def _partition(graph, fusable: dict[int, bool], dependent: dict[int, bool]):
 
 class _Generator:
     def __init__(self, graph):
-        from symtape.kernels.program import structural_call  # the NumPy backend's batch-aware forms
+        from symtape.kernels.program import op_call  # the NumPy backend's calls
 
         self.graph = graph
-        self.structural_call = structural_call
+        self.op_call = op_call
         self.namespace: dict[str, Any] = {}
         self.lines: list[str] = []  # the Python kernel's body
         self.module: list[str] = []  # the jitted functions
@@ -359,25 +314,17 @@ class _Generator:
             partition = _partition(graph, fusable, dependent)
         ordered, unit_of = partition
         self.unit_of = unit_of
-        arguments = sorted({k[1] for k in kinds.values() if k[0] == "arg"})
-        for i in arguments:
-            self.lines.append(f"    _a{i} = _args[{i}]")
-        for j in range(len(graph.variables)):
-            self.lines.append(f"    _v{j} = _variables[{j}]")
+        self.lines += graph.prologue()
         for node in graph.order:
-            kind = kinds[id(node)]
-            if kind[0] == "arg":
-                self.names[id(node)] = f"_a{kind[1]}"
-            elif kind[0] == "var":
-                self.names[id(node)] = f"_v{kind[1]}"
+            if kinds[id(node)][0] in ("arg", "var"):
+                self.names[id(node)] = graph.input_name(node)
         self.mark_returned(ordered)
         for unit in ordered:
             if isinstance(unit, _Group):
                 self.group(unit)
             else:
                 self.other(unit)
-        returned = [self.value(t) for t in graph.outputs]
-        self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
+        self.lines.append(f"    return {tuple_code([self.value(t) for t in graph.outputs])}")
         whole = _loop_program(graph, ordered)
         if whole is not None:  # calls of exactly the traced shapes: one jitted function
             self.module.append(_whole_source(whole))
@@ -427,7 +374,7 @@ class _Generator:
 
     def other(self, node) -> None:
         """An op without a fused form: the NumPy backend's call."""
-        from symtape.kernels.program import call_numeric, expand_axes
+        from symtape.core.primitives import expand_axes
 
         graph = self.graph
         inputs = [graph.resolve(x) for x in node._inputs]
@@ -443,11 +390,9 @@ class _Generator:
                     self.namespace[align] = functools.partial(expand_axes, np, r=r, k=k)
                     arg = f"{align}({arg})"
                 aligned.append(arg)
-            call = functools.partial(call_numeric, prim.numeric, node._params)
             args = aligned
-        else:
-            call, batchable = self.structural_call(node, ranks)
-            self.batchable &= batchable
+        call, batchable = self.op_call(node, ranks)
+        self.batchable &= batchable
         fn = self.fresh(f"{prim.name}_")
         dtype = dtype_of(node._value)
         self.namespace[fn] = functools.partial(_as_dtype, functools.partial(call, np), dtype)
@@ -490,17 +435,10 @@ class _Generator:
         point_params = ", ".join(arrays + scalars)
         outs = [f"out{i}" for i in range(len(returned))]
         source = [f"\n\n@_jit\ndef {g}_point({point_params}):", *body,
-                  f"    return ({', '.join(returned)},)\n"]
-        for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
-            # the point's code inline (one function to compile, not two): arrays `<x>s`
-            decorator = ("@_jit" if variant == "loop" else
-                         '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
-            signature = ", ".join(["n"] + [f"{p}s" for p in arrays] + scalars + outs)
-            source += [f"\n{decorator}\ndef {g}_{variant}({signature}):",
-                       f"    for i in {loop}(n):"]
-            source += [f"        {p} = {p}s[i]" for p in arrays] + ["    " + b for b in body]
-            source += [f"        {out}[i] = {r}" for out, r in zip(outs, returned)]
-            source.append("")
+                  f"    return {tuple_code(returned)}\n"]
+        # the point's code inline in the loops (one function to compile, not two)
+        source += _loops(f"{g}_", [f"{p}s" for p in arrays] + scalars, outs,
+                         [f"    {p} = {p}s[i]" for p in arrays] + body, returned)
         self.module.append("\n".join(source))
         spec = self.fresh("spec")
         self.namespace[spec] = _GroupSpec(
@@ -576,7 +514,7 @@ def _scalar(value):
 
 def run_group(spec: _GroupSpec, arrays: tuple, scalars: tuple) -> tuple:
     """One group's loop over the broadcast shape of its inputs (batch axes included)."""
-    from symtape.kernels.program import expand_axes
+    from symtape.core.primitives import expand_axes
 
     r = len(spec.shape)
     shaped = []
@@ -656,28 +594,11 @@ def _expression_printer():
         def _print_erf(self, expr):
             return f"math.erf({self._print(expr.args[0])})"
 
-        def _print_Piecewise(self, expr):
-            *pieces, (last, condition) = expr.args
-            if condition != True:  # noqa: E712 - SymPy's true
-                pieces.append((last, condition))
-                code = "np.nan"
-            else:
-                code = self._print(last)
-            for value, condition in reversed(pieces):
-                code = f"({self._print(value)} if {self._print(condition)} else {code})"
-            return code
+        def _choice(self, condition: str, value: str, otherwise: str) -> str:
+            return f"({value} if {condition} else {otherwise})"
 
-        def _print_Max(self, expr):
-            return self._nested("_maximum", expr.args)
-
-        def _print_Min(self, expr):
-            return self._nested("_minimum", expr.args)
-
-        def _nested(self, function, args):
-            code = self._print(args[0])
-            for arg in args[1:]:
-                code = f"{function}({code}, {self._print(arg)})"
-            return code
+        def _extremum(self, name: str) -> str:
+            return f"_{name}"  # the prelude's scalar maximum and minimum
 
         def _module_format(self, fqn, register=True):
             return "np." + fqn[len("numpy."):] if fqn.startswith("numpy.") else fqn
@@ -692,40 +613,41 @@ def _expression_printer():
 def compile_source(layout, outputs: list, cse: bool) -> tuple[str, frozenset]:
     """``st.compile``'s kernel for ``backend='numba'``: the outputs' entries as scalar code
     in one jitted function, looped over the broadcast batch of the inputs."""
-    from symtape.kernels.compile import Names, cut_deep, fold_constants, shared_subexpressions
+    from symtape.kernels.compile import Names, emit, straight_line
 
     names = Names()
-    entries = []
-    for symbol, arg, index in layout.entries:
-        name = names.of[symbol] = names.fresh("x")
-        where = f"[..., {', '.join(map(str, index))}]" if index else ""
-        entries.append((name, f"_args[{arg}]{where}"))
-    flat = [fold_constants(e) for array in outputs for e in array.reshape(-1)]
-    replacements, reduced = shared_subexpressions(flat) if cse else ([], flat)
+    entries = layout.read(names)
+    block, results = straight_line([e for array in outputs for e in array.reshape(-1)], names,
+                                   cse)
     printer = _expression_printer()(names)
-    block: list = []
-    for symbol, value in replacements:
-        names.of[symbol] = names.fresh("c")
-        block.append((symbol, cut_deep(value, names, block)))
-    results = [cut_deep(expr, names, block) for expr in reduced]
     params = [name for name, _ in entries]
-    body = [f"    {names.of[s]} = {printer.doprint(v)}" for s, v in block]
-    returned = ", ".join(printer.doprint(r) for r in results)
     outs = [f"out{i}" for i in range(len(results))]
-    module = [f"\n\n@_jit\ndef point({', '.join(params)}):", *body,
-              f"    return ({returned},)\n"]
-    for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
-        decorator = ("@_jit" if variant == "loop" else
-                     '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
-        module += [f"\n{decorator}\ndef {variant}({', '.join(['n', *params, *outs])}):",
-                   f"    for i in {loop}(n):",
-                   f"        r = point({', '.join(p + '[i]' for p in params)})",
-                   *[f"        {o}[i] = r[{i}]" for i, o in enumerate(outs)], ""]
+    module = [f"\n@_jit\ndef point({', '.join(params)}):",
+              *emit(block, results, printer, names), ""]
+    module += _loops("", params, outs,
+                     [f"    r = point({', '.join(p + '[i]' for p in params)})"],
+                     [f"r[{i}]" for i in range(len(outs))])
     kernel = ["def kernel(*_args):", *[f"    {name} = {code}" for name, code in entries],
               f"    return _run_entries(_spec, ({', '.join(params)}{',' if len(params) == 1 else ''}),"
               f" {len(results)})"]
     return (_with_prelude("\n".join(module)) + "\n\n" + "\n".join(kernel) + "\n",
             frozenset())
+
+
+def _loops(prefix: str, params: list[str], outs: list[str], body: list[str],
+           results: list[str]) -> list[str]:
+    """The lines of ``{prefix}loop`` and ``{prefix}parallel`` (the same over
+    ``numba.prange``), functions of ``n, *params, *outs``: at each of ``n`` points ``i``, the
+    lines ``body`` (written at a function's indentation) compute ``results``, stored into
+    the arrays ``outs``."""
+    lines = []
+    for variant, loop in (("loop", "range"), ("parallel", "numba.prange")):
+        decorator = ("@_jit" if variant == "loop" else
+                     '@numba.njit(cache=_CACHE, error_model="numpy", parallel=True)')
+        lines += [f"\n{decorator}\ndef {prefix}{variant}({', '.join(['n', *params, *outs])}):",
+                  f"    for i in {loop}(n):", *["    " + line for line in body],
+                  *[f"        {out}[i] = {r}" for out, r in zip(outs, results)], ""]
+    return lines
 
 
 class _Entries:

@@ -4,14 +4,15 @@ Each recorded op becomes part of a SymPy expression over *whole arrays*: a symbo
 for an array value, so ``sin(a) * b`` prints as ``numpy.sin(a) * b`` and stays vectorized
 (a length-10⁶ Rosenbrock gradient is a handful of array lines, not 10⁶ scalar expressions).
 
-- Arithmetic and the standard functions are SymPy expressions; SymPy folds the constants
-  a sweep leaves behind (``1*g``) and SymPy's printers write the code.
+- Arithmetic and the standard functions are SymPy expressions (each primitive's
+  ``printed`` form, :mod:`symtape.core.primitives`); SymPy folds the constants a sweep
+  leaves behind (``1*g``) and SymPy's printers write the code.
 - Other elementwise primitives (``sigmoid``, ``where``, comparisons, ...) are printed as
   calls of their own numeric forward, so the kernel computes exactly what the eager op
   computes (stable ``softplus``, ``log1p``; no SymPy-only branches).
-- Structural ops (indexing, reductions, ``matmul``, ...) are calls of batch-aware forms:
-  every argument may carry extra leading batch axes, and the kernel evaluates the whole
-  batch in one call.
+- Structural ops (indexing, reductions, ``matmul``, ...) are calls of batch-aware forms
+  (each primitive's ``batch`` rule): every argument may carry extra leading batch axes,
+  and the kernel evaluates the whole batch in one call.
 - The DAG's own sharing is the common-subexpression elimination: a value used twice is
   computed once into a temporary; single-use chains are inlined up to a bounded depth.
 
@@ -31,206 +32,32 @@ from sympy.core.function import UndefinedFunction
 from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
-                             leading_batches, load, load_unpickled)
+                             leading_batches, load, load_unpickled, body)
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
+from symtape.core.primitives import expand_axes
 from symtape.core.symbolic import recursion_headroom
 from symtape.core.tensor import Tensor, Variable, on_device_with
 
 __all__ = ["Program", "structure_key"]
 
-# printed as SymPy expressions; every other elementwise primitive is a call of its numeric form
-_SYMPY_PRINTED = frozenset({
-    "add", "sub", "mul", "div", "neg", "powc", "pow", "exp", "log", "sqrt", "sin", "cos", "tan",
-    "asin", "acos", "atan", "sinh", "cosh", "tanh", "abs", "sign", "atan2"})
 _MAX_INLINE_DEPTH = 16  # deeper single-use chains are cut into temporaries
 
 
-# ---------------------------------------------------------------- batch-aware structural ops
+# ---------------------------------------------------------------- calls of primitives
 
 
-def _core_axes(axis, k: int):
-    """Axes of the core shape (rank ``k``) as negative axes, which skip leading batch axes."""
-    if axis is None:
-        return tuple(range(-k, 0))
-    if isinstance(axis, (tuple, list)):
-        return tuple(a - k if a >= 0 else a for a in axis)
-    return axis - k if axis >= 0 else axis
-
-
-def _reduce(xp, x, *, fn, k, axis, keepdims):
-    return getattr(xp, fn)(x, axis=_core_axes(axis, k), keepdims=keepdims)
-
-
-def _reshape(xp, x, *, k, shape):
-    x = xp.asarray(x)
-    return x.reshape(x.shape[:x.ndim - k] + tuple(shape))
-
-
-def _transpose(xp, x, *, k, perm):
-    x = xp.asarray(x)
-    lead = x.ndim - k
-    return xp.transpose(x, tuple(range(lead)) + tuple(lead + p for p in perm))
-
-
-def expand_axes(xp, x, *, r, k):
-    """Insert ``r - k`` axes between the batch axes and the core axes of ``x``."""
-    return xp.expand_dims(xp.asarray(x), tuple(range(-r, -k)))
-
-
-def _broadcast_to(xp, x, *, k, shape):
-    x = xp.asarray(x)
-    if k < len(shape):
-        x = expand_axes(xp, x, r=len(shape), k=k)
-    return xp.broadcast_to(x, x.shape[:x.ndim - len(shape)] + tuple(shape))
-
-
-def _batch_key(key, k: int) -> tuple:
-    """A core index as an index of batched arrays: ``(..., key, :, ...)``."""
-    items = key if isinstance(key, tuple) else (key,)
-    consumed = sum(np.ndim(i) if isinstance(i, np.ndarray) and i.dtype == bool else
-                   0 if i is None or i is Ellipsis else 1 for i in items)
-    if any(i is Ellipsis for i in items):
-        at = next(n for n, i in enumerate(items) if i is Ellipsis)
-        items = items[:at] + (slice(None),) * (k - consumed) + items[at + 1:]
-        consumed = k
-    return (Ellipsis,) + tuple(items) + (slice(None),) * (k - consumed)
-
-
-def _getitem(xp, x, *, key):
-    item = xp.asarray(x)[key]
-    # `x[..., i]` of a vector is a 0-d array; NumPy's scalars compute ~10x faster
-    return item[()] if item.ndim == 0 and xp is np else item
-
-
-def _scatter(xp, g, *, k, key, shape):
-    from symtape.core.primitives import add_at
-
-    g = xp.asarray(g)
-    out = xp.zeros(g.shape[:g.ndim - k] + tuple(shape), dtype=g.dtype)
-    add_at(xp, out, key, g)
-    return out
-
-
-def _scatter_add(xp, *values, ks, keys, shape):
-    from symtape.core.primitives import add_at
-
-    values = [xp.asarray(v) for v in values]
-    batch = np.broadcast_shapes(*[v.shape[:v.ndim - k] for v, k in zip(values, ks)])
-    out = xp.zeros(batch + tuple(shape), dtype=xp.result_type(*values))
-    for key, value in zip(keys, values):
-        add_at(xp, out, key, value)
-    return out
-
-
-def _scatter_rows(xp, *values, rows, k, shape):
-    """``scatter_add`` where every key is one row (``x[i]`` in a loop): one ``add.at``."""
-    from symtape.core.primitives import add_at
-
-    stacked = None
-    if xp is np:  # no batch axes anywhere: the fast common case
-        try:
-            stacked = np.array(values)
-        except ValueError:  # some values carry batch axes, others not
-            pass
-        if stacked is not None and stacked.ndim != 1 + k:
-            stacked = None
-    if stacked is None:
-        stacked = xp.stack(xp.broadcast_arrays(*[xp.asarray(v) for v in values]), axis=0)
-    batch = stacked.shape[1:stacked.ndim - k]
-    out = xp.zeros(batch + tuple(shape), dtype=stacked.dtype)
-    rows = rows if xp is np else xp.asarray(rows)
-    add_at(xp, xp.moveaxis(out, len(batch), 0), rows, stacked)  # a view: fills `out`
-    return out
-
-
-def _row_keys(keys, ranks: list[int], shape) -> np.ndarray | None:
-    """The row of each key when every key is a single integer index, else None."""
-    rows = []
-    for key, k in zip(keys, ranks):
-        key = key[0] if isinstance(key, tuple) and len(key) == 1 else key
-        if not isinstance(key, (int, np.integer)) or k != len(shape) - 1:
-            return None
-        rows.append(int(key) % shape[0])
-    return np.array(rows, dtype=np.intp)
-
-
-def _concat(xp, *xs, ks, axis):
-    arrays = [xp.asarray(x) for x in xs]
-    batch = np.broadcast_shapes(*[a.shape[:a.ndim - k] for a, k in zip(arrays, ks)])
-    arrays = [xp.broadcast_to(a, batch + a.shape[a.ndim - k:]) for a, k in zip(arrays, ks)]
-    return xp.concatenate(arrays, axis=_core_axes(axis, ks[0]))
-
-
-def _matmul(xp, a, b, *, ka, kb):
-    a, b = xp.asarray(a), xp.asarray(b)
-    if ka == 2 and a.ndim == 2 and b.ndim > kb and (kb == 1 or b.shape[-1] == 1):
-        return _matrix_times_batch(xp, a, b, kb)
-    if ka == 1:
-        a = a[..., None, :]
-    if kb == 1:
-        b = b[..., :, None]
-    ra, rb = max(ka, 2), max(kb, 2)
-    r = max(ra, rb)
-    if ra < r:
-        a = expand_axes(xp, a, r=r, k=ra)
-    if rb < r:
-        b = expand_axes(xp, b, r=r, k=rb)
-    out = xp.matmul(a, b)
-    if kb == 1:
-        out = out[..., 0]
-    if ka == 1:
-        out = out[..., 0] if kb == 1 else out[..., 0, :]
-    return out
-
-
-def _matrix_times_batch(xp, a, b, kb: int):
-    """One matrix ``a`` times a batch of vectors (columns ``(..., n, 1)`` when ``kb`` is 2):
-    one matrix product ``b @ a.T``, not a stack of matrix-vector products (a Hessian's
-    products with many seeds, each through a data matrix)."""
-    out = xp.matmul(b if kb == 1 else b[..., 0], a.T)
-    return out if kb == 1 else out[..., None]
-
-
-def structural_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
-    """(the batch-aware form of a non-elementwise node, whether batches are supported)."""
-    name, params, k = node._prim.name, node._params, (ranks[0] if ranks else 0)
-    if name in ("reduce_sum", "reduce_max", "reduce_min"):
-        fn = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min"}[name]
-        return functools.partial(_reduce, fn=fn, k=k, **params), True
-    if name == "reshape":
-        return functools.partial(_reshape, k=k, shape=params["shape"]), True
-    if name == "transpose":
-        return functools.partial(_transpose, k=k, perm=params["perm"]), True
-    if name == "broadcast_to":
-        return functools.partial(_broadcast_to, k=k, shape=params["shape"]), True
-    if name in ("getitem", "scatter"):
-        key = _batch_key(params["key"], k if name == "getitem" else len(params["shape"]))
-        if name == "getitem":
-            return functools.partial(_getitem, key=key), _batchable_key(params["key"])
-        return (functools.partial(_scatter, k=k, key=key, shape=params["shape"]),
-                _batchable_key(params["key"]))
-    if name == "scatter_add":
-        rows = _row_keys(params["keys"], ranks, params["shape"])
-        if rows is not None:
-            return functools.partial(_scatter_rows, rows=rows, k=ranks[0],
-                                     shape=params["shape"]), True
-        keys = tuple(_batch_key(key, len(params["shape"])) for key in params["keys"])
-        return (functools.partial(_scatter_add, ks=tuple(ranks), keys=keys, shape=params["shape"]),
-                all(_batchable_key(key) for key in params["keys"]))
-    if name == "concat":
-        return functools.partial(_concat, ks=tuple(ranks), axis=params["axis"]), True
-    if name == "matmul":
-        return functools.partial(_matmul, ka=ranks[0], kb=ranks[1]), True
-    prim = node._prim  # a primitive without a batch rule: correct for unbatched calls only
-    return functools.partial(call_numeric, prim.numeric, params), False
-
-
-def _batchable_key(key) -> bool:
-    """Several advanced indices apart from each other move their axes to the front."""
-    items = key if isinstance(key, tuple) else (key,)
-    advanced = [n for n, i in enumerate(items) if isinstance(i, (np.ndarray, list))]
-    return not advanced or advanced == list(range(advanced[0], advanced[-1] + 1))
+def op_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
+    """``(call(xp, *values), batchable)``: a node's op as a kernel calls it, on values that may
+    carry leading batch axes (an elementwise op's operands aligned by the caller; a structural
+    op's by its primitive's ``batch`` rule, see :mod:`symtape.core.primitives`), and whether
+    that is right for batched values."""
+    prim = node._prim
+    if prim.batch is not None:
+        return prim.batch(ranks, **node._params)
+    # elementwise: NumPy broadcasts the aligned operands; a structural primitive without a
+    # batch rule: right for unbatched calls only
+    return functools.partial(call_numeric, prim.numeric, node._params), prim.elementwise
 
 
 def call_numeric(numeric, params, xp, *values):
@@ -312,6 +139,18 @@ class _Graph:
             else:
                 self.kinds[id(node)] = ("const",)
 
+    def input_name(self, node: Tensor) -> str | None:
+        """The generated kernel's local for an argument (``_a0``) or a Variable (``_v0``)."""
+        kind = self.kinds[id(node)]
+        return f"_a{kind[1]}" if kind[0] == "arg" else f"_v{kind[1]}" if kind[0] == "var" else None
+
+    def prologue(self) -> list[str]:
+        """The first lines of a kernel ``kernel(_args, _variables)``: the arguments the
+        outputs read and the Variables, as the locals :meth:`input_name` names."""
+        arguments = sorted({k[1] for k in self.kinds.values() if k[0] == "arg"})
+        return ([f"    _a{i} = _args[{i}]" for i in arguments]
+                + [f"    _v{j} = _variables[{j}]" for j in range(len(self.variables))])
+
     def key(self, backend: str) -> tuple:
         """What the kernel computes, independent of which objects computed it."""
         index = {id(node): n for n, node in enumerate(self.order)}
@@ -381,11 +220,10 @@ class _Builder:
         self.names = Names()
         self.namespace: dict[str, Any] = {}
         self.functions: dict[Any, UndefinedFunction] = {}
-        self.lines: list[str] = []
         self.batchable = True
         self.printer = _PROGRAM_PRINTERS[backend](self.names, allow_unknown_functions=True)
         self.elementwise: dict[str, tuple] = {}  # function name -> (primitive, params)
-        self.statements: list[tuple] = []  # (temporary, expression), for the CuPy fusion
+        self.statements: list[tuple] = []  # (temporary, expression), printed at the end
         self.fused = None if backend != "cupy" else fusing(
             self.printer, self.names, self.namespace, self.elementwise,
             lambda kernel: self.function(("fused", kernel.key), lambda: kernel, "fused_"))
@@ -401,14 +239,8 @@ class _Builder:
 
     def emit(self, expr, prefix: str = "t") -> sympy.Symbol:
         symbol = self.names.temporary(prefix)
-        if self.fused is not None:  # CuPy: statements are fused across, printed at the end
-            self.statements.append((symbol, fold_constants(expr)))
-            return symbol
-        self.lines.append(f"    {self.names.of[symbol]} = {self.print(expr)}")
+        self.statements.append((symbol, fold_constants(expr)))
         return symbol
-
-    def print(self, expr) -> str:
-        return self.printer.doprint(fold_constants(expr))
 
     def build(self) -> str:
         graph = self.graph
@@ -429,25 +261,16 @@ class _Builder:
             if level > 0 and (consumers.get(id(node), 0) != 1 or level > _MAX_INLINE_DEPTH):
                 expr, level = self.emit(expr), 0
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
-        if self.fused is not None:
-            self.lines += self.fused.program(
-                self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
-                [np.shape(t._value) for t in graph.outputs])
-        else:
-            returned = [self.print(exprs[id(t)]) for t in graph.outputs]
-            self.lines.append(f"    return ({', '.join(returned)}{',' if returned else ''})")
-        arguments = sorted({k[1] for k in graph.kinds.values() if k[0] == "arg"})
-        prologue = [f"    _a{i} = _args[{i}]" for i in arguments]
-        prologue += [f"    _v{j} = _variables[{j}]" for j in range(len(graph.variables))]
-        return "\n".join(["def kernel(_args, _variables):"] + prologue + self.lines) + "\n"
+        lines = body(self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
+                     self.printer, self.names, self.fused,
+                     [np.shape(t._value) for t in graph.outputs])
+        return "\n".join(["def kernel(_args, _variables):"] + graph.prologue() + lines) + "\n"
 
     def node(self, node: Tensor, exprs, depth, dependent) -> tuple[Any, int, bool]:
         """(expression, inline depth, may carry batch axes) of one node."""
         kind = self.graph.kinds[id(node)]
-        if kind[0] == "arg":
-            return self.input(f"_a{kind[1]}"), 0, True
-        if kind[0] == "var":
-            return self.input(f"_v{kind[1]}"), 0, False
+        if kind[0] in ("arg", "var"):
+            return self.input(self.graph.input_name(node)), 0, kind[0] == "arg"
         if kind[0] == "const":
             return self.constant(node), 0, False
         inputs = [self.graph.resolve(x) for x in node._inputs]
@@ -457,7 +280,7 @@ class _Builder:
         prim = node._prim
         ranks = [np.ndim(x._value) for x in inputs]
         if not prim.elementwise:
-            call, batchable = structural_call(node, ranks)
+            call, batchable = op_call(node, ranks)
             self.batchable &= batchable
             fn = self.function((prim.name, _freeze(node._params), tuple(ranks)),
                                lambda: self.bind(call), f"{prim.name}_")
@@ -466,13 +289,11 @@ class _Builder:
         args = self.uniform_constants(node, inputs, args)
         args = [self.align(a, r, k) if k < r and dependent[id(x)] else a
                 for a, k, x in zip(args, ranks, inputs)]
-        if prim.name in _SYMPY_PRINTED:
-            expr = _unevaluated(prim.name, args, node._params)
+        if prim.printed is not None:  # arithmetic and SymPy's functions: printed as NumPy's
+            expr = prim.printed(*args, **node._params)
         else:
             fn = self.function((prim.name, _freeze(node._params)),
-                               lambda: self.bind(functools.partial(call_numeric, prim.numeric,
-                                                                   node._params)),
-                               f"{prim.name}_")
+                               lambda: self.bind(op_call(node, ranks)[0]), f"{prim.name}_")
             self.elementwise[fn.__name__] = (prim.name, node._params)
             expr = fn(*args)
         return self.fix_dtype(expr, node, inputs, exprs), level, dep
@@ -535,44 +356,8 @@ def _uniform(value) -> bool:
     return bool((value == first).all())
 
 
-_ONE, _MINUS_ONE = sympy.S.One, sympy.S.NegativeOne
-
-
-def _unevaluated(name: str, args: list, params: dict):
-    """The op as an unevaluated SymPy node: the printed code is the recorded computation,
-    and building it costs microseconds (evaluating SymPy's canonical forms costs ~50 µs a
-    node, which dominates on graphs of scalar ops). Multiplying by an exact 1 is skipped."""
-    if name == "mul":
-        a, b = args
-        if a.is_Number and b.is_Number:
-            return a * b
-        return b if a == _ONE else a if b == _ONE else _MUL((a, b))
-    if name == "add":
-        return _ADD(tuple(args))
-    if name == "sub":
-        return _ADD((args[0], _negated(args[1])))
-    if name == "neg":
-        return _negated(args[0])
-    if name == "div":
-        a, b = args
-        inverse = _POW(b, _MINUS_ONE)
-        return inverse if a == _ONE else _MUL((a, inverse))
-    if name == "powc":
-        return _POW(args[0], exact_number(params["exponent"]))
-    if name == "pow":
-        return _POW(*args)
-    function = {"abs": sympy.Abs}.get(name) or getattr(sympy, name)
-    return function(*args, evaluate=False)
-
-
-def _negated(expr):
-    return -expr if expr.is_Number else _MUL((_MINUS_ONE, expr))
-
-
-# raw constructors: no canonicalization at all (the arguments are SymPy objects already)
-_MUL = functools.partial(sympy.Mul._from_args, is_commutative=True)
-_ADD = functools.partial(sympy.Add._from_args, is_commutative=True)
-_POW = functools.partial(sympy.Pow, evaluate=False)
+_MINUS_ONE = sympy.S.NegativeOne
+_MUL = functools.partial(sympy.Mul._from_args, is_commutative=True)  # no canonicalization
 
 
 # ---------------------------------------------------------------- printing recorded arithmetic
