@@ -654,6 +654,7 @@ def _result_dtype(prim, operands: tuple, frozen_params, params) -> np.dtype:
 
 
 _DTYPES: dict = {}  # (primitive, operand dtypes, parameters) -> result dtype; small, bounded
+_BULK_OUTPUTS = 16  # from this many scalar outputs on, one np.array beats a scalar each
 
 
 # ---------------------------------------------------------------- the compiled program
@@ -699,19 +700,45 @@ class Program:
         self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: generate_source(graph, backend))
         self._portable = None
+        # call_exact's finishing: outputs all of shape () need no shape checks, and many
+        # of one float dtype (a gradient over scalar Variables) convert in one NumPy call
+        self._scalar_outputs = all(shape == () for shape in self.output_shapes)
+        dtypes = set(self.output_dtypes)
+        self._bulk_dtype = (self.output_dtypes[0] if self._scalar_outputs and len(dtypes) == 1
+                            and self.output_dtypes[0].kind == "f"
+                            and len(self.output_dtypes) >= _BULK_OUTPUTS else None)
 
     def __call__(self, values: list) -> list:
         return run_kernel(self, self._function, values, [v._value for v in self.variables])
 
-    def call_exact(self, values: list, scalars: bool = False) -> list:
+    def call_exact(self, values, scalars: bool = False) -> list:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
         find, no device to choose (the compiled functions' fast path). With ``scalars``,
         outputs of shape () come as NumPy scalars rather than 0-d arrays."""
-        variables = [v._value for v in self.variables] if self.variables else []
-        if self._floats_read:
-            variables = list(map(float, variables))
+        variables = self._variable_values() if self.variables else []
+        try:
+            results = self._function(values, variables)
+        except ArithmeticError:
+            results = numpy_arithmetic_retry(self._function, values, variables)
+        if not self._scalar_outputs:
+            return self._exact_arrays(results, scalars)
+        if not scalars:
+            return list(map(np.asarray, results, self.output_dtypes))
+        if self._bulk_dtype is not None:
+            return list(np.array(results, self._bulk_dtype))
+        return [dtype.type(value) for value, dtype in zip(results, self.output_dtypes)]
+
+    def _variable_values(self) -> list:
+        """The Variables' current values in one pass; scalar float64 ones as Python floats
+        (the kernel's scalar arithmetic runs about twice as fast on them, and
+        :func:`numpy_arithmetic_retry` keeps NumPy's rules)."""
+        values = [v._value for v in self.variables]
+        return list(map(float, values)) if self._floats_read else values
+
+    def _exact_arrays(self, results, scalars: bool) -> list:
+        """``call_exact``'s outputs where some have a shape: arrays of the traced dtypes, a
+        constant broadcast to its traced shape."""
         out = []
-        results = call_with_numpy_arithmetic(self._function, values, variables)
         for value, shape, dtype in zip(results, self.output_shapes, self.output_dtypes):
             if scalars and not shape:
                 out.append(dtype.type(value))
@@ -790,8 +817,13 @@ def call_with_numpy_arithmetic(function: Callable, values: list, variables: list
     try:
         return function(values, variables)
     except ArithmeticError:
-        return function(*[[np.float64(v) if type(v) is float else v for v in part]
-                          for part in (values, variables)])
+        return numpy_arithmetic_retry(function, values, variables)
+
+
+def numpy_arithmetic_retry(function: Callable, values: list, variables: list):
+    """``function`` again, after Python's float arithmetic raised, on NumPy scalars."""
+    return function(*[[np.float64(v) if type(v) is float else v for v in part]
+                      for part in (values, variables)])
 
 
 def finish_outputs(program, batch: tuple, results) -> list:
