@@ -34,5 +34,5 @@ def test_builder_rebuilds_pairs_leaves_and_deeper_nests_as_flatten_does():
         values = [f"v{i}" for i in range(len(leaves))]
         built = builder(structure)(values)
         assert built == rebuild(values)
-        assert type(built) is type(structure)
+        assert type(built) is type(rebuild(values))
     assert builder((1, [2, 3]))(["p", "q", "r"]) == ("p", ["q", "r"])
