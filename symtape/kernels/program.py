@@ -715,18 +715,39 @@ class Program:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
         find, no device to choose (the compiled functions' fast path). With ``scalars``,
         outputs of shape () come as NumPy scalars rather than 0-d arrays."""
-        variables = self._variable_values() if self.variables else []
-        try:
-            results = self._function(values, variables)
-        except ArithmeticError:
-            results = numpy_arithmetic_retry(self._function, values, variables)
+        return self.exact_caller(scalars)(values)
+
+    def exact_caller(self, scalars: bool = False,
+                     then: Callable[[list], Any] | None = None) -> Callable[[Any], Any]:
+        """:meth:`call_exact` as a function of the values alone, made once for a caller
+        that runs it on every call; ``then`` is applied to the outputs inside it, which
+        saves that caller a Python call of its own (a repeated call costs microseconds)."""
+        function, dtypes = self._function, self.output_dtypes
+        read = self._variable_values if self.variables else None
+        finish = None if self._scalar_outputs and not scalars else self._exact_finish(scalars)
+        then = then or (lambda outputs: outputs)
+
+        def call(values):
+            variables = read() if read is not None else ()
+            try:
+                results = function(values, variables)
+            except ArithmeticError:
+                results = numpy_arithmetic_retry(function, values, variables)
+            if finish is None:  # every output of shape (), as 0-d arrays: the common case
+                return then(list(map(np.asarray, results, dtypes)))
+            return then(finish(results))
+
+        return call
+
+    def _exact_finish(self, scalars: bool) -> Callable[[Any], list]:
+        """How :meth:`exact_caller` makes the kernel's results outputs, where some have a
+        shape or scalars are asked for."""
         if not self._scalar_outputs:
-            return self._exact_arrays(results, scalars)
-        if not scalars:
-            return list(map(np.asarray, results, self.output_dtypes))
-        if self._bulk_dtype is not None:
-            return list(np.array(results, self._bulk_dtype))
-        return [dtype.type(value) for value, dtype in zip(results, self.output_dtypes)]
+            return lambda results: self._exact_arrays(results, scalars)
+        if self._bulk_dtype is not None:  # many NumPy scalars of one dtype
+            return lambda results: list(np.array(results, self._bulk_dtype))
+        dtypes = self.output_dtypes
+        return lambda results: [dtype.type(value) for value, dtype in zip(results, dtypes)]
 
     def _variable_values(self) -> list:
         """The Variables' current values in one pass; scalar float64 ones as Python floats

@@ -162,6 +162,12 @@ class ConcreteFunction:
         # every argument traced, on the host: calls can skip flattening and batch checks
         self.takes_plain = (self._program.backend in HOST_BACKENDS
                             and all(s[0] == "T" for s in specs))
+        # the call's fast path, run_plain(args): args are Python floats and host arrays of
+        # exactly the traced signature (see _plain_key), so there is nothing to flatten or
+        # check; one closure over the kernel (a repeated call costs microseconds)
+        self.run_plain = self._program.exact_caller(
+            scalars=function._wrap, then=self._plain_outputs(function._wrap)
+        ) if self.takes_plain else None
 
     @property
     def expr(self):
@@ -220,16 +226,15 @@ class ConcreteFunction:
         ``st.vmap`` runs once it has the trace at the point shape)."""
         return self._run(leaves, self._function._wrap, mapped=True)
 
-    def run_plain(self, args: tuple):
-        """The call's fast path: ``args`` are Python floats and host arrays of exactly the
-        traced signature (see :func:`_plain_key`), so there is nothing to flatten or check."""
-        wrap = self._function._wrap
-        results = self._program.call_exact(args, scalars=wrap)
-        if not self._direct:
-            return self._finish(results, wrap, True)
-        # the common case: outputs as they come (the transforms'), or each a Tensor (0-d
-        # ones are NumPy scalars already, as _finish makes them)
-        return self._rebuild(list(map(Tensor, results)) if wrap else results)
+    def _plain_outputs(self, wrap: bool) -> Callable[[list], Any]:
+        """What the fast path makes of the kernel's outputs (0-d ones NumPy scalars where
+        ``wrap``, as :meth:`_finish` makes them)."""
+        if not self._direct:  # Variables to assign, static outputs
+            return lambda results: self._finish(results, wrap, True)
+        rebuild = self._rebuild
+        if wrap:
+            return lambda results: rebuild(list(map(Tensor, results)))
+        return rebuild  # the transforms': arrays as they come
 
     def _finish(self, results: list, wrap: bool, host: bool):
         """Assign the Variables the function assigns, and return the outputs as traced (a
