@@ -721,7 +721,19 @@ class Program:
                      then: Callable[[list], Any] | None = None) -> Callable[[Any], Any]:
         """:meth:`call_exact` as a function of the values alone, made once for a caller
         that runs it on every call; ``then`` is applied to the outputs inside it, which
-        saves that caller a Python call of its own (a repeated call costs microseconds)."""
+        saves that caller a Python call of its own (a repeated call costs microseconds).
+
+        Examples
+        --------
+        >>> import numpy as np, symtape as st
+        >>> from symtape.kernels.trace import placeholder
+        >>> x = placeholder(np.float64(1.0), "x")
+        >>> program = Program([x], [st.sin(x) * x, x + 1], {})
+        >>> program.exact_caller()([0.5])
+        [array(0.23971277), array(1.5)]
+        >>> program.exact_caller(scalars=True, then=tuple)([0.5])
+        (np.float64(0.2397127693021015), np.float64(1.5))
+        """
         function, dtypes = self._function, self.output_dtypes
         read = self._variable_values if self.variables else None
         finish = None if self._scalar_outputs and not scalars else self._exact_finish(scalars)
