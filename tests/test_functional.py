@@ -1081,3 +1081,247 @@ def test_the_fast_path_keeps_float32_and_array_signatures_apart():
     assert float(f(np.array([1.0, 2.0, 3.0]))) == 14.0  # a new shape is a new trace
     assert float(f(2.0)) == 4.0
     assert float(f(np.array([1.0, 2.0]))) == 5.0
+
+
+# ---------------------------------------------------------------- the fast path of repeated calls
+# A repeated call of floats and host arrays skips flattening and the signature's specs. Its
+# results must be what the full path gives: a fresh trace's concrete function, called through
+# ConcreteFunction.__call__ (flatten, specs, Program.__call__), which has no history.
+
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    not __import__("importlib").util.find_spec("numba"), reason="numba is not installed"))]
+
+
+def small_f(x, y):
+    return st.reduce_sum(st.exp(-x * y) * st.sin(x) + x ** 2 * st.log(1 + y ** 2))
+
+
+def small_f_value_and_grad(x, y):
+    """By hand: the value and both gradients of ``small_f`` (a gradient sums over the
+    entries its argument was broadcast to)."""
+    e, s = np.exp(-x * y), np.sin(x)
+    dx = -y * e * s + e * np.cos(x) + 2 * x * np.log(1 + y * y)
+    dy = -x * e * s + x * x * 2 * y / (1 + y * y)
+    return (np.sum(e * s + x * x * np.log(1 + y * y)),
+            tuple(np.sum(d) if np.ndim(a) == 0 else d for d, a in ((dx, x), (dy, y))))
+
+
+def assert_identical(got, expected):
+    """The same nested structure, types, dtypes, shapes and bit-identical numbers."""
+    assert type(got) is type(expected)
+    if isinstance(got, (tuple, list)):
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            assert_identical(a, b)
+    elif isinstance(got, st.Tensor):
+        assert type(got._value) is type(expected._value) and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    else:
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+
+
+def full_path(make, *args):
+    """A fresh transform's result for ``args``: traced now, run through the full path."""
+    return make().get_concrete_function(*args)(*args)
+
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """A function giving how many calls of st.function and the transforms so far took the
+    fast path: every call but those of ``Function._call`` (the full path)."""
+    from symtape.transforms.functional import Function
+
+    counts = {"calls": 0, "full": 0}
+    call, full = Function.__call__, Function._call
+
+    def counted_call(self, *args, **kwargs):
+        counts["calls"] += 1
+        return call(self, *args, **kwargs)
+
+    def counted_full(self, args, kwargs):
+        counts["full"] += 1
+        return full(self, args, kwargs)
+
+    monkeypatch.setattr(Function, "__call__", counted_call)
+    monkeypatch.setattr(Function, "_call", counted_full)
+    return lambda: counts["calls"] - counts["full"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_repeated_signatures_give_the_full_paths_results_whatever_came_before(backend,
+                                                                             fast_calls):
+    def make():
+        return st.value_and_grad(small_f, argnums=(0, 1), backend=backend)
+
+    vg = make()
+    signatures = [
+        (0.3, 0.7),
+        (np.array([0.3, -1.2]), np.array([0.7, 2.0])),
+        (np.array([0.3, -1.2], dtype=np.float32), np.array([0.7, 2.0], dtype=np.float32)),
+        (np.array(0.3), np.array(0.7)),  # 0-d arrays: another trace than Python floats
+        (np.array([0.5, 0.25, 2.0]), np.array([1.0, -0.5, 0.125])),  # a new shape
+        (0.3, np.array([0.7, 2.0])),
+        (0.3, np.array([0.7, 2.0, -1.0])),  # the same types as the last: another trace
+        (-1.5, 0.25),
+    ]
+    for args in signatures:  # traced (the first call runs eagerly)
+        vg(*args)
+    for _ in range(2):  # every signature after every other one
+        for args in signatures:
+            got = vg(*args)
+            assert_identical(got, full_path(make, *args))
+            value, grads = small_f_value_and_grad(*(np.asarray(a, np.float64) for a in args))
+            rtol = 1e-5 if got[0].dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(got[0], value, rtol=rtol)
+            for g, expected in zip(got[1], grads):
+                np.testing.assert_allclose(g, expected, rtol=rtol)
+    # every call after the traces (the last floats share the first ones' trace)
+    assert fast_calls() == 2 * len(signatures) + 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_arguments_raise_the_same_errors_after_fast_calls(backend):
+    def make():
+        return st.value_and_grad(small_f, argnums=(0, 1), backend=backend)
+
+    warm = make()
+    for args in [(0.3, 0.7), (np.array([0.3]), np.array([0.7]))]:
+        warm(*args), warm(*args)
+    bad = [(np.array([1, 2]), np.array([0.7, 2.0])),  # integer arrays: not differentiable
+           (0.3,),  # argnums=(0, 1) of one argument
+           (np.array(["a"]), 0.7),
+           (np.array([0.3, 0.5]), np.array([0.7, 0.1, 0.2]))]  # shapes that do not broadcast
+    for args in bad:
+        with pytest.raises(Exception) as fresh_error:
+            make()(*args)
+        with pytest.raises(type(fresh_error.value)) as warm_error:
+            warm(*args)
+        assert str(warm_error.value) == str(fresh_error.value)
+    assert "dtype int64" in str(pytest.raises(TypeError, warm, *bad[0]).value)
+    np.testing.assert_allclose(warm(0.3, 0.7)[0], small_f_value_and_grad(0.3, 0.7)[0])
+
+
+def test_python_ints_to_a_transform_take_the_full_path_and_give_floats(fast_calls):
+    grad = st.grad(lambda x: x ** 3)
+    assert [grad(2) for _ in range(3)] == [12.0] * 3
+    assert all(type(g) is np.ndarray and g.dtype == np.float64 for g in [grad(2), grad(2.0)])
+    grad(2.0)
+    assert fast_calls() == 2  # the last two float calls: the int ones convert first
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_variables_assigned_between_fast_calls_are_read_at_each_call(backend, fast_calls):
+    w = st.Variable(2.0, name="w")
+    v = st.Variable([1.0, -1.0], name="v")
+    f = st.function(lambda x: w * x ** 2 + st.reduce_sum(v * x), backend=backend)
+    for step, (w_value, v_value) in enumerate([(2.0, [1.0, -1.0]), (5.0, [0.5, 3.0]),
+                                               (-1.0, [0.0, 2.0])]):
+        w.assign(w_value)
+        v.assign(v_value)
+        for x in (3.0, np.array([1.0, 2.0])):
+            got = f(x)
+            expected = w_value * np.asarray(x) ** 2 + np.sum(np.asarray(v_value) * x)
+            np.testing.assert_allclose(got.numpy(), expected, rtol=1e-14)
+            assert_identical(got, f.get_concrete_function(x)(x))
+    with pytest.raises(ValueError, match="does not match the Variable's shape"):
+        v.assign([1.0, 2.0, 3.0])  # a Variable's shape is fixed: the trace stays valid
+    np.testing.assert_allclose(f(3.0).numpy(), -9.0 + 3.0 * 2.0)
+    assert fast_calls() == 5  # all but the two traces
+
+
+def rosen_by_scalars(xs):
+    return sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2
+               for i in range(len(xs) - 1))
+
+
+@pytest.mark.parametrize("n", [3, 40])  # below and above the one-conversion threshold
+def test_a_gradient_over_scalar_variables_follows_their_assignments(n, fast_calls):
+    x0 = np.linspace(-1.0, 1.5, n)
+    xs = [st.Variable(v, name=f"x{i}") for i, v in enumerate(x0)]
+
+    @st.function
+    def gradient():
+        with st.GradientTape() as tape:
+            y = rosen_by_scalars(xs)
+        return tape.gradient(y, xs)
+
+    for scale in (1.0, 0.5, -2.0):
+        for x, value in zip(xs, scale * x0):
+            x.assign(value)
+        got = gradient()
+        assert type(got) is list and len(got) == n
+        assert all(type(g) is st.Tensor and type(g._value) is np.float64 for g in got)
+        np.testing.assert_allclose([g.numpy() for g in got], rosen_der(scale * x0),
+                                   rtol=1e-12)
+        assert_identical(got, gradient.get_concrete_function()())
+    assert fast_calls() == 2
+
+
+def test_many_scalar_outputs_keep_each_dtype(fast_calls):
+    halves = [st.Variable(float(i), dtype=st.float32, name=f"h{i}") for i in range(20)]
+    doubles = [st.Variable(float(i), name=f"d{i}") for i in range(20)]
+    only_float32 = st.function(lambda: [h * 0.5 for h in halves])
+    mixed = st.function(lambda: [h * 0.5 for h in halves] + [d * 0.5 for d in doubles])
+    for _ in range(2):
+        got = only_float32()
+        assert [g.dtype for g in got] == [st.float32] * 20
+        assert all(type(g._value) is np.float32 for g in got)
+        np.testing.assert_array_equal([g.numpy() for g in got], np.arange(20) * 0.5)
+        got = mixed()
+        assert [g.dtype for g in got] == [st.float32] * 20 + [st.float64] * 20
+        np.testing.assert_array_equal([g.numpy() for g in got], np.tile(np.arange(20) * 0.5, 2))
+    assert fast_calls() == 2
+
+
+def test_keywords_and_nested_arguments_agree_with_positional_calls(fast_calls):
+    f = st.function(lambda x, y: x * st.sin(y))
+    positional = [f(0.3, 0.7) for _ in range(2)]
+    assert fast_calls() == 1
+    for got in [f(x=0.3, y=0.7), f(0.3, y=0.7), *positional]:
+        assert_identical(got, positional[0])
+        assert got.numpy() == 0.3 * np.sin(0.7)
+    g = st.function(lambda xs: xs[0] * st.sin(xs[1]))
+    for args in [[0.3, 0.7], (0.3, 0.7), [0.3, 0.7]]:
+        assert g(args).numpy() == 0.3 * np.sin(0.7)
+    h = st.grad(lambda xs: xs[0] * st.sin(xs[1]))
+    for _ in range(2):
+        dx, dy = h([0.3, 0.7])
+        assert (dx, dy) == (np.sin(0.7), 0.3 * np.cos(0.7))
+    assert fast_calls() == 1  # lists are flattened: never the fast path
+
+
+def test_numpy_scalars_are_their_own_signature(fast_calls):
+    f = st.function(lambda x: x * 2)
+    results = [f(1.5), f(np.float64(1.5)), f(np.float32(1.5)), f(1.5), f(np.float32(1.5))]
+    assert [r.dtype for r in results] == [st.float64, st.float64, st.float32, st.float64,
+                                          st.float32]
+    assert all(r.numpy() == 3.0 for r in results)
+    assert fast_calls() == 1  # only the repeated Python float
+
+
+def test_fast_calls_move_to_the_gpu_inside_a_device_block_and_back(gpu_cupy):
+    vg = st.value_and_grad(small_f, argnums=(0, 1))
+    a, b = np.array([0.3, 0.5]), np.array([0.7, 0.1])
+    value, grads = small_f_value_and_grad(a, b)
+    for device in ["/cpu:0", "/gpu:0", "/cpu:0", "/gpu:0"]:
+        with st.device(device):
+            for _ in range(2):
+                got_value, got_grads = vg(a, b)
+                kind = np.ndarray if device == "/cpu:0" else gpu_cupy.ndarray
+                assert all(type(r) is kind for r in (got_value, *got_grads))
+                np.testing.assert_allclose(st.constant(got_value).numpy(), value, rtol=1e-12)
+                for got, expected in zip(got_grads, grads):
+                    np.testing.assert_allclose(st.constant(got).numpy(), expected, rtol=1e-12)
+
+
+def test_fast_calls_inside_a_stopped_tape_run_the_kernel(fast_calls):
+    w = st.Variable(2.0, name="w")
+    f = st.function(lambda x: w * x)
+    f(3.0)
+    with st.GradientTape() as tape:
+        with tape.stop_recording():
+            assert f(3.0).numpy() == 6.0  # not recording: the kernel
+        y = f(3.0)  # recording: the Python function, so that the tape sees w
+    assert tape.gradient(y, w).numpy() == 3.0
+    assert fast_calls() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 __all__ = ["flatten", "builder"]
@@ -61,8 +62,7 @@ def builder(structure: Any) -> Callable[[list], Any]:
 
 def _builder(template, positions) -> Callable[[list], Any]:
     if template is _LEAF:
-        i = next(positions)
-        return lambda values: values[i]
+        return operator.itemgetter(next(positions))
     kind, children = template
     if kind is dict:
         items = [(k, _builder(t, positions)) for k, t in children]
@@ -74,6 +74,9 @@ def _builder(template, positions) -> Callable[[list], Any]:
         stop = start + len(children)
         return lambda values: kind(values[start:stop])
     parts = [_builder(t, positions) for t in children]
+    if len(parts) == 2:  # a pair, (value, gradient) say: no comprehension on every call
+        first, second = parts
+        return lambda values: kind((first(values), second(values)))
     if kind is tuple:
         return lambda values: tuple([build(values) for build in parts])
     return lambda values: kind([build(values) for build in parts])

@@ -451,6 +451,7 @@ def _result_dtype(prim, operands: tuple, frozen_params, params) -> np.dtype:
 
 
 _DTYPES: dict = {}  # (primitive, operand dtypes, parameters) -> result dtype; small, bounded
+_BULK_OUTPUTS = 16  # from this many scalar outputs on, one np.array beats a scalar each
 
 
 # ---------------------------------------------------------------- the compiled program
@@ -496,19 +497,78 @@ class Program:
         self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: generate_source(graph, backend))
         self._portable = None
+        # call_exact's finishing: outputs all of shape () need no shape checks, and many
+        # of one float dtype (a gradient over scalar Variables) convert in one NumPy call
+        self._scalar_outputs = all(shape == () for shape in self.output_shapes)
+        dtypes = set(self.output_dtypes)
+        self._bulk_dtype = (self.output_dtypes[0] if self._scalar_outputs and len(dtypes) == 1
+                            and self.output_dtypes[0].kind == "f"
+                            and len(self.output_dtypes) >= _BULK_OUTPUTS else None)
 
     def __call__(self, values: list) -> list:
         return run_kernel(self, self._function, values, [v._value for v in self.variables])
 
-    def call_exact(self, values: list, scalars: bool = False) -> list:
+    def call_exact(self, values, scalars: bool = False) -> list:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
         find, no device to choose (the compiled functions' fast path). With ``scalars``,
         outputs of shape () come as NumPy scalars rather than 0-d arrays."""
-        variables = [v._value for v in self.variables] if self.variables else []
-        if self._floats_read:
-            variables = list(map(float, variables))
+        return self.exact_caller(scalars)(values)
+
+    def exact_caller(self, scalars: bool = False,
+                     then: Callable[[list], Any] | None = None) -> Callable[[Any], Any]:
+        """:meth:`call_exact` as a function of the values alone, made once for a caller
+        that runs it on every call; ``then`` is applied to the outputs inside it, which
+        saves that caller a Python call of its own (a repeated call costs microseconds).
+
+        Examples
+        --------
+        >>> import numpy as np, symtape as st
+        >>> from symtape.kernels.trace import placeholder
+        >>> x = placeholder(np.float64(1.0), "x")
+        >>> program = Program([x], [st.sin(x) * x, x + 1], {})
+        >>> program.exact_caller()([0.5])
+        [array(0.23971277), array(1.5)]
+        >>> program.exact_caller(scalars=True, then=tuple)([0.5])
+        (np.float64(0.2397127693021015), np.float64(1.5))
+        """
+        function, dtypes = self._function, self.output_dtypes
+        read = self._variable_values if self.variables else None
+        finish = None if self._scalar_outputs and not scalars else self._exact_finish(scalars)
+        then = then or (lambda outputs: outputs)
+
+        def call(values):
+            variables = read() if read is not None else ()
+            try:
+                results = function(values, variables)
+            except ArithmeticError:
+                results = numpy_arithmetic_retry(function, values, variables)
+            if finish is None:  # every output of shape (), as 0-d arrays: the common case
+                return then(list(map(np.asarray, results, dtypes)))
+            return then(finish(results))
+
+        return call
+
+    def _exact_finish(self, scalars: bool) -> Callable[[Any], list]:
+        """How :meth:`exact_caller` makes the kernel's results outputs, where some have a
+        shape or scalars are asked for."""
+        if not self._scalar_outputs:
+            return lambda results: self._exact_arrays(results, scalars)
+        if self._bulk_dtype is not None:  # many NumPy scalars of one dtype
+            return lambda results: list(np.array(results, self._bulk_dtype))
+        dtypes = self.output_dtypes
+        return lambda results: [dtype.type(value) for value, dtype in zip(results, dtypes)]
+
+    def _variable_values(self) -> list:
+        """The Variables' current values in one pass; scalar float64 ones as Python floats
+        (the kernel's scalar arithmetic runs about twice as fast on them, and
+        :func:`numpy_arithmetic_retry` keeps NumPy's rules)."""
+        values = [v._value for v in self.variables]
+        return list(map(float, values)) if self._floats_read else values
+
+    def _exact_arrays(self, results, scalars: bool) -> list:
+        """``call_exact``'s outputs where some have a shape: arrays of the traced dtypes, a
+        constant broadcast to its traced shape."""
         out = []
-        results = call_with_numpy_arithmetic(self._function, values, variables)
         for value, shape, dtype in zip(results, self.output_shapes, self.output_dtypes):
             if scalars and not shape:
                 out.append(dtype.type(value))
@@ -587,8 +647,13 @@ def call_with_numpy_arithmetic(function: Callable, values: list, variables: list
     try:
         return function(values, variables)
     except ArithmeticError:
-        return function(*[[np.float64(v) if type(v) is float else v for v in part]
-                          for part in (values, variables)])
+        return numpy_arithmetic_retry(function, values, variables)
+
+
+def numpy_arithmetic_retry(function: Callable, values: list, variables: list):
+    """``function`` again, after Python's float arithmetic raised, on NumPy scalars."""
+    return function(*[[np.float64(v) if type(v) is float else v for v in part]
+                      for part in (values, variables)])
 
 
 def finish_outputs(program, batch: tuple, results) -> list:

@@ -48,16 +48,8 @@ class _Transform(Function):
         self._argnums = argnums
         self._what = what
 
-    def __call__(self, *args, **kwargs):
-        concrete = self._plain_trace(args, kwargs)  # floats and float arrays: as they come
-        if concrete is not None:
-            return concrete.run_plain(args)
-        nums = argnums_tuple(self._argnums, len(args))
-        return self._call(differentiated(args, nums), kwargs)
-
-    def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
-        nums = argnums_tuple(self._argnums, len(args))
-        return super()._call_mapped(differentiated(args, nums), kwargs, batched, depth)
+    def _arguments(self, args: tuple) -> tuple:
+        return differentiated(args, argnums_tuple(self._argnums, len(args)))
 
 
 def grad(fun: Callable, argnums: int | Sequence[int] = 0,

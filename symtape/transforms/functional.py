@@ -65,6 +65,9 @@ def _plain_key(args: tuple):
     """A cheap signature for positional arguments that are all Python floats or host NumPy
     arrays (what optimizer loops pass), or None: the key of a call's fast path. It stands
     for exactly the specs :func:`leaf_spec` gives such arguments."""
+    kinds = tuple(map(type, args))
+    if kinds.count(float) == len(kinds):  # only Python floats: their types are the key
+        return kinds
     key = []
     for arg in args:
         kind = type(arg)
@@ -159,6 +162,12 @@ class ConcreteFunction:
         # every argument traced, on the host: calls can skip flattening and batch checks
         self.takes_plain = (self._program.backend in HOST_BACKENDS
                             and all(s[0] == "T" for s in specs))
+        # the call's fast path, run_plain(args): args are Python floats and host arrays of
+        # exactly the traced signature (see _plain_key), so there is nothing to flatten or
+        # check; one closure over the kernel (a repeated call costs microseconds)
+        self.run_plain = self._program.exact_caller(
+            scalars=function._wrap, then=self._plain_outputs(function._wrap)
+        ) if self.takes_plain else None
 
     @property
     def expr(self):
@@ -217,14 +226,15 @@ class ConcreteFunction:
         ``st.vmap`` runs once it has the trace at the point shape)."""
         return self._run(leaves, self._function._wrap, mapped=True)
 
-    def run_plain(self, args: tuple):
-        """The call's fast path: ``args`` are Python floats and host arrays of exactly the
-        traced signature (see :func:`_plain_key`), so there is nothing to flatten or check."""
-        wrap = self._function._wrap
-        results = self._program.call_exact(args, scalars=wrap)
-        if self._direct and not wrap:  # the common case, the transforms': arrays as they come
-            return self._rebuild(results)
-        return self._finish(results, wrap, True)
+    def _plain_outputs(self, wrap: bool) -> Callable[[list], Any]:
+        """What the fast path makes of the kernel's outputs (0-d ones NumPy scalars where
+        ``wrap``, as :meth:`_finish` makes them)."""
+        if not self._direct:  # Variables to assign, static outputs
+            return lambda results: self._finish(results, wrap, True)
+        rebuild = self._rebuild
+        if wrap:
+            return lambda results: rebuild(list(map(Tensor, results)))
+        return rebuild  # the transforms': arrays as they come
 
     def _finish(self, results: list, wrap: bool, host: bool):
         """Assign the Variables the function assigns, and return the outputs as traced (a
@@ -311,18 +321,22 @@ class Function:
         functools.update_wrapper(self, python_function, updated=())
 
     def __call__(self, *args, **kwargs):
-        concrete = self._plain_trace(args, kwargs)
-        if concrete is not None:
-            return concrete.run_plain(args)
-        return self._call(args, kwargs)
+        if not kwargs:  # the fast path (a call costs microseconds in optimizer loops): a
+            # repeated signature of Python floats, whose types are their _plain_key (no other
+            # key holds a type), or of floats and host arrays; nothing is flattened
+            concrete = self._by_plain_key.get(tuple(map(type, args)))
+            if concrete is None:
+                concrete = self._by_plain_key.get(_plain_key(args))
+            if (concrete is not None and CURRENT_DEVICE.get() is CPU
+                    and ACTIVE_TRACE.get() is None  # runs_eagerly(), its usual case inlined
+                    and not (ACTIVE_TAPES.get() and runs_eagerly())):
+                return concrete.run_plain(args)
+        return self._call(self._arguments(args), kwargs)
 
-    def _plain_trace(self, args: tuple, kwargs: dict) -> ConcreteFunction | None:
-        """The trace a call of plain arguments (floats, host arrays) runs, found by a cheap
-        key without flattening (a call costs microseconds in optimizer loops), or None."""
-        if kwargs or CURRENT_DEVICE.get() is not CPU:
-            return None
-        concrete = self._by_plain_key.get(_plain_key(args))
-        return None if concrete is None or runs_eagerly() else concrete
+    def _arguments(self, args: tuple) -> tuple:
+        """The positional arguments as the Python function takes them (the transforms make
+        differentiated ints floats)."""
+        return args
 
     def _call(self, args: tuple, kwargs: dict):
         if runs_eagerly():
@@ -349,7 +363,7 @@ class Function:
         """The call under ``st.vmap``: the flattened leaves marked in ``batched`` carry
         ``depth`` leading batch axes (the others none). Traced at the point shape, the
         kernel runs over all the batch axes in one call (block by block on dask arrays)."""
-        leaves, rebuild = nest.flatten((args, kwargs))
+        leaves, rebuild = nest.flatten((self._arguments(args), kwargs))
         point_args, point_kwargs = rebuild([_point(leaf, depth) if b else leaf
                                             for leaf, b in zip(leaves, batched)])
         with np.errstate(all="ignore"):  # a lazy or empty batch is traced at zeros
