@@ -28,7 +28,9 @@ from symtape.kernels.compile import any_dask_array
 from symtape.transforms import array_derivatives
 from symtape.transforms.derivatives import (array_level_hessian, grad, hessian, jacobian,
                                             value_and_grad)
-from symtape.transforms.functional import Function
+from symtape.transforms.functional import Function, scalar_output
+from symtape.core.tape import GradientTape
+from symtape.core.tensor import ACTIVE_TRACE, Tensor
 from symtape.core.ops import reduce_sum
 
 __all__ = ["minimize", "least_squares"]
@@ -38,6 +40,9 @@ _HESSIAN = {"trust-exact", "dogleg"}  # a dense matrix
 _SPARSE_HESSIAN = {"trust-constr"}  # a matrix, sparse welcome
 _PRODUCT = {"newton-cg", "trust-ncg", "trust-krylov"}  # Hessian-vector products suffice
 _NO_GRADIENT = {"nelder-mead", "powell", "cobyla", "cobyqa"}
+# methods that ask for value, gradient and Hessian at every point they visit (trust-exact
+# factors the Hessian of each trial point as it makes its subproblem): one kernel gives all
+_EVERY_POINT = {"trust-exact"}
 
 
 def _scipy_optimize():
@@ -93,31 +98,9 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     """
     optimize = _scipy_optimize()
     x0 = _start(x0, "minimize")
-    shape = x0.shape
-    key = (method or "").lower()
     fun, args = _positional(fun, args, kwargs, "minimize")
-    flat = _flat_objective(fun, shape)
-    chunked = any_dask_array(args)  # data in dask arrays: every derivative sums over chunks
-    evaluate = _summed_over_chunks if chunked else _whole
-    options: dict[str, Any] = {}
-    if key in _NO_GRADIENT:
-        value = evaluate(Function(flat, wrap_outputs=False))
-        objective = lambda x, *a: float(value(x, *a))  # noqa: E731
-    else:
-        value_grad = evaluate(value_and_grad(flat))
-        if not chunked:
-            value_grad(x0.reshape(-1), *args)  # trace and compile at the start, once
-
-        def objective(x, *a):
-            value, gradient = value_grad(x, *a)
-            return float(value), gradient
-
-        options["jac"] = True
-    if key in _HESSIAN or key in _SPARSE_HESSIAN:  # summed over chunks: dense, for both
-        options["hess"] = (evaluate(hessian(flat)) if chunked else
-                           _hessian(flat, x0.reshape(-1), args, dense=key in _HESSIAN))
-    elif key in _PRODUCT:
-        options["hessp"] = evaluate(_hessian_product(flat))
+    flat = _flat_objective(fun, x0.shape)
+    objective, options = _derivatives(flat, x0.reshape(-1), args, (method or "").lower())
     options.update(scipy_kwargs)
     monitor = _Monitor(options.pop("callback", None), progress)
     try:
@@ -127,6 +110,38 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
         monitor.close()
     result.history = np.array(monitor.history)
     return result
+
+
+def _derivatives(flat: Callable, x0: np.ndarray, args: tuple, method: str) -> tuple:
+    """``(objective, options)`` for ``scipy.optimize.minimize``: the objective (value and
+    gradient together, except for the methods without gradients) and the derivative options
+    ``method`` takes (``jac``, ``hess`` or ``hessp``), compiled at ``x0``."""
+    chunked = any_dask_array(args)  # data in dask arrays: every derivative sums over chunks
+    together = method in _EVERY_POINT and not chunked
+    if together:
+        point = _LastPoint.compiled(flat, x0, args)
+        if point is not None:  # one kernel call a point for value, gradient and Hessian
+            return point.objective, {"jac": True, "hess": point.hessian}
+    evaluate = _summed_over_chunks if chunked else _whole
+    if method in _NO_GRADIENT:
+        value = evaluate(Function(flat, wrap_outputs=False))
+        return (lambda x, *a: float(value(x, *a))), {}
+    value_grad = evaluate(value_and_grad(flat))
+    if not chunked:
+        value_grad(x0, *args)  # trace and compile at the start, once
+
+    def objective(x, *a):
+        value, gradient = value_grad(x, *a)
+        return float(value), gradient
+
+    options: dict[str, Any] = {"jac": True}
+    if method in _HESSIAN or method in _SPARSE_HESSIAN:  # summed over chunks: dense, for both
+        options["hess"] = (evaluate(hessian(flat)) if chunked else
+                           _hessian(flat, x0, args, dense=method in _HESSIAN,
+                                    array_level=not together))  # known not to cover it
+    elif method in _PRODUCT:
+        options["hessp"] = evaluate(_hessian_product(flat))
+    return objective, options
 
 
 def _whole(transform: Callable) -> Callable:
@@ -337,12 +352,14 @@ def _plain(flat: Callable) -> Callable:
     return lambda x, *args: to_host(compiled(x, *args)).astype(np.float64)
 
 
-def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
+def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool,
+             array_level: bool = True) -> Callable:
     """The compiled Hessian for SciPy: dense where the method wants it or the pattern is
     mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``. A
     dense one whose graph the array-level route covers is that route's (a few matrix
-    products a call, :mod:`symtape.transforms.array_derivatives`), never a product per colour."""
-    if dense:
+    products a call, :mod:`symtape.transforms.array_derivatives`), never a product per colour;
+    ``array_level=False`` where that route is already known not to cover the function."""
+    if dense and array_level:
         whole = _array_level(flat, x0, args)
         if whole is not None:
             return whole
@@ -381,6 +398,54 @@ def _keeping_first(evaluate: Callable, x0: np.ndarray, first, finish: Callable) 
         return finish(evaluate(x, *a))
 
     return hess
+
+
+class _LastPoint:
+    """Value, gradient and dense Hessian from one compiled kernel (one trace, one generated
+    kernel, the shared subexpressions such as ``X @ w`` computed once a point), the last
+    point's results kept: SciPy's separate ``fun``/``jac``/``hess`` calls at one point
+    share one kernel call."""
+
+    def __init__(self, compiled: Callable, x0: np.ndarray, first: tuple):
+        self._compiled = compiled
+        self._x = x0.copy()
+        self._results = first
+
+    @classmethod
+    def compiled(cls, flat: Callable, x0: np.ndarray, args: tuple) -> "_LastPoint | None":
+        """Traced and compiled at ``x0``, or None where the array-level Hessian does not
+        cover the function (:mod:`symtape.transforms.array_derivatives`)."""
+        def together(x, *extra):
+            with GradientTape() as tape:
+                tape.watch(x)
+                y = flat(x, *extra)
+            y = scalar_output(y, "value_and_grad")
+            gradient = tape.gradient(y, x, unconnected_gradients="zero")
+            blocks = (array_derivatives.hessian([gradient], [x])
+                      if ACTIVE_TRACE.get() is not None and type(x) is Tensor else None)
+            if blocks is None:
+                raise array_derivatives.NotCovered
+            return y, gradient, blocks[0][0]
+
+        compiled = _whole(Function(together, wrap_outputs=False))
+        try:
+            first = compiled(x0, *args)
+        except array_derivatives.NotCovered:
+            return None
+        return cls(compiled, x0, first)
+
+    def _at(self, x: np.ndarray, args: tuple) -> tuple:
+        if not np.array_equal(x, self._x):
+            self._results = self._compiled(x, *args)
+            self._x = x.copy()
+        return self._results
+
+    def objective(self, x: np.ndarray, *args) -> tuple:
+        value, gradient, _ = self._at(x, args)
+        return float(value), gradient
+
+    def hessian(self, x: np.ndarray, *args) -> np.ndarray:
+        return self._at(x, args)[2]
 
 
 def _hessian_product(flat: Callable):

@@ -148,6 +148,64 @@ def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
     assert len(derived) == 2
 
 
+def logistic_by_hand(w, X, y):  # value and gradient of `logistic`, by hand
+    z = X @ w
+    return (np.sum(np.logaddexp(0, z) - y * z) + 0.5 * w @ w,
+            X.T @ (1 / (1 + np.exp(-z)) - y) + w)
+
+
+def test_trust_exact_gets_value_gradient_and_hessian_from_one_kernel_call_a_point(monkeypatch):
+    import scipy.optimize
+    from symtape.kernels.program import Program
+
+    rng = np.random.default_rng(8)
+    X, y = rng.normal(size=(60, 5)), (rng.random(60) < 0.5) * 1.0
+    traced, calls = [], []
+
+    def counted(w, X, y):
+        traced.append(1)
+        return logistic(w, X, y)
+
+    original = Program.call_exact
+    monkeypatch.setattr(Program, "call_exact",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    result = st.optimize.minimize(counted, np.zeros(5), args=(X, y), method="trust-exact")
+    assert len(traced) == 1  # one trace for all three
+    # trust-exact asks for all three at each point it visits (nfev of them); the start's
+    # come from the trace, every other point's from one kernel call
+    assert result.nhev == result.nfev and len(calls) == result.nfev - 1
+    oracle = scipy.optimize.minimize(logistic_by_hand, np.zeros(5), args=(X, y), jac=True,
+                                     hess=lambda w, X, y: logistic_hessian(w, X),
+                                     method="trust-exact")
+    np.testing.assert_allclose(result.x, oracle.x, atol=1e-8)
+    assert result.fun == pytest.approx(oracle.fun, rel=1e-12)
+
+
+def test_trust_exact_answers_each_derivative_at_any_point_in_any_order(monkeypatch):
+    import scipy.optimize
+
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(30, 4)), (rng.random(30) < 0.5) * 1.0
+    w0, w1 = np.zeros(4), rng.normal(size=4)
+    seen = {}
+
+    def spy(fun, x0, args=(), method=None, jac=None, hess=None, **kwargs):
+        seen.update(fun=lambda w: fun(w, *args), hess=lambda w: hess(w, *args))
+        return scipy.optimize.OptimizeResult()
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    st.optimize.minimize(logistic, w0, args=(X, y), method="trust-exact")
+    # a Hessian first at a new point, then its value; back to the start; the same again
+    for w, first in ((w1, "hess"), (w0, "fun"), (w0, "hess"), (w1, "fun"), (w1, "hess")):
+        if first == "hess":
+            np.testing.assert_allclose(seen["hess"](w), logistic_hessian(w, X), rtol=1e-12)
+        value, gradient = seen["fun"](w)
+        expected_value, expected_gradient = logistic_by_hand(w, X, y)
+        assert value == pytest.approx(expected_value, rel=1e-13)
+        np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(seen["hess"](w), logistic_hessian(w, X), rtol=1e-12)
+
+
 def test_extra_arguments_and_matrix_shaped_starts():
     target = np.array([[1.0, -2.0], [3.0, 0.5]])
 
