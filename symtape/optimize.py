@@ -17,17 +17,17 @@ Examples
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Callable
 
 import numpy as np
 
 from symtape.core import nest
-from symtape.arrays.backends import is_gpu_array, to_host
+from symtape.arrays.backends import array_module, is_gpu_array, to_host
 from symtape.kernels.compile import any_dask_array
 from symtape.transforms import array_derivatives
-from symtape.transforms.derivatives import (array_level_hessian, grad, hessian, jacobian,
-                                            value_and_grad)
+from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
 from symtape.transforms.functional import Function, scalar_output
 from symtape.core.tape import GradientTape
 from symtape.core.tensor import ACTIVE_TRACE, Tensor
@@ -358,9 +358,10 @@ def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool,
     mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``. A
     dense one whose graph the array-level route covers is that route's (a few matrix
     products a call, :mod:`symtape.transforms.array_derivatives`), never a product per colour;
+    where that route's value at ``x0`` is mostly nonzero, no pattern is derived at all.
     ``array_level=False`` where that route is already known not to cover the function."""
-    if dense and array_level:
-        whole = _array_level(flat, x0, args)
+    if array_level:  # for a method that welcomes sparse matrices: if mostly nonzero at x0
+        whole = _array_level(flat, x0, args, mostly_nonzero=not dense)
         if whole is not None:
             return whole
     sparse = _whole(hessian(flat, sparse=True))
@@ -374,15 +375,46 @@ def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool,
                           (lambda value: value.toarray()) if dense else (lambda value: value))
 
 
-def _array_level(flat: Callable, x0: np.ndarray, args: tuple) -> Callable | None:
-    """The array-level dense Hessian, traced and compiled at ``x0``, or None where its route
-    does not cover the function."""
-    compiled = _whole(array_level_hessian(flat))
+def _array_level(flat: Callable, x0: np.ndarray, args: tuple,
+                 mostly_nonzero: bool = False) -> Callable | None:
+    """The array-level dense Hessian, traced and compiled at ``x0``; None where its route
+    does not cover the function, or, with ``mostly_nonzero``, where its value at ``x0`` is
+    mostly zeros (the trace then stops before compiling: a sparse matrix may pay). Entries
+    nonzero at ``x0`` are nonzero in the structural pattern too, so a value mostly nonzero
+    means a pattern mostly dense: no pattern need be derived to know that."""
+    def traced(x, *extra):
+        value = _array_derivatives(flat, x, extra)[2]
+        if mostly_nonzero and 2 * int(array_module(value._value).count_nonzero(value._value)) \
+                <= math.prod(value.shape):
+            raise _MostlyZero
+        return value
+
+    compiled = _whole(Function(traced, wrap_outputs=False))
     try:
         first = compiled(x0, *args)
-    except array_derivatives.NotCovered:
+    except (array_derivatives.NotCovered, _MostlyZero):
         return None
     return _keeping_first(compiled, x0, first, lambda value: value)
+
+
+class _MostlyZero(Exception):
+    """The array-level Hessian at the start is mostly zeros (see :func:`_array_level`)."""
+
+
+def _array_derivatives(flat: Callable, x: Tensor, args: tuple) -> tuple:
+    """Value, gradient and the array-level Hessian (:mod:`symtape.transforms.array_derivatives`)
+    of ``flat`` at ``x``, recorded in the trace being made; ``NotCovered`` where that route
+    does not cover the function (or nothing is being traced)."""
+    with GradientTape() as tape:
+        tape.watch(x)
+        y = flat(x, *args)
+    y = scalar_output(y, "value_and_grad")
+    gradient = tape.gradient(y, x, unconnected_gradients="zero")
+    blocks = (array_derivatives.hessian([gradient], [x])
+              if ACTIVE_TRACE.get() is not None and type(x) is Tensor else None)
+    if blocks is None:
+        raise array_derivatives.NotCovered
+    return y, gradient, blocks[0][0]
 
 
 def _keeping_first(evaluate: Callable, x0: np.ndarray, first, finish: Callable) -> Callable:
@@ -415,19 +447,8 @@ class _LastPoint:
     def compiled(cls, flat: Callable, x0: np.ndarray, args: tuple) -> "_LastPoint | None":
         """Traced and compiled at ``x0``, or None where the array-level Hessian does not
         cover the function (:mod:`symtape.transforms.array_derivatives`)."""
-        def together(x, *extra):
-            with GradientTape() as tape:
-                tape.watch(x)
-                y = flat(x, *extra)
-            y = scalar_output(y, "value_and_grad")
-            gradient = tape.gradient(y, x, unconnected_gradients="zero")
-            blocks = (array_derivatives.hessian([gradient], [x])
-                      if ACTIVE_TRACE.get() is not None and type(x) is Tensor else None)
-            if blocks is None:
-                raise array_derivatives.NotCovered
-            return y, gradient, blocks[0][0]
-
-        compiled = _whole(Function(together, wrap_outputs=False))
+        compiled = _whole(Function(lambda x, *extra: _array_derivatives(flat, x, extra),
+                                   wrap_outputs=False))
         try:
             first = compiled(x0, *args)
         except array_derivatives.NotCovered:

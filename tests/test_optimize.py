@@ -120,7 +120,7 @@ def test_a_dense_pattern_gives_trust_constr_a_dense_hessian(monkeypatch):
         np.testing.assert_allclose(hess(x).toarray(), rosen_hess(x), rtol=1e-13)
 
 
-def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
+def counting_patterns(monkeypatch) -> list:
     import symtape.transforms.sparse
 
     derived = []
@@ -128,23 +128,56 @@ def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
     monkeypatch.setattr(symtape.transforms.sparse, "_graph_dependencies",
                         lambda *a: derived.append(1) or original(*a))
     st.clear_kernel_cache()  # patterns are kept in the kernel cache
+    return derived
+
+
+def test_a_hessian_mostly_nonzero_at_the_start_derives_no_pattern(monkeypatch):
+    # trust-constr welcomes sparse Hessians; logistic regression's array-level Hessian is
+    # nonzero everywhere at the start, so its pattern is dense too: nothing to look for
+    derived = counting_patterns(monkeypatch)
     rng = np.random.default_rng(6)
     X, y = rng.normal(size=(50, 7)), (rng.random(50) < 0.5) * 1.0
-    # trust-constr looks for a pattern (trust-exact, dense, takes array-level Hessians here)
-    first = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-constr")
+    result = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-constr")
+    assert derived == []
+    p = 1 / (1 + np.exp(-(X @ result.x)))
+    assert np.abs(X.T @ (p - y) + result.x).max() < 1e-6  # the gradient by hand vanishes
+    # a diagonal Hessian (mostly zeros at the start) still gets its sparse pattern
+    hess = spied_hessian(monkeypatch, lambda x, c: st.reduce_sum(c * x ** 4 + x ** 2),
+                         np.ones(6), (np.arange(6.0),), "trust-constr")
+    import scipy.sparse
+
+    value = hess(np.full(6, 2.0))
+    assert derived == [1] and scipy.sparse.issparse(value) and value.nnz == 6
+    np.testing.assert_allclose(value.toarray(), np.diag(48 * np.arange(6.0) + 2))
+
+
+def chained(x, c):  # a tridiagonal Hessian (slices: derived one row at a time)
+    return st.reduce_sum(c * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def chained_gradient(x, c):  # by hand
+    inner = x[1:] - x[:-1] ** 2
+    gradient = np.zeros_like(x)
+    gradient[1:] += 2 * c * inner
+    gradient[:-1] += -4 * c * x[:-1] * inner - 2 * (1 - x[:-1])
+    return gradient
+
+
+def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
+    derived = counting_patterns(monkeypatch)
+    c = np.full(9, 100.0)
+    first = st.optimize.minimize(chained, START, args=(c,), method="trust-constr")
     assert len(derived) == 1
     # the same fit again, and the same model on other data of the same shapes: no new pattern
-    again = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-constr")
-    other = st.optimize.minimize(logistic, np.zeros(7), args=(X[::-1] * 2, y),
-                                 method="trust-constr")
+    again = st.optimize.minimize(chained, START, args=(c,), method="trust-constr")
+    other = st.optimize.minimize(chained, START, args=(c / 10,), method="trust-constr")
     assert len(derived) == 1
     np.testing.assert_array_equal(again.x, first.x)
-    for result, data in ((first, X), (other, X[::-1] * 2)):  # the gradient by hand vanishes
-        p = 1 / (1 + np.exp(-(data @ result.x)))
-        assert np.abs(data.T @ (p - y) + result.x).max() < 1e-6
-    # another structure (a ridge penalty of another form) is a new pattern
-    st.optimize.minimize(lambda w, X, y: logistic(w, X, y) + st.reduce_sum(w ** 4),
-                         np.zeros(7), args=(X, y), method="trust-constr")
+    for result, data in ((first, c), (other, c / 10)):  # the gradient by hand vanishes
+        assert np.abs(chained_gradient(result.x, data)).max() < 1e-5
+    # another structure (a ridge penalty) is a new pattern
+    st.optimize.minimize(lambda x, c: chained(x, c) + st.reduce_sum(x ** 4), START,
+                         args=(c,), method="trust-constr")
     assert len(derived) == 2
 
 
