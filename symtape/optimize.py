@@ -66,10 +66,11 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     x0 : array-like
         The start; float64.
     method : str, optional
-        Any SciPy method; ``'trust-exact'``/``'dogleg'`` get the exact dense Hessian,
-        ``'trust-constr'`` the sparse one (a dense array where its pattern is mostly dense),
-        ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'`` compiled Hessian-vector products,
-        the others the gradient.
+        Any SciPy method; ``'trust-exact'``/``'dogleg'`` get the exact dense Hessian
+        (``'trust-exact'``, which asks for all three at every point, its value, gradient and
+        Hessian from one kernel call), ``'trust-constr'`` the sparse one (a dense array where
+        it is mostly dense), ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'`` compiled
+        Hessian-vector products, the others the gradient.
     args : tuple
         Extra arguments of ``fun`` (not differentiated): data, as NumPy, CuPy or dask arrays
         (a Python list of numbers among them is made one array, as ``np.asarray`` makes it).
