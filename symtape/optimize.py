@@ -1,9 +1,12 @@
 """SciPy bridges (``st.optimize``): ``scipy.optimize`` with compiled derivatives.
 
 The objective is written with symtape ops on one vector argument. Its value and gradient,
-Hessian (sparse, structural nonzeros only) or Hessian-vector product are compiled once,
-at ``x0``; every iteration then runs kernels only (no SymPy, no tape). SciPy is an optional
-extra (``pip install 'symtape[scipy]'``).
+Hessian (sparse, structural nonzeros only) or Hessian-vector product are traced once, at
+``x0``, and compiled; every iteration then runs kernels only (no SymPy, no tape). For
+``trust-exact`` on host arrays, value, gradient and Hessian come from one trace whose
+recorded ops are replayed for the first points (a fit of a few Newton steps never waits for
+a kernel to be generated) before one kernel compiled from it takes over. SciPy is an
+optional extra (``pip install 'symtape[scipy]'``).
 
 Examples
 --------
@@ -31,6 +34,11 @@ from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_gr
 from symtape.transforms.functional import Function, scalar_output
 from symtape.core.tape import GradientTape
 from symtape.core.tensor import ACTIVE_TRACE, Tensor
+from symtape.arrays.device import CPU, CURRENT_DEVICE
+from symtape.kernels.program import Program
+from symtape.kernels.settings import resolve_backend
+from symtape.kernels.trace import Trace, placeholder, replay
+from symtape.transforms.functional import runs_eagerly
 from symtape.core.ops import reduce_sum
 
 __all__ = ["minimize", "least_squares"]
@@ -434,31 +442,32 @@ def _keeping_first(evaluate: Callable, x0: np.ndarray, first, finish: Callable) 
 
 
 class _LastPoint:
-    """Value, gradient and dense Hessian from one compiled kernel (one trace, one generated
-    kernel, the shared subexpressions such as ``X @ w`` computed once a point), the last
-    point's results kept: SciPy's separate ``fun``/``jac``/``hess`` calls at one point
-    share one kernel call."""
+    """Value, gradient and dense Hessian from one trace, one call a point (the shared
+    subexpressions such as ``X @ w`` computed once), the last point's results kept: SciPy's
+    separate ``fun``/``jac``/``hess`` calls at one point share one call."""
 
-    def __init__(self, compiled: Callable, x0: np.ndarray, first: tuple):
-        self._compiled = compiled
+    def __init__(self, evaluate: Callable, x0: np.ndarray, first: tuple):
+        self._evaluate = evaluate
         self._x = x0.copy()
         self._results = first
 
     @classmethod
     def compiled(cls, flat: Callable, x0: np.ndarray, args: tuple) -> "_LastPoint | None":
-        """Traced and compiled at ``x0``, or None where the array-level Hessian does not
+        """Traced at ``x0`` (and compiled), or None where the array-level Hessian does not
         cover the function (:mod:`symtape.transforms.array_derivatives`)."""
-        compiled = _whole(Function(lambda x, *extra: _array_derivatives(flat, x, extra),
-                                   wrap_outputs=False))
         try:
-            first = compiled(x0, *args)
+            replayed = _Replayed.traced(flat, x0, args)
+            if replayed is not None:
+                return cls(replayed, x0, replayed.first)
+            compiled = _whole(Function(lambda x, *extra: _array_derivatives(flat, x, extra),
+                                       wrap_outputs=False))
+            return cls(compiled, x0, compiled(x0, *args))
         except array_derivatives.NotCovered:
             return None
-        return cls(compiled, x0, first)
 
     def _at(self, x: np.ndarray, args: tuple) -> tuple:
         if not np.array_equal(x, self._x):
-            self._results = self._compiled(x, *args)
+            self._results = self._evaluate(x, *args)
             self._x = x.copy()
         return self._results
 
@@ -468,6 +477,49 @@ class _LastPoint:
 
     def hessian(self, x: np.ndarray, *args) -> np.ndarray:
         return self._at(x, args)[2]
+
+
+class _Replayed:
+    """Value, gradient and array-level Hessian of a trace on host arrays: the first calls
+    replay the recorded ops (:func:`symtape.kernels.trace.replay`), so that a fit of a few
+    Newton steps never waits for a kernel to be generated; call ``COMPILE_AT`` compiles one
+    kernel from the same trace, which runs every later call."""
+
+    COMPILE_AT = 16  # replaying costs a little more a call: a long fit gets the kernel
+
+    def __init__(self, arguments: list, outputs: list, run: Callable, first: tuple):
+        self._arguments, self._outputs, self._run = arguments, outputs, run
+        self._calls = 0
+        self.first = first
+
+    @classmethod
+    def traced(cls, flat: Callable, x0: np.ndarray, args: tuple) -> "_Replayed | None":
+        """Traced at ``x0``; None where the arguments are not all host arrays, a backend
+        other than NumPy's is asked for, or the function reads Variables (the compiled
+        path then takes it). ``NotCovered`` where the array level does not cover it."""
+        if (resolve_backend(None) != "numpy" or CURRENT_DEVICE.get() is not CPU
+                or runs_eagerly() or not all(type(a) is np.ndarray and a.dtype.kind in "fiub"
+                                             for a in args)):
+            return None
+        with Trace() as trace:
+            arguments = [placeholder(x0, "x")] + [placeholder(a, f"arg{i}")
+                                                  for i, a in enumerate(args)]
+            outputs = list(_array_derivatives(flat, arguments[0], tuple(arguments[1:])))
+        if trace.assigned:  # undone: the compiled path traces it again, effects and all
+            for variable, value in trace.originals.values():
+                variable.assign(value)
+            return None
+        run = replay(arguments, outputs)
+        if run is None:
+            return None
+        return cls(arguments, outputs, run, tuple(np.asarray(t.numpy()) for t in outputs))
+
+    def __call__(self, *values) -> tuple:
+        self._calls += 1
+        if self._calls == self.COMPILE_AT:
+            program = Program(self._arguments, self._outputs, {}, "numpy")
+            self._run = program.call_exact
+        return tuple(self._run(list(values)))
 
 
 def _hessian_product(flat: Callable):

@@ -187,31 +187,64 @@ def logistic_by_hand(w, X, y):  # value and gradient of `logistic`, by hand
             X.T @ (1 / (1 + np.exp(-z)) - y) + w)
 
 
-def test_trust_exact_gets_value_gradient_and_hessian_from_one_kernel_call_a_point(monkeypatch):
+@pytest.mark.parametrize("compile_at", [1, 3, 1000])
+def test_trust_exact_gets_value_gradient_and_hessian_from_one_call_a_point(monkeypatch,
+                                                                           compile_at):
+    # the first calls replay the trace; call `compile_at` compiles the kernel that runs the rest
     import scipy.optimize
+    import symtape.optimize
     from symtape.kernels.program import Program
 
     rng = np.random.default_rng(8)
     X, y = rng.normal(size=(60, 5)), (rng.random(60) < 0.5) * 1.0
-    traced, calls = [], []
+    traced, points, kernel = [], [], []
 
     def counted(w, X, y):
         traced.append(1)
         return logistic(w, X, y)
 
-    original = Program.call_exact
+    replayed = symtape.optimize._Replayed
+    monkeypatch.setattr(replayed, "COMPILE_AT", compile_at)
+    original_call, original_kernel = replayed.__call__, Program.call_exact
+    monkeypatch.setattr(replayed, "__call__",
+                        lambda self, *a: points.append(1) or original_call(self, *a))
     monkeypatch.setattr(Program, "call_exact",
-                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+                        lambda self, *a, **k: kernel.append(1) or original_kernel(self, *a, **k))
+    st.clear_kernel_cache()
     result = st.optimize.minimize(counted, np.zeros(5), args=(X, y), method="trust-exact")
     assert len(traced) == 1  # one trace for all three
     # trust-exact asks for all three at each point it visits (nfev of them); the start's
-    # come from the trace, every other point's from one kernel call
-    assert result.nhev == result.nfev and len(calls) == result.nfev - 1
+    # come from the trace, every other point's from one call
+    assert result.nhev == result.nfev and len(points) == result.nfev - 1 >= 3
+    assert len(kernel) == max(0, len(points) - compile_at + 1)
     oracle = scipy.optimize.minimize(logistic_by_hand, np.zeros(5), args=(X, y), jac=True,
                                      hess=lambda w, X, y: logistic_hessian(w, X),
                                      method="trust-exact")
     np.testing.assert_allclose(result.x, oracle.x, atol=1e-8)
     assert result.fun == pytest.approx(oracle.fun, rel=1e-12)
+
+
+def test_trust_exact_reads_variables_and_keeps_their_assignments_as_a_function_does():
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(40, 3)), (rng.random(40) < 0.5) * 1.0
+    ridge, traces = st.Variable(0.5, name="ridge"), st.Variable(0.0, name="traces")
+
+    def loss(w, X, y):  # a Variable read, and one assigned on each run of the Python code
+        traces.assign_add(1.0)
+        return logistic(w, X, y) + (ridge - 0.5) * st.reduce_sum(w * w)
+
+    points = 0
+    for strength in (0.5, 2.0):  # read at each call: the new strength's fit
+        ridge.assign(strength)
+        result = st.optimize.minimize(loss, np.zeros(3), args=(X, y), method="trust-exact",
+                                      options={"gtol": 1e-10})
+        p = 1 / (1 + np.exp(-(X @ result.x)))
+        gradient = X.T @ (p - y) + result.x + 2 * (strength - 0.5) * result.x
+        assert np.abs(gradient).max() < 1e-9
+        points += result.nfev
+    # as in st.function, each evaluation (the trace at the start, a kernel call at each other
+    # point) assigns: once a point; a trial trace that found a Variable assigned is undone
+    assert float(traces.numpy()) == points
 
 
 def test_trust_exact_answers_each_derivative_at_any_point_in_any_order(monkeypatch):
