@@ -502,7 +502,8 @@ class _Replayed:
                                              for a in args)):
             return None
         with Trace() as trace:
-            arguments = [placeholder(x0, "x")] + [placeholder(a, f"arg{i}")
+            arguments = [placeholder(x0, "x")] + [placeholder(a[()] if a.ndim == 0 else a,
+                                                              f"arg{i}")
                                                   for i, a in enumerate(args)]
             outputs = list(_array_derivatives(flat, arguments[0], tuple(arguments[1:])))
         if trace.assigned:  # undone: the compiled path traces it again, effects and all
