@@ -119,8 +119,8 @@ def logistic_by_hand(X, y):
 
 def bench_logistic(repeat: int, rows: list) -> None:
     """trust-exact logistic regression, X of 2000 x 64: value, gradient and Hessian come from
-    one trace and one kernel (one call a point); a first fit starts with every cache empty, a
-    repeated fit finds the kernel in the kernel cache."""
+    one trace, one call a point (the trace replayed; a kernel compiled from it once a fit
+    runs long); a first fit starts with every cache empty, a repeated fit with them warm."""
     X, y = logistic_data()
     w0 = np.zeros(X.shape[1])
 
