@@ -1,9 +1,12 @@
 """SciPy bridges (``st.optimize``): ``scipy.optimize`` with compiled derivatives.
 
 The objective is written with symtape ops on one vector argument. Its value and gradient,
-Hessian (sparse, structural nonzeros only) or Hessian-vector product are compiled once,
-at ``x0``; every iteration then runs kernels only (no SymPy, no tape). SciPy is an optional
-extra (``pip install 'symtape[scipy]'``).
+Hessian (sparse, structural nonzeros only) or Hessian-vector product are traced once, at
+``x0``, and compiled; every iteration then runs kernels only (no SymPy, no tape). For
+``trust-exact`` on host arrays, value, gradient and Hessian come from one trace whose
+recorded ops are replayed for the first points (a fit of a few Newton steps never waits for
+a kernel to be generated) before one kernel compiled from it takes over. SciPy is an
+optional extra (``pip install 'symtape[scipy]'``).
 
 Examples
 --------
@@ -17,18 +20,25 @@ Examples
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Callable
 
 import numpy as np
 
 from symtape.core import nest
-from symtape.arrays.backends import is_gpu_array, to_host
+from symtape.arrays.backends import array_module, is_gpu_array, to_host
 from symtape.kernels.compile import any_dask_array
 from symtape.transforms import array_derivatives
-from symtape.transforms.derivatives import (array_level_hessian, grad, hessian, jacobian,
-                                            value_and_grad)
-from symtape.transforms.functional import Function
+from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
+from symtape.transforms.functional import Function, scalar_output
+from symtape.core.tape import GradientTape
+from symtape.core.tensor import ACTIVE_TRACE, Tensor
+from symtape.arrays.device import CPU, CURRENT_DEVICE
+from symtape.kernels.program import Program
+from symtape.kernels.settings import resolve_backend
+from symtape.kernels.trace import Trace, placeholder, replay
+from symtape.transforms.functional import runs_eagerly
 from symtape.core.ops import reduce_sum
 
 __all__ = ["minimize", "least_squares"]
@@ -38,6 +48,9 @@ _HESSIAN = {"trust-exact", "dogleg"}  # a dense matrix
 _SPARSE_HESSIAN = {"trust-constr"}  # a matrix, sparse welcome
 _PRODUCT = {"newton-cg", "trust-ncg", "trust-krylov"}  # Hessian-vector products suffice
 _NO_GRADIENT = {"nelder-mead", "powell", "cobyla", "cobyqa"}
+# methods that ask for value, gradient and Hessian at every point they visit (trust-exact
+# factors the Hessian of each trial point as it makes its subproblem): one kernel gives all
+_EVERY_POINT = {"trust-exact"}
 
 
 def _scipy_optimize():
@@ -61,10 +74,11 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     x0 : array-like
         The start; float64.
     method : str, optional
-        Any SciPy method; ``'trust-exact'``/``'dogleg'`` get the exact dense Hessian,
-        ``'trust-constr'`` the sparse one (a dense array where its pattern is mostly dense),
-        ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'`` compiled Hessian-vector products,
-        the others the gradient.
+        Any SciPy method; ``'trust-exact'``/``'dogleg'`` get the exact dense Hessian
+        (``'trust-exact'``, which asks for all three at every point, its value, gradient and
+        Hessian from one kernel call), ``'trust-constr'`` the sparse one (a dense array where
+        it is mostly dense), ``'Newton-CG'``/``'trust-ncg'``/``'trust-krylov'`` compiled
+        Hessian-vector products, the others the gradient.
     args : tuple
         Extra arguments of ``fun`` (not differentiated): data, as NumPy, CuPy or dask arrays
         (a Python list of numbers among them is made one array, as ``np.asarray`` makes it).
@@ -93,31 +107,9 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
     """
     optimize = _scipy_optimize()
     x0 = _start(x0, "minimize")
-    shape = x0.shape
-    key = (method or "").lower()
     fun, args = _positional(fun, args, kwargs, "minimize")
-    flat = _flat_objective(fun, shape)
-    chunked = any_dask_array(args)  # data in dask arrays: every derivative sums over chunks
-    evaluate = _summed_over_chunks if chunked else _whole
-    options: dict[str, Any] = {}
-    if key in _NO_GRADIENT:
-        value = evaluate(Function(flat, wrap_outputs=False))
-        objective = lambda x, *a: float(value(x, *a))  # noqa: E731
-    else:
-        value_grad = evaluate(value_and_grad(flat))
-        if not chunked:
-            value_grad(x0.reshape(-1), *args)  # trace and compile at the start, once
-
-        def objective(x, *a):
-            value, gradient = value_grad(x, *a)
-            return float(value), gradient
-
-        options["jac"] = True
-    if key in _HESSIAN or key in _SPARSE_HESSIAN:  # summed over chunks: dense, for both
-        options["hess"] = (evaluate(hessian(flat)) if chunked else
-                           _hessian(flat, x0.reshape(-1), args, dense=key in _HESSIAN))
-    elif key in _PRODUCT:
-        options["hessp"] = evaluate(_hessian_product(flat))
+    flat = _flat_objective(fun, x0.shape)
+    objective, options = _derivatives(flat, x0.reshape(-1), args, (method or "").lower())
     options.update(scipy_kwargs)
     monitor = _Monitor(options.pop("callback", None), progress)
     try:
@@ -127,6 +119,38 @@ def minimize(fun: Callable, x0, method: str | None = None, args: tuple = (),
         monitor.close()
     result.history = np.array(monitor.history)
     return result
+
+
+def _derivatives(flat: Callable, x0: np.ndarray, args: tuple, method: str) -> tuple:
+    """``(objective, options)`` for ``scipy.optimize.minimize``: the objective (value and
+    gradient together, except for the methods without gradients) and the derivative options
+    ``method`` takes (``jac``, ``hess`` or ``hessp``), compiled at ``x0``."""
+    chunked = any_dask_array(args)  # data in dask arrays: every derivative sums over chunks
+    together = method in _EVERY_POINT and not chunked
+    if together:
+        point = _LastPoint.compiled(flat, x0, args)
+        if point is not None:  # one kernel call a point for value, gradient and Hessian
+            return point.objective, {"jac": True, "hess": point.hessian}
+    evaluate = _summed_over_chunks if chunked else _whole
+    if method in _NO_GRADIENT:
+        value = evaluate(Function(flat, wrap_outputs=False))
+        return (lambda x, *a: float(value(x, *a))), {}
+    value_grad = evaluate(value_and_grad(flat))
+    if not chunked:
+        value_grad(x0, *args)  # trace and compile at the start, once
+
+    def objective(x, *a):
+        value, gradient = value_grad(x, *a)
+        return float(value), gradient
+
+    options: dict[str, Any] = {"jac": True}
+    if method in _HESSIAN or method in _SPARSE_HESSIAN:  # summed over chunks: dense, for both
+        options["hess"] = (evaluate(hessian(flat)) if chunked else
+                           _hessian(flat, x0, args, dense=method in _HESSIAN,
+                                    array_level=not together))  # known not to cover it
+    elif method in _PRODUCT:
+        options["hessp"] = evaluate(_hessian_product(flat))
+    return objective, options
 
 
 def _whole(transform: Callable) -> Callable:
@@ -337,13 +361,16 @@ def _plain(flat: Callable) -> Callable:
     return lambda x, *args: to_host(compiled(x, *args)).astype(np.float64)
 
 
-def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callable:
+def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool,
+             array_level: bool = True) -> Callable:
     """The compiled Hessian for SciPy: dense where the method wants it or the pattern is
     mostly dense (a sparse matrix would then only cost more), else ``scipy.sparse``. A
     dense one whose graph the array-level route covers is that route's (a few matrix
-    products a call, :mod:`symtape.transforms.array_derivatives`), never a product per colour."""
-    if dense:
-        whole = _array_level(flat, x0, args)
+    products a call, :mod:`symtape.transforms.array_derivatives`), never a product per colour;
+    where that route's value at ``x0`` is mostly nonzero, no pattern is derived at all.
+    ``array_level=False`` where that route is already known not to cover the function."""
+    if array_level:  # for a method that welcomes sparse matrices: if mostly nonzero at x0
+        whole = _array_level(flat, x0, args, mostly_nonzero=not dense)
         if whole is not None:
             return whole
     sparse = _whole(hessian(flat, sparse=True))
@@ -357,15 +384,46 @@ def _hessian(flat: Callable, x0: np.ndarray, args: tuple, dense: bool) -> Callab
                           (lambda value: value.toarray()) if dense else (lambda value: value))
 
 
-def _array_level(flat: Callable, x0: np.ndarray, args: tuple) -> Callable | None:
-    """The array-level dense Hessian, traced and compiled at ``x0``, or None where its route
-    does not cover the function."""
-    compiled = _whole(array_level_hessian(flat))
+def _array_level(flat: Callable, x0: np.ndarray, args: tuple,
+                 mostly_nonzero: bool = False) -> Callable | None:
+    """The array-level dense Hessian, traced and compiled at ``x0``; None where its route
+    does not cover the function, or, with ``mostly_nonzero``, where its value at ``x0`` is
+    mostly zeros (the trace then stops before compiling: a sparse matrix may pay). Entries
+    nonzero at ``x0`` are nonzero in the structural pattern too, so a value mostly nonzero
+    means a pattern mostly dense: no pattern need be derived to know that."""
+    def traced(x, *extra):
+        value = _array_derivatives(flat, x, extra)[2]
+        if mostly_nonzero and 2 * int(array_module(value._value).count_nonzero(value._value)) \
+                <= math.prod(value.shape):
+            raise _MostlyZero
+        return value
+
+    compiled = _whole(Function(traced, wrap_outputs=False))
     try:
         first = compiled(x0, *args)
-    except array_derivatives.NotCovered:
+    except (array_derivatives.NotCovered, _MostlyZero):
         return None
     return _keeping_first(compiled, x0, first, lambda value: value)
+
+
+class _MostlyZero(Exception):
+    """The array-level Hessian at the start is mostly zeros (see :func:`_array_level`)."""
+
+
+def _array_derivatives(flat: Callable, x: Tensor, args: tuple) -> tuple:
+    """Value, gradient and the array-level Hessian (:mod:`symtape.transforms.array_derivatives`)
+    of ``flat`` at ``x``, recorded in the trace being made; ``NotCovered`` where that route
+    does not cover the function (or nothing is being traced)."""
+    with GradientTape() as tape:
+        tape.watch(x)
+        y = flat(x, *args)
+    y = scalar_output(y, "value_and_grad")
+    gradient = tape.gradient(y, x, unconnected_gradients="zero")
+    blocks = (array_derivatives.hessian([gradient], [x])
+              if ACTIVE_TRACE.get() is not None and type(x) is Tensor else None)
+    if blocks is None:
+        raise array_derivatives.NotCovered
+    return y, gradient, blocks[0][0]
 
 
 def _keeping_first(evaluate: Callable, x0: np.ndarray, first, finish: Callable) -> Callable:
@@ -381,6 +439,88 @@ def _keeping_first(evaluate: Callable, x0: np.ndarray, first, finish: Callable) 
         return finish(evaluate(x, *a))
 
     return hess
+
+
+class _LastPoint:
+    """Value, gradient and dense Hessian from one trace, one call a point (the shared
+    subexpressions such as ``X @ w`` computed once), the last point's results kept: SciPy's
+    separate ``fun``/``jac``/``hess`` calls at one point share one call."""
+
+    def __init__(self, evaluate: Callable, x0: np.ndarray, first: tuple):
+        self._evaluate = evaluate
+        self._x = x0.copy()
+        self._results = first
+
+    @classmethod
+    def compiled(cls, flat: Callable, x0: np.ndarray, args: tuple) -> "_LastPoint | None":
+        """Traced at ``x0`` (and compiled), or None where the array-level Hessian does not
+        cover the function (:mod:`symtape.transforms.array_derivatives`)."""
+        try:
+            replayed = _Replayed.traced(flat, x0, args)
+            if replayed is not None:
+                return cls(replayed, x0, replayed.first)
+            compiled = _whole(Function(lambda x, *extra: _array_derivatives(flat, x, extra),
+                                       wrap_outputs=False))
+            return cls(compiled, x0, compiled(x0, *args))
+        except array_derivatives.NotCovered:
+            return None
+
+    def _at(self, x: np.ndarray, args: tuple) -> tuple:
+        if not np.array_equal(x, self._x):
+            self._results = self._evaluate(x, *args)
+            self._x = x.copy()
+        return self._results
+
+    def objective(self, x: np.ndarray, *args) -> tuple:
+        value, gradient, _ = self._at(x, args)
+        return float(value), gradient
+
+    def hessian(self, x: np.ndarray, *args) -> np.ndarray:
+        return self._at(x, args)[2]
+
+
+class _Replayed:
+    """Value, gradient and array-level Hessian of a trace on host arrays: the first calls
+    replay the recorded ops (:func:`symtape.kernels.trace.replay`), so that a fit of a few
+    Newton steps never waits for a kernel to be generated; call ``COMPILE_AT`` compiles one
+    kernel from the same trace, which runs every later call."""
+
+    COMPILE_AT = 16  # replaying costs a little more a call: a long fit gets the kernel
+
+    def __init__(self, arguments: list, outputs: list, run: Callable, first: tuple):
+        self._arguments, self._outputs, self._run = arguments, outputs, run
+        self._calls = 0
+        self.first = first
+
+    @classmethod
+    def traced(cls, flat: Callable, x0: np.ndarray, args: tuple) -> "_Replayed | None":
+        """Traced at ``x0``; None where the arguments are not all host arrays, a backend
+        other than NumPy's is asked for, or the function reads Variables (the compiled
+        path then takes it). ``NotCovered`` where the array level does not cover it."""
+        if (resolve_backend(None) != "numpy" or CURRENT_DEVICE.get() is not CPU
+                or runs_eagerly() or not all(type(a) is np.ndarray and a.dtype.kind in "fiub"
+                                             for a in args)):
+            return None
+        with Trace() as trace:
+            arguments = [placeholder(x0, "x")] + [placeholder(a[()] if a.ndim == 0 else a,
+                                                              f"arg{i}")
+                                                  for i, a in enumerate(args)]
+            outputs = list(_array_derivatives(flat, arguments[0], tuple(arguments[1:])))
+        if trace.assigned:  # undone: the compiled path traces it again, effects and all
+            for variable, value in trace.originals.values():
+                variable.assign(value)
+            return None
+        run = replay(arguments, outputs)
+        if run is None:
+            return None
+        return cls(arguments, outputs, run, tuple(np.asarray(t.numpy()) for t in outputs))
+
+    def __call__(self, *values) -> tuple:
+        self._calls += 1
+        if self._calls == self.COMPILE_AT:
+            program = Program(self._arguments, self._outputs, {}, "numpy")
+            self._run = program.call_exact
+        return tuple(self._run(list(values)))
 
 
 def _hessian_product(flat: Callable):

@@ -120,7 +120,7 @@ def test_a_dense_pattern_gives_trust_constr_a_dense_hessian(monkeypatch):
         np.testing.assert_allclose(hess(x).toarray(), rosen_hess(x), rtol=1e-13)
 
 
-def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
+def counting_patterns(monkeypatch) -> list:
     import symtape.transforms.sparse
 
     derived = []
@@ -128,24 +128,148 @@ def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
     monkeypatch.setattr(symtape.transforms.sparse, "_graph_dependencies",
                         lambda *a: derived.append(1) or original(*a))
     st.clear_kernel_cache()  # patterns are kept in the kernel cache
+    return derived
+
+
+def test_a_hessian_mostly_nonzero_at_the_start_derives_no_pattern(monkeypatch):
+    # trust-constr welcomes sparse Hessians; logistic regression's array-level Hessian is
+    # nonzero everywhere at the start, so its pattern is dense too: nothing to look for
+    derived = counting_patterns(monkeypatch)
     rng = np.random.default_rng(6)
     X, y = rng.normal(size=(50, 7)), (rng.random(50) < 0.5) * 1.0
-    # trust-constr looks for a pattern (trust-exact, dense, takes array-level Hessians here)
-    first = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-constr")
+    result = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-constr")
+    assert derived == []
+    p = 1 / (1 + np.exp(-(X @ result.x)))
+    assert np.abs(X.T @ (p - y) + result.x).max() < 1e-6  # the gradient by hand vanishes
+    # a diagonal Hessian (mostly zeros at the start) still gets its sparse pattern
+    hess = spied_hessian(monkeypatch, lambda x, c: st.reduce_sum(c * x ** 4 + x ** 2),
+                         np.ones(6), (np.arange(6.0),), "trust-constr")
+    import scipy.sparse
+
+    value = hess(np.full(6, 2.0))
+    assert derived == [1] and scipy.sparse.issparse(value) and value.nnz == 6
+    np.testing.assert_allclose(value.toarray(), np.diag(48 * np.arange(6.0) + 2))
+
+
+def chained(x, c):  # a tridiagonal Hessian (slices: derived one row at a time)
+    return st.reduce_sum(c * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def chained_gradient(x, c):  # by hand
+    inner = x[1:] - x[:-1] ** 2
+    gradient = np.zeros_like(x)
+    gradient[1:] += 2 * c * inner
+    gradient[:-1] += -4 * c * x[:-1] * inner - 2 * (1 - x[:-1])
+    return gradient
+
+
+def test_a_repeated_fit_derives_no_pattern_again(monkeypatch):
+    derived = counting_patterns(monkeypatch)
+    c = np.full(9, 100.0)
+    first = st.optimize.minimize(chained, START, args=(c,), method="trust-constr")
     assert len(derived) == 1
     # the same fit again, and the same model on other data of the same shapes: no new pattern
-    again = st.optimize.minimize(logistic, np.zeros(7), args=(X, y), method="trust-constr")
-    other = st.optimize.minimize(logistic, np.zeros(7), args=(X[::-1] * 2, y),
-                                 method="trust-constr")
+    again = st.optimize.minimize(chained, START, args=(c,), method="trust-constr")
+    other = st.optimize.minimize(chained, START, args=(c / 10,), method="trust-constr")
     assert len(derived) == 1
     np.testing.assert_array_equal(again.x, first.x)
-    for result, data in ((first, X), (other, X[::-1] * 2)):  # the gradient by hand vanishes
-        p = 1 / (1 + np.exp(-(data @ result.x)))
-        assert np.abs(data.T @ (p - y) + result.x).max() < 1e-6
-    # another structure (a ridge penalty of another form) is a new pattern
-    st.optimize.minimize(lambda w, X, y: logistic(w, X, y) + st.reduce_sum(w ** 4),
-                         np.zeros(7), args=(X, y), method="trust-constr")
+    for result, data in ((first, c), (other, c / 10)):  # the gradient by hand vanishes
+        assert np.abs(chained_gradient(result.x, data)).max() < 1e-5
+    # another structure (a ridge penalty) is a new pattern
+    st.optimize.minimize(lambda x, c: chained(x, c) + st.reduce_sum(x ** 4), START,
+                         args=(c,), method="trust-constr")
     assert len(derived) == 2
+
+
+def logistic_by_hand(w, X, y):  # value and gradient of `logistic`, by hand
+    z = X @ w
+    return (np.sum(np.logaddexp(0, z) - y * z) + 0.5 * w @ w,
+            X.T @ (1 / (1 + np.exp(-z)) - y) + w)
+
+
+@pytest.mark.parametrize("compile_at", [1, 3, 1000])
+def test_trust_exact_gets_value_gradient_and_hessian_from_one_call_a_point(monkeypatch,
+                                                                           compile_at):
+    # the first calls replay the trace; call `compile_at` compiles the kernel that runs the rest
+    import scipy.optimize
+    import symtape.optimize
+    from symtape.kernels.program import Program
+
+    rng = np.random.default_rng(8)
+    X, y = rng.normal(size=(60, 5)), (rng.random(60) < 0.5) * 1.0
+    traced, points, kernel = [], [], []
+
+    def counted(w, X, y):
+        traced.append(1)
+        return logistic(w, X, y)
+
+    replayed = symtape.optimize._Replayed
+    monkeypatch.setattr(replayed, "COMPILE_AT", compile_at)
+    original_call, original_kernel = replayed.__call__, Program.call_exact
+    monkeypatch.setattr(replayed, "__call__",
+                        lambda self, *a: points.append(1) or original_call(self, *a))
+    monkeypatch.setattr(Program, "call_exact",
+                        lambda self, *a, **k: kernel.append(1) or original_kernel(self, *a, **k))
+    st.clear_kernel_cache()
+    result = st.optimize.minimize(counted, np.zeros(5), args=(X, y), method="trust-exact")
+    assert len(traced) == 1  # one trace for all three
+    # trust-exact asks for all three at each point it visits (nfev of them); the start's
+    # come from the trace, every other point's from one call
+    assert result.nhev == result.nfev and len(points) == result.nfev - 1 >= 3
+    assert len(kernel) == max(0, len(points) - compile_at + 1)
+    oracle = scipy.optimize.minimize(logistic_by_hand, np.zeros(5), args=(X, y), jac=True,
+                                     hess=lambda w, X, y: logistic_hessian(w, X),
+                                     method="trust-exact")
+    np.testing.assert_allclose(result.x, oracle.x, atol=1e-8)
+    assert result.fun == pytest.approx(oracle.fun, rel=1e-12)
+
+
+def test_trust_exact_reads_variables_and_keeps_their_assignments_as_a_function_does():
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(40, 3)), (rng.random(40) < 0.5) * 1.0
+    ridge, traces = st.Variable(0.5, name="ridge"), st.Variable(0.0, name="traces")
+
+    def loss(w, X, y):  # a Variable read, and one assigned on each run of the Python code
+        traces.assign_add(1.0)
+        return logistic(w, X, y) + (ridge - 0.5) * st.reduce_sum(w * w)
+
+    points = 0
+    for strength in (0.5, 2.0):  # read at each call: the new strength's fit
+        ridge.assign(strength)
+        result = st.optimize.minimize(loss, np.zeros(3), args=(X, y), method="trust-exact",
+                                      options={"gtol": 1e-10})
+        p = 1 / (1 + np.exp(-(X @ result.x)))
+        gradient = X.T @ (p - y) + result.x + 2 * (strength - 0.5) * result.x
+        assert np.abs(gradient).max() < 1e-9
+        points += result.nfev
+    # as in st.function, each evaluation (the trace at the start, a kernel call at each other
+    # point) assigns: once a point; a trial trace that found a Variable assigned is undone
+    assert float(traces.numpy()) == points
+
+
+def test_trust_exact_answers_each_derivative_at_any_point_in_any_order(monkeypatch):
+    import scipy.optimize
+
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(30, 4)), (rng.random(30) < 0.5) * 1.0
+    w0, w1 = np.zeros(4), rng.normal(size=4)
+    seen = {}
+
+    def spy(fun, x0, args=(), method=None, jac=None, hess=None, **kwargs):
+        seen.update(fun=lambda w: fun(w, *args), hess=lambda w: hess(w, *args))
+        return scipy.optimize.OptimizeResult()
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    st.optimize.minimize(logistic, w0, args=(X, y), method="trust-exact")
+    # a Hessian first at a new point, then its value; back to the start; the same again
+    for w, first in ((w1, "hess"), (w0, "fun"), (w0, "hess"), (w1, "fun"), (w1, "hess")):
+        if first == "hess":
+            np.testing.assert_allclose(seen["hess"](w), logistic_hessian(w, X), rtol=1e-12)
+        value, gradient = seen["fun"](w)
+        expected_value, expected_gradient = logistic_by_hand(w, X, y)
+        assert value == pytest.approx(expected_value, rel=1e-13)
+        np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(seen["hess"](w), logistic_hessian(w, X), rtol=1e-12)
 
 
 def test_extra_arguments_and_matrix_shaped_starts():

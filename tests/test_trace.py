@@ -302,3 +302,39 @@ def test_host_values_of_traced_tensors_are_refused_not_frozen(escape):
     # eagerly, and outside any trace, host values are fine
     assert float(body(st.constant(3.0))) in (6.0, 9.0)
     assert float(st.constant(3.0)) == 3.0 and float(v) == 2.0
+
+
+# ---------------------------------------------------------------- replaying a trace
+
+
+def test_a_replayed_trace_computes_its_outputs_at_new_values():
+    from symtape.kernels.trace import replay
+
+    rng = np.random.default_rng(3)
+    A = st.constant(rng.normal(size=(4, 3)), name="A")
+    with Trace():
+        x = placeholder(np.zeros(3), "x")
+        b = placeholder(np.ones(4), "b")
+        with st.GradientTape() as tape:
+            tape.watch(x)
+            y = st.reduce_sum(st.softplus(A @ x - b)) + st.reduce_sum(x * x)
+        g = tape.gradient(y, x)
+    run = replay([x, b], [y, g, st.transpose(A) @ A])  # the last only from constants
+    x1, b1 = rng.normal(size=3), rng.normal(size=4)
+    z = A.numpy() @ x1 - b1
+    value, gradient, constant = run([x1, b1])
+    assert value == pytest.approx(np.sum(np.logaddexp(0, z)) + x1 @ x1, rel=1e-14)
+    np.testing.assert_allclose(gradient, A.numpy().T @ (1 / (1 + np.exp(-z))) + 2 * x1,
+                               rtol=1e-13)
+    np.testing.assert_array_equal(constant, A.numpy().T @ A.numpy())
+
+
+def test_a_trace_that_reads_a_variable_is_not_replayed():
+    from symtape.kernels.trace import replay
+
+    v = st.Variable(2.0, name="v")
+    with Trace():
+        x = placeholder(np.ones(2), "x")
+        y = st.reduce_sum(x * v)
+    assert replay([x], [y]) is None
+    assert replay([x], [x * 2.0]) is not None

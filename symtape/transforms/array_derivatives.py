@@ -305,10 +305,30 @@ def _add(sweep: _Sweep, terms: list, shape: tuple) -> _Tangent | None:
         for s in scales[1:]:
             total = total + s
         return _Tangent(None, total)
-    total = sweep.dense(terms[0], shape)
-    for t in terms[1:]:
-        total = total + sweep.dense(t, shape)
+    # the constant blocks (a ridge penalty's 2 lam I, say) added up here, into one constant
+    parts = [part for t in terms for part in _addends(sweep.dense(t, shape))]
+    constants = [part for part in parts if not part._symbolic]
+    parts = [part for part in parts if part._symbolic]
+    if constants:
+        constant = constants[0]
+        for c in constants[1:]:
+            constant = constant + c  # computed now: no lineage, so no op in the kernel
+        parts.append(constant)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
     return _Tangent(total)
+
+
+def _addends(block: Tensor) -> list:
+    """``block`` as terms: a sum of a block and a constant of its shape is the two (so that
+    constants met in nested sums are added once, when traced)."""
+    if block._prim is not None and block._prim.name == "add" and block._symbolic:
+        a, b = block._inputs
+        if (a.shape == b.shape == block.shape and a.dtype == b.dtype == block.dtype
+                and a._symbolic != b._symbolic):
+            return [a, b]
+    return [block]
 
 
 def _ones(dtype) -> Tensor:
@@ -329,7 +349,7 @@ def _elementwise(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None
         rule = prim.rule(k)
         if t is None or rule is None:
             continue
-        partial = rule(TENSOR, _ones(node.dtype), node, *inputs, **params)
+        partial = _without_unit_factor(rule(TENSOR, _ones(node.dtype), node, *inputs, **params))
         if partial is None:
             continue
         if tuple(x.shape) == shape:  # lazily: the partial joins the row scale
@@ -344,6 +364,17 @@ def _elementwise(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None
                 base = TENSOR.broadcast_to(base, shape=shape + (sweep.n,))
             terms.append(_Tangent(base))
     return _add(sweep, terms, shape)
+
+
+def _without_unit_factor(partial):
+    """A rule's partial with the cotangent of one it was multiplied by dropped (``1 * s``
+    is ``s``): one op less to compile."""
+    if isinstance(partial, Tensor) and partial._prim is not None and \
+            partial._prim.name == "mul":
+        for one, other in (partial._inputs, partial._inputs[::-1]):
+            if _is_one(one) and other.shape == partial.shape and other.dtype == partial.dtype:
+                return other
+    return partial
 
 
 def _reduce_sum(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
