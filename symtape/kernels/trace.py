@@ -120,6 +120,19 @@ def replay(arguments: list[Tensor], outputs: list[Tensor]) -> Callable[[list], l
     little more than a kernel's. None where the graph reads Variables (a kernel reads
     those at call time).
 
+    Parameters
+    ----------
+    arguments : list of Tensor
+        The trace's placeholders, in the order the replay takes their new values.
+    outputs : list of Tensor
+        The traced results to compute again.
+
+    Returns
+    -------
+    callable or None
+        ``run(values)`` -> the outputs' arrays at the host arrays ``values`` (one per
+        argument); None where the graph reads Variables.
+
     Examples
     --------
     >>> import numpy as np, symtape as st
