@@ -5,8 +5,9 @@ machinery the transforms built on it share (:mod:`symtape.transforms.derivatives
 A call means the function applied to its whole arguments. It looks up the trace made for
 exactly the arguments' signature (shapes, dtypes, device, and the values of non-numeric
 arguments); a new signature is a new trace, so a result never depends on earlier calls.
-Tracing runs the function once, eagerly, on the real values (that run *is* the call, side
-effects included), compiles its graph, and later calls run the kernel only. Variables the
+Tracing runs the function once, eagerly, on the real values (its Python side effects happen
+then, once) and compiles its graph; every call, the first included, returns what the kernel
+computes (eager and compiled rounding may differ in the last bit). Variables the
 function reads are kernel inputs, read at call time; Variables it assigns are kernel
 outputs, assigned after each call. Batches of points are explicit: ``st.vmap``
 (:mod:`symtape.transforms.vmap`) traces at the point shape and runs the kernel over the batch axes.
@@ -349,11 +350,11 @@ class Function:
         leaves = placed(leaves)
         specs = [leaf_spec(leaf) for leaf in leaves]
         concrete = self._lookup(specs)
-        if concrete is None:
-            concrete, result = self._trace(*rebuild(leaves), leaves, rebuild, specs,
-                                           keep_effects=True)
-        else:
-            result = concrete._run(leaves, self._wrap)
+        if concrete is None:  # traced (Python side effects happen once, here), and then,
+            # as every later call, the kernel: a result never depends on call history (the
+            # eager values may differ in the last bit from the compiled ones)
+            concrete = self._trace(*rebuild(leaves), leaves, rebuild, specs)
+        result = concrete._run(leaves, self._wrap)
         key = None if kwargs else _plain_key(args)
         if key is not None and concrete.takes_plain and CURRENT_DEVICE.get() is CPU:
             self._by_plain_key[key] = concrete
@@ -393,7 +394,7 @@ class Function:
         concrete = self._lookup(specs)
         if concrete is None:
             args, kwargs = rebuild(leaves)
-            concrete = self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=False)[0]
+            concrete = self._trace(args, kwargs, leaves, rebuild, specs)
         return concrete
 
     @property
@@ -417,7 +418,9 @@ class Function:
         """The trace made for exactly these specs, if any."""
         return self._by_specs.get(tuple(specs))
 
-    def _trace(self, args, kwargs, leaves, rebuild, specs, keep_effects: bool):
+    def _trace(self, args, kwargs, leaves, rebuild, specs) -> ConcreteFunction:
+        """Trace the function at these arguments and compile it; Variables it assigns are
+        left unchanged (the kernel assigns them when it runs)."""
         placeholders, traced = _placeholders(self.python_function, args, kwargs, leaves, specs)
         traced_args, traced_kwargs = rebuild(traced)
         with Trace() as trace:
@@ -428,11 +431,9 @@ class Function:
         concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
         self._traces.append(concrete)
         self._by_specs[tuple(specs)] = concrete
-        if not keep_effects:
-            for variable, value in trace.originals.values():
-                variable._value, variable._read_cache = value, None
-        result = [_plain(leaf, self._wrap) for leaf in nest.flatten(outputs)[0]]
-        return concrete, nest.flatten(outputs)[1](result)
+        for variable, value in trace.originals.values():
+            variable._value, variable._read_cache = value, None
+        return concrete
 
     def __repr__(self) -> str:
         return f"<st.function {getattr(self.python_function, '__name__', '?')}>"
@@ -449,15 +450,6 @@ def _placeholders(fun, args, kwargs, leaves: list, specs: list) -> tuple[list, l
             placeholders.append(leaf)
         traced.append(leaf)
     return placeholders, traced
-
-
-def _plain(leaf, wrap: bool):
-    """A trace's output as a caller gets it: a value without lineage to the placeholders."""
-    if isinstance(leaf, (Tensor, Variable)):
-        value = read_tensor(leaf)._value
-        return Tensor(value) if wrap else (np.asarray(value) if array_module(value) is np
-                                          else value)
-    return leaf
 
 
 def _backend(placeholders: list[Tensor], trace: Trace) -> str:
