@@ -1251,6 +1251,35 @@ def test_the_first_call_assigns_variables_once():
     assert float(v.numpy()) == pytest.approx(float(expected), rel=1e-6)
 
 
+def many_f(*xs):
+    return st.reduce_sum(st.stack([st.sin(x) * (i + 1) for i, x in enumerate(xs)]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make, args", [
+    (lambda b: st.value_and_grad(small_f, argnums=(0, 1), backend=b), (0.3, 0.7)),
+    (lambda b: st.value_and_grad(small_f, backend=b), (0.3, 0.7)),
+    (lambda b: st.grad(small_f, backend=b), (0.3, 0.7)),
+    (lambda b: st.grad(small_f, argnums=[1, 0], backend=b), (0.3, 0.7)),
+    (lambda b: st.hessian(small_f, argnums=(0, 1), backend=b), (0.3, 0.7)),
+    (lambda b: st.grad(many_f, argnums=tuple(range(20)), backend=b),
+     tuple(np.linspace(0.1, 2.0, 20).tolist())),  # more outputs than one expression takes
+    (lambda b: st.grad(small_f, argnums=(0, 1), backend=b),
+     (np.array(0.3, np.float32), np.array(0.7, np.float32))),
+])
+def test_scalar_outputs_built_in_one_expression_keep_types_and_structure(backend, make, args):
+    """The fast path builds scalar outputs (0-d arrays of the traced dtypes) and their
+    structure in one generated expression: what the full path gives, on every call."""
+    fun = make(backend)
+    for _ in range(3):
+        assert_identical(fun(*args), full_path(functools.partial(make, backend), *args))
+    if fun._what == "value_and_grad" and fun._argnums == (0, 1):  # and the right numbers
+        value, (dx, dy) = fun(*args)
+        expected_value, (expected_dx, expected_dy) = small_f_value_and_grad(*args)
+        np.testing.assert_allclose([value, dx, dy], [expected_value, expected_dx, expected_dy],
+                                   rtol=1e-13)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_arguments_raise_the_same_errors_after_fast_calls(backend):
     def make():

@@ -515,10 +515,16 @@ class Program:
         return self.exact_caller(scalars)(values)
 
     def exact_caller(self, scalars: bool = False,
-                     then: Callable[[list], Any] | None = None) -> Callable[[Any], Any]:
+                     then: Callable[[list], Any] | None = None,
+                     layout: Callable[[Callable[[int], str]], str | None] | None = None
+                     ) -> Callable[[Any], Any]:
         """:meth:`call_exact` as a function of the values alone, made once for a caller
         that runs it on every call; ``then`` is applied to the outputs inside it, which
         saves that caller a Python call of its own (a repeated call costs microseconds).
+        ``layout``, where given, is what ``then`` builds, as code: ``layout(leaf)`` is the
+        expression building it with output ``i`` written ``leaf(i)`` (or None), see
+        :func:`symtape.core.nest.expression`; outputs all of shape () are then converted
+        and placed in one generated expression.
 
         Examples
         --------
@@ -535,6 +541,17 @@ class Program:
         read = self._variable_values if self.variables else None
         finish = None if self._scalar_outputs and not scalars else self._exact_finish(scalars)
         then = then or (lambda outputs: outputs)
+        built = (_built_outputs(layout, dtypes) if finish is None and layout is not None
+                 else None)
+        if built is not None:  # the common small case: no list, no map, no rebuild
+            def call_built(values):
+                variables = read() if read is not None else ()
+                try:
+                    return built(function(values, variables))
+                except ArithmeticError:
+                    return built(numpy_arithmetic_retry(function, values, variables))
+
+            return call_built
 
         def call(values):
             variables = read() if read is not None else ()
@@ -589,6 +606,18 @@ class Program:
     def batch_shape(self, values: list) -> tuple[int, ...]:
         """The common leading (batch) shape of the arguments; () for a plain call."""
         return batch_shape(self, values)
+
+
+def _built_outputs(layout, dtypes: list) -> Callable[[Any], Any] | None:
+    """Scalar kernel results as 0-d arrays of the traced dtypes, placed in the structure
+    ``layout`` writes (see :meth:`Program.exact_caller`), by one generated expression."""
+    if len(dtypes) > _BULK_OUTPUTS:
+        return None
+    code = layout(lambda i: f"_asarray(_r[{i}], _d{i})")
+    if code is None:
+        return None
+    namespace = {"_asarray": np.asarray, **{f"_d{i}": d for i, d in enumerate(dtypes)}}
+    return load(f"def kernel(_r):\n    return {code}\n", frozenset(), "numpy", namespace)
 
 
 def batch_shape(program, values: list) -> tuple[int, ...]:

@@ -167,7 +167,9 @@ class ConcreteFunction:
         # exactly the traced signature (see _plain_key), so there is nothing to flatten or
         # check; one closure over the kernel (a repeated call costs microseconds)
         self.run_plain = self._program.exact_caller(
-            scalars=function._wrap, then=self._plain_outputs(function._wrap)
+            scalars=function._wrap, then=self._plain_outputs(function._wrap),
+            layout=(functools.partial(nest.expression, outputs)
+                    if self._direct and not function._wrap else None)
         ) if self.takes_plain else None
 
     @property
