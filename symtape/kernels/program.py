@@ -290,6 +290,8 @@ class _Builder:
         args = [self.align(a, r, k) if k < r and dependent[id(x)] else a
                 for a, k, x in zip(args, ranks, inputs)]
         if prim.printed is not None:  # arithmetic and SymPy's functions: printed as NumPy's
+            if self.backend == "numpy" and prim.name in _FLOAT_LITERAL_OPS:
+                args = _float_literals(node, inputs, args)
             expr = prim.printed(*args, **node._params)
         else:
             fn = self.function((prim.name, _freeze(node._params)),
@@ -349,6 +351,25 @@ class _Builder:
                            lambda: self.bind(functools.partial(_astype, dtype=actual)), "as_")
         self.elementwise[fn.__name__] = ("cast", {"dtype": actual})
         return fn(expr)
+
+
+_FLOAT_LITERAL_OPS = frozenset({"add", "sub", "mul", "div"})
+
+
+def _float_literals(node: Tensor, inputs: list[Tensor], args: list) -> list:
+    """An integer literal meeting float operands in a float op is printed as a float
+    (``200.0*x``, not ``200*x``): CPython's arithmetic has a fast path for two floats only.
+    The same numbers and dtypes: Python and NumPy convert such an integer to the float
+    operand's type, exactly where it is at most 2**53 (NumPy's weak scalars, NEP 50, keep
+    float32 float32 either way). 0 stays an integer, and 1 in products (``1*g`` is dropped)."""
+    least = 1 if node._prim.name in ("mul", "div") else 0
+    integers = [isinstance(a, sympy.Integer) and least < abs(int(a)) <= 2 ** 53 for a in args]
+    if not any(integers) or dtype_of(node._value).kind != "f":
+        return args
+    others = [x for x, a in zip(inputs, args) if not isinstance(a, sympy.Integer)]
+    if not others or any(dtype_of(x._value).kind != "f" for x in others):
+        return args
+    return [sympy.Float(int(a)) if i else a for a, i in zip(args, integers)]
 
 
 def _uniform(value) -> bool:
