@@ -30,7 +30,7 @@ from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
-from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
+from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, leaf_tensors
 from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
@@ -236,7 +236,7 @@ class ConcreteFunction:
             return lambda results: self._finish(results, wrap, True)
         rebuild = self._rebuild
         if wrap:
-            return lambda results: rebuild(list(map(Tensor, results)))
+            return lambda results: rebuild(leaf_tensors(results))
         return rebuild  # the transforms': arrays as they come
 
     def _finish(self, results: list, wrap: bool, host: bool):
@@ -249,8 +249,8 @@ class ConcreteFunction:
             variable._read_cache = None
         values = results[:n]
         if wrap:
-            values = [Tensor(v[()] if host and type(v) is np.ndarray and v.ndim == 0 else v)
-                      for v in values]
+            values = leaf_tensors([v[()] if host and type(v) is np.ndarray and v.ndim == 0
+                                   else v for v in values])
         if len(values) == len(self._static):  # every output is a Tensor: no static leaves
             return self._rebuild(values)
         out = list(self._static)
