@@ -35,6 +35,10 @@ from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
 
+# the context the fast path checks on every call, as bound methods (no attribute lookups)
+_active_trace, _active_tapes = ACTIVE_TRACE.get, ACTIVE_TAPES.get
+_current_device = CURRENT_DEVICE.get
+
 
 # ---------------------------------------------------------------- signatures
 
@@ -319,7 +323,7 @@ class Function:
         self._wrap = wrap_outputs
         self._traces: list[ConcreteFunction] = []
         self._by_specs: dict[tuple, ConcreteFunction] = {}
-        self._by_plain_key: dict[tuple, ConcreteFunction] = {}  # the fast path's lookup
+        self._by_plain_key: dict[tuple, Callable] = {}  # the fast path: key -> run_plain
         # name and docstring, not __dict__ (that of another Function holds its traces)
         functools.update_wrapper(self, python_function, updated=())
 
@@ -327,13 +331,13 @@ class Function:
         if not kwargs:  # the fast path (a call costs microseconds in optimizer loops): a
             # repeated signature of Python floats, whose types are their _plain_key (no other
             # key holds a type), or of floats and host arrays; nothing is flattened
-            concrete = self._by_plain_key.get(tuple(map(type, args)))
-            if concrete is None:
-                concrete = self._by_plain_key.get(_plain_key(args))
-            if (concrete is not None and CURRENT_DEVICE.get() is CPU
-                    and ACTIVE_TRACE.get() is None  # runs_eagerly(), its usual case inlined
-                    and not (ACTIVE_TAPES.get() and runs_eagerly())):
-                return concrete.run_plain(args)
+            run = self._by_plain_key.get(tuple(map(type, args)))
+            if run is None:
+                run = self._by_plain_key.get(_plain_key(args))
+            if (run is not None and _active_trace() is None  # runs_eagerly(), inlined
+                    and _current_device() is CPU
+                    and not (_active_tapes() and runs_eagerly())):
+                return run(args)
         return self._call(self._arguments(args), kwargs)
 
     def _arguments(self, args: tuple) -> tuple:
@@ -359,7 +363,7 @@ class Function:
         result = concrete._run(leaves, self._wrap)
         key = None if kwargs else _plain_key(args)
         if key is not None and concrete.takes_plain and CURRENT_DEVICE.get() is CPU:
-            self._by_plain_key[key] = concrete
+            self._by_plain_key[key] = concrete.run_plain
         return result
 
     def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
