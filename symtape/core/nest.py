@@ -85,8 +85,19 @@ def _builder(template, positions) -> Callable[[list], Any]:
 def expression(structure: Any, leaf: Callable[[int], str]) -> str | None:
     """The Python expression that builds ``structure``'s shape, leaf ``i`` written
     ``leaf(i)``: for code generated once and run on every call (a compiled function's
-    outputs, built without a call per level). None unless the structure is made of plain
-    tuples and lists.
+    outputs, built without a call per level).
+
+    Parameters
+    ----------
+    structure : object
+        Nested tuples and lists; anything else in them is a leaf.
+    leaf : callable
+        ``leaf(i)``: the code of leaf ``i`` (in the order :func:`flatten` gives them).
+
+    Returns
+    -------
+    str or None
+        The expression; None unless the structure is made of plain tuples and lists.
 
     Examples
     --------
