@@ -201,7 +201,7 @@ class ConcreteFunction:
         >>> print(st.function(lambda x: 2 * x).get_concrete_function(1.0).source)
         def kernel(_args, _variables):
             _a0 = _args[0]
-            return (2*_a0,)
+            return (2.0*_a0,)
         <BLANKLINE>
         """
         return self._program.source
