@@ -2,6 +2,7 @@
 signature, Variables read and assigned at call time, batched calls, dtypes, errors, and exact
 closed forms — checked against SymPy, SciPy's Rosenbrock, NumPy formulas and eager tapes."""
 
+import functools
 import math
 
 import numpy as np
@@ -1037,8 +1038,8 @@ def test_indexing_with_a_traced_argument_says_to_close_over_the_index():
 
 
 def test_a_repeated_call_of_plain_floats_gives_numpys_arithmetic():
-    """The first call runs eagerly (NumPy), later ones the kernel on Python floats: 1/0.0
-    must give inf on both, not ZeroDivisionError on the second."""
+    """Calls run the kernel on Python floats: 1/0.0 must give inf (NumPy's arithmetic) on
+    every call, not ZeroDivisionError."""
     g = st.grad(lambda x: 1 / x)
     with np.errstate(divide="ignore"):
         assert [float(g(0.0)) for _ in range(3)] == [-np.inf] * 3
@@ -1165,9 +1166,7 @@ def test_repeated_signatures_give_the_full_paths_results_whatever_came_before(ba
         (0.3, np.array([0.7, 2.0, -1.0])),  # the same types as the last: another trace
         (-1.5, 0.25),
     ]
-    for args in signatures:  # traced (the first call runs eagerly)
-        vg(*args)
-    for _ in range(2):  # every signature after every other one
+    for _ in range(3):  # the first calls trace; then every signature after every other one
         for args in signatures:
             got = vg(*args)
             assert_identical(got, full_path(make, *args))
@@ -1178,6 +1177,107 @@ def test_repeated_signatures_give_the_full_paths_results_whatever_came_before(ba
                 np.testing.assert_allclose(g, expected, rtol=rtol)
     # every call after the traces (the last floats share the first ones' trace)
     assert fast_calls() == 2 * len(signatures) + 1
+
+
+def transcendental(x):
+    """Transcendental functions and reductions, rounded differently by eager NumPy calls
+    and fused compiled loops."""
+    return st.reduce_sum(st.exp(-x) * st.sin(3 * x) + st.log(1 + x * x) * st.tanh(x)
+                         + st.sqrt(1 + st.cos(x) ** 2)) * st.reduce_max(st.atan(x))
+
+
+def transcendental_vector(x):
+    return st.sin(x) * st.exp(x[::-1]) + st.log1p(x * x) / (2 + st.cos(x))
+
+
+TRANSFORMS = {
+    "function": lambda backend: st.function(transcendental, backend=backend),
+    "grad": lambda backend: st.grad(transcendental, backend=backend),
+    "value_and_grad": lambda backend: st.value_and_grad(transcendental, backend=backend),
+    "jacobian": lambda backend: st.jacobian(transcendental_vector, backend=backend),
+    "hessian": lambda backend: st.hessian(transcendental, backend=backend),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("transform", sorted(TRANSFORMS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (5,)])
+def test_the_first_call_of_a_signature_gives_what_every_later_call_gives(backend, transform,
+                                                                        dtype, shape):
+    """Issue 15: a result never depends on history. The first call of a signature traces
+    (the eager values may differ in the last bit from the compiled kernel's, as fused
+    float32 loops do) and must still return what the kernel computes."""
+    if transform == "jacobian" and shape == ():
+        shape = (1,)
+    x = np.linspace(0.3, 1.7, int(np.prod(shape))).reshape(shape).astype(dtype)
+    make = functools.partial(TRANSFORMS[transform], backend)
+    fun = make()
+    first, second, third = fun(x), fun(x), fun(x)
+    assert_identical(first, second)
+    assert_identical(second, third)
+    assert_identical(first, full_path(make, x))
+    if transform in ("grad", "value_and_grad"):  # and it is the derivative
+        xs = sympy.symbols(f"x0:{max(x.size, 1)}", real=True)
+        v = [sympy.exp(-a) * sympy.sin(3 * a) + sympy.log(1 + a * a) * sympy.tanh(a)
+             + sympy.sqrt(1 + sympy.cos(a) ** 2) for a in xs]
+        f = sympy.Add(*v) * sympy.atan(xs[-1])  # atan increasing: the max is the last
+        grad = first if transform == "grad" else first[1]
+        expected = [float(sympy.diff(f, a).subs(dict(zip(xs, x.ravel().tolist())))) for a in xs]
+        np.testing.assert_allclose(np.ravel(grad), expected,
+                                   rtol=2e-5 if dtype == np.float32 else 1e-12)
+        assert grad.dtype == dtype and grad.shape == shape
+
+
+def test_the_first_call_assigns_variables_once():
+    """The first call traces and runs the kernel; Variables are assigned once, by the
+    kernel, and Python side effects happen once, while tracing."""
+    v = st.Variable(np.float32(1.0), name="v")
+    seen = []
+
+    @st.function
+    def step(x):
+        seen.append(1)
+        v.assign_add(st.exp(x) * v)
+        return v.read_value() * 2.0
+
+    results = [float(step(np.float32(0.5))) for _ in range(2)]
+    expected = np.float32(1.0)
+    expected = expected + np.exp(np.float32(0.5)) * expected
+    assert results[0] == pytest.approx(2 * float(expected), rel=1e-6)
+    assert seen == [1]
+    assert v.dtype == st.float32
+    expected = expected + np.exp(np.float32(0.5)) * expected
+    assert float(v.numpy()) == pytest.approx(float(expected), rel=1e-6)
+
+
+def many_f(*xs):
+    return st.reduce_sum(st.stack([st.sin(x) * (i + 1) for i, x in enumerate(xs)]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make, args", [
+    (lambda b: st.value_and_grad(small_f, argnums=(0, 1), backend=b), (0.3, 0.7)),
+    (lambda b: st.value_and_grad(small_f, backend=b), (0.3, 0.7)),
+    (lambda b: st.grad(small_f, backend=b), (0.3, 0.7)),
+    (lambda b: st.grad(small_f, argnums=[1, 0], backend=b), (0.3, 0.7)),
+    (lambda b: st.hessian(small_f, argnums=(0, 1), backend=b), (0.3, 0.7)),
+    (lambda b: st.grad(many_f, argnums=tuple(range(20)), backend=b),
+     tuple(np.linspace(0.1, 2.0, 20).tolist())),  # more outputs than one expression takes
+    (lambda b: st.grad(small_f, argnums=(0, 1), backend=b),
+     (np.array(0.3, np.float32), np.array(0.7, np.float32))),
+])
+def test_scalar_outputs_built_in_one_expression_keep_types_and_structure(backend, make, args):
+    """The fast path builds scalar outputs (0-d arrays of the traced dtypes) and their
+    structure in one generated expression: what the full path gives, on every call."""
+    fun = make(backend)
+    for _ in range(3):
+        assert_identical(fun(*args), full_path(functools.partial(make, backend), *args))
+    if fun._what == "value_and_grad" and fun._argnums == (0, 1):  # and the right numbers
+        value, (dx, dy) = fun(*args)
+        expected_value, (expected_dx, expected_dy) = small_f_value_and_grad(*args)
+        np.testing.assert_allclose([value, dx, dy], [expected_value, expected_dx, expected_dy],
+                                   rtol=1e-13)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

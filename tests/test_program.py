@@ -411,3 +411,44 @@ def test_value_gradient_and_hessian_compiled_together_share_subexpressions():
     source = f_grad_hess.get_concrete_function(0.4).source
     # sin(x) and exp(sin(x)) are computed once for all three outputs
     assert source.count("sin(") == 1 and source.count("exp(") == 1
+
+
+# ---------------------------------------------------------------- float literals in float ops
+
+
+def _eager_and_kernel(fun, *values):
+    """(what the ops compute eagerly, what the traced kernel computes, its source)."""
+    eager = fun(*[st.constant(v) for v in values])
+    xs = [placeholder(v, f"x{i}") for i, v in enumerate(values)]
+    program = Program(xs, list(fun(*xs)), {})
+    return [t.numpy() for t in eager], program(list(values)), program.source
+
+
+def _literal_mix(x, i):
+    return (200 * (x - x * x) - 2 * (1 - x) + x * 3,  # float: 200.0, 2.0, 1.0, 3.0
+            i * 3 + 2 - i * 5,  # integer arithmetic stays integer: 3, 2, 5
+            i / 4)  # int / int: a float result of integer operands: 4 stays
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (4,)])
+def test_integer_literals_meeting_floats_print_as_floats_with_the_same_results(dtype, shape):
+    x = (np.linspace(-1.5, 2.5, 4).reshape(-1)[:int(np.prod(shape))].reshape(shape)
+         .astype(dtype))
+    i = np.arange(3, 3 + int(np.prod(shape))).reshape(shape)
+    eager, kernel, source = _eager_and_kernel(_literal_mix, x, i)
+    for e, k in zip(eager, kernel):
+        assert np.asarray(k).dtype == e.dtype
+        np.testing.assert_array_equal(k, e)
+    assert [e.dtype for e in eager] == [np.dtype(dtype), np.dtype(np.int64), np.dtype(np.float64)]
+    assert "200.0*(" in source and "2.0*(1.0 - " in source and "*3.0" in source
+    assert "*3 + 2 - " in source and "*5" in source and "4.0" not in source
+
+
+def test_float_literals_keep_python_float_arithmetic_bit_identical():
+    """On Python floats (scalar Variables are read as floats) 200.0*x is 200*x."""
+    v = st.Variable(1.2345678901234567, name="v")
+    f = st.function(lambda: 200 * (v - v * v) ** 2 - 3 * v / 7)
+    expected = 200 * (1.2345678901234567 - 1.2345678901234567 ** 2) ** 2 - 3 * 1.2345678901234567 / 7
+    assert f().numpy() == np.float64(expected)
+    assert "200.0*" in f.get_concrete_function().source

@@ -192,3 +192,19 @@ def test_a_constant_of_a_list_of_traced_numbers_says_to_pass_one_array():
         with pytest.raises(TypeError, match=r"st.constant: the list holds Tensors traced one by "
                                             r"one .*pass the data as one array"):
             st.constant(numbers)
+
+
+def test_leaf_tensors_are_the_tensors_the_constructor_makes():
+    from symtape.core.tensor import Tensor, leaf_tensors
+
+    values = [np.float64(1.5), np.arange(3), np.float32(2.0), 7]
+    made = leaf_tensors(values)
+    assert [type(t) for t in made] == [Tensor] * 4
+    for lean, value in zip(made, values):
+        plain = Tensor(value)
+        for slot in Tensor.__slots__:  # every field, so a new one cannot be missed
+            a, b = getattr(lean, slot), getattr(plain, slot)
+            assert a is b or (type(a) is type(b) and a == b), slot
+        assert lean._value is value
+    assert made[0].expr == sympy.Rational(3, 2) and made[1].dtype == np.dtype(int)
+    assert float(made[0] * 2) == 3.0 and made[2].dtype == st.float32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable
 
-__all__ = ["flatten", "builder"]
+__all__ = ["flatten", "builder", "expression"]
 
 
 def flatten(structure: Any) -> tuple[list, Callable[[list], Any]]:
@@ -80,3 +80,44 @@ def _builder(template, positions) -> Callable[[list], Any]:
     if kind is tuple:
         return lambda values: tuple([build(values) for build in parts])
     return lambda values: kind([build(values) for build in parts])
+
+
+def expression(structure: Any, leaf: Callable[[int], str]) -> str | None:
+    """The Python expression that builds ``structure``'s shape, leaf ``i`` written
+    ``leaf(i)``: for code generated once and run on every call (a compiled function's
+    outputs, built without a call per level).
+
+    Parameters
+    ----------
+    structure : object
+        Nested tuples and lists; anything else in them is a leaf.
+    leaf : callable
+        ``leaf(i)``: the code of leaf ``i`` (in the order :func:`flatten` gives them).
+
+    Returns
+    -------
+    str or None
+        The expression; None unless the structure is made of plain tuples and lists.
+
+    Examples
+    --------
+    >>> expression((1, [2, 3], ()), lambda i: f"v[{i}]")
+    '(v[0], [v[1], v[2]], ())'
+    >>> expression({"a": 1}, lambda i: f"v[{i}]") is None
+    True
+    """
+    leaves: list = []
+    return _expression(_collect(structure, leaves), iter(range(len(leaves))), leaf)
+
+
+def _expression(template, positions, leaf) -> str | None:
+    if template is _LEAF:
+        return leaf(next(positions))
+    kind, children = template
+    if kind is not tuple and kind is not list:
+        return None
+    parts = [_expression(t, positions, leaf) for t in children]
+    if None in parts:
+        return None
+    inside = ", ".join(parts) + ("," if kind is tuple and len(parts) == 1 else "")
+    return f"({inside})" if kind is tuple else f"[{inside}]"

@@ -290,6 +290,8 @@ class _Builder:
         args = [self.align(a, r, k) if k < r and dependent[id(x)] else a
                 for a, k, x in zip(args, ranks, inputs)]
         if prim.printed is not None:  # arithmetic and SymPy's functions: printed as NumPy's
+            if self.backend == "numpy" and prim.name in _FLOAT_LITERAL_OPS:
+                args = _float_literals(node, inputs, args)
             expr = prim.printed(*args, **node._params)
         else:
             fn = self.function((prim.name, _freeze(node._params)),
@@ -349,6 +351,25 @@ class _Builder:
                            lambda: self.bind(functools.partial(_astype, dtype=actual)), "as_")
         self.elementwise[fn.__name__] = ("cast", {"dtype": actual})
         return fn(expr)
+
+
+_FLOAT_LITERAL_OPS = frozenset({"add", "sub", "mul", "div"})
+
+
+def _float_literals(node: Tensor, inputs: list[Tensor], args: list) -> list:
+    """An integer literal meeting float operands in a float op is printed as a float
+    (``200.0*x``, not ``200*x``): CPython's arithmetic has a fast path for two floats only.
+    The same numbers and dtypes: Python and NumPy convert such an integer to the float
+    operand's type, exactly where it is at most 2**53 (NumPy's weak scalars, NEP 50, keep
+    float32 float32 either way). 0 stays an integer, and 1 in products (``1*g`` is dropped)."""
+    least = 1 if node._prim.name in ("mul", "div") else 0
+    integers = [isinstance(a, sympy.Integer) and least < abs(int(a)) <= 2 ** 53 for a in args]
+    if not any(integers) or dtype_of(node._value).kind != "f":
+        return args
+    others = [x for x, a in zip(inputs, args) if not isinstance(a, sympy.Integer)]
+    if not others or any(dtype_of(x._value).kind != "f" for x in others):
+        return args
+    return [sympy.Float(int(a)) if i else a for a, i in zip(args, integers)]
 
 
 def _uniform(value) -> bool:
@@ -515,10 +536,16 @@ class Program:
         return self.exact_caller(scalars)(values)
 
     def exact_caller(self, scalars: bool = False,
-                     then: Callable[[list], Any] | None = None) -> Callable[[Any], Any]:
+                     then: Callable[[list], Any] | None = None,
+                     layout: Callable[[Callable[[int], str]], str | None] | None = None
+                     ) -> Callable[[Any], Any]:
         """:meth:`call_exact` as a function of the values alone, made once for a caller
         that runs it on every call; ``then`` is applied to the outputs inside it, which
         saves that caller a Python call of its own (a repeated call costs microseconds).
+        ``layout``, where given, is what ``then`` builds, as code: ``layout(leaf)`` is the
+        expression building it with output ``i`` written ``leaf(i)`` (or None), see
+        :func:`symtape.core.nest.expression`; outputs all of shape () are then converted
+        and placed in one generated expression.
 
         Examples
         --------
@@ -535,6 +562,17 @@ class Program:
         read = self._variable_values if self.variables else None
         finish = None if self._scalar_outputs and not scalars else self._exact_finish(scalars)
         then = then or (lambda outputs: outputs)
+        built = (_built_outputs(layout, dtypes) if finish is None and layout is not None
+                 else None)
+        if built is not None:  # the common small case: no list, no map, no rebuild
+            def call_built(values):
+                variables = read() if read is not None else ()
+                try:
+                    return built(function(values, variables))
+                except ArithmeticError:
+                    return built(numpy_arithmetic_retry(function, values, variables))
+
+            return call_built
 
         def call(values):
             variables = read() if read is not None else ()
@@ -589,6 +627,18 @@ class Program:
     def batch_shape(self, values: list) -> tuple[int, ...]:
         """The common leading (batch) shape of the arguments; () for a plain call."""
         return batch_shape(self, values)
+
+
+def _built_outputs(layout, dtypes: list) -> Callable[[Any], Any] | None:
+    """Scalar kernel results as 0-d arrays of the traced dtypes, placed in the structure
+    ``layout`` writes (see :meth:`Program.exact_caller`), by one generated expression."""
+    if len(dtypes) > _BULK_OUTPUTS:
+        return None
+    code = layout(lambda i: f"_asarray(_r[{i}], _d{i})")
+    if code is None:
+        return None
+    namespace = {"_asarray": np.asarray, **{f"_d{i}": d for i, d in enumerate(dtypes)}}
+    return load(f"def kernel(_r):\n    return {code}\n", frozenset(), "numpy", namespace)
 
 
 def batch_shape(program, values: list) -> tuple[int, ...]:

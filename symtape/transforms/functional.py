@@ -5,8 +5,9 @@ machinery the transforms built on it share (:mod:`symtape.transforms.derivatives
 A call means the function applied to its whole arguments. It looks up the trace made for
 exactly the arguments' signature (shapes, dtypes, device, and the values of non-numeric
 arguments); a new signature is a new trace, so a result never depends on earlier calls.
-Tracing runs the function once, eagerly, on the real values (that run *is* the call, side
-effects included), compiles its graph, and later calls run the kernel only. Variables the
+Tracing runs the function once, eagerly, on the real values (its Python side effects happen
+then, once) and compiles its graph; every call, the first included, returns what the kernel
+computes (eager and compiled rounding may differ in the last bit). Variables the
 function reads are kernel inputs, read at call time; Variables it assigns are kernel
 outputs, assigned after each call. Batches of points are explicit: ``st.vmap``
 (:mod:`symtape.transforms.vmap`) traces at the point shape and runs the kernel over the batch axes.
@@ -29,10 +30,14 @@ from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
-from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
+from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, leaf_tensors
 from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
+
+# the context the fast path checks on every call, as bound methods (no attribute lookups)
+_active_trace, _active_tapes = ACTIVE_TRACE.get, ACTIVE_TAPES.get
+_current_device = CURRENT_DEVICE.get
 
 
 # ---------------------------------------------------------------- signatures
@@ -166,7 +171,9 @@ class ConcreteFunction:
         # exactly the traced signature (see _plain_key), so there is nothing to flatten or
         # check; one closure over the kernel (a repeated call costs microseconds)
         self.run_plain = self._program.exact_caller(
-            scalars=function._wrap, then=self._plain_outputs(function._wrap)
+            scalars=function._wrap, then=self._plain_outputs(function._wrap),
+            layout=(functools.partial(nest.expression, outputs)
+                    if self._direct and not function._wrap else None)
         ) if self.takes_plain else None
 
     @property
@@ -194,7 +201,7 @@ class ConcreteFunction:
         >>> print(st.function(lambda x: 2 * x).get_concrete_function(1.0).source)
         def kernel(_args, _variables):
             _a0 = _args[0]
-            return (2*_a0,)
+            return (2.0*_a0,)
         <BLANKLINE>
         """
         return self._program.source
@@ -233,7 +240,7 @@ class ConcreteFunction:
             return lambda results: self._finish(results, wrap, True)
         rebuild = self._rebuild
         if wrap:
-            return lambda results: rebuild(list(map(Tensor, results)))
+            return lambda results: rebuild(leaf_tensors(results))
         return rebuild  # the transforms': arrays as they come
 
     def _finish(self, results: list, wrap: bool, host: bool):
@@ -246,8 +253,8 @@ class ConcreteFunction:
             variable._read_cache = None
         values = results[:n]
         if wrap:
-            values = [Tensor(v[()] if host and type(v) is np.ndarray and v.ndim == 0 else v)
-                      for v in values]
+            values = leaf_tensors([v[()] if host and type(v) is np.ndarray and v.ndim == 0
+                                   else v for v in values])
         if len(values) == len(self._static):  # every output is a Tensor: no static leaves
             return self._rebuild(values)
         out = list(self._static)
@@ -316,7 +323,7 @@ class Function:
         self._wrap = wrap_outputs
         self._traces: list[ConcreteFunction] = []
         self._by_specs: dict[tuple, ConcreteFunction] = {}
-        self._by_plain_key: dict[tuple, ConcreteFunction] = {}  # the fast path's lookup
+        self._by_plain_key: dict[tuple, Callable] = {}  # the fast path: key -> run_plain
         # name and docstring, not __dict__ (that of another Function holds its traces)
         functools.update_wrapper(self, python_function, updated=())
 
@@ -324,13 +331,13 @@ class Function:
         if not kwargs:  # the fast path (a call costs microseconds in optimizer loops): a
             # repeated signature of Python floats, whose types are their _plain_key (no other
             # key holds a type), or of floats and host arrays; nothing is flattened
-            concrete = self._by_plain_key.get(tuple(map(type, args)))
-            if concrete is None:
-                concrete = self._by_plain_key.get(_plain_key(args))
-            if (concrete is not None and CURRENT_DEVICE.get() is CPU
-                    and ACTIVE_TRACE.get() is None  # runs_eagerly(), its usual case inlined
-                    and not (ACTIVE_TAPES.get() and runs_eagerly())):
-                return concrete.run_plain(args)
+            run = self._by_plain_key.get(tuple(map(type, args)))
+            if run is None:
+                run = self._by_plain_key.get(_plain_key(args))
+            if (run is not None and _active_trace() is None  # runs_eagerly(), inlined
+                    and _current_device() is CPU
+                    and not (_active_tapes() and runs_eagerly())):
+                return run(args)
         return self._call(self._arguments(args), kwargs)
 
     def _arguments(self, args: tuple) -> tuple:
@@ -349,14 +356,14 @@ class Function:
         leaves = placed(leaves)
         specs = [leaf_spec(leaf) for leaf in leaves]
         concrete = self._lookup(specs)
-        if concrete is None:
-            concrete, result = self._trace(*rebuild(leaves), leaves, rebuild, specs,
-                                           keep_effects=True)
-        else:
-            result = concrete._run(leaves, self._wrap)
+        if concrete is None:  # traced (Python side effects happen once, here), and then,
+            # as every later call, the kernel: a result never depends on call history (the
+            # eager values may differ in the last bit from the compiled ones)
+            concrete = self._trace(*rebuild(leaves), leaves, rebuild, specs)
+        result = concrete._run(leaves, self._wrap)
         key = None if kwargs else _plain_key(args)
         if key is not None and concrete.takes_plain and CURRENT_DEVICE.get() is CPU:
-            self._by_plain_key[key] = concrete
+            self._by_plain_key[key] = concrete.run_plain
         return result
 
     def _call_mapped(self, args: tuple, kwargs: dict, batched: list[bool], depth: int):
@@ -393,7 +400,7 @@ class Function:
         concrete = self._lookup(specs)
         if concrete is None:
             args, kwargs = rebuild(leaves)
-            concrete = self._trace(args, kwargs, leaves, rebuild, specs, keep_effects=False)[0]
+            concrete = self._trace(args, kwargs, leaves, rebuild, specs)
         return concrete
 
     @property
@@ -417,7 +424,9 @@ class Function:
         """The trace made for exactly these specs, if any."""
         return self._by_specs.get(tuple(specs))
 
-    def _trace(self, args, kwargs, leaves, rebuild, specs, keep_effects: bool):
+    def _trace(self, args, kwargs, leaves, rebuild, specs) -> ConcreteFunction:
+        """Trace the function at these arguments and compile it; Variables it assigns are
+        left unchanged (the kernel assigns them when it runs)."""
         placeholders, traced = _placeholders(self.python_function, args, kwargs, leaves, specs)
         traced_args, traced_kwargs = rebuild(traced)
         with Trace() as trace:
@@ -428,11 +437,9 @@ class Function:
         concrete = ConcreteFunction(self, specs, outputs, placeholders, trace, backend)
         self._traces.append(concrete)
         self._by_specs[tuple(specs)] = concrete
-        if not keep_effects:
-            for variable, value in trace.originals.values():
-                variable._value, variable._read_cache = value, None
-        result = [_plain(leaf, self._wrap) for leaf in nest.flatten(outputs)[0]]
-        return concrete, nest.flatten(outputs)[1](result)
+        for variable, value in trace.originals.values():
+            variable._value, variable._read_cache = value, None
+        return concrete
 
     def __repr__(self) -> str:
         return f"<st.function {getattr(self.python_function, '__name__', '?')}>"
@@ -449,15 +456,6 @@ def _placeholders(fun, args, kwargs, leaves: list, specs: list) -> tuple[list, l
             placeholders.append(leaf)
         traced.append(leaf)
     return placeholders, traced
-
-
-def _plain(leaf, wrap: bool):
-    """A trace's output as a caller gets it: a value without lineage to the placeholders."""
-    if isinstance(leaf, (Tensor, Variable)):
-        value = read_tensor(leaf)._value
-        return Tensor(value) if wrap else (np.asarray(value) if array_module(value) is np
-                                          else value)
-    return leaf
 
 
 def _backend(placeholders: list[Tensor], trace: Trace) -> str:
