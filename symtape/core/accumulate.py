@@ -79,7 +79,7 @@ def itself(node):
 
 def source_key(leaf) -> int:
     """The identity a leaf's cotangent is collected under: its Variable's, or its own."""
-    source = leaf._source
+    source = leaf.source
     return id(source) if source is not None else id(leaf)
 
 
@@ -124,7 +124,7 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
     >>> with st.GradientTape() as tape:
     ...     y = x * x + x
     >>> p = plan([y], {id(x)}, tape._recorded)
-    >>> [node._prim.name for node in p.order]
+    >>> [node.primitive.name for node in p.order]
     ['mul', 'add']
     """
     result = Plan(list(targets), wanted=set(source_ids))
@@ -132,10 +132,10 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
 
     def expand(node):
         key = id(node)
-        if node._prim is None or key not in recorded:
+        if node.primitive is None or key not in recorded:
             leaves[key] = node
             return None
-        return node._inputs[::-1]  # pushed last first: as the sweep has always visited them
+        return node.inputs[::-1]  # pushed last first: as the sweep has always visited them
 
     result.order = toposort(result.targets, expand)
     _mark_relevant(result)
@@ -146,18 +146,18 @@ def _mark_relevant(p: Plan) -> None:
     """Nodes whose cotangent can reach a wanted source (float dtypes only), and their steps."""
     relevant, wanted = p.relevant, p.wanted
     for key, leaf in p.leaves.items():
-        if (key in wanted or source_key(leaf) in wanted) and leaf._value.dtype.kind == "f":
+        if (key in wanted or source_key(leaf) in wanted) and leaf.array.dtype.kind == "f":
             relevant.add(key)
     for node in p.order:
-        if node._value.dtype.kind != "f":
+        if node.array.dtype.kind != "f":
             continue
-        if id(node) in wanted or any(id(x) in relevant for x in node._inputs):
+        if id(node) in wanted or any(id(x) in relevant for x in node.inputs):
             relevant.add(id(node))
     for node in reversed(p.order):
         if id(node) not in relevant:
             continue
-        prim = node._prim
-        edges = [(argnum, x, prim.rule(argnum)) for argnum, x in enumerate(node._inputs)
+        prim = node.primitive
+        edges = [(argnum, x, prim.rule(argnum)) for argnum, x in enumerate(node.inputs)
                  if id(x) in relevant]
         p.steps.append((node, [edge for edge in edges if edge[2] is not None]))
 
@@ -209,19 +209,19 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         if parts is None:
             continue
         g = add_n(parts)
-        if not node._prim.elementwise or id(node) in wanted:
-            g = expand(g, node._value.shape)  # only elementwise rules take a smaller g
+        if not node.primitive.elementwise or id(node) in wanted:
+            g = expand(g, node.array.shape)  # only elementwise rules take a smaller g
             if id(node) in wanted:
                 found.setdefault(id(node), []).append(g)
         if not per_argument:
             out, xs = forward(node)
-        params = node._params
+        params = node.params
         for argnum, x, rule in edges:
             if per_argument:
                 out, xs = forward(node, argnum)
             ct = A.vjp(rule, g, out, xs, params)
             if ct is not None:
-                ct = reduce_to(ct, x._value.shape)
+                ct = reduce_to(ct, x.array.shape)
                 parts = cts.get(id(x))
                 if parts is None:
                     cts[id(x)] = [ct]
@@ -232,6 +232,6 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         leaf = p.leaves.get(key)
         if leaf is not None:
             found.setdefault(source_key(leaf), []).extend(parts)
-            shapes[source_key(leaf)] = leaf._value.shape
+            shapes[source_key(leaf)] = leaf.array.shape
     return {key: expand(add_n(parts), shapes[key]) if key in shapes else add_n(parts)
             for key, parts in found.items()}

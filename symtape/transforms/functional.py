@@ -29,7 +29,7 @@ from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
-from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable
+from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, swap_array
 from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
@@ -41,7 +41,7 @@ __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
 def leaf_spec(leaf) -> tuple:
     """How a leaf argument enters a trace: traced (shape, dtype, weak, device) or static."""
     if isinstance(leaf, Tensor):
-        return ("T", tuple(leaf.shape), leaf.dtype, bool(leaf._weak), leaf.device)
+        return ("T", tuple(leaf.shape), leaf.dtype, bool(leaf.weak), leaf.device)
     if isinstance(leaf, Variable):  # used like a closed-over Variable: read at call time
         return ("V", id(leaf))
     if isinstance(leaf, float):
@@ -89,7 +89,7 @@ def placed(leaves: list) -> list:
 
 
 def _value(leaf):
-    return leaf._value if isinstance(leaf, Tensor) else leaf
+    return leaf.array if isinstance(leaf, Tensor) else leaf
 
 
 def _point(leaf, depth: int):
@@ -242,8 +242,7 @@ class ConcreteFunction:
         n = len(self._outputs)
         for variable, value in zip(self._assigned, results[n:]):
             value = value.astype(variable.dtype) if value.dtype != variable.dtype else value
-            variable._value = value[()] if value.ndim == 0 else value
-            variable._read_cache = None
+            swap_array(variable, value[()] if value.ndim == 0 else value)
         values = results[:n]
         if wrap:
             values = [Tensor(v[()] if host and type(v) is np.ndarray and v.ndim == 0 else v)
@@ -430,7 +429,7 @@ class Function:
         self._by_specs[tuple(specs)] = concrete
         if not keep_effects:
             for variable, value in trace.originals.values():
-                variable._value, variable._read_cache = value, None
+                swap_array(variable, value)
         result = [_plain(leaf, self._wrap) for leaf in nest.flatten(outputs)[0]]
         return concrete, nest.flatten(outputs)[1](result)
 
@@ -454,15 +453,15 @@ def _placeholders(fun, args, kwargs, leaves: list, specs: list) -> tuple[list, l
 def _plain(leaf, wrap: bool):
     """A trace's output as a caller gets it: a value without lineage to the placeholders."""
     if isinstance(leaf, (Tensor, Variable)):
-        value = read_tensor(leaf)._value
+        value = read_tensor(leaf).array
         return Tensor(value) if wrap else (np.asarray(value) if array_module(value) is np
                                           else value)
     return leaf
 
 
 def _backend(placeholders: list[Tensor], trace: Trace) -> str:
-    values = [p._value for p in placeholders]
-    values += [variable._value for variable, _ in trace.originals.values()]
+    values = [p.array for p in placeholders]
+    values += [variable.array for variable, _ in trace.originals.values()]
     return "numpy" if array_module(*values) is np else "cupy"
 
 
