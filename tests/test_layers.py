@@ -10,6 +10,8 @@
 
 A module imports only from its own floor or the floors below; no two modules import each other,
 directly or round a longer circle; and no module takes another module's private (``_name``) names.
+A Tensor's node fields are read through their public properties (``primitive``, ``inputs``,
+``params``, ``source``, ``weak``, ``symbolic``, ``array``) everywhere outside ``core/tensor.py``.
 The few imports that must reach up are deferred hooks (inside a function, run only when an
 optional path is taken) and are listed in ``UPWARD_HOOKS`` below, each with its reason, so that a
 new one is a decision, not an accident.
@@ -219,3 +221,74 @@ def test_the_scan_sees_private_names_and_deferred_imports():
                              ("symtape.chunked", ["call_kernel"], True, 4)]
     assert visitor.aliases == {"t": "symtape.core.tape"}
     assert _private("_hidden") and not _private("__all__") and not _private("public")
+
+
+# -- the node API: Tensor's and Variable's fields are read through their public properties
+
+#: the slots ``symtape/core/tensor.py`` makes public as read-only properties
+#: (``_value`` -> ``array``, ``_prim`` -> ``primitive``, ``_inputs`` -> ``inputs``, ...)
+NODE_FIELDS = {"_value", "_prim", "_inputs", "_params", "_source", "_weak", "_symbolic"}
+
+#: (module, "owner.attribute") uses of those names that are not a node's field
+NODE_FIELD_EXCEPTIONS = {
+    # GradientCheck's own method `_value` (the function being checked), not a Tensor's field
+    ("symtape.check", "self._value"),
+}
+
+
+def _tensor_privates() -> set[str]:
+    """The private names Tensor, Variable and their base class define: slots and methods."""
+    names = set()
+    for node in ast.walk(SCANS["symtape.core.tensor"].tree):
+        if isinstance(node, ast.ClassDef) and node.name in {"Operators", "Tensor", "Variable"}:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    names.add(item.name)
+                elif (isinstance(item, ast.Assign) and isinstance(item.value, ast.Tuple)
+                        and any(getattr(t, "id", None) == "__slots__" for t in item.targets)):
+                    names.update(elt.value for elt in item.value.elts)
+    return {name for name in names if _private(name)}
+
+
+def node_field_uses(name: str, tree: ast.AST, privates: set[str]) -> list[str]:
+    """Where module ``name`` reads or writes a Tensor's or Variable's private name: a node
+    field (public as a property) anywhere outside ``core/tensor.py``, any other private name
+    (the closed-form memo ``_sym``, ``_thunk``, the label ``_name``, a Variable's read cache,
+    ``_read``) outside the ``core`` floor, whose modules keep those caches for the Tensor."""
+    found = []
+    in_core = name.startswith("symtape.core.")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or node.attr not in privates:
+            continue
+        owner = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+        if (name, f"{owner}.{node.attr}") in NODE_FIELD_EXCEPTIONS:
+            continue
+        if node.attr in NODE_FIELDS or not in_core:
+            found.append(f"{name}:{node.lineno} {owner}.{node.attr}")
+    return found
+
+
+def test_the_node_fields_are_read_through_their_public_names():
+    privates = _tensor_privates()
+    assert NODE_FIELDS <= privates and {"_sym", "_thunk", "_name", "_read"} <= privates
+    offences = []
+    for name, found in SCANS.items():
+        if name != "symtape.core.tensor":
+            offences += node_field_uses(name, found.tree, privates)
+    assert offences == [], ("use the public properties (node.primitive, .inputs, .params, "
+                            ".source, .weak, .symbolic, .array) or a function of "
+                            "symtape.core.tensor (make_symbol, swap_array)")
+
+
+def test_the_node_field_scan_sees_reads_and_writes():
+    tree = ast.parse("a = node._prim\nv._value = 1\nf(x._sym)\nself._value()\n")
+    privates = {"_prim", "_value", "_sym"}
+    assert node_field_uses("symtape.kernels.program", tree, privates) == [
+        "symtape.kernels.program:1 node._prim", "symtape.kernels.program:2 v._value",
+        "symtape.kernels.program:3 x._sym", "symtape.kernels.program:4 self._value"]
+    # the core floor keeps the closed-form memo; the node fields are public there too
+    assert node_field_uses("symtape.core.symbolic", tree, privates) == [
+        "symtape.core.symbolic:1 node._prim", "symtape.core.symbolic:2 v._value",
+        "symtape.core.symbolic:4 self._value"]
+    assert node_field_uses("symtape.check", tree, privates) == [
+        "symtape.check:1 node._prim", "symtape.check:2 v._value", "symtape.check:3 x._sym"]

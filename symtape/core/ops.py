@@ -1366,7 +1366,7 @@ def takes_name(op):
             # an operand returned as it is: label a node of its own (an identity reshape, as
             # Variable.read_value makes), not the operand
             result = apply(_P["reshape"], (result,), {"shape": result.shape})
-        result._name = name
+        result._name = name  # core keeps Tensor's label and memo slots (tests/test_layers.py)
         return result
 
     return labelled

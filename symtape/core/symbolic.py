@@ -4,6 +4,11 @@ Materialization walks the lineage iteratively (no recursion, so deep computation
 fine) and visits only nodes not built yet. Chains of ``add``/``sub`` whose partial sums
 nobody else uses are gathered into one n-ary ``Add``: a loop accumulating 10,000 terms
 builds one ``Add`` of 10,000 arguments instead of 10,000 ever-longer ones.
+
+The memo is the Tensor's ``_sym`` slot (and ``_thunk``, a gradient's deferred form), written
+here: they are core-internal caches of :class:`~symtape.core.tensor.Tensor`, which the
+modules of the core floor keep and no module above it touches (``tests/test_layers.py``).
+The node itself is read through its public properties (``primitive``, ``inputs``, ...).
 """
 
 from __future__ import annotations

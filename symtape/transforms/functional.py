@@ -277,7 +277,7 @@ def _describe(specs: list[tuple]) -> str:
 
 def read_tensor(value) -> Tensor:
     """A Variable's current value as a Tensor; anything else as it is."""
-    return value._read() if isinstance(value, Variable) else value
+    return value.value() if isinstance(value, Variable) else value
 
 
 class Function:
