@@ -904,6 +904,13 @@ def make_symbol(tensor: Tensor, name: str | None = None) -> Tensor:
     argument): its closed form becomes its symbol, named after ``name`` if given (else its
     own name), and ops on it are recorded.
 
+    Parameters
+    ----------
+    tensor : Tensor
+        A leaf (no primitive); it is changed in place and returned.
+    name : str, optional
+        The symbol's name; default: the Tensor's ``name``.
+
     Examples
     --------
     >>> import symtape as st
@@ -923,6 +930,12 @@ def swap_array(variable: Variable, array) -> None:
     """Put ``array`` in place of ``variable``'s value, unchecked: for arrays a compiled
     kernel made at the Variable's shape and dtype, and for undoing a trace's assignments
     (``Variable.assign`` validates a user's value, then swaps it in the same way).
+
+    Parameters
+    ----------
+    variable : Variable
+    array : numpy.ndarray or cupy.ndarray
+        Of the Variable's shape and dtype, on its device (a NumPy scalar for shape ``()``).
 
     Examples
     --------
