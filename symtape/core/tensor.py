@@ -13,7 +13,6 @@ import itertools
 import operator
 import sys
 from contextvars import ContextVar
-from types import MappingProxyType
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -314,18 +313,22 @@ class Tensor(Operators):
         return self._inputs
 
     @property
-    def params(self) -> MappingProxyType:
-        """The primitive's keyword parameters (``axis``, ``shape``, ...), a read-only mapping
-        (empty for a leaf and for primitives without any).
+    def params(self) -> dict:
+        """The primitive's keyword parameters (``axis``, ``shape``, ...), empty for a leaf and
+        for primitives without any.
+
+        The node's own dict, not a copy (as JAX's ``eqn.params``): read it, never modify it.
+        Leaves share one empty dict, and the graph's walks pass it on as ``**params`` at
+        dict speed, which a read-only view would lose.
 
         Examples
         --------
         >>> import symtape as st
         >>> x = st.Variable([[1.0, 2.0]], name="x")
-        >>> dict(st.reduce_sum(x, axis=1).params)
+        >>> st.reduce_sum(x, axis=1).params
         {'axis': (1,), 'keepdims': False}
         """
-        return MappingProxyType(self._params)
+        return self._params
 
     @property
     def source(self) -> "Variable | Tensor | None":

@@ -23,7 +23,6 @@ constants), so tracing an identical function again compiles nothing.
 from __future__ import annotations
 
 import functools
-from types import MappingProxyType
 from typing import Any, Callable
 
 import numpy as np
@@ -78,7 +77,7 @@ def _freeze(value) -> Any:
     """A hashable, exact description of a parameter or constant."""
     if isinstance(value, (tuple, list)):
         return (type(value).__name__,) + tuple(_freeze(v) for v in value)
-    if isinstance(value, (dict, MappingProxyType)):  # a node's params are a read-only view
+    if isinstance(value, dict):
         return ("dict",) + tuple((k, _freeze(v)) for k, v in sorted(value.items()))
     if isinstance(value, slice):
         return ("slice", value.start, value.stop, value.step)
