@@ -229,10 +229,17 @@ def test_the_scan_sees_private_names_and_deferred_imports():
 #: (``_value`` -> ``array``, ``_prim`` -> ``primitive``, ``_inputs`` -> ``inputs``, ...)
 NODE_FIELDS = {"_value", "_prim", "_inputs", "_params", "_source", "_weak", "_symbolic"}
 
-#: (module, "owner.attribute") uses of those names that are not a node's field
+#: (module, function) allowed to use those names, and why
 NODE_FIELD_EXCEPTIONS = {
-    # GradientCheck's own method `_value` (the function being checked), not a Tensor's field
-    ("symtape.check", "self._value"),
+    # check's own method `_Columns._value` (the function checked, at a point), called there
+    ("symtape.check", "_Columns.value"): "not a node's field: the method _Columns._value",
+    ("symtape.check", "_Columns.finite_differences"): "not a node's field: _Columns._value",
+    # the reverse sweep's inner loops read the slots: a dozen reads per node, where a
+    # property's call each costs ~8% of a scalar gradient (benchmarks/bench_tape.py)
+    ("symtape.core.accumulate", "plan.expand"): "the reverse sweep's plan",
+    ("symtape.core.accumulate", "_mark_relevant"): "the reverse sweep's plan",
+    ("symtape.core.accumulate", "sweep"): "the reverse sweep",
+    ("symtape.core.algebra", "NumericAlgebra.forward"): "the numeric sweep's forward values",
 }
 
 
@@ -250,22 +257,38 @@ def _tensor_privates() -> set[str]:
     return {name for name in names if _private(name)}
 
 
+class _NodeFieldUses(ast.NodeVisitor):
+    """Each ``owner.name`` of ``names`` in a module, with the function it is in."""
+
+    def __init__(self, names: set[str]):
+        self.names, self.scope, self.found = names, [], []
+
+    def visit_FunctionDef(self, node):
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef
+
+    def visit_Attribute(self, node):
+        if node.attr in self.names:
+            owner = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+            self.found.append((".".join(self.scope), f"{owner}.{node.attr}", node.lineno))
+        self.generic_visit(node)
+
+
 def node_field_uses(name: str, tree: ast.AST, privates: set[str]) -> list[str]:
     """Where module ``name`` reads or writes a Tensor's or Variable's private name: a node
     field (public as a property) anywhere outside ``core/tensor.py``, any other private name
     (the closed-form memo ``_sym``, ``_thunk``, the label ``_name``, a Variable's read cache,
     ``_read``) outside the ``core`` floor, whose modules keep those caches for the Tensor."""
-    found = []
+    visitor = _NodeFieldUses(privates)
+    visitor.visit(tree)
     in_core = name.startswith("symtape.core.")
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Attribute) or node.attr not in privates:
-            continue
-        owner = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
-        if (name, f"{owner}.{node.attr}") in NODE_FIELD_EXCEPTIONS:
-            continue
-        if node.attr in NODE_FIELDS or not in_core:
-            found.append(f"{name}:{node.lineno} {owner}.{node.attr}")
-    return found
+    return [f"{name}:{line} {use} in {scope or 'the module'}"
+            for scope, use, line in visitor.found
+            if (name, scope) not in NODE_FIELD_EXCEPTIONS
+            and (use.rsplit(".", 1)[1] in NODE_FIELDS or not in_core)]
 
 
 def test_the_node_fields_are_read_through_their_public_names():
@@ -281,14 +304,29 @@ def test_the_node_fields_are_read_through_their_public_names():
 
 
 def test_the_node_field_scan_sees_reads_and_writes():
-    tree = ast.parse("a = node._prim\nv._value = 1\nf(x._sym)\nself._value()\n")
+    tree = ast.parse("a = node._prim\nv._value = 1\nclass C:\n    def f(self, x):\n"
+                     "        return x._sym, self._value()\n")
     privates = {"_prim", "_value", "_sym"}
     assert node_field_uses("symtape.kernels.program", tree, privates) == [
-        "symtape.kernels.program:1 node._prim", "symtape.kernels.program:2 v._value",
-        "symtape.kernels.program:3 x._sym", "symtape.kernels.program:4 self._value"]
+        "symtape.kernels.program:1 node._prim in the module",
+        "symtape.kernels.program:2 v._value in the module",
+        "symtape.kernels.program:5 x._sym in C.f", "symtape.kernels.program:5 self._value in C.f"]
     # the core floor keeps the closed-form memo; the node fields are public there too
     assert node_field_uses("symtape.core.symbolic", tree, privates) == [
-        "symtape.core.symbolic:1 node._prim", "symtape.core.symbolic:2 v._value",
-        "symtape.core.symbolic:4 self._value"]
-    assert node_field_uses("symtape.check", tree, privates) == [
-        "symtape.check:1 node._prim", "symtape.check:2 v._value", "symtape.check:3 x._sym"]
+        "symtape.core.symbolic:1 node._prim in the module",
+        "symtape.core.symbolic:2 v._value in the module",
+        "symtape.core.symbolic:5 self._value in C.f"]
+    # an exception names the function
+    assert node_field_uses("symtape.core.algebra", ast.parse(
+        "class NumericAlgebra:\n    def forward(self, node):\n        return node._value\n"),
+        privates) == []
+
+
+def test_the_node_field_exceptions_are_still_needed():
+    privates = _tensor_privates()
+    used = set()
+    for name, found in SCANS.items():
+        visitor = _NodeFieldUses(privates)
+        visitor.visit(found.tree)
+        used |= {(name, scope) for scope, _, _ in visitor.found}
+    assert set(NODE_FIELD_EXCEPTIONS) - used == set()

@@ -7,7 +7,10 @@ symbolic or Tensor (see :mod:`symtape.core.algebra`). One plan serves every swee
 gradient, a Jacobian's rows, and the lazy closed form of each.
 
 Cost is one rule application per edge on a path to a source, like autograd; no SymPy
-is involved in a numeric sweep.
+is involved in a numeric sweep. For that, the plan and the sweep read a Tensor's slots
+(``node._inputs``, ``node._value``, ...) rather than its public properties (``inputs``,
+``array``): about a dozen reads per node, where a property's call each would cost ~8% of a
+scalar gradient. They are the core floor's, listed in ``tests/test_layers.py``.
 """
 
 from __future__ import annotations
@@ -132,10 +135,10 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
 
     def expand(node):
         key = id(node)
-        if node.primitive is None or key not in recorded:
+        if node._prim is None or key not in recorded:
             leaves[key] = node
             return None
-        return node.inputs[::-1]  # pushed last first: as the sweep has always visited them
+        return node._inputs[::-1]  # pushed last first: as the sweep has always visited them
 
     result.order = toposort(result.targets, expand)
     _mark_relevant(result)
@@ -146,18 +149,18 @@ def _mark_relevant(p: Plan) -> None:
     """Nodes whose cotangent can reach a wanted source (float dtypes only), and their steps."""
     relevant, wanted = p.relevant, p.wanted
     for key, leaf in p.leaves.items():
-        if (key in wanted or source_key(leaf) in wanted) and leaf.array.dtype.kind == "f":
+        if (key in wanted or source_key(leaf) in wanted) and leaf._value.dtype.kind == "f":
             relevant.add(key)
     for node in p.order:
-        if node.array.dtype.kind != "f":
+        if node._value.dtype.kind != "f":
             continue
-        if id(node) in wanted or any(id(x) in relevant for x in node.inputs):
+        if id(node) in wanted or any(id(x) in relevant for x in node._inputs):
             relevant.add(id(node))
     for node in reversed(p.order):
         if id(node) not in relevant:
             continue
-        prim = node.primitive
-        edges = [(argnum, x, prim.rule(argnum)) for argnum, x in enumerate(node.inputs)
+        prim = node._prim
+        edges = [(argnum, x, prim.rule(argnum)) for argnum, x in enumerate(node._inputs)
                  if id(x) in relevant]
         p.steps.append((node, [edge for edge in edges if edge[2] is not None]))
 
@@ -209,19 +212,19 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         if parts is None:
             continue
         g = add_n(parts)
-        if not node.primitive.elementwise or id(node) in wanted:
-            g = expand(g, node.array.shape)  # only elementwise rules take a smaller g
+        if not node._prim.elementwise or id(node) in wanted:
+            g = expand(g, node._value.shape)  # only elementwise rules take a smaller g
             if id(node) in wanted:
                 found.setdefault(id(node), []).append(g)
         if not per_argument:
             out, xs = forward(node)
-        params = node.params
+        params = node._params
         for argnum, x, rule in edges:
             if per_argument:
                 out, xs = forward(node, argnum)
             ct = A.vjp(rule, g, out, xs, params)
             if ct is not None:
-                ct = reduce_to(ct, x.array.shape)
+                ct = reduce_to(ct, x._value.shape)
                 parts = cts.get(id(x))
                 if parts is None:
                     cts[id(x)] = [ct]
@@ -232,6 +235,6 @@ def sweep(p: Plan, seeds: Sequence[Any], A) -> dict[int, Any]:
         leaf = p.leaves.get(key)
         if leaf is not None:
             found.setdefault(source_key(leaf), []).extend(parts)
-            shapes[source_key(leaf)] = leaf.array.shape
+            shapes[source_key(leaf)] = leaf._value.shape
     return {key: expand(add_n(parts), shapes[key]) if key in shapes else add_n(parts)
             for key, parts in found.items()}

@@ -136,7 +136,9 @@ class NumericAlgebra(_Algebra):
 
     def forward(self, node, argnum: int | None = None):
         # the inputs as the op saw them: a host constant that met GPU values, on the GPU
-        return node.array, on_device_with(self.xp, [x.array for x in node.inputs])
+        # the slots themselves: the sweep's hottest reads (see NODE_FIELD_EXCEPTIONS in
+        # tests/test_layers.py)
+        return node._value, on_device_with(self.xp, [x._value for x in node._inputs])
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         """The cotangent a sweep starts from: ones, a one-hot entry, or a given Tensor."""
