@@ -37,7 +37,7 @@ from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.primitives import expand_axes
 from symtape.core.symbolic import recursion_headroom
-from symtape.core.tensor import Tensor, Variable, on_device_with
+from symtape.core.tensor import Tensor, Variable, arrays_of, on_device_with
 
 __all__ = ["Program", "structure_key"]
 
@@ -506,7 +506,7 @@ class Program:
                             and len(self.output_dtypes) >= _BULK_OUTPUTS else None)
 
     def __call__(self, values: list) -> list:
-        return run_kernel(self, self._function, values, [v.array for v in self.variables])
+        return run_kernel(self, self._function, values, arrays_of(self.variables))
 
     def call_exact(self, values, scalars: bool = False) -> list:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
@@ -562,7 +562,7 @@ class Program:
         """The Variables' current values in one pass; scalar float64 ones as Python floats
         (the kernel's scalar arithmetic runs about twice as fast on them, and
         :func:`numpy_arithmetic_retry` keeps NumPy's rules)."""
-        values = [v.array for v in self.variables]
+        values = arrays_of(self.variables)
         return list(map(float, values)) if self._floats_read else values
 
     def _exact_arrays(self, results, scalars: bool) -> list:
