@@ -121,7 +121,7 @@ def call_mapped(concrete, leaves: list):
                          "(the assignment would happen whenever dask computes, once per block)")
     program = concrete._program
     traced = [leaf for leaf, spec in zip(leaves, concrete.specs) if spec[0] == "T"]
-    variables = [v._value for v in program.variables]  # read now, as a call would
+    variables = [v.array for v in program.variables]  # read now, as a call would
     outputs = _blockwise(da, _run_program, (program.portable(), variables), traced,
                          program.argument_shapes, program.output_shapes, program.output_dtypes,
                          program.batchable)
@@ -259,7 +259,7 @@ def chunk_sum(transform, args: tuple) -> Any:
             pairs += [d, ("i",) + tuple(f"a{position}_{k}" for k in range(1, d.ndim))]
         else:
             pairs += [leaf, None]
-    variables = [v._value for v in program.variables]
+    variables = [v.array for v in program.variables]
     terms = da.blockwise(_chunk_terms, ("i", "z"), portables, None, variables, None,
                          first_data, None, *pairs, new_axes={"z": sum(sizes)},
                          adjust_chunks={"i": 1}, dtype=np.float64, align_arrays=False,

@@ -393,7 +393,7 @@ def _array_level(flat: Callable, x0: np.ndarray, args: tuple,
     means a pattern mostly dense: no pattern need be derived to know that."""
     def traced(x, *extra):
         value = _array_derivatives(flat, x, extra)[2]
-        if mostly_nonzero and 2 * int(array_module(value._value).count_nonzero(value._value)) \
+        if mostly_nonzero and 2 * int(array_module(value.array).count_nonzero(value.array)) \
                 <= math.prod(value.shape):
             raise _MostlyZero
         return value

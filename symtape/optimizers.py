@@ -281,7 +281,7 @@ class Optimizer:
         self._owners[id(variable)] = variable
         if name not in slots:
             value = np.full(variable.shape, initial, dtype=variable.dtype)
-            slots[name] = Variable(on_device_of(value, variable._value),  # the Variable's device
+            slots[name] = Variable(on_device_of(value, variable.array),  # the Variable's device
                                    name=f"{variable.name}/{name}", trainable=False)
         return slots[name]
 

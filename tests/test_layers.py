@@ -10,6 +10,8 @@
 
 A module imports only from its own floor or the floors below; no two modules import each other,
 directly or round a longer circle; and no module takes another module's private (``_name``) names.
+A Tensor's node fields are read through their public properties (``primitive``, ``inputs``,
+``params``, ``source``, ``weak``, ``symbolic``, ``array``) everywhere outside ``core/tensor.py``.
 The few imports that must reach up are deferred hooks (inside a function, run only when an
 optional path is taken) and are listed in ``UPWARD_HOOKS`` below, each with its reason, so that a
 new one is a decision, not an accident.
@@ -219,3 +221,112 @@ def test_the_scan_sees_private_names_and_deferred_imports():
                              ("symtape.chunked", ["call_kernel"], True, 4)]
     assert visitor.aliases == {"t": "symtape.core.tape"}
     assert _private("_hidden") and not _private("__all__") and not _private("public")
+
+
+# -- the node API: Tensor's and Variable's fields are read through their public properties
+
+#: the slots ``symtape/core/tensor.py`` makes public as read-only properties
+#: (``_value`` -> ``array``, ``_prim`` -> ``primitive``, ``_inputs`` -> ``inputs``, ...)
+NODE_FIELDS = {"_value", "_prim", "_inputs", "_params", "_source", "_weak", "_symbolic"}
+
+#: (module, function) allowed to use those names, and why
+NODE_FIELD_EXCEPTIONS = {
+    # check's own method `_Columns._value` (the function checked, at a point), called there
+    ("symtape.check", "_Columns.value"): "not a node's field: the method _Columns._value",
+    ("symtape.check", "_Columns.finite_differences"): "not a node's field: _Columns._value",
+    # the reverse sweep's inner loops read the slots: a dozen reads per node, where a
+    # property's call each costs ~8% of a scalar gradient (benchmarks/bench_tape.py)
+    ("symtape.core.accumulate", "plan.expand"): "the reverse sweep's plan",
+    ("symtape.core.accumulate", "_mark_relevant"): "the reverse sweep's plan",
+    ("symtape.core.accumulate", "sweep"): "the reverse sweep",
+    ("symtape.core.algebra", "NumericAlgebra.forward"): "the numeric sweep's forward values",
+}
+
+
+def _tensor_privates() -> set[str]:
+    """The private names Tensor, Variable and their base class define: slots and methods."""
+    names = set()
+    for node in ast.walk(SCANS["symtape.core.tensor"].tree):
+        if isinstance(node, ast.ClassDef) and node.name in {"Operators", "Tensor", "Variable"}:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    names.add(item.name)
+                elif (isinstance(item, ast.Assign) and isinstance(item.value, ast.Tuple)
+                        and any(getattr(t, "id", None) == "__slots__" for t in item.targets)):
+                    names.update(elt.value for elt in item.value.elts)
+    return {name for name in names if _private(name)}
+
+
+class _NodeFieldUses(ast.NodeVisitor):
+    """Each ``owner.name`` of ``names`` in a module, with the function it is in."""
+
+    def __init__(self, names: set[str]):
+        self.names, self.scope, self.found = names, [], []
+
+    def visit_FunctionDef(self, node):
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef
+
+    def visit_Attribute(self, node):
+        if node.attr in self.names:
+            owner = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+            self.found.append((".".join(self.scope), f"{owner}.{node.attr}", node.lineno))
+        self.generic_visit(node)
+
+
+def node_field_uses(name: str, tree: ast.AST, privates: set[str]) -> list[str]:
+    """Where module ``name`` reads or writes a Tensor's or Variable's private name: a node
+    field (public as a property) anywhere outside ``core/tensor.py``, any other private name
+    (the closed-form memo ``_sym``, ``_thunk``, the label ``_name``, a Variable's read cache,
+    ``_read``) outside the ``core`` floor, whose modules keep those caches for the Tensor."""
+    visitor = _NodeFieldUses(privates)
+    visitor.visit(tree)
+    in_core = name.startswith("symtape.core.")
+    return [f"{name}:{line} {use} in {scope or 'the module'}"
+            for scope, use, line in visitor.found
+            if (name, scope) not in NODE_FIELD_EXCEPTIONS
+            and (use.rsplit(".", 1)[1] in NODE_FIELDS or not in_core)]
+
+
+def test_the_node_fields_are_read_through_their_public_names():
+    privates = _tensor_privates()
+    assert NODE_FIELDS <= privates and {"_sym", "_thunk", "_name", "_read"} <= privates
+    offences = []
+    for name, found in SCANS.items():
+        if name != "symtape.core.tensor":
+            offences += node_field_uses(name, found.tree, privates)
+    assert offences == [], ("use the public properties (node.primitive, .inputs, .params, "
+                            ".source, .weak, .symbolic, .array) or a function of "
+                            "symtape.core.tensor (make_symbol, swap_array)")
+
+
+def test_the_node_field_scan_sees_reads_and_writes():
+    tree = ast.parse("a = node._prim\nv._value = 1\nclass C:\n    def f(self, x):\n"
+                     "        return x._sym, self._value()\n")
+    privates = {"_prim", "_value", "_sym"}
+    assert node_field_uses("symtape.kernels.program", tree, privates) == [
+        "symtape.kernels.program:1 node._prim in the module",
+        "symtape.kernels.program:2 v._value in the module",
+        "symtape.kernels.program:5 x._sym in C.f", "symtape.kernels.program:5 self._value in C.f"]
+    # the core floor keeps the closed-form memo; the node fields are public there too
+    assert node_field_uses("symtape.core.symbolic", tree, privates) == [
+        "symtape.core.symbolic:1 node._prim in the module",
+        "symtape.core.symbolic:2 v._value in the module",
+        "symtape.core.symbolic:5 self._value in C.f"]
+    # an exception names the function
+    assert node_field_uses("symtape.core.algebra", ast.parse(
+        "class NumericAlgebra:\n    def forward(self, node):\n        return node._value\n"),
+        privates) == []
+
+
+def test_the_node_field_exceptions_are_still_needed():
+    privates = _tensor_privates()
+    used = set()
+    for name, found in SCANS.items():
+        visitor = _NodeFieldUses(privates)
+        visitor.visit(found.tree)
+        used |= {(name, scope) for scope, _, _ in visitor.found}
+    assert set(NODE_FIELD_EXCEPTIONS) - used == set()

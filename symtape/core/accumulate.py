@@ -7,7 +7,10 @@ symbolic or Tensor (see :mod:`symtape.core.algebra`). One plan serves every swee
 gradient, a Jacobian's rows, and the lazy closed form of each.
 
 Cost is one rule application per edge on a path to a source, like autograd; no SymPy
-is involved in a numeric sweep.
+is involved in a numeric sweep. For that, the plan and the sweep read a Tensor's slots
+(``node._inputs``, ``node._value``, ...) rather than its public properties (``inputs``,
+``array``): about a dozen reads per node, where a property's call each would cost ~8% of a
+scalar gradient. They are the core floor's, listed in ``tests/test_layers.py``.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def itself(node):
 
 def source_key(leaf) -> int:
     """The identity a leaf's cotangent is collected under: its Variable's, or its own."""
-    source = leaf._source
+    source = leaf.source
     return id(source) if source is not None else id(leaf)
 
 
@@ -124,7 +127,7 @@ def plan(targets: Sequence, source_ids: set[int], recorded: dict[int, Any]) -> P
     >>> with st.GradientTape() as tape:
     ...     y = x * x + x
     >>> p = plan([y], {id(x)}, tape._recorded)
-    >>> [node._prim.name for node in p.order]
+    >>> [node.primitive.name for node in p.order]
     ['mul', 'add']
     """
     result = Plan(list(targets), wanted=set(source_ids))

@@ -136,12 +136,14 @@ class NumericAlgebra(_Algebra):
 
     def forward(self, node, argnum: int | None = None):
         # the inputs as the op saw them: a host constant that met GPU values, on the GPU
+        # the slots themselves: the sweep's hottest reads (see NODE_FIELD_EXCEPTIONS in
+        # tests/test_layers.py)
         return node._value, on_device_with(self.xp, [x._value for x in node._inputs])
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         """The cotangent a sweep starts from: ones, a one-hot entry, or a given Tensor."""
         if tensor is not None:
-            return tensor._value
+            return tensor.array
         if index is None:
             value = self.xp.ones(shape, dtype)
         else:
@@ -175,7 +177,7 @@ class _Shaped:
 
 
 def _placeholder(node) -> _Shaped:
-    return _Shaped(node._value.shape, node._value.dtype)
+    return _Shaped(node.array.shape, node.array.dtype)
 
 
 # stand for the cotangent and for deep forward values while a rule runs
@@ -272,13 +274,13 @@ class SymbolicAlgebra(_Algebra):
         A linear rule reads shapes only, so it gets placeholders; a value a rule never
         loads is passed as None.
         """
-        prim = node._prim
+        prim = node.primitive
         reads = prim.reads[argnum] if argnum is not None and prim.reads else None
         value = _placeholder if prim.linear else symbolic_value
         if reads is None:
-            return value(node), [value(x) for x in node._inputs]
+            return value(node), [value(x) for x in node.inputs]
         return (value(node) if -1 in reads else None,
-                [value(x) if i in reads else None for i, x in enumerate(node._inputs)])
+                [value(x) if i in reads else None for i, x in enumerate(node.inputs)])
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         if tensor is not None:
@@ -349,13 +351,13 @@ class TensorAlgebra(_Algebra):
         return x.dtype
 
     def zeros_like(self, x):
-        return Tensor(np.zeros_like(x._value)[()])
+        return Tensor(np.zeros_like(x.array)[()])
 
     def zeros(self, shape, dtype):
         return Tensor(np.zeros(shape, dtype)[()])
 
     def forward(self, node, argnum: int | None = None):
-        return node, list(node._inputs)
+        return node, list(node.inputs)
 
     def seed(self, shape, dtype, index: int | None = None, tensor: Tensor | None = None):
         if tensor is not None:

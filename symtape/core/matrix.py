@@ -785,18 +785,18 @@ class MatrixAlgebra(SymbolicAlgebra):
         raise _no_form(_DESCRIBED["getitem"])
 
     def forward(self, node, argnum: int | None = None):
-        prim = node._prim
+        prim = node.primitive
         reads = prim.reads[argnum] if argnum is not None and prim.reads else None
         value = self._shape_only if prim.linear else self.value
         if reads is None:
-            return value(node), [value(x) for x in node._inputs]
+            return value(node), [value(x) for x in node.inputs]
         return (value(node) if -1 in reads else None,
-                [value(x) if i in reads else None for i, x in enumerate(node._inputs)])
+                [value(x) if i in reads else None for i, x in enumerate(node.inputs)])
 
     @staticmethod
     def _shape_only(node) -> _Value:
-        return _Value(None, node._value.shape, None) if _size(node._value.shape) != 1 else \
-            _Value(0, node._value.shape)
+        return _Value(None, node.array.shape, None) if _size(node.array.shape) != 1 else \
+            _Value(0, node.array.shape)
 
     def seed(self, shape, dtype, index: int | None = None, tensor=None):
         if tensor is not None:
@@ -819,9 +819,9 @@ class MatrixAlgebra(SymbolicAlgebra):
         matrix form (a sweep meets its leaves before it asks for any)."""
         done = self._values
         order = _postorder(tensors, done)
-        leaves = [node for node in order if node._prim is None]
+        leaves = [node for node in order if node.primitive is None]
         # named leaves first: an unnamed constant a rule derived from one (A.T) is found by value
-        for node in sorted(leaves, key=lambda n: n._name is None and n._source is None):
+        for node in sorted(leaves, key=lambda n: n._name is None and n.source is None):
             try:
                 done[id(node)] = self._leaf(node)
             except MatrixFormError:
@@ -830,21 +830,21 @@ class MatrixAlgebra(SymbolicAlgebra):
         if not strict:
             return
         for node in order:
-            if node._prim is not None:
-                done[id(node)] = getattr(self, node._prim.name)(
-                    *[done[id(x)] for x in node._inputs], **node._params)
+            if node.primitive is not None:
+                done[id(node)] = getattr(self, node.primitive.name)(
+                    *[done[id(x)] for x in node.inputs], **node.params)
 
     def _leaf(self, node) -> _Value:
-        shape = node._value.shape
+        shape = node.array.shape
         if node._thunk is not None:
             return _derived_value(node, self)
-        source = node._source
+        source = node.source
         if source is not None:  # a Variable's read, or a watched constant
             return self._symbol(source._name, id(source), shape)
         if node._name is not None:
             named = self._symbol(node._name, id(node), shape)
             if _is_matrix(named.expr):
-                self._arrays.append((named.expr, np.asarray(to_host(node._value))))
+                self._arrays.append((named.expr, np.asarray(to_host(node.array))))
             return named
         if node._sym is not None and shape == ():  # an exact number from a rule
             return _Value(node._sym, shape)
@@ -876,7 +876,7 @@ class MatrixAlgebra(SymbolicAlgebra):
 
     def _constant(self, node) -> _Value:
         """An unnamed constant: a number, ``c*1``, ``I``, or a symbol of an automatic name."""
-        value = np.asarray(to_host(node._value))
+        value = np.asarray(to_host(node.array))
         shape = value.shape
         if value.size == 1:
             return _Value(objarrays.exact_number(value.reshape(-1)[0]), shape)
@@ -899,7 +899,7 @@ def _postorder(tensors, done: dict) -> list:
     def expand(node):
         if id(node) in done:
             return None
-        return () if node._prim is None else node._inputs[::-1]
+        return () if node.primitive is None else node.inputs[::-1]
 
     return accumulate.toposort(list(tensors)[::-1], expand)
 

@@ -52,7 +52,7 @@ _NUMBERS = (float, int)
 def _strong(x) -> Tensor | None:
     """``x`` as a Tensor if it fixes a dtype (a Tensor or Variable), else None."""
     if type(x) is Tensor:
-        return None if x._weak else x
+        return None if x.weak else x
     if isinstance(x, Variable):
         return x._read()
     return None
@@ -63,10 +63,10 @@ def _like(x, dtype: np.dtype, op: str) -> Tensor:
     if type(x) in _NUMBERS and dtype.kind == "f":
         return Tensor(dtype.type(x), weak=True)
     if type(x) is Tensor:
-        if x._source is not None or x._prim is not None:  # a traced Python-number argument
-            return x if x._value.dtype == dtype else apply(_P["cast"], (x,), {"dtype": dtype})
+        if x.source is not None or x.primitive is not None:  # a traced Python-number argument
+            return x if x.array.dtype == dtype else apply(_P["cast"], (x,), {"dtype": dtype})
         # a weak constant (an exact constant from a derivative rule)
-        return weak_constant(x._value, dtype, x._sym)
+        return weak_constant(x.array, dtype, x._sym)
     try:
         return Tensor(to_array(x, dtype, what=op), weak=True)
     except TypeError as err:
@@ -83,7 +83,7 @@ def _common(args: Sequence, op: str) -> list[Tensor]:
             if t.dtype != dtype:
                 raise _mixed_dtypes(op, dtype, t.dtype)
     else:
-        arrays = [a._value if type(a) is Tensor else np.asarray(a) for a in args]
+        arrays = [a.array if type(a) is Tensor else np.asarray(a) for a in args]
         dtype = _default_result_dtype(arrays)
     return [s if s is not None else _like(a, dtype, op) for a, s in zip(args, strong)]
 
@@ -108,12 +108,12 @@ def _elementwise(name: str, x, y) -> Tensor:
     """Apply a binary elementwise primitive: the hot path of every Python operator."""
     a, b = _strong(x), _strong(y)
     if a is not None and b is not None:
-        if a._value.dtype != b._value.dtype:
-            raise _mixed_dtypes(name, a._value.dtype, b._value.dtype)
+        if a.array.dtype != b.array.dtype:
+            raise _mixed_dtypes(name, a.array.dtype, b.array.dtype)
     elif a is not None:
-        b = _like(y, a._value.dtype, name)
+        b = _like(y, a.array.dtype, name)
     elif b is not None:
-        a = _like(x, b._value.dtype, name)
+        a = _like(x, b.array.dtype, name)
     else:
         a, b = _common([x, y], name)
     try:
@@ -340,8 +340,8 @@ def _constant_scalar(y):
     """The Python number of a constant scalar exponent, or None if it is symbolic or an array."""
     if type(y) in _NUMBERS or isinstance(y, np.number):
         return y.item() if isinstance(y, np.number) else y
-    if type(y) is Tensor and not y._symbolic and y.shape == () and y._sym is None:
-        return y._value.item()
+    if type(y) is Tensor and not y.symbolic and y.shape == () and y._sym is None:
+        return y.array.item()
     return None
 
 
@@ -1366,7 +1366,7 @@ def takes_name(op):
             # an operand returned as it is: label a node of its own (an identity reshape, as
             # Variable.read_value makes), not the operand
             result = apply(_P["reshape"], (result,), {"shape": result.shape})
-        result._name = name
+        result._name = name  # core keeps Tensor's label and memo slots (tests/test_layers.py)
         return result
 
     return labelled
@@ -1374,7 +1374,7 @@ def takes_name(op):
 
 def _is_operand(result: Tensor, operands: tuple) -> bool:
     """Whether ``result`` existed before the op: an operand, or the read of a Variable."""
-    if result._prim is None and result._source is not None:
+    if result.primitive is None and result.source is not None:
         return True  # a Variable's read or a watched constant: never made by an op
     for operand in operands:
         items = operand if isinstance(operand, (list, tuple)) else (operand,)

@@ -4,6 +4,11 @@ Materialization walks the lineage iteratively (no recursion, so deep computation
 fine) and visits only nodes not built yet. Chains of ``add``/``sub`` whose partial sums
 nobody else uses are gathered into one n-ary ``Add``: a loop accumulating 10,000 terms
 builds one ``Add`` of 10,000 arguments instead of 10,000 ever-longer ones.
+
+The memo is the Tensor's ``_sym`` slot (and ``_thunk``, a gradient's deferred form), written
+here: they are core-internal caches of :class:`~symtape.core.tensor.Tensor`, which the
+modules of the core floor keep and no module above it touches (``tests/test_layers.py``).
+The node itself is read through its public properties (``primitive``, ``inputs``, ...).
 """
 
 from __future__ import annotations
@@ -210,7 +215,7 @@ def _materialize(tensor) -> Any:
     for node in order:
         if node._sym is not None:  # a thunk run earlier in this loop may have built it
             continue
-        prim = node._prim
+        prim = node.primitive
         if prim is None:
             node._sym = _leaf_value(node)
         elif prim.terms is not None:  # a sum: merged with the sums it is a term of
@@ -220,8 +225,8 @@ def _materialize(tensor) -> Any:
             else:
                 node._sym = _sum(terms)
         else:
-            args = [symbolic_value(x) if x._sym is None else x._sym for x in node._inputs]
-            node._sym = objarrays.normalize(_form(prim, args, node._params))
+            args = [symbolic_value(x) if x._sym is None else x._sym for x in node.inputs]
+            node._sym = objarrays.normalize(_form(prim, args, node.params))
     return tensor._sym
 
 
@@ -248,13 +253,13 @@ def _unbuilt_nodes(target) -> tuple[list, dict[int, tuple[int, bool]]]:
     consumers: dict[int, tuple[int, bool]] = {}
 
     def expand(node):
-        if node._prim is None:
+        if node.primitive is None:
             return ()
-        is_sum = node._prim.terms is not None
-        for x in node._inputs:
+        is_sum = node.primitive.terms is not None
+        for x in node.inputs:
             count, all_sums = consumers.get(id(x), (0, True))
             consumers[id(x)] = (count + 1, all_sums and is_sum)
-        return [x for x in reversed(node._inputs) if x._sym is None]  # the order always used
+        return [x for x in reversed(node.inputs) if x._sym is None]  # the order always used
 
     return toposort([target], expand), consumers
 
@@ -263,7 +268,7 @@ def _sum_terms(node, deferred: dict[int, list]) -> list:
     """The terms of a sum (``add``, ``sub``: its primitive's ``terms`` signs), stealing its
     inputs' deferred term lists."""
     parts = []
-    for x, sign in zip(node._inputs, node._prim.terms):
+    for x, sign in zip(node.inputs, node.primitive.terms):
         terms = deferred.pop(id(x), None) or [_built(x)]
         if sign < 0:
             # SymPy's -t of a deep product re-sorts its factors; -0.0 must stay a Float
@@ -284,9 +289,9 @@ def _built(node):
 def _leaf_value(node):
     if node._thunk is not None:
         return objarrays.normalize(node._thunk())
-    source = node._source
+    source = node.source
     if source is None:
-        return objarrays.exact_array(node._value)
+        return objarrays.exact_array(node.array)
     if source is node:  # a watched constant is its own source
         if node._sym is None:
             node._sym = symbols_for(node._name, node.shape)
@@ -328,7 +333,7 @@ def check_unambiguous(tensors) -> None:
         return
     seen: dict[sympy.Symbol, Any] = {}
     for leaf in _leaves(tensors):
-        source = leaf._source
+        source = leaf.source
         symbols = leaf._sym if source is leaf else source._symbols
         key = None if symbols is None else _first_symbol(symbols)
         if key in _CONTESTED and seen.setdefault(key, leaf) is not leaf:
@@ -343,15 +348,15 @@ def _leaves(tensors):
         if id(node) in visited:
             continue
         visited.add(id(node))
-        if node._prim is not None:
-            stack.extend(node._inputs)
-        elif node._source is not None and node._thunk is None:
+        if node.primitive is not None:
+            stack.extend(node.inputs)
+        elif node.source is not None and node._thunk is None:
             yield node
 
 
 def _ambiguity(first, second) -> str:
-    name = second._source._name
-    if first._source is second._source:
+    name = second.source._name
+    if first.source is second.source:
         return (f"Variable {name!r} was assigned between reads that this value depends on, so "
                 f"its symbol would stand for two different values in .expr; take the closed "
                 f"form before the assign, or hold the new value in a Variable of its own")

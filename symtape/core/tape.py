@@ -23,7 +23,8 @@ from symtape.arrays import dtypes
 from symtape.core.algebra import SYMBOLIC, TENSOR, numeric_algebra
 from symtape.arrays.backends import array_module, gpu_device_of
 from symtape.core.symbolic import AutoName, check_unambiguous, factored
-from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor
+from symtape.core.tensor import (ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, convert_to_tensor,
+                                  make_symbol)
 
 __all__ = ["GradientTape", "UnconnectedGradients"]
 
@@ -117,7 +118,7 @@ class GradientTape(metaclass=_TapeClass):
         recorded, watched = self._recorded, self._watched
         for t in inputs:
             key = id(t)
-            source = t._source
+            source = t.source
             if key in recorded or key in watched or (source is not None and id(source) in watched):
                 recorded[id(out)] = out
                 return
@@ -153,11 +154,8 @@ class GradientTape(metaclass=_TapeClass):
             if not dtypes.is_floating(item.dtype):
                 warnings.warn(f"watch: the watched tensor has dtype {item.dtype}; only float "
                               "tensors get gradients", stacklevel=2)
-            if not item._symbolic:  # a constant becomes a symbol of its own
-                item._source = item
-                item._symbolic = True
-                item._sym = None
-                item._name = item._name or AutoName(f"c{next(_constant_names)}")
+            if not item.symbolic:  # a constant becomes a symbol of its own
+                make_symbol(item, item.name or AutoName(f"c{next(_constant_names)}"))
             self._watched[id(item)] = item
 
     def watched_variables(self) -> tuple[Variable, ...]:
@@ -491,7 +489,7 @@ class GradientTape(metaclass=_TapeClass):
 
         if _recorded_elsewhere(p, also_read) or ACTIVE_TRACE.get() is not None:
             return run(TENSOR)  # recorded: it can be differentiated again, or compiled
-        target_values = [t._value for t in targets]
+        target_values = [t.array for t in targets]
         with gpu_device_of(target_values):  # the sweep runs where the targets live
             values = run(numeric_algebra(array_module(*target_values)))
         closed_forms = _Once(lambda: _factored(run, SYMBOLIC, targets))

@@ -139,6 +139,24 @@ class Operators:
         """
         return device_name(self._value)
 
+    @property
+    def array(self):
+        """The NumPy or CuPy array holding the value, not a copy: do not modify it.
+
+        ``numpy()`` is the safe copy; ``array`` is for code that only reads the value
+        (kernels, devices, the graph's walks) and must not pay for a copy or a transfer.
+        A Variable's ``array`` is its current value (``assign`` puts a new array in its place).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable([1.0, 2.0])
+        >>> a = x.array
+        >>> x.assign([3.0, 4.0]).array, a
+        (array([3., 4.]), array([1., 2.]))
+        """
+        return self._value
+
     def __array__(self, dtype=None, copy=None):
         array = self.numpy()
         return array if dtype is None else array.astype(dtype)
@@ -265,6 +283,96 @@ class Tensor(Operators):
         ('y', sin(x))
         """
         return self._name
+
+    # -- the node: how this value was computed (read-only; the graph's walks read these)
+    @property
+    def primitive(self) -> Primitive | None:
+        """The :class:`~symtape.core.primitives.Primitive` whose result this is; None for a
+        leaf (a constant, a Variable's read, a traced argument).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(0.5, name="x")
+        >>> st.sin(x).primitive.name, x.value().primitive
+        ('sin', None)
+        """
+        return self._prim
+
+    @property
+    def inputs(self) -> tuple:
+        """The Tensors the primitive was applied to, in order (``()`` for a leaf).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(2.0, name="x")
+        >>> [t.expr for t in (x * 3.0).inputs]
+        [x, 3]
+        """
+        return self._inputs
+
+    @property
+    def params(self) -> dict:
+        """The primitive's keyword parameters (``axis``, ``shape``, ...), empty for a leaf and
+        for primitives without any.
+
+        The node's own dict, not a copy (as JAX's ``eqn.params``): read it, never modify it.
+        Leaves share one empty dict, and the graph's walks pass it on as ``**params`` at
+        dict speed, which a read-only view would lose.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable([[1.0, 2.0]], name="x")
+        >>> st.reduce_sum(x, axis=1).params
+        {'axis': (1,), 'keepdims': False}
+        """
+        return self._params
+
+    @property
+    def source(self) -> "Variable | Tensor | None":
+        """What this leaf stands for in closed forms: the Variable a read came from, or the
+        Tensor itself for a watched constant or a traced argument; None otherwise (plain
+        constants and computed values).
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(1.0, name="x")
+        >>> x.value().source is x, (x + 1).source
+        (True, None)
+        """
+        return self._source
+
+    @property
+    def weak(self) -> bool:
+        """Whether this is a weakly typed Python number: it takes the dtype of the Tensor it
+        meets (``x32 * 2.0`` is float32), as in JAX.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(1.0, dtype=st.float32)
+        >>> [t.weak for t in (x * 2.0).inputs]
+        [False, True]
+        """
+        return self._weak
+
+    @property
+    def symbolic(self) -> bool:
+        """Whether the value has a closed form of its own: it depends on a Variable, a watched
+        constant or a traced argument (or is an exact number such as ``pi``). Ops on it keep
+        their lineage and tapes record them; other values are plain numbers in ``.expr``.
+
+        Examples
+        --------
+        >>> import symtape as st
+        >>> x = st.Variable(1.0, name="x")
+        >>> (x + 1).symbolic, st.constant(1.0).symbolic
+        (True, False)
+        """
+        return self._symbolic
 
     # -- closed form
     @property
@@ -821,6 +929,70 @@ def weak_constant(value, like: np.dtype, expr: sympy.Basic | None = None) -> Ten
     tensor._sym = expr
     tensor._symbolic = expr is not None  # results keep lineage, so the exact form survives
     return tensor
+
+
+def make_symbol(tensor: Tensor, name: str | None = None) -> Tensor:
+    """Make a leaf Tensor a symbol of its own, in place (a watched constant, a traced
+    argument): its closed form becomes its symbol, named after ``name`` if given (else its
+    own name), and ops on it are recorded.
+
+    Parameters
+    ----------
+    tensor : Tensor
+        A leaf (no primitive); it is changed in place and returned.
+    name : str, optional
+        The symbol's name; default: the Tensor's ``name``.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> a = make_symbol(st.constant(2.0), "a")
+    >>> a.source is a, (a * 3).expr
+    (True, 3*a)
+    """
+    tensor._source = tensor
+    tensor._symbolic = True
+    tensor._sym = None  # an exact number cached before: the symbol replaces it
+    if name is not None:
+        tensor._name = name
+    return tensor
+
+
+def swap_array(variable: Variable, array) -> None:
+    """Put ``array`` in place of ``variable``'s value, unchecked: for arrays a compiled
+    kernel made at the Variable's shape and dtype, and for undoing a trace's assignments
+    (``Variable.assign`` validates a user's value, then swaps it in the same way).
+
+    Parameters
+    ----------
+    variable : Variable
+    array : numpy.ndarray or cupy.ndarray
+        Of the Variable's shape and dtype, on its device (a NumPy scalar for shape ``()``).
+
+    Examples
+    --------
+    >>> import numpy as np, symtape as st
+    >>> v = st.Variable([1.0, 2.0])
+    >>> swap_array(v, np.array([3.0, 4.0]))
+    >>> v.numpy()
+    array([3., 4.])
+    """
+    variable._value = array
+    variable._read_cache = None  # the next read is a new snapshot
+
+
+def arrays_of(tensors) -> list:
+    """The ``array`` of each Tensor or Variable, in one call: a compiled function reads its
+    Variables' values so on every call, where a property's call per Variable would cost a
+    few percent of a call over a hundred of them.
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> arrays_of([st.Variable(1.0), st.constant([2.0])])
+    [np.float64(1.0), array([2.])]
+    """
+    return [t._value for t in tensors]
 
 
 # ---------------------------------------------------------------- evaluation and recording

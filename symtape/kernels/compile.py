@@ -40,6 +40,7 @@ from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
 from symtape.arrays.objarrays import NEGATIVE_ZERO, as_sympy
 from symtape.core.accumulate import itself, toposort
 from symtape.core.symbolic import recursion_headroom
+from symtape.core.tensor import Operators
 
 
 __all__ = ["Kernel", "compile", "kernel_cache_info", "clear_kernel_cache", "function_source",
@@ -801,7 +802,7 @@ def leading_batches(values, point_shapes, mismatch: Callable) -> list[tuple[int,
 
 
 def _value_of(arg):
-    return arg._value if hasattr(arg, "_value") else arg
+    return arg.array if isinstance(arg, Operators) else arg
 
 
 _kernel_ids = itertools.count()

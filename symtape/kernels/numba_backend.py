@@ -155,15 +155,15 @@ _BOOL = np.dtype(bool)
 
 def _fusable(node, inputs, kinds) -> bool:
     """Whether ``node`` has a scalar form for the dtypes it was traced with."""
-    prim = node._prim
+    prim = node.primitive
     if not prim.elementwise or prim.scalar is None:
         return False
-    shape = np.shape(node._value)
+    shape = np.shape(node.array)
     if 0 in shape:
         return False
-    out = dtype_of(node._value)
-    traced = [dtype_of(x._value) for x in inputs]
-    literal = [kinds[id(x)][0] == "const" and np.ndim(x._value) == 0 for x in inputs]
+    out = dtype_of(node.array)
+    traced = [dtype_of(x.array) for x in inputs]
+    literal = [kinds[id(x)][0] == "const" and np.ndim(x.array) == 0 for x in inputs]
     signature = prim.signature
     if signature == "cast":
         return out in _FLOATS | {_BOOL} and traced[0] in _FLOATS | {_BOOL}
@@ -193,11 +193,11 @@ class _ScalarPrinter:
 
 def _scalar_code(node, args: list[str]) -> str:
     """The code of one fused op on scalar locals, in the dtype the trace recorded."""
-    form, out = node._prim.scalar, dtype_of(node._value)
+    form, out = node.primitive.scalar, dtype_of(node.array)
     if isinstance(form, str):
         code = form.format(*args)
     else:
-        code = form(_ScalarPrinter(out), *args, **node._params)
+        code = form(_ScalarPrinter(out), *args, **node.params)
     if out == np.float32:
         return f"np.float32({code})"
     return code
@@ -226,15 +226,15 @@ def _partition(graph, fusable: dict[int, bool], dependent: dict[int, bool]):
     unit_of: dict[int, Any] = {}
     units: list = []
     for node in graph.order:
-        if node._prim is None:
+        if node.primitive is None:
             level[id(node)] = 0
             continue
-        inputs = [resolve(x) for x in node._inputs]
+        inputs = [resolve(x) for x in node.inputs]
         if fusable[id(node)]:
             level[id(node)] = max([level[id(x)] + (0 if fusable.get(id(x)) else
-                                                   1 if x._prim is not None else 0)
+                                                   1 if x.primitive is not None else 0)
                                    for x in inputs], default=0)
-            key = (tuple(np.shape(node._value)), dependent[id(node)], level[id(node)])
+            key = (tuple(np.shape(node.array)), dependent[id(node)], level[id(node)])
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group(len(groups), key[0], key[1])
@@ -249,10 +249,10 @@ def _partition(graph, fusable: dict[int, bool], dependent: dict[int, bool]):
     needs: dict[int, set] = {id(u): set() for u in units}
     users: dict[int, set] = {id(u): set() for u in units}
     for node in graph.order:
-        if node._prim is None:
+        if node.primitive is None:
             continue
         unit = unit_of[id(node)]
-        for x in node._inputs:
+        for x in node.inputs:
             source = unit_of.get(id(resolve(x)))
             if source is not None and source is not unit:
                 needs[id(unit)].add(id(source))
@@ -304,7 +304,7 @@ class _Generator:
             if kind[0] != "op":
                 dependent[id(node)] = kind[0] == "arg"
                 continue
-            inputs = [resolve(x) for x in node._inputs]
+            inputs = [resolve(x) for x in node.inputs]
             dependent[id(node)] = any(dependent[id(x)] for x in inputs)
             fusable[id(node)] = _fusable(node, inputs, kinds)
         self.dependent = dependent
@@ -330,7 +330,7 @@ class _Generator:
             self.module.append(_whole_source(whole))
             exact = self.fresh("exact")
             self.namespace[exact] = _ExactCall(
-                [None if p is None else tuple(np.shape(p._value)) for p in _arguments(graph)],
+                [None if p is None else tuple(np.shape(p.array)) for p in _arguments(graph)],
                 whole)
             self.lines.insert(0, f"    if {exact}.applies(_args):")
             self.lines.insert(1, f"        return {exact}.call(_args, _variables)")
@@ -348,10 +348,10 @@ class _Generator:
         outputs = {id(t) for t in self.graph.outputs}
         used_outside: set[int] = set(outputs)
         for node in self.graph.order:
-            if node._prim is None:
+            if node.primitive is None:
                 continue
             unit = self.unit_of[id(node)]
-            for x in node._inputs:
+            for x in node.inputs:
                 x = self.graph.resolve(x)
                 if self.unit_of.get(id(x)) is not unit:
                     used_outside.add(id(x))
@@ -364,8 +364,8 @@ class _Generator:
         name = self.names.get(id(node))
         if name is None:  # a constant
             name = self.names[id(node)] = self.fresh("k")
-            value = node._value
-            if node._weak and np.ndim(value) == 0:
+            value = node.array
+            if node.weak and np.ndim(value) == 0:
                 value = value.item() if hasattr(value, "item") else value
             else:
                 value = np.asarray(value)
@@ -377,12 +377,12 @@ class _Generator:
         from symtape.core.primitives import expand_axes
 
         graph = self.graph
-        inputs = [graph.resolve(x) for x in node._inputs]
+        inputs = [graph.resolve(x) for x in node.inputs]
         args = [self.value(x) for x in inputs]
-        ranks = [np.ndim(x._value) for x in inputs]
-        prim = node._prim
+        ranks = [np.ndim(x.array) for x in inputs]
+        prim = node.primitive
         if prim.elementwise:
-            r = np.ndim(node._value)
+            r = np.ndim(node.array)
             aligned = []
             for arg, k, x in zip(args, ranks, inputs):
                 if k < r and self.dependent[id(x)]:
@@ -394,7 +394,7 @@ class _Generator:
         call, batchable = self.op_call(node, ranks)
         self.batchable &= batchable
         fn = self.fresh(f"{prim.name}_")
-        dtype = dtype_of(node._value)
+        dtype = dtype_of(node.array)
         self.namespace[fn] = functools.partial(_as_dtype, functools.partial(call, np), dtype)
         name = self.names[id(node)] = self.fresh("t")
         self.lines.append(f"    {name} = {fn}({', '.join(args)})")
@@ -407,9 +407,9 @@ class _Generator:
         array_inputs, scalar_inputs = [], []
         r = len(group.shape)
         for node in group.members:
-            inputs = [graph.resolve(x) for x in node._inputs]
+            inputs = [graph.resolve(x) for x in node.inputs]
             codes = []
-            others = [np.shape(x._value) for x in inputs]
+            others = [np.shape(x.array) for x in inputs]
             for x in inputs:
                 if id(x) in local:
                     codes.append(local[id(x)])
@@ -420,8 +420,8 @@ class _Generator:
                     continue
                 parameter = f"x{len(params)}"
                 params.append(parameter)
-                static = np.ndim(x._value) == 0 and not self.dependent[id(x)]
-                entry = (self.value(x), np.ndim(x._value), self.dependent[id(x)])
+                static = np.ndim(x.array) == 0 and not self.dependent[id(x)]
+                entry = (self.value(x), np.ndim(x.array), self.dependent[id(x)])
                 (scalar_inputs if static else array_inputs).append((parameter, entry))
                 local[id(x)] = parameter
                 codes.append(parameter)
@@ -443,7 +443,7 @@ class _Generator:
         spec = self.fresh("spec")
         self.namespace[spec] = _GroupSpec(
             g, group.shape, [e for _, e in array_inputs],
-            [dtype_of(m._value) for m in group.returned])
+            [dtype_of(m.array) for m in group.returned])
         targets = [self.fresh("t") for _ in group.returned]
         for member, target in zip(group.returned, targets):
             self.names[id(member)] = target
@@ -472,12 +472,12 @@ class _Generator:
         """A constant operand as a number in the code, where that is exact."""
         if self.graph.kinds[id(x)][0] != "const":
             return None
-        value = x._value
+        value = x.array
         if np.ndim(value) == 0:
             return _literal(value.item() if hasattr(value, "item") else value)
         flat = np.asarray(value).reshape(-1)
-        rest = [s for s, y in zip(others, node._inputs) if self.graph.resolve(y) is not x]
-        if (flat == flat[0]).all() and rest and np.broadcast_shapes(*rest) == np.shape(node._value):
+        rest = [s for s, y in zip(others, node.inputs) if self.graph.resolve(y) is not x]
+        if (flat == flat[0]).all() and rest and np.broadcast_shapes(*rest) == np.shape(node.array):
             return _literal(flat[0].item())
         return None
 
@@ -799,14 +799,14 @@ class _LoopProgram:
         found = self.values.get(id(x))
         if found is not None:
             return found
-        shape = tuple(np.shape(x._value))
+        shape = tuple(np.shape(x.array))
         kind = self.graph.kinds[id(x)]
         if kind[0] == "const":
-            flat = np.asarray(x._value).reshape(-1)
+            flat = np.asarray(x.array).reshape(-1)
             if (flat == flat[0]).all() or not shape:  # one number (NaN never equals: an array)
                 found = _Scalar(_literal(flat[0].item()), shape)
             else:
-                found = _Buffer(self.constant(x._value), np.arange(math.prod(shape)).reshape(shape))
+                found = _Buffer(self.constant(x.array), np.arange(math.prod(shape)).reshape(shape))
         else:  # an argument or a Variable: a parameter (the caller passes arrays raveled)
             name = f"{'a' if kind[0] == 'arg' else 'v'}{kind[1]}"
             found = (_Buffer(name, np.arange(math.prod(shape)).reshape(shape)) if shape else
@@ -817,13 +817,13 @@ class _LoopProgram:
     def group(self, group: _Group) -> None:
         """A fused group: one loop nest over its shape, its ops as scalar locals."""
         shape, resolve = tuple(group.shape), self.graph.resolve
-        buffers = {id(m): self.allocate(shape, dtype_of(m._value)) for m in group.returned
+        buffers = {id(m): self.allocate(shape, dtype_of(m.array)) for m in group.returned
                    if shape}
         local: dict[int, str] = {}
         with self.nest(shape):
             for node in group.members:
                 codes = []
-                for x in map(resolve, node._inputs):
+                for x in map(resolve, node.inputs):
                     if id(x) not in local:
                         value = self.value(x)
                         if isinstance(value, _Scalar):
@@ -842,15 +842,15 @@ class _LoopProgram:
     def structural(self, node) -> bool:
         """An index, reshape, transpose, broadcast, scatter or sum; False where it has no
         loop form here."""
-        name, params = node._prim.name, node._params
-        shape, dtype = tuple(np.shape(node._value)), dtype_of(node._value)
-        inputs = [self.value(x) for x in map(self.graph.resolve, node._inputs)]
+        name, params = node.primitive.name, node.params
+        shape, dtype = tuple(np.shape(node.array)), dtype_of(node.array)
+        inputs = [self.value(x) for x in map(self.graph.resolve, node.inputs)]
         if name in _STRUCTURAL_VIEWS:
             (x,) = inputs
             if isinstance(x, _Scalar):
                 self.values[id(node)] = _Scalar(x.code, shape)
                 return True
-            addresses = np.asarray(node._prim.numeric(np, x.addresses, **params))
+            addresses = np.asarray(node.primitive.numeric(np, x.addresses, **params))
             if addresses.shape != shape:
                 return False
             if shape:
@@ -896,12 +896,12 @@ class _LoopProgram:
     def output(self, node) -> tuple[str, int, tuple]:
         """An output as ``(work array, offset, shape)``: its entries in order in a work array
         (copied there when they are spread, or are an argument's or a constant's)."""
-        value, shape = self.value(node), tuple(np.shape(node._value))
+        value, shape = self.value(node), tuple(np.shape(node.array))
         if isinstance(value, _Buffer) and value.name.startswith("w_"):
             first = int(value.addresses.reshape(-1)[0])
             if np.array_equal(value.addresses.reshape(-1), first + np.arange(value.addresses.size)):
                 return value.name, first, shape
-        buffer = self.allocate(shape, dtype_of(node._value))
+        buffer = self.allocate(shape, dtype_of(node.array))
         with self.nest(shape):
             self.emit(f"{self.load(buffer, shape)} = {self.load(value, shape)}")
         return buffer.name, int(buffer.addresses.reshape(-1)[0]), shape
@@ -914,7 +914,7 @@ def _loop_program(graph, ordered: list) -> _LoopProgram | None:
     if not any(not isinstance(u, _Group) for u in ordered):
         return None  # only fused groups: the kernel calls them directly already
     for node in graph.order:
-        value = node._value
+        value = node.array
         if np.size(value) >= _PARALLEL_FROM or 0 in np.shape(value):
             return None
         if np.ndim(value) and dtype_of(value).name not in ("float64", "float32", "bool"):
@@ -1005,7 +1005,7 @@ class FusedHessian:
         work = [np.empty(size, dtype) for dtype, size in self.exact.work]
         products = [np.empty(self.size)] if len(self.exact.outputs) > 1 else []
         self.function(*map(_raveled, values), *self.seeds,
-                      *[_raveled(v._value) for v in self.variables],
+                      *[_raveled(v.array) for v in self.variables],
                       *self.exact.constants, *work, *self.layout, out, *products)
         return out
 

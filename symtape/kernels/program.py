@@ -37,7 +37,7 @@ from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.primitives import expand_axes
 from symtape.core.symbolic import recursion_headroom
-from symtape.core.tensor import Tensor, Variable, on_device_with
+from symtape.core.tensor import Tensor, Variable, arrays_of, on_device_with
 
 __all__ = ["Program", "structure_key"]
 
@@ -52,12 +52,12 @@ def op_call(node: Tensor, ranks: list[int]) -> tuple[Callable, bool]:
     carry leading batch axes (an elementwise op's operands aligned by the caller; a structural
     op's by its primitive's ``batch`` rule, see :mod:`symtape.core.primitives`), and whether
     that is right for batched values."""
-    prim = node._prim
+    prim = node.primitive
     if prim.batch is not None:
-        return prim.batch(ranks, **node._params)
+        return prim.batch(ranks, **node.params)
     # elementwise: NumPy broadcasts the aligned operands; a structural primitive without a
     # batch rule: right for unbatched calls only
-    return functools.partial(call_numeric, prim.numeric, node._params), prim.elementwise
+    return functools.partial(call_numeric, prim.numeric, node.params), prim.elementwise
 
 
 def call_numeric(numeric, params, xp, *values):
@@ -70,7 +70,7 @@ def call_numeric(numeric, params, xp, *values):
 def walk(outputs: list[Tensor], resolve: Callable[[Tensor], Tensor]) -> list[Tensor]:
     """Every node the outputs depend on, inputs first (iterative: graphs may be deep)."""
     return toposort([resolve(t) for t in outputs],
-                    lambda node: () if node._prim is None else [resolve(x) for x in node._inputs])
+                    lambda node: () if node.primitive is None else [resolve(x) for x in node.inputs])
 
 
 def _freeze(value) -> Any:
@@ -96,9 +96,9 @@ def _numbered(order: list[Tensor], resolve, same: dict) -> list[Tensor]:
     first: dict = {}
     kept = []
     for node in order:
-        if node._prim is not None:
-            key = (node._prim.name, _freeze(node._params),
-                   tuple(id(resolve(x)) for x in node._inputs))
+        if node.primitive is not None:
+            key = (node.primitive.name, _freeze(node.params),
+                   tuple(id(resolve(x)) for x in node.inputs))
             original = first.setdefault(key, node)
             if original is not node:
                 same[id(node)] = original
@@ -126,8 +126,8 @@ class _Graph:
         variable_index: dict[int, int] = {}
         self.kinds: dict[int, tuple] = {}
         for node in self.order:
-            source = node._source
-            if node._prim is not None:
+            source = node.source
+            if node.primitive is not None:
                 self.kinds[id(node)] = ("op",)
             elif id(node) in self.argument_index:
                 self.kinds[id(node)] = ("arg", self.argument_index[id(node)])
@@ -157,11 +157,11 @@ class _Graph:
         items = []
         for node in self.order:
             kind = self.kinds[id(node)]
-            value = node._value
-            described = (dtype_of(value).str, tuple(np.shape(value)), bool(node._weak))
+            value = node.array
+            described = (dtype_of(value).str, tuple(np.shape(value)), bool(node.weak))
             if kind[0] == "op":
-                items.append((node._prim.name, _freeze(node._params),
-                              tuple(index[id(self.resolve(x))] for x in node._inputs)) + described)
+                items.append((node.primitive.name, _freeze(node.params),
+                              tuple(index[id(self.resolve(x))] for x in node.inputs)) + described)
             elif kind[0] == "const":  # only constants are compared by value (on the host)
                 host = value.get() if hasattr(value, "__cuda_array_interface__") else value
                 items.append(("const", np.asarray(host).tobytes()) + described)
@@ -246,8 +246,8 @@ class _Builder:
         graph = self.graph
         consumers: dict[int, int] = {}
         for node in graph.order:
-            if node._prim is not None:
-                for x in node._inputs:
+            if node.primitive is not None:
+                for x in node.inputs:
                     consumers[id(graph.resolve(x))] = consumers.get(id(graph.resolve(x)), 0) + 1
         for t in graph.outputs:
             consumers[id(t)] = consumers.get(id(t), 0) + 1  # a returned value is a use too
@@ -263,7 +263,7 @@ class _Builder:
             exprs[id(node)], depth[id(node)], dependent[id(node)] = expr, level, dep
         lines = body(self.statements, [fold_constants(exprs[id(t)]) for t in graph.outputs],
                      self.printer, self.names, self.fused,
-                     [np.shape(t._value) for t in graph.outputs])
+                     [np.shape(t.array) for t in graph.outputs])
         return "\n".join(["def kernel(_args, _variables):"] + graph.prologue() + lines) + "\n"
 
     def node(self, node: Tensor, exprs, depth, dependent) -> tuple[Any, int, bool]:
@@ -273,30 +273,30 @@ class _Builder:
             return self.input(self.graph.input_name(node)), 0, kind[0] == "arg"
         if kind[0] == "const":
             return self.constant(node), 0, False
-        inputs = [self.graph.resolve(x) for x in node._inputs]
+        inputs = [self.graph.resolve(x) for x in node.inputs]
         args = [exprs[id(x)] for x in inputs]
         dep = any(dependent[id(x)] for x in inputs)
         level = 1 + max((depth[id(x)] for x in inputs), default=0)
-        prim = node._prim
-        ranks = [np.ndim(x._value) for x in inputs]
+        prim = node.primitive
+        ranks = [np.ndim(x.array) for x in inputs]
         if not prim.elementwise:
             call, batchable = op_call(node, ranks)
             self.batchable &= batchable
-            fn = self.function((prim.name, _freeze(node._params), tuple(ranks)),
+            fn = self.function((prim.name, _freeze(node.params), tuple(ranks)),
                                lambda: self.bind(call), f"{prim.name}_")
             return fn(*args), level, dep
-        r = np.ndim(node._value)
+        r = np.ndim(node.array)
         args = self.uniform_constants(node, inputs, args)
         args = [self.align(a, r, k) if k < r and dependent[id(x)] else a
                 for a, k, x in zip(args, ranks, inputs)]
         if prim.printed is not None:  # arithmetic and SymPy's functions: printed as NumPy's
             if self.backend == "numpy" and prim.name in _FLOAT_LITERAL_OPS:
                 args = _float_literals(node, inputs, args)
-            expr = prim.printed(*args, **node._params)
+            expr = prim.printed(*args, **node.params)
         else:
-            fn = self.function((prim.name, _freeze(node._params)),
+            fn = self.function((prim.name, _freeze(node.params)),
                                lambda: self.bind(op_call(node, ranks)[0]), f"{prim.name}_")
-            self.elementwise[fn.__name__] = (prim.name, node._params)
+            self.elementwise[fn.__name__] = (prim.name, node.params)
             expr = fn(*args)
         return self.fix_dtype(expr, node, inputs, exprs), level, dep
 
@@ -304,14 +304,14 @@ class _Builder:
         """A constant array of one repeated value (a broadcast cotangent seed) becomes that
         number, where the other operands already give the result its shape."""
         kinds = self.graph.kinds
-        constant = [kinds[id(x)][0] == "const" and np.ndim(x._value) > 0 and _uniform(x._value)
+        constant = [kinds[id(x)][0] == "const" and np.ndim(x.array) > 0 and _uniform(x.array)
                     for x in inputs]
         if not any(constant):
             return args
-        others = [np.shape(x._value) for x, c in zip(inputs, constant) if not c]
-        if np.broadcast_shapes(*others) != np.shape(node._value):
+        others = [np.shape(x.array) for x, c in zip(inputs, constant) if not c]
+        if np.broadcast_shapes(*others) != np.shape(node.array):
             return args
-        return [exact_number(x._value.reshape(-1)[0].item()) if c else a
+        return [exact_number(x.array.reshape(-1)[0].item()) if c else a
                 for a, x, c in zip(args, inputs, constant)]
 
     def input(self, name: str) -> sympy.Symbol:
@@ -320,7 +320,7 @@ class _Builder:
         return symbol
 
     def constant(self, node: Tensor):
-        value = node._value
+        value = node.array
         if np.ndim(value) == 0 and dtype_of(value).kind in "fiu":
             return exact_number(value.item())
         symbol = self.names.temporary("k")
@@ -343,8 +343,8 @@ class _Builder:
         """Cast where NumPy's promotion of the printed operands differs from the traced dtype
         (a constant inlined as a Python number is weak; the traced one may not have been)."""
         operands = [_weak_stand_in(exprs[id(x)], x) for x in inputs]
-        expected = _result_dtype(node._prim, tuple(operands), _freeze(node._params), node._params)
-        actual = dtype_of(node._value)
+        expected = _result_dtype(node.primitive, tuple(operands), _freeze(node.params), node.params)
+        actual = dtype_of(node.array)
         if expected == actual:
             return expr
         fn = self.function(("cast", actual.str),
@@ -362,12 +362,12 @@ def _float_literals(node: Tensor, inputs: list[Tensor], args: list) -> list:
     The same numbers and dtypes: Python and NumPy convert such an integer to the float
     operand's type, exactly where it is at most 2**53 (NumPy's weak scalars, NEP 50, keep
     float32 float32 either way). 0 stays an integer, and 1 in products (``1*g`` is dropped)."""
-    least = 1 if node._prim.name in ("mul", "div") else 0
+    least = 1 if node.primitive.name in ("mul", "div") else 0
     integers = [isinstance(a, sympy.Integer) and least < abs(int(a)) <= 2 ** 53 for a in args]
-    if not any(integers) or dtype_of(node._value).kind != "f":
+    if not any(integers) or dtype_of(node.array).kind != "f":
         return args
     others = [x for x, a in zip(inputs, args) if not isinstance(a, sympy.Integer)]
-    if not others or any(dtype_of(x._value).kind != "f" for x in others):
+    if not others or any(dtype_of(x.array).kind != "f" for x in others):
         return args
     return [sympy.Float(int(a)) if i else a for a, i in zip(args, integers)]
 
@@ -455,10 +455,10 @@ def _astype(xp, x, *, dtype):
 def _weak_stand_in(expr, node: Tensor):
     """What NumPy sees for an operand: a Python number for inlined constants, else its dtype."""
     if isinstance(expr, sympy.Number):
-        return 0.5 if dtype_of(node._value).kind == "f" else 1
-    if node._weak and np.ndim(node._value) == 0:
-        return 0.5 if dtype_of(node._value).kind == "f" else 1
-    return dtype_of(node._value).str
+        return 0.5 if dtype_of(node.array).kind == "f" else 1
+    if node.weak and np.ndim(node.array) == 0:
+        return 0.5 if dtype_of(node.array).kind == "f" else 1
+    return dtype_of(node.array).str
 
 
 def _result_dtype(prim, operands: tuple, frozen_params, params) -> np.dtype:
@@ -504,17 +504,17 @@ class Program:
     def __init__(self, arguments: list[Tensor], outputs: list[Tensor], aliases: dict,
                  backend: str = "numpy"):
         graph = _Graph(arguments, outputs, aliases)
-        if any(is_gpu_array(v._value) for v in graph.variables):
+        if any(is_gpu_array(v.array) for v in graph.variables):
             backend = "cupy"  # a kernel that reads GPU Variables runs on the GPU
         self.backend = backend
         self.variables = graph.variables
-        self.argument_shapes = [tuple(np.shape(p._value)) for p in arguments]
-        self.output_shapes = [tuple(np.shape(t._value)) for t in graph.outputs]
-        self.output_dtypes = [dtype_of(t._value) for t in graph.outputs]
+        self.argument_shapes = [tuple(np.shape(p.array)) for p in arguments]
+        self.output_shapes = [tuple(np.shape(t.array)) for t in graph.outputs]
+        self.output_dtypes = [dtype_of(t.array) for t in graph.outputs]
         # scalar float64 Variables are read as Python floats: the kernel's scalar arithmetic
         # runs about twice as fast on them (and call_with_numpy_arithmetic keeps NumPy's rules)
         self._floats_read = bool(self.variables) and all(
-            np.ndim(v._value) == 0 and dtype_of(v._value) == np.float64 for v in self.variables)
+            np.ndim(v.array) == 0 and dtype_of(v.array) == np.float64 for v in self.variables)
         self.source, self._function, self.batchable, self._recipe = cached(
             graph.key(backend), lambda: generate_source(graph, backend))
         self._portable = None
@@ -527,7 +527,7 @@ class Program:
                             and len(self.output_dtypes) >= _BULK_OUTPUTS else None)
 
     def __call__(self, values: list) -> list:
-        return run_kernel(self, self._function, values, [v._value for v in self.variables])
+        return run_kernel(self, self._function, values, arrays_of(self.variables))
 
     def call_exact(self, values, scalars: bool = False) -> list:
         """A NumPy kernel on host arguments of exactly the traced shapes: no batch axes to
@@ -600,7 +600,7 @@ class Program:
         """The Variables' current values in one pass; scalar float64 ones as Python floats
         (the kernel's scalar arithmetic runs about twice as fast on them, and
         :func:`numpy_arithmetic_retry` keeps NumPy's rules)."""
-        values = [v._value for v in self.variables]
+        values = arrays_of(self.variables)
         return list(map(float, values)) if self._floats_read else values
 
     def _exact_arrays(self, results, scalars: bool) -> list:

@@ -21,7 +21,7 @@ import numpy as np
 
 from symtape.core.accumulate import toposort
 from symtape.core.symbolic import symbolic_value
-from symtape.core.tensor import ACTIVE_TRACE, Tensor, Variable
+from symtape.core.tensor import ACTIVE_TRACE, Tensor, Variable, make_symbol
 
 __all__ = ["Trace", "active", "placeholder", "replay"]
 
@@ -60,10 +60,7 @@ def placeholder(value, name: str, weak: bool = False) -> Tensor:
     >>> (p * 2).expr
     [2*x[0], 2*x[1]]
     """
-    tensor = Tensor(value, weak=weak, name=name)
-    tensor._source = tensor
-    tensor._symbolic = True
-    return tensor
+    return make_symbol(Tensor(value, weak=weak, name=name))
 
 
 class Trace:
@@ -107,7 +104,7 @@ class Trace:
         self.assigned[id(variable)] = (variable, new)
         # still the Variable's read for tapes (gradients w.r.t. it), but its closed form is
         # the assigned value's, in the trace's inputs, as the kernel computes it
-        read = Tensor(new._value, source=variable, thunk=lambda: symbolic_value(new))
+        read = Tensor(new.array, source=variable, thunk=lambda: symbolic_value(new))
         self.aliases[id(read)] = new
         return read
 
@@ -146,20 +143,20 @@ def replay(arguments: list[Tensor], outputs: list[Tensor]) -> Callable[[list], l
     slots = {id(a): i for i, a in enumerate(arguments)}
 
     def inputs(node):  # the recorded ops that depend on the arguments; the rest is constant
-        return node._inputs if node._prim is not None and node._symbolic else ()
+        return node.inputs if node.primitive is not None and node.symbolic else ()
 
     constants, steps = [], []
     for node in toposort(outputs, inputs):
         if id(node) in slots:
             continue
         slot = slots[id(node)] = len(slots)
-        if node._prim is not None and node._symbolic:
-            steps.append((node._prim.numeric, [slots[id(x)] for x in node._inputs],
-                          node._params, slot))
-        elif isinstance(node._source, Variable):
+        if node.primitive is not None and node.symbolic:
+            steps.append((node.primitive.numeric, [slots[id(x)] for x in node.inputs],
+                          node.params, slot))
+        elif isinstance(node.source, Variable):
             return None
         else:
-            constants.append((slot, node._value))
+            constants.append((slot, node.array))
     results = [slots[id(t)] for t in outputs]
     size = len(slots)
 

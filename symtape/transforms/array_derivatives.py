@@ -225,7 +225,7 @@ def _order(outputs: list) -> list:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for x in node._inputs:
+        for x in node.inputs:
             if id(x) not in seen:
                 stack.append((x, False))
     return order
@@ -239,11 +239,11 @@ def _reached(order: list, source: Tensor) -> list | None:
     for node in order:
         if node is source:
             continue
-        if node._prim is None:  # a constant, or another argument
+        if node.primitive is None:  # a constant, or another argument
             continue
-        if not any(id(x) in depends for x in node._inputs):
+        if not any(id(x) in depends for x in node.inputs):
             continue
-        if node.dtype.kind != "f" or not supported(node._prim):
+        if node.dtype.kind != "f" or not supported(node.primitive):
             return None
         depends.add(id(node))
         reached.append(node)
@@ -253,10 +253,10 @@ def _reached(order: list, source: Tensor) -> list | None:
 def _run(sweep: _Sweep, reached: list) -> dict:
     tangents: dict[int, _Tangent] = {}
     for node in reached:
-        if node._prim is None:
+        if node.primitive is None:
             tangents[id(node)] = _Tangent(None)
             continue
-        t = _RULES.get(node._prim.name, _elementwise)(sweep, node, tangents)
+        t = _RULES.get(node.primitive.name, _elementwise)(sweep, node, tangents)
         if t is not None:
             tangents[id(node)] = t
     return tangents
@@ -269,8 +269,8 @@ def _reshaped(x: Tensor, shape: tuple) -> Tensor:
     """``x`` in ``shape``: a reshape of a reshape is one reshape, and none where the shape
     is already right (the matrix products' vector views add several)."""
     shape = tuple(shape)
-    while x._prim is not None and x._prim.name == "reshape":
-        x = x._inputs[0]
+    while x.primitive is not None and x.primitive.name == "reshape":
+        x = x.inputs[0]
     return x if tuple(x.shape) == shape else TENSOR.reshape(x, shape=shape)
 
 
@@ -283,7 +283,7 @@ def _column(v) -> Tensor:
 def _is_one(v) -> bool:
     """A constant (no lineage to the arguments) that is 1 everywhere: a factor to skip."""
     if isinstance(v, Tensor):
-        return not v._symbolic and bool(np.all(v._value == 1))
+        return not v.symbolic and bool(np.all(v.array == 1))
     return isinstance(v, (int, float)) and v == 1
 
 
@@ -307,8 +307,8 @@ def _add(sweep: _Sweep, terms: list, shape: tuple) -> _Tangent | None:
         return _Tangent(None, total)
     # the constant blocks (a ridge penalty's 2 lam I, say) added up here, into one constant
     parts = [part for t in terms for part in _addends(sweep.dense(t, shape))]
-    constants = [part for part in parts if not part._symbolic]
-    parts = [part for part in parts if part._symbolic]
+    constants = [part for part in parts if not part.symbolic]
+    parts = [part for part in parts if part.symbolic]
     if constants:
         constant = constants[0]
         for c in constants[1:]:
@@ -323,10 +323,10 @@ def _add(sweep: _Sweep, terms: list, shape: tuple) -> _Tangent | None:
 def _addends(block: Tensor) -> list:
     """``block`` as terms: a sum of a block and a constant of its shape is the two (so that
     constants met in nested sums are added once, when traced)."""
-    if block._prim is not None and block._prim.name == "add" and block._symbolic:
-        a, b = block._inputs
+    if block.primitive is not None and block.primitive.name == "add" and block.symbolic:
+        a, b = block.inputs
         if (a.shape == b.shape == block.shape and a.dtype == b.dtype == block.dtype
-                and a._symbolic != b._symbolic):
+                and a.symbolic != b.symbolic):
             return [a, b]
     return [block]
 
@@ -342,7 +342,7 @@ def _elementwise(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None
     """``sum_k d out / d x_k * t_k``; the partials come from the primitive's own reverse
     rules with a cotangent of 1, so every differentiable elementwise op is covered."""
     shape = tuple(node.shape)
-    prim, inputs, params = node._prim, node._inputs, node._params
+    prim, inputs, params = node.primitive, node.inputs, node.params
     terms = []
     for k, x in enumerate(inputs):
         t = tangents.get(id(x))
@@ -369,19 +369,19 @@ def _elementwise(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None
 def _without_unit_factor(partial):
     """A rule's partial with the cotangent of one it was multiplied by dropped (``1 * s``
     is ``s``): one op less to compile."""
-    if isinstance(partial, Tensor) and partial._prim is not None and \
-            partial._prim.name == "mul":
-        for one, other in (partial._inputs, partial._inputs[::-1]):
+    if isinstance(partial, Tensor) and partial.primitive is not None and \
+            partial.primitive.name == "mul":
+        for one, other in (partial.inputs, partial.inputs[::-1]):
             if _is_one(one) and other.shape == partial.shape and other.dtype == partial.dtype:
                 return other
     return partial
 
 
 def _reduce_sum(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
-    (x,) = node._inputs
+    (x,) = node.inputs
     t = tangents[id(x)]
     xshape = tuple(x.shape)
-    axis, keepdims = node._params["axis"], node._params["keepdims"]
+    axis, keepdims = node.params["axis"], node.params["keepdims"]
     axes = tuple(range(len(xshape))) if axis is None else tuple(a % len(xshape) for a in axis)
     everything = len(axes) == len(xshape) and not keepdims
     if everything and t.base is None:  # sum of a scaled identity: the scale, as a row
@@ -397,7 +397,7 @@ def _reduce_sum(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
 
 
 def _reshape(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
-    (x,) = node._inputs
+    (x,) = node.inputs
     t = tangents[id(x)]
     shape, xshape = tuple(node.shape), tuple(x.shape)
     if shape == xshape:
@@ -411,9 +411,9 @@ def _reshape(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
 
 
 def _transpose(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
-    (x,) = node._inputs
+    (x,) = node.inputs
     t = tangents[id(x)]
-    perm = tuple(node._params["perm"])
+    perm = tuple(node.params["perm"])
     if perm == tuple(range(len(perm))):
         return t
     dense = sweep.dense(t, tuple(x.shape))
@@ -421,7 +421,7 @@ def _transpose(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
 
 
 def _broadcast_to(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent:
-    (x,) = node._inputs
+    (x,) = node.inputs
     t = tangents[id(x)]
     shape, xshape = tuple(node.shape), tuple(x.shape)
     if shape == xshape:
@@ -436,7 +436,7 @@ def _swap_last(ndim: int) -> tuple:
 
 
 def _matmul(sweep: _Sweep, node: Tensor, tangents: dict) -> _Tangent | None:
-    a, b = node._inputs
+    a, b = node.inputs
     shape = tuple(node.shape)
     terms = []
     if id(a) in tangents:

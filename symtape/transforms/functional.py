@@ -30,7 +30,8 @@ from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
-from symtape.core.tensor import ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, leaf_tensors
+from symtape.core.tensor import (ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, leaf_tensors,
+                                  swap_array)
 from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
@@ -46,7 +47,7 @@ _current_device = CURRENT_DEVICE.get
 def leaf_spec(leaf) -> tuple:
     """How a leaf argument enters a trace: traced (shape, dtype, weak, device) or static."""
     if isinstance(leaf, Tensor):
-        return ("T", tuple(leaf.shape), leaf.dtype, bool(leaf._weak), leaf.device)
+        return ("T", tuple(leaf.shape), leaf.dtype, bool(leaf.weak), leaf.device)
     if isinstance(leaf, Variable):  # used like a closed-over Variable: read at call time
         return ("V", id(leaf))
     if isinstance(leaf, float):
@@ -94,7 +95,7 @@ def placed(leaves: list) -> list:
 
 
 def _value(leaf):
-    return leaf._value if isinstance(leaf, Tensor) else leaf
+    return leaf.array if isinstance(leaf, Tensor) else leaf
 
 
 def _point(leaf, depth: int):
@@ -249,8 +250,7 @@ class ConcreteFunction:
         n = len(self._outputs)
         for variable, value in zip(self._assigned, results[n:]):
             value = value.astype(variable.dtype) if value.dtype != variable.dtype else value
-            variable._value = value[()] if value.ndim == 0 else value
-            variable._read_cache = None
+            swap_array(variable, value[()] if value.ndim == 0 else value)
         values = results[:n]
         if wrap:
             values = leaf_tensors([v[()] if host and type(v) is np.ndarray and v.ndim == 0
@@ -285,7 +285,7 @@ def _describe(specs: list[tuple]) -> str:
 
 def read_tensor(value) -> Tensor:
     """A Variable's current value as a Tensor; anything else as it is."""
-    return value._read() if isinstance(value, Variable) else value
+    return value.value() if isinstance(value, Variable) else value
 
 
 class Function:
@@ -438,7 +438,7 @@ class Function:
         self._traces.append(concrete)
         self._by_specs[tuple(specs)] = concrete
         for variable, value in trace.originals.values():
-            variable._value, variable._read_cache = value, None
+            swap_array(variable, value)
         return concrete
 
     def __repr__(self) -> str:
@@ -459,8 +459,8 @@ def _placeholders(fun, args, kwargs, leaves: list, specs: list) -> tuple[list, l
 
 
 def _backend(placeholders: list[Tensor], trace: Trace) -> str:
-    values = [p._value for p in placeholders]
-    values += [variable._value for variable, _ in trace.originals.values()]
+    values = [p.array for p in placeholders]
+    values += [variable.array for variable, _ in trace.originals.values()]
     return "numpy" if array_module(*values) is np else "cupy"
 
 

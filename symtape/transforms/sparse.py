@@ -217,7 +217,7 @@ def _signature_with_seeds(fun, nargs: int) -> inspect.Signature:
 
 
 def _value_of(leaf):
-    return leaf._value if isinstance(leaf, Tensor) else leaf
+    return leaf.array if isinstance(leaf, Tensor) else leaf
 
 
 def _flat(values: list) -> list:
@@ -377,18 +377,18 @@ def _graph_dependencies(grads: list[Tensor], sources: list) -> tuple[np.ndarray,
     for node in walk(list(grads), lambda t: t):
         if id(node) in deps:
             continue
-        if node._prim is None:  # a read of a source Variable is that source; else data
-            deps[id(node)] = deps.get(id(node._source)) if node._source is not None else None
+        if node.primitive is None:  # a read of a source Variable is that source; else data
+            deps[id(node)] = deps.get(id(node.source)) if node.source is not None else None
             continue
-        inputs = [deps[id(x)] for x in node._inputs]
+        inputs = [deps[id(x)] for x in node.inputs]
         deps[id(node)] = None if all(d is None for d in inputs) else _through(node, inputs)
     return _symmetric(grads, deps, offset)
 
 
 def _through(node: Tensor, inputs: list) -> _Deps | None:
     """The dependencies of one op's result, from its inputs' (None: depends on nothing)."""
-    prim, params, shape = node._prim, node._params, np.shape(node._value)
-    shapes = [np.shape(x._value) for x in node._inputs]
+    prim, params, shape = node.primitive, node.params, np.shape(node.array)
+    shapes = [np.shape(x.array) for x in node.inputs]
     if prim.elementwise:  # no derivative flows through a condition or a comparison
         live = [(d, s) for k, (d, s) in enumerate(zip(inputs, shapes))
                 if d is not None and prim.rule(k) is not None]

@@ -266,7 +266,7 @@ def _is_array(leaf) -> bool:
 
 
 def _value(leaf):
-    return leaf._value if isinstance(leaf, Tensor) else leaf
+    return leaf.array if isinstance(leaf, Tensor) else leaf
 
 
 def _module(value):
