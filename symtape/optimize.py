@@ -26,20 +26,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from symtape.core import nest
 from symtape.arrays.backends import array_module, is_gpu_array, to_host
-from symtape.kernels.compile import any_dask_array
-from symtape.transforms import array_derivatives
-from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
-from symtape.transforms.functional import Function, scalar_output
-from symtape.core.tape import GradientTape
-from symtape.core.tensor import ACTIVE_TRACE, Tensor
 from symtape.arrays.device import CPU, CURRENT_DEVICE
+from symtape.core import nest
+from symtape.core.ops import reduce_sum
+from symtape.core.tape import GradientTape
+from symtape.core.tensor import ACTIVE_TRACE, Tensor, swap_array
+from symtape.kernels.compile import any_dask_array
 from symtape.kernels.program import Program
 from symtape.kernels.settings import resolve_backend
 from symtape.kernels.trace import Trace, placeholder, replay
-from symtape.transforms.functional import runs_eagerly
-from symtape.core.ops import reduce_sum
+from symtape.transforms import array_derivatives
+from symtape.transforms.derivatives import grad, hessian, jacobian, value_and_grad
+from symtape.transforms.functional import Function, runs_eagerly, scalar_output
 
 __all__ = ["minimize", "least_squares"]
 
@@ -508,7 +507,7 @@ class _Replayed:
             outputs = list(_array_derivatives(flat, arguments[0], tuple(arguments[1:])))
         if trace.assigned:  # undone: the compiled path traces it again, effects and all
             for variable, value in trace.originals.values():
-                variable.assign(value)
+                swap_array(variable, value)
             return None
         run = replay(arguments, outputs)
         if run is None:
