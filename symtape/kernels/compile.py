@@ -29,7 +29,7 @@ import sys
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import sympy
@@ -921,6 +921,32 @@ def clear_kernel_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _counters.update(hits=0, misses=0)
+
+
+def freeze(value) -> Any:
+    """A hashable, exact description of a parameter or constant: what keys of caches built
+    from graphs (kernels, value numbering, regrouping) compare.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> freeze({"axis": (0, 1), "dtype": np.float32}) == freeze({"dtype": np.float32, "axis": (0, 1)})
+    True
+    >>> freeze(np.array([1.0, 2.0])) == freeze(np.array([1.0, 2.5]))
+    False
+    """
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__,) + tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple((k, freeze(v)) for k, v in sorted(value.items()))
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return ("dtype", np.dtype(value).str)
+    if hasattr(value, "__array__") or isinstance(value, np.generic):
+        array = np.asarray(value)
+        return ("array", array.dtype.str, array.shape, array.tobytes())
+    return value
 
 
 def cached(key, make):

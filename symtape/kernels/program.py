@@ -31,8 +31,10 @@ from sympy.core.function import UndefinedFunction
 
 from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
+from symtape.kernels import regroup
+from symtape.kernels.settings import HOST_BACKENDS
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
-                             leading_batches, load, load_unpickled, body)
+                             leading_batches, load, load_unpickled, body, freeze)
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.primitives import expand_axes
@@ -73,22 +75,6 @@ def walk(outputs: list[Tensor], resolve: Callable[[Tensor], Tensor]) -> list[Ten
                     lambda node: () if node.primitive is None else [resolve(x) for x in node.inputs])
 
 
-def _freeze(value) -> Any:
-    """A hashable, exact description of a parameter or constant."""
-    if isinstance(value, (tuple, list)):
-        return (type(value).__name__,) + tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return ("dict",) + tuple((k, _freeze(v)) for k, v in sorted(value.items()))
-    if isinstance(value, slice):
-        return ("slice", value.start, value.stop, value.step)
-    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
-        return ("dtype", np.dtype(value).str)
-    if hasattr(value, "__array__") or isinstance(value, np.generic):
-        array = np.asarray(value)
-        return ("array", array.dtype.str, array.shape, array.tobytes())
-    return value
-
-
 def _numbered(order: list[Tensor], resolve, same: dict) -> list[Tensor]:
     """Value numbering: an op applied again to the same inputs with the same parameters
     (a second sweep recomputes ``cos(x)``, a loop indexes ``x[i]`` twice) is computed
@@ -97,7 +83,7 @@ def _numbered(order: list[Tensor], resolve, same: dict) -> list[Tensor]:
     kept = []
     for node in order:
         if node.primitive is not None:
-            key = (node.primitive.name, _freeze(node.params),
+            key = (node.primitive.name, freeze(node.params),
                    tuple(id(resolve(x)) for x in node.inputs))
             original = first.setdefault(key, node)
             if original is not node:
@@ -160,7 +146,7 @@ class _Graph:
             value = node.array
             described = (dtype_of(value).str, tuple(np.shape(value)), bool(node.weak))
             if kind[0] == "op":
-                items.append((node.primitive.name, _freeze(node.params),
+                items.append((node.primitive.name, freeze(node.params),
                               tuple(index[id(self.resolve(x))] for x in node.inputs)) + described)
             elif kind[0] == "const":  # only constants are compared by value (on the host)
                 host = value.get() if hasattr(value, "__cuda_array_interface__") else value
@@ -282,7 +268,7 @@ class _Builder:
         if not prim.elementwise:
             call, batchable = op_call(node, ranks)
             self.batchable &= batchable
-            fn = self.function((prim.name, _freeze(node.params), tuple(ranks)),
+            fn = self.function((prim.name, freeze(node.params), tuple(ranks)),
                                lambda: self.bind(call), f"{prim.name}_")
             return fn(*args), level, dep
         r = np.ndim(node.array)
@@ -294,7 +280,7 @@ class _Builder:
                 args = _float_literals(node, inputs, args)
             expr = prim.printed(*args, **node.params)
         else:
-            fn = self.function((prim.name, _freeze(node.params)),
+            fn = self.function((prim.name, freeze(node.params)),
                                lambda: self.bind(op_call(node, ranks)[0]), f"{prim.name}_")
             self.elementwise[fn.__name__] = (prim.name, node.params)
             expr = fn(*args)
@@ -343,7 +329,7 @@ class _Builder:
         """Cast where NumPy's promotion of the printed operands differs from the traced dtype
         (a constant inlined as a Python number is weak; the traced one may not have been)."""
         operands = [_weak_stand_in(exprs[id(x)], x) for x in inputs]
-        expected = _result_dtype(node.primitive, tuple(operands), _freeze(node.params), node.params)
+        expected = _result_dtype(node.primitive, tuple(operands), freeze(node.params), node.params)
         actual = dtype_of(node.array)
         if expected == actual:
             return expr
@@ -511,12 +497,15 @@ class Program:
         self.argument_shapes = [tuple(np.shape(p.array)) for p in arguments]
         self.output_shapes = [tuple(np.shape(t.array)) for t in graph.outputs]
         self.output_dtypes = [dtype_of(t.array) for t in graph.outputs]
+        # a program over many scalars may run as array ops over groups of them
+        groups = regroup.plan(graph) if backend in HOST_BACKENDS else None
         # scalar float64 Variables are read as Python floats: the kernel's scalar arithmetic
-        # runs about twice as fast on them (and call_with_numpy_arithmetic keeps NumPy's rules)
-        self._floats_read = bool(self.variables) and all(
+        # runs about twice as fast on them (and call_with_numpy_arithmetic keeps NumPy's rules);
+        # a regrouped kernel stores them into an array, which takes NumPy scalars as fast
+        self._floats_read = groups is None and bool(self.variables) and all(
             np.ndim(v.array) == 0 and dtype_of(v.array) == np.float64 for v in self.variables)
         self.source, self._function, self.batchable, self._recipe = cached(
-            graph.key(backend), lambda: generate_source(graph, backend))
+            graph.key(backend), lambda: generate_source(graph, backend, groups))
         self._portable = None
         # call_exact's finishing: outputs all of shape () need no shape checks, and many
         # of one float dtype (a gradient over scalar Variables) convert in one NumPy call
@@ -661,7 +650,13 @@ def batch_shape(program, values: list) -> tuple[int, ...]:
                          ) from None
 
 
-def generate_source(graph: _Graph, backend: str) -> tuple[str, Callable, bool]:
+def generate_source(graph: _Graph, backend: str,
+                    groups: regroup.Plan | None = None) -> tuple[str, Callable, bool]:
+    if groups is not None:  # many scalars: NumPy calls over groups of them (on either CPU
+        # backend: LLVM takes minutes over thousands of scalar statements, and gains little)
+        source, namespace = regroup.regrouped_source(graph, groups)
+        return source, load(source, frozenset(), backend, namespace), True, (namespace,
+                                                                             frozenset())
     if backend == "numba":  # fused loops compiled by LLVM
         from symtape.kernels.numba_backend import program_kernel
 

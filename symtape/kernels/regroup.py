@@ -1,0 +1,215 @@
+"""A traced program over many scalars, regrouped into array ops (SLP vectorization).
+
+A function over a thousand scalar Variables, written as the tutorials write it (a Python loop
+of scalar ops), traces to thousands of scalar nodes. Printed one expression per node, its
+kernel is Python float arithmetic: some 15 ns an op, and a gradient over n Variables costs a
+dozen ops per Variable. But nodes at the same depth of the graph that apply the same primitive
+with the same parameters do not depend on each other, so one NumPy call computes all of them
+on a vector (a compiler's superword-level parallelism, done on the trace):
+
+- every value lives in one register array ``_R``: the Variables first, then the constants
+  (a template copied per call), then each group's results in a contiguous range;
+- a group reads each operand as a slice of ``_R`` where the operands' registers run evenly
+  (a loop over ``i`` reading ``x[i + 1]`` reads a slice), as one register where all read the
+  same, as a Python number where that is a constant, else as a gather by an index array;
+- the outputs are one gather at the end.
+
+Each group is one call of the primitive's numeric forward on arrays: the value computed is
+the eager op's, as in every other kernel. The regrouped kernel is generated only where it is
+cheaper than the scalar one (:func:`plan` estimates both: a NumPy call on a vector costs about
+what a hundred and fifty scalar Python ops cost), so small programs and programs whose depths
+hold few nodes each (a long chain of sums) keep the scalar kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from symtape.arrays.dtypes import dtype_of
+from symtape.kernels.compile import freeze
+
+__all__ = ["plan", "regrouped_source"]
+
+#: cost model, in units of one scalar op of the straight-line kernel (~15 ns): a NumPy call
+#: on a vector of a group (its operands' slices or gathers, the op, the store) costs about
+#: 150 of them, an element of it a tenth of one
+_CALL_COST, _ELEMENT_COST = 150.0, 0.1
+_MIN_OPS = 256  # below this, the scalar kernel's few microseconds cannot be beaten
+
+
+class Plan:
+    """How a scalar program regroups: its groups of nodes, by depth, and each node's register.
+
+    Attributes
+    ----------
+    dtype : numpy.dtype
+        The one float dtype of every value.
+    groups : list of (primitive, params, members)
+        In an order that computes every operand before its use.
+    register : dict
+        ``id(node) -> index`` into the register array.
+    constants : list
+        The constants' values, in register order after the Variables.
+    """
+
+    def __init__(self, dtype, groups, register, constants, size):
+        self.dtype, self.groups, self.register = dtype, groups, register
+        self.constants, self.size = constants, size
+
+
+def plan(graph) -> Plan | None:
+    """The regrouping of a traced program (a :class:`symtape.kernels.program._Graph`), or None
+    where it does not apply or would not be faster: any argument, a value not of shape (), values
+    of more than one dtype or not floats, a primitive that is not elementwise, or groups too
+    small for a NumPy call each to pay.
+
+    Parameters
+    ----------
+    graph : symtape.kernels.program._Graph
+        The program's nodes, inputs first, classified (``graph.kinds``).
+
+    Returns
+    -------
+    Plan or None
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> xs = [st.Variable(float(i)) for i in range(300)]
+    >>> @st.function
+    ... def gradient():  # some 1500 scalar ops, at a few depths
+    ...     with st.GradientTape() as tape:
+    ...         f = sum(st.sin(a) * b for a, b in zip(xs, xs[1:]))
+    ...     return tape.gradient(f, xs)
+    >>> gradient.get_concrete_function().source.count(" = _f")  # a NumPy call per group
+    5
+    >>> small = st.function(lambda: st.sin(xs[0]))  # one op: the scalar kernel wins
+    >>> "_R" in small.get_concrete_function().source
+    False
+    """
+    order = graph.order
+    ops = [node for node in order if graph.kinds[id(node)][0] == "op"]
+    if len(ops) < _MIN_OPS:
+        return None
+    dtype = dtype_of(order[0].array)
+    if dtype.kind != "f":
+        return None
+    for node in order:
+        value = node.array
+        if np.ndim(value) != 0 or dtype_of(value) != dtype or graph.kinds[id(node)][0] == "arg":
+            return None
+        if node.primitive is not None and not node.primitive.elementwise:
+            return None
+    resolve = graph.resolve
+    depth: dict[int, int] = {}
+    groups: dict[tuple, list] = {}
+    for node in order:
+        if node.primitive is None:
+            depth[id(node)] = 0
+            continue
+        inputs = [resolve(x) for x in node.inputs]
+        level = depth[id(node)] = 1 + max(depth[id(x)] for x in inputs)
+        key = (level, node.primitive.name, freeze(node.params), len(inputs))
+        groups.setdefault(key, []).append(node)
+    cost = len(groups) * _CALL_COST + len(ops) * _ELEMENT_COST
+    if cost >= len(ops):
+        return None
+    register: dict[int, int] = {}  # the Variables first (_R[:n], in the kernel's order)
+    constants: list = []
+    by_value: dict[bytes, int] = {}  # the constants, each value once (-0.0 is not 0.0)
+    for node in order:
+        kind = graph.kinds[id(node)]
+        if kind[0] == "var":
+            register[id(node)] = kind[1]
+        elif kind[0] == "const":
+            key = node.array.tobytes()
+            if key not in by_value:
+                by_value[key] = len(graph.variables) + len(constants)
+                constants.append(node.array.item())
+            register[id(node)] = by_value[key]
+    size = len(graph.variables) + len(constants)
+    ordered = []
+    for (level, _, _, _), members in sorted(groups.items(), key=lambda item: item[0][0]):
+        for node in members:
+            register[id(node)] = size
+            size += 1
+        ordered.append((members[0].primitive, members[0].params, members))
+    return Plan(dtype, ordered, register, constants, size)
+
+
+def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
+    """The kernel ``kernel(_args, _variables)`` computing ``graph``'s outputs group by group
+    on the register array, and the namespace it runs in.
+
+    Parameters
+    ----------
+    graph : symtape.kernels.program._Graph
+        The program.
+    plan : Plan
+        Its regrouping, from :func:`plan`.
+
+    Returns
+    -------
+    (str, dict)
+        The source and its namespace (index arrays, the constants' template, the forwards).
+
+    Examples
+    --------
+    >>> import symtape as st
+    >>> xs = [st.Variable(float(i)) for i in range(400)]
+    >>> products = st.function(lambda: [st.sin(a) * b for a, b in zip(xs, xs[1:])])
+    >>> print(products.get_concrete_function().source)
+    def kernel(_args, _variables):
+        _R = _template.copy()
+        _R[:400] = _variables
+        _R[400:799] = _f0(_R[0:399])
+        _R[799:1198] = _f1(_R[400:799], _R[1:400])
+        return _R[799:1198]
+    <BLANKLINE>
+    """
+    register = plan.register
+    resolve = graph.resolve
+    namespace: dict[str, Any] = {}
+    template = np.zeros(plan.size, plan.dtype)
+    nv = len(graph.variables)
+    template[nv:nv + len(plan.constants)] = plan.constants
+    namespace["_template"] = template
+    constant = {register[id(n)]: n.array.item() for n in graph.order
+                if graph.kinds[id(n)][0] == "const"}
+    lines = ["def kernel(_args, _variables):", "    _R = _template.copy()"]
+    if nv:
+        lines.append(f"    _R[:{nv}] = _variables")
+
+    def read(indices: list[int]) -> str:
+        first = indices[0]
+        if all(i == first for i in indices):
+            if first in constant and plan.dtype == np.float64:
+                return repr(constant[first])  # a Python float: exactly the float64 constant
+            return f"_R[{first}]"
+        return _slice_or_gather(indices, namespace)
+
+    for k, (prim, params, members) in enumerate(plan.groups):
+        name = f"_f{k}"
+        namespace[name] = functools.partial(prim.numeric, np, **params)
+        operands = [read([register[id(resolve(node.inputs[i]))] for node in members])
+                    for i in range(len(members[0].inputs))]
+        start = register[id(members[0])]
+        lines.append(f"    _R[{start}:{start + len(members)}] = {name}({', '.join(operands)})")
+    outputs = [register[id(t)] for t in graph.outputs]
+    lines.append(f"    return {_slice_or_gather(outputs, namespace)}")
+    return "\n".join(lines) + "\n", namespace
+
+
+def _slice_or_gather(indices: list[int], namespace: dict) -> str:
+    """``_R[a:b:s]`` where the registers run evenly, else a gather by an index array."""
+    first, n = indices[0], len(indices)
+    step = indices[1] - first if n > 1 else 1
+    if step > 0 and all(i == first + step * j for j, i in enumerate(indices)):
+        stop = first + step * (n - 1) + 1
+        return f"_R[{first}:{stop}]" if step == 1 else f"_R[{first}:{stop}:{step}]"
+    name = f"_i{sum(key.startswith('_i') for key in namespace)}"
+    namespace[name] = np.array(indices, dtype=np.intp)
+    return f"_R[{name}]"
