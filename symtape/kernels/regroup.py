@@ -24,6 +24,7 @@ hold few nodes each (a long chain of sums) keep the scalar kernel.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -186,7 +187,7 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     def read(indices: list[int]) -> str:
         first = indices[0]
         if all(i == first for i in indices):
-            if first in constant and plan.dtype == np.float64:
+            if first in constant and plan.dtype == np.float64 and math.isfinite(constant[first]):
                 return repr(constant[first])  # a Python float: exactly the float64 constant
             return f"_R[{first}]"
         return _slice_or_gather(indices, namespace)
