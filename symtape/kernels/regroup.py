@@ -17,8 +17,9 @@ on a vector (a compiler's superword-level parallelism, done on the trace):
 Each group is one call of the primitive's numeric forward on arrays: the value computed is
 the eager op's, as in every other kernel. The regrouped kernel is generated only where it is
 cheaper than the scalar one (:func:`plan` estimates both: a NumPy call on a vector costs about
-what a hundred and fifty scalar Python ops cost), so small programs and programs whose depths
-hold few nodes each (a long chain of sums) keep the scalar kernel.
+what 80 ops of Python float arithmetic cost, or 4 NumPy calls on Python floats), so small
+programs and programs whose depths hold few nodes each (a long chain of sums) keep the
+scalar kernel.
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ import math
 from typing import Any
 
 import numpy as np
+import sympy
 
 from symtape.arrays.dtypes import dtype_of
 from symtape.kernels.compile import freeze
 
 __all__ = ["plan", "regrouped_source"]
 
-#: cost model, in units of one scalar op of the straight-line kernel (~15 ns): a NumPy call
-#: on a vector of a group (its operands' slices or gathers, the op, the store) costs about
-#: 150 of them, an element of it a tenth of one
-_CALL_COST, _ELEMENT_COST = 150.0, 0.1
-_MIN_OPS = 256  # below this, the scalar kernel's few microseconds cannot be beaten
+#: the cost model, in units of one op of Python float arithmetic in the straight-line kernel
+#: (~20 ns; measured on NumPy 2.4, CPython 3.11): an op printed as a NumPy call on a Python
+#: float (``numpy.sin(x)``) costs about 20 of them; a group's NumPy call on a vector (its
+#: operands' slices or gathers, the op, the store) about 80, and an element of it a tenth;
+#: the register array's set-up and the outputs' gather about 100; reading a float64 Variable
+#: as a Python float (the scalar kernel's way) 1.5
+_ARITHMETIC, _SCALAR_CALL, _GROUP, _ELEMENT, _SET_UP, _FLOAT_READ = 1.0, 20.0, 80.0, 0.1, 100.0, 1.5
 
 
 class Plan:
@@ -93,7 +97,7 @@ def plan(graph) -> Plan | None:
     """
     order = graph.order
     ops = [node for node in order if graph.kinds[id(node)][0] == "op"]
-    if len(ops) < _MIN_OPS:
+    if not ops:
         return None
     dtype = dtype_of(order[0].array)
     if dtype.kind != "f":
@@ -115,8 +119,9 @@ def plan(graph) -> Plan | None:
         level = depth[id(node)] = 1 + max(depth[id(x)] for x in inputs)
         key = (level, node.primitive.name, freeze(node.params), len(inputs))
         groups.setdefault(key, []).append(node)
-    cost = len(groups) * _CALL_COST + len(ops) * _ELEMENT_COST
-    if cost >= len(ops):
+    scalar = (sum(_scalar_cost(node) for node in ops)
+              + _FLOAT_READ * len(graph.variables))
+    if _SET_UP + _GROUP * len(groups) + _ELEMENT * len(ops) >= scalar:
         return None
     register: dict[int, int] = {}  # the Variables first (_R[:n], in the kernel's order)
     constants: list = []
@@ -139,6 +144,23 @@ def plan(graph) -> Plan | None:
             size += 1
         ordered.append((members[0].primitive, members[0].params, members))
     return Plan(dtype, ordered, register, constants, size)
+
+
+def _scalar_cost(node) -> float:
+    """What one op costs in the straight-line kernel: Python float arithmetic where the
+    primitive is printed as an operator (``+``, ``*``, ``**``), else a NumPy call."""
+    prim, params = node.primitive, node.params
+    key = (prim.name, freeze(params), len(node.inputs))
+    cost = _SCALAR_COSTS.get(key)
+    if cost is None:
+        operands = sympy.symbols(f"a:{len(node.inputs)}")
+        printed = prim.printed(*operands, **params) if prim.printed is not None else None
+        arithmetic = isinstance(printed, (sympy.Add, sympy.Mul, sympy.Pow))
+        cost = _SCALAR_COSTS[key] = _ARITHMETIC if arithmetic else _SCALAR_CALL
+    return cost
+
+
+_SCALAR_COSTS: dict = {}  # (primitive, parameters) -> cost; small, bounded by the registry
 
 
 def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
