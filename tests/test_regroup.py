@@ -75,10 +75,11 @@ def test_rosenbrock_gradient_over_scalar_variables_matches_the_formula():
     assert sympy.expand(gradient.expr[1] - sympy.diff(f, s[1])) == 0
 
 
-def test_value_and_gradient_with_a_long_chain_of_sums_keeps_the_scalar_kernel():
-    """The value is a chain of N sums, one op at each depth: a NumPy call per op would cost
-    more than Python's arithmetic, so the cost model keeps the straight-line kernel."""
-    from scipy.optimize import rosen, rosen_der
+def test_a_chain_of_sums_is_one_running_sum_rounded_as_the_chain():
+    """The value is Python's ``sum()``: a chain of N additions, one at each depth. It runs as
+    one running sum over its terms, which rounds as the chain does: the value is the eager
+    one to the last bit."""
+    from scipy.optimize import rosen_der
 
     x0 = np.linspace(-1.2, 1.9, N)
     xs = variables(x0)
@@ -89,10 +90,32 @@ def test_value_and_gradient_with_a_long_chain_of_sums_keeps_the_scalar_kernel():
             f = rosenbrock_of(xs)
         return f, tape.gradient(f, xs)
 
-    assert not regrouped(value_and_gradient)
+    assert regrouped(value_and_gradient)
+    assert value_and_gradient.get_concrete_function().source.count(" = _f") < 20
     f, g = value_and_gradient()
-    assert f.numpy() == pytest.approx(rosen(x0), rel=1e-13)
+    assert f.numpy() == rosenbrock_of(xs).numpy()  # bit for bit
     np.testing.assert_allclose([t.numpy() for t in g], rosen_der(x0), rtol=1e-13)
+    terms = [1e16, 1.0, -1e16] * (N // 3)  # pairwise summation would give another value
+    ts = variables(terms, prefix="t")
+    total = st.function(lambda: sum(t * 1.0 for t in ts))
+    assert regrouped(total)
+    assert total().numpy() == sum(float(t) for t in terms) == 0.0
+
+
+def test_a_recurrence_keeps_the_scalar_kernel():
+    """One op at each depth and no sums to chain: a NumPy call per op would cost more than
+    Python's arithmetic, so the cost model keeps the straight-line kernel."""
+    y0 = st.Variable(0.5, name="y0")
+
+    def recurrence():
+        y = y0
+        for _ in range(N):
+            y = y * 0.999 + 0.001
+        return y
+
+    compiled = st.function(recurrence)
+    assert not regrouped(compiled)
+    assert compiled().numpy() == recurrence().numpy()
 
 
 def test_small_programs_keep_the_scalar_kernel():

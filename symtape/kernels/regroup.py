@@ -109,15 +109,20 @@ def plan(graph) -> Plan | None:
         if node.primitive is not None and not node.primitive.elementwise:
             return None
     resolve = graph.resolve
+    chains = _chains(graph, ops)
     depth: dict[int, int] = {}
     groups: dict[tuple, list] = {}
     for node in order:
         if node.primitive is None:
             depth[id(node)] = 0
             continue
-        inputs = [resolve(x) for x in node.inputs]
+        terms = chains.get(id(node))
+        if terms is False:  # inside a chain of sums: computed by the chain's last node
+            continue
+        inputs = terms or [resolve(x) for x in node.inputs]
         level = depth[id(node)] = 1 + max(depth[id(x)] for x in inputs)
-        key = (level, node.primitive.name, freeze(node.params), len(inputs))
+        key = ((level, "chain", len(terms)) if terms else
+               (level, node.primitive.name, freeze(node.params), len(inputs)))
         groups.setdefault(key, []).append(node)
     scalar = (sum(_scalar_cost(node) for node in ops)
               + _FLOAT_READ * len(graph.variables))
@@ -138,12 +143,62 @@ def plan(graph) -> Plan | None:
             register[id(node)] = by_value[key]
     size = len(graph.variables) + len(constants)
     ordered = []
-    for (level, _, _, _), members in sorted(groups.items(), key=lambda item: item[0][0]):
+    for key, members in sorted(groups.items(), key=lambda item: item[0][0]):
         for node in members:
             register[id(node)] = size
             size += 1
-        ordered.append((members[0].primitive, members[0].params, members))
+        terms = [chains[id(node)] for node in members] if key[1] == "chain" else None
+        ordered.append((members[0].primitive, members[0].params, members, terms))
     return Plan(dtype, ordered, register, constants, size)
+
+
+def _chains(graph, ops: list) -> dict:
+    """The chains of sums ``((a + b) + c) + d`` (Python's ``sum()`` of terms) whose inner sums
+    nothing else reads: ``id(last sum) -> [a, b, c, d]``, and ``id(inner sum) -> False``. A
+    chain is one NumPy call, a running sum over its terms in their order (``add.accumulate``
+    rounds as the chain does), however deep it is."""
+    resolve = graph.resolve
+    uses: dict[int, int] = {}
+    for node in ops:
+        for x in node.inputs:
+            uses[id(resolve(x))] = uses.get(id(resolve(x)), 0) + 1
+    for t in graph.outputs:
+        uses[id(t)] = uses.get(id(t), 0) + 1
+
+    def is_sum(node) -> bool:
+        return node.primitive is not None and node.primitive.terms == (1, 1)
+
+    inner: dict[int, bool] = {}  # sums read once, as the left operand of another sum
+    for node in ops:
+        left = resolve(node.inputs[0]) if is_sum(node) else None
+        if left is not None and is_sum(left) and uses[id(left)] == 1:
+            inner[id(left)] = False
+    chains: dict = dict(inner)
+    for node in ops:
+        if not is_sum(node) or id(node) in inner:
+            continue
+        terms, t = [], node
+        while t is node or id(t) in inner:
+            terms.append(resolve(t.inputs[1]))
+            t = resolve(t.inputs[0])
+        terms.append(t)
+        if len(terms) >= 3:  # else a single sum: an op as any other
+            chains[id(node)] = terms[::-1]
+    return chains
+
+
+def sequential_sums(rows):
+    """Each row of ``rows`` summed left to right, as a chain of ``+`` rounds (``np.sum``
+    would sum pairwise, and round otherwise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows = np.array([[1e16, 1.0, -1e16], [1.0, 2.0, 3.0]])
+    >>> sequential_sums(rows), ((1e16 + 1.0) - 1e16)
+    (array([0., 6.]), 0.0)
+    """
+    return np.add.accumulate(rows, axis=1)[:, -1]
 
 
 def _scalar_cost(node) -> float:
@@ -214,25 +269,33 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
             return f"_R[{first}]"
         return _slice_or_gather(indices, namespace)
 
-    for k, (prim, params, members) in enumerate(plan.groups):
+    for k, (prim, params, members, terms) in enumerate(plan.groups):
         name = f"_f{k}"
+        start = register[id(members[0])]
+        if terms is not None:  # chains of sums, one per row
+            rows = [register[id(t)] for row in terms for t in row]
+            namespace[name] = sequential_sums
+            code = _slice_or_gather(rows, namespace, (len(members), len(terms[0])))
+            lines.append(f"    _R[{start}:{start + len(members)}] = {name}({code})")
+            continue
         namespace[name] = functools.partial(prim.numeric, np, **params)
         operands = [read([register[id(resolve(node.inputs[i]))] for node in members])
                     for i in range(len(members[0].inputs))]
-        start = register[id(members[0])]
         lines.append(f"    _R[{start}:{start + len(members)}] = {name}({', '.join(operands)})")
     outputs = [register[id(t)] for t in graph.outputs]
     lines.append(f"    return {_slice_or_gather(outputs, namespace)}")
     return "\n".join(lines) + "\n", namespace
 
 
-def _slice_or_gather(indices: list[int], namespace: dict) -> str:
-    """``_R[a:b:s]`` where the registers run evenly, else a gather by an index array."""
+def _slice_or_gather(indices: list[int], namespace: dict, shape: tuple | None = None) -> str:
+    """``_R[a:b:s]`` where the registers run evenly, else a gather by an index array; of
+    ``shape`` where given (rows of a chain's terms)."""
     first, n = indices[0], len(indices)
     step = indices[1] - first if n > 1 else 1
     if step > 0 and all(i == first + step * j for j, i in enumerate(indices)):
         stop = first + step * (n - 1) + 1
-        return f"_R[{first}:{stop}]" if step == 1 else f"_R[{first}:{stop}:{step}]"
+        code = f"_R[{first}:{stop}]" if step == 1 else f"_R[{first}:{stop}:{step}]"
+        return code if shape is None else f"{code}.reshape{shape}"
     name = f"_i{sum(key.startswith('_i') for key in namespace)}"
-    namespace[name] = np.array(indices, dtype=np.intp)
+    namespace[name] = np.array(indices, dtype=np.intp).reshape(shape or (n,))
     return f"_R[{name}]"
