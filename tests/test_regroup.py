@@ -201,3 +201,37 @@ def test_a_regrouped_kernel_pickles_for_workers():
     portable = pickle.loads(cloudpickle.dumps(program.portable()))
     values = [x.numpy()[()] for x in xs]
     np.testing.assert_array_equal(np.asarray(portable([], values)), np.sin(values) * values)
+
+
+def test_comparisons_selects_and_casts_use_an_array_per_dtype():
+    xs = variables(np.linspace(-1.0, 1.0, N))
+
+    def pieces():
+        return [st.where(x < 0.25, st.sin(x), x * x) + st.cast(st.greater(x, 0.0), st.float64)
+                for x in xs]
+
+    compiled = st.function(pieces)
+    assert regrouped(compiled) and "_R1 = _template1.copy()" in compiled.get_concrete_function().source
+    np.testing.assert_allclose([t.numpy() for t in compiled()], [t.numpy() for t in pieces()],
+                               rtol=1e-15)
+
+
+def test_an_optimizer_step_over_scalar_variables_regroups_with_its_int_step_count():
+    x0 = np.linspace(-1.2, 1.9, N)
+    compiled_xs, eager_xs = variables(x0), variables(x0, prefix="e")
+    compiled_opt, eager_opt = st.optimizers.SGD(1e-4), st.optimizers.SGD(1e-4)
+
+    def step(xs, opt):
+        with st.GradientTape() as tape:
+            f = rosenbrock_of(xs)
+        opt.apply_gradients(zip(tape.gradient(f, xs), xs))
+        return f
+
+    compiled = st.function(lambda: step(compiled_xs, compiled_opt))
+    for _ in range(3):
+        got, expected = compiled(), step(eager_xs, eager_opt)
+        assert got.numpy() == pytest.approx(expected.numpy(), rel=1e-14)
+    assert regrouped(compiled)
+    assert int(compiled_opt.iterations.numpy()) == int(eager_opt.iterations.numpy()) == 3
+    np.testing.assert_allclose([x.numpy() for x in compiled_xs], [x.numpy() for x in eager_xs],
+                               rtol=1e-14)

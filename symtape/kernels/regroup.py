@@ -7,12 +7,14 @@ dozen ops per Variable. But nodes at the same depth of the graph that apply the 
 with the same parameters do not depend on each other, so one NumPy call computes all of them
 on a vector (a compiler's superword-level parallelism, done on the trace):
 
-- every value lives in one register array ``_R``: the Variables first, then the constants
-  (a template copied per call), then each group's results in a contiguous range;
+- every value lives in a register array, one per dtype (``_R`` for the commonest, float64 as
+  a rule; ``_R1`` for an optimizer's int64 step count, ...): the Variables first, then the
+  constants (a template copied per call), then each group's results in a contiguous range;
 - a group reads each operand as a slice of ``_R`` where the operands' registers run evenly
   (a loop over ``i`` reading ``x[i + 1]`` reads a slice), as one register where all read the
   same, as a Python number where that is a constant, else as a gather by an index array;
-- the outputs are one gather at the end.
+- a group's result is stored into its register array, which casts it to the traced dtype;
+- the outputs are one gather at the end (one per register array they come from).
 
 Each group is one call of the primitive's numeric forward on arrays: the value computed is
 the eager op's, as in every other kernel. The regrouped kernel is generated only where it is
@@ -45,31 +47,53 @@ __all__ = ["plan", "regrouped_source"]
 _ARITHMETIC, _SCALAR_CALL, _GROUP, _ELEMENT, _SET_UP, _FLOAT_READ = 1.0, 20.0, 80.0, 0.1, 100.0, 1.5
 
 
-class Plan:
-    """How a scalar program regroups: its groups of nodes, by depth, and each node's register.
+class Group:
+    """Nodes at one depth applying one primitive (with the same parameters, on operands of
+    the same dtypes): one NumPy call computes them all.
 
     Attributes
     ----------
-    dtype : numpy.dtype
-        The one float dtype of every value.
-    groups : list of (primitive, params, members)
-        In an order that computes every operand before its use.
-    register : dict
-        ``id(node) -> index`` into the register array.
-    constants : list
-        The constants' values, in register order after the Variables.
+    primitive, params
+        What each member applies.
+    members : list of Tensor
+        The nodes, in trace order; their registers are a contiguous range of one array.
+    terms : list of list of Tensor, or None
+        For chains of sums: each member's terms, in order (see :func:`sequential_sums`).
     """
 
-    def __init__(self, dtype, groups, register, constants, size):
-        self.dtype, self.groups, self.register = dtype, groups, register
-        self.constants, self.size = constants, size
+    def __init__(self, primitive, params: dict, members: list, terms: list | None):
+        self.primitive, self.params, self.members, self.terms = primitive, params, members, terms
+
+
+class Plan:
+    """How a scalar program regroups: its groups, in an order that computes every operand
+    before its use, and where each value lives.
+
+    Attributes
+    ----------
+    groups : list of Group
+    dtypes : list of numpy.dtype
+        One register array per dtype, the commonest first (``_R``, then ``_R1``, ...).
+    register : dict
+        ``id(node) -> (array number, index)``.
+    constants : list of list
+        Each array's constants, stored after its Variables.
+    variables : list of list of int
+        Each array's Variables, as indices into the kernel's ``_variables``.
+    sizes : list of int
+        Each array's length.
+    """
+
+    def __init__(self, groups, dtypes, register, constants, variables, sizes):
+        self.groups, self.dtypes, self.register = groups, dtypes, register
+        self.constants, self.variables, self.sizes = constants, variables, sizes
 
 
 def plan(graph) -> Plan | None:
     """The regrouping of a traced program (a :class:`symtape.kernels.program._Graph`), or None
-    where it does not apply or would not be faster: any argument, a value not of shape (), values
-    of more than one dtype or not floats, a primitive that is not elementwise, or groups too
-    small for a NumPy call each to pay.
+    where it does not apply or would not be faster: any argument, a value not of shape () or
+    not a number, a primitive that is not elementwise, or groups too small for a NumPy call
+    each to pay.
 
     Parameters
     ----------
@@ -95,20 +119,19 @@ def plan(graph) -> Plan | None:
     >>> "_R" in small.get_concrete_function().source
     False
     """
-    order = graph.order
-    ops = [node for node in order if graph.kinds[id(node)][0] == "op"]
+    order, kinds, resolve = graph.order, graph.kinds, graph.resolve
+    ops = [node for node in order if kinds[id(node)][0] == "op"]
     if not ops:
         return None
-    dtype = dtype_of(order[0].array)
-    if dtype.kind != "f":
-        return None
+    counts: dict = {}
     for node in order:
         value = node.array
-        if np.ndim(value) != 0 or dtype_of(value) != dtype or graph.kinds[id(node)][0] == "arg":
+        dtype = dtype_of(value)
+        if np.ndim(value) != 0 or dtype.kind not in "biuf" or kinds[id(node)][0] == "arg":
             return None
         if node.primitive is not None and not node.primitive.elementwise:
             return None
-    resolve = graph.resolve
+        counts[dtype] = counts.get(dtype, 0) + 1
     chains = _chains(graph, ops)
     depth: dict[int, int] = {}
     groups: dict[tuple, list] = {}
@@ -121,35 +144,45 @@ def plan(graph) -> Plan | None:
             continue
         inputs = terms or [resolve(x) for x in node.inputs]
         level = depth[id(node)] = 1 + max(depth[id(x)] for x in inputs)
-        key = ((level, "chain", len(terms)) if terms else
-               (level, node.primitive.name, freeze(node.params), len(inputs)))
+        dtypes = (dtype_of(node.array),) + tuple(dtype_of(x.array) for x in inputs)
+        key = ((level, "chain", len(terms), dtypes[0]) if terms else
+               (level, node.primitive.name, freeze(node.params), dtypes))
         groups.setdefault(key, []).append(node)
     scalar = (sum(_scalar_cost(node) for node in ops)
               + _FLOAT_READ * len(graph.variables))
-    if _SET_UP + _GROUP * len(groups) + _ELEMENT * len(ops) >= scalar:
+    if _SET_UP * len(counts) + _GROUP * len(groups) + _ELEMENT * len(ops) >= scalar:
         return None
-    register: dict[int, int] = {}  # the Variables first (_R[:n], in the kernel's order)
-    constants: list = []
-    by_value: dict[bytes, int] = {}  # the constants, each value once (-0.0 is not 0.0)
+    banks = sorted(counts, key=lambda d: -counts[d])  # stable: the commonest dtype first
+    bank = {dtype: b for b, dtype in enumerate(banks)}
+    register: dict[int, tuple[int, int]] = {}
+    variables: list[list[int]] = [[] for _ in banks]
+    for j, variable in enumerate(graph.variables):  # first in each array, in kernel order
+        variables[bank[dtype_of(variable.array)]].append(j)
+    position = {j: i for reads in variables for i, j in enumerate(reads)}
+    sizes = [len(reads) for reads in variables]
+    constants: list[list] = [[] for _ in banks]
+    by_value: dict[tuple, int] = {}  # each constant once (-0.0 is not 0.0)
     for node in order:
-        kind = graph.kinds[id(node)]
+        kind = kinds[id(node)]
+        b = bank[dtype_of(node.array)]
         if kind[0] == "var":
-            register[id(node)] = kind[1]
+            register[id(node)] = (b, position[kind[1]])
         elif kind[0] == "const":
-            key = node.array.tobytes()
+            key = (b, node.array.tobytes())
             if key not in by_value:
-                by_value[key] = len(graph.variables) + len(constants)
-                constants.append(node.array.item())
-            register[id(node)] = by_value[key]
-    size = len(graph.variables) + len(constants)
+                by_value[key] = sizes[b]
+                sizes[b] += 1
+                constants[b].append(node.array.item())
+            register[id(node)] = (b, by_value[key])
     ordered = []
     for key, members in sorted(groups.items(), key=lambda item: item[0][0]):
+        b = bank[dtype_of(members[0].array)]
         for node in members:
-            register[id(node)] = size
-            size += 1
+            register[id(node)] = (b, sizes[b])
+            sizes[b] += 1
         terms = [chains[id(node)] for node in members] if key[1] == "chain" else None
-        ordered.append((members[0].primitive, members[0].params, members, terms))
-    return Plan(dtype, ordered, register, constants, size)
+        ordered.append(Group(members[0].primitive, members[0].params, members, terms))
+    return Plan(ordered, banks, register, constants, variables, sizes)
 
 
 def _chains(graph, ops: list) -> dict:
@@ -165,8 +198,9 @@ def _chains(graph, ops: list) -> dict:
     for t in graph.outputs:
         uses[id(t)] = uses.get(id(t), 0) + 1
 
-    def is_sum(node) -> bool:
-        return node.primitive is not None and node.primitive.terms == (1, 1)
+    def is_sum(node) -> bool:  # of two values of its own dtype
+        return (node.primitive is not None and node.primitive.terms == (1, 1)
+                and all(dtype_of(resolve(x).array) == dtype_of(node.array) for x in node.inputs))
 
     inner: dict[int, bool] = {}  # sums read once, as the left operand of another sum
     for node in ops:
@@ -220,7 +254,7 @@ _SCALAR_COSTS: dict = {}  # (primitive, parameters) -> cost; small, bounded by t
 
 def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     """The kernel ``kernel(_args, _variables)`` computing ``graph``'s outputs group by group
-    on the register array, and the namespace it runs in.
+    on the register arrays, and the namespace it runs in.
 
     Parameters
     ----------
@@ -232,7 +266,7 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     Returns
     -------
     (str, dict)
-        The source and its namespace (index arrays, the constants' template, the forwards).
+        The source and its namespace (index arrays, the constants' templates, the forwards).
 
     Examples
     --------
@@ -248,54 +282,81 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
         return _R[799:1198]
     <BLANKLINE>
     """
-    register = plan.register
-    resolve = graph.resolve
+    register, resolve = plan.register, graph.resolve
+    names = ["_R"] + [f"_R{b}" for b in range(1, len(plan.dtypes))]
     namespace: dict[str, Any] = {}
-    template = np.zeros(plan.size, plan.dtype)
+    lines = ["def kernel(_args, _variables):"]
+    constant: dict[tuple[int, int], Any] = {}
+    for b, dtype in enumerate(plan.dtypes):
+        template = np.zeros(plan.sizes[b], dtype)
+        start = len(plan.variables[b])
+        template[start:start + len(plan.constants[b])] = plan.constants[b]
+        constant.update(((b, start + i), v) for i, v in enumerate(plan.constants[b]))
+        suffix = "" if b == 0 else str(b)
+        namespace[f"_template{suffix}"] = template
+        lines.append(f"    {names[b]} = _template{suffix}.copy()")
     nv = len(graph.variables)
-    template[nv:nv + len(plan.constants)] = plan.constants
-    namespace["_template"] = template
-    constant = {register[id(n)]: n.array.item() for n in graph.order
-                if graph.kinds[id(n)][0] == "const"}
-    lines = ["def kernel(_args, _variables):", "    _R = _template.copy()"]
-    if nv:
-        lines.append(f"    _R[:{nv}] = _variables")
+    for b, reads in enumerate(plan.variables):
+        if reads == list(range(nv)):
+            lines.append(f"    {names[b]}[:{nv}] = _variables")
+        elif reads and reads == list(range(reads[0], reads[-1] + 1)):
+            lines.append(f"    {names[b]}[:{len(reads)}] = _variables[{reads[0]}:{reads[-1] + 1}]")
+        elif reads:
+            lines.append(f"    {names[b]}[:{len(reads)}] = "
+                         f"[{', '.join(f'_variables[{j}]' for j in reads)}]")
 
-    def read(indices: list[int]) -> str:
-        first = indices[0]
-        if all(i == first for i in indices):
-            if first in constant and plan.dtype == np.float64 and math.isfinite(constant[first]):
-                return repr(constant[first])  # a Python float: exactly the float64 constant
-            return f"_R[{first}]"
-        return _slice_or_gather(indices, namespace)
+    def place(nodes: list, shape: tuple | None = None, literal: bool = False) -> str:
+        """The values of ``nodes`` (all in one array) as an operand; one float64 constant as
+        a Python number where ``literal`` (weak: it must meet float64 operands only)."""
+        b, first = register[id(nodes[0])]
+        indices = [register[id(x)][1] for x in nodes]
+        if shape is None and all(i == first for i in indices):
+            value = constant.get((b, first))
+            if (literal and value is not None and plan.dtypes[b] == np.float64
+                    and math.isfinite(value)):
+                return repr(value)  # a Python float: exactly the float64 constant
+            return f"{names[b]}[{first}]"
+        return _slice_or_gather(names[b], indices, namespace, shape)
 
-    for k, (prim, params, members, terms) in enumerate(plan.groups):
-        name = f"_f{k}"
-        start = register[id(members[0])]
-        if terms is not None:  # chains of sums, one per row
-            rows = [register[id(t)] for row in terms for t in row]
+    for k, group in enumerate(plan.groups):
+        name, members = f"_f{k}", group.members
+        b, start = register[id(members[0])]
+        target = f"{names[b]}[{start}:{start + len(members)}]"
+        if group.terms is not None:  # chains of sums, a row each
             namespace[name] = sequential_sums
-            code = _slice_or_gather(rows, namespace, (len(members), len(terms[0])))
-            lines.append(f"    _R[{start}:{start + len(members)}] = {name}({code})")
+            rows = place([t for row in group.terms for t in row],
+                         (len(members), len(group.terms[0])))
+            lines.append(f"    {target} = {name}({rows})")
             continue
-        namespace[name] = functools.partial(prim.numeric, np, **params)
-        operands = [read([register[id(resolve(node.inputs[i]))] for node in members])
+        namespace[name] = functools.partial(group.primitive.numeric, np, **group.params)
+        operands = [[resolve(node.inputs[i]) for node in members]
                     for i in range(len(members[0].inputs))]
-        lines.append(f"    _R[{start}:{start + len(members)}] = {name}({', '.join(operands)})")
-    outputs = [register[id(t)] for t in graph.outputs]
-    lines.append(f"    return {_slice_or_gather(outputs, namespace)}")
+        literal = all(dtype_of(x[0].array) == np.float64 for x in operands)
+        codes = [place(x, literal=literal) for x in operands]
+        lines.append(f"    {target} = {name}({', '.join(codes)})")
+    runs: list[list] = []  # the outputs, in runs from one array each
+    for t in graph.outputs:
+        if runs and register[id(runs[-1][-1])][0] == register[id(t)][0]:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    gathers = [_slice_or_gather(names[register[id(run[0])][0]],
+                                [register[id(t)][1] for t in run], namespace) for run in runs]
+    lines.append(f"    return {gathers[0]}" if len(gathers) == 1 else
+                 f"    return [{', '.join('*' + g for g in gathers)}]")
     return "\n".join(lines) + "\n", namespace
 
 
-def _slice_or_gather(indices: list[int], namespace: dict, shape: tuple | None = None) -> str:
+def _slice_or_gather(array: str, indices: list[int], namespace: dict,
+                     shape: tuple | None = None) -> str:
     """``_R[a:b:s]`` where the registers run evenly, else a gather by an index array; of
     ``shape`` where given (rows of a chain's terms)."""
     first, n = indices[0], len(indices)
     step = indices[1] - first if n > 1 else 1
     if step > 0 and all(i == first + step * j for j, i in enumerate(indices)):
         stop = first + step * (n - 1) + 1
-        code = f"_R[{first}:{stop}]" if step == 1 else f"_R[{first}:{stop}:{step}]"
+        code = f"{array}[{first}:{stop}]" if step == 1 else f"{array}[{first}:{stop}:{step}]"
         return code if shape is None else f"{code}.reshape{shape}"
     name = f"_i{sum(key.startswith('_i') for key in namespace)}"
     namespace[name] = np.array(indices, dtype=np.intp).reshape(shape or (n,))
-    return f"_R[{name}]"
+    return f"{array}[{name}]"
