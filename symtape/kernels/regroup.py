@@ -120,19 +120,23 @@ def plan(graph) -> Plan | None:
     False
     """
     order, kinds, resolve = graph.order, graph.kinds, graph.resolve
-    ops = [node for node in order if kinds[id(node)][0] == "op"]
-    if not ops:
-        return None
+    dtype: dict[int, np.dtype] = {}  # read once per node: the walks below are the cost
+    inputs: dict[int, list] = {}
     counts: dict = {}
     for node in order:
         value = node.array
-        dtype = dtype_of(value)
-        if np.ndim(value) != 0 or dtype.kind not in "biuf" or kinds[id(node)][0] == "arg":
+        d = dtype[id(node)] = dtype_of(value)
+        if getattr(value, "ndim", 1) != 0 or d.kind not in "biuf" or kinds[id(node)][0] == "arg":
             return None
-        if node.primitive is not None and not node.primitive.elementwise:
-            return None
-        counts[dtype] = counts.get(dtype, 0) + 1
-    chains = _chains(graph, ops)
+        if node.primitive is not None:
+            if not node.primitive.elementwise:
+                return None
+            inputs[id(node)] = [resolve(x) for x in node.inputs]
+        counts[d] = counts.get(d, 0) + 1
+    ops = [node for node in order if node.primitive is not None]
+    if not ops:
+        return None
+    chains = _chains(ops, inputs, dtype, graph.outputs)
     depth: dict[int, int] = {}
     groups: dict[tuple, list] = {}
     for node in order:
@@ -142,14 +146,17 @@ def plan(graph) -> Plan | None:
         terms = chains.get(id(node))
         if terms is False:  # inside a chain of sums: computed by the chain's last node
             continue
-        inputs = terms or [resolve(x) for x in node.inputs]
-        level = depth[id(node)] = 1 + max(depth[id(x)] for x in inputs)
-        dtypes = (dtype_of(node.array),) + tuple(dtype_of(x.array) for x in inputs)
-        key = ((level, "chain", len(terms), dtypes[0]) if terms else
-               (level, node.primitive.name, freeze(node.params), dtypes))
+        operands = terms or inputs[id(node)]
+        level = depth[id(node)] = 1 + max(depth[id(x)] for x in operands)
+        if terms:
+            key = (level, "chain", len(terms), dtype[id(node)])
+        else:
+            key = (level, node.primitive.name, freeze(node.params) if node.params else (),
+                   dtype[id(node)], tuple(dtype[id(x)] for x in operands))
         groups.setdefault(key, []).append(node)
-    scalar = (sum(_scalar_cost(node) for node in ops)
-              + _FLOAT_READ * len(graph.variables))
+    inner = len(ops) - sum(len(members) for members in groups.values())  # chained sums
+    scalar = (sum(len(members) * _scalar_cost(members[0]) for members in groups.values())
+              + _ARITHMETIC * inner + _FLOAT_READ * len(graph.variables))
     if _SET_UP * len(counts) + _GROUP * len(groups) + _ELEMENT * len(ops) >= scalar:
         return None
     banks = sorted(counts, key=lambda d: -counts[d])  # stable: the commonest dtype first
@@ -164,7 +171,7 @@ def plan(graph) -> Plan | None:
     by_value: dict[tuple, int] = {}  # each constant once (-0.0 is not 0.0)
     for node in order:
         kind = kinds[id(node)]
-        b = bank[dtype_of(node.array)]
+        b = bank[dtype[id(node)]]
         if kind[0] == "var":
             register[id(node)] = (b, position[kind[1]])
         elif kind[0] == "const":
@@ -176,7 +183,7 @@ def plan(graph) -> Plan | None:
             register[id(node)] = (b, by_value[key])
     ordered = []
     for key, members in sorted(groups.items(), key=lambda item: item[0][0]):
-        b = bank[dtype_of(members[0].array)]
+        b = bank[dtype[id(members[0])]]
         for node in members:
             register[id(node)] = (b, sizes[b])
             sizes[b] += 1
@@ -185,36 +192,35 @@ def plan(graph) -> Plan | None:
     return Plan(ordered, banks, register, constants, variables, sizes)
 
 
-def _chains(graph, ops: list) -> dict:
+def _chains(ops: list, inputs: dict, dtype: dict, outputs: list) -> dict:
     """The chains of sums ``((a + b) + c) + d`` (Python's ``sum()`` of terms) whose inner sums
     nothing else reads: ``id(last sum) -> [a, b, c, d]``, and ``id(inner sum) -> False``. A
     chain is one NumPy call, a running sum over its terms in their order (``add.accumulate``
-    rounds as the chain does), however deep it is."""
-    resolve = graph.resolve
+    rounds as the chain does), however deep it is. ``inputs`` and ``dtype`` are each op's
+    resolved inputs and each node's dtype, by id."""
     uses: dict[int, int] = {}
     for node in ops:
-        for x in node.inputs:
-            uses[id(resolve(x))] = uses.get(id(resolve(x)), 0) + 1
-    for t in graph.outputs:
+        for x in inputs[id(node)]:
+            uses[id(x)] = uses.get(id(x), 0) + 1
+    for t in outputs:
         uses[id(t)] = uses.get(id(t), 0) + 1
-
-    def is_sum(node) -> bool:  # of two values of its own dtype
-        return (node.primitive is not None and node.primitive.terms == (1, 1)
-                and all(dtype_of(resolve(x).array) == dtype_of(node.array) for x in node.inputs))
-
+    sums = {id(node) for node in ops if node.primitive.terms == (1, 1)  # of its own dtype
+            and all(dtype[id(x)] == dtype[id(node)] for x in inputs[id(node)])}
     inner: dict[int, bool] = {}  # sums read once, as the left operand of another sum
     for node in ops:
-        left = resolve(node.inputs[0]) if is_sum(node) else None
-        if left is not None and is_sum(left) and uses[id(left)] == 1:
-            inner[id(left)] = False
+        if id(node) in sums:
+            left = inputs[id(node)][0]
+            if id(left) in sums and uses[id(left)] == 1:
+                inner[id(left)] = False
     chains: dict = dict(inner)
     for node in ops:
-        if not is_sum(node) or id(node) in inner:
+        if id(node) not in sums or id(node) in inner:
             continue
         terms, t = [], node
         while t is node or id(t) in inner:
-            terms.append(resolve(t.inputs[1]))
-            t = resolve(t.inputs[0])
+            left, right = inputs[id(t)]
+            terms.append(right)
+            t = left
         terms.append(t)
         if len(terms) >= 3:  # else a single sum: an op as any other
             chains[id(node)] = terms[::-1]
