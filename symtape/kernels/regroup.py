@@ -2,7 +2,7 @@
 
 A function over a thousand scalar Variables, written as the tutorials write it (a Python loop
 of scalar ops), traces to thousands of scalar nodes. Printed one expression per node, its
-kernel is Python float arithmetic: some 15 ns an op, and a gradient over n Variables costs a
+kernel is Python float arithmetic: some 20 ns an op, and a gradient over n Variables costs a
 dozen ops per Variable. But nodes at the same depth of the graph that apply the same primitive
 with the same parameters do not depend on each other, so one NumPy call computes all of them
 on a vector (a compiler's superword-level parallelism, done on the trace):
@@ -20,8 +20,9 @@ Each group is one call of the primitive's numeric forward on arrays: the value c
 the eager op's, as in every other kernel. The regrouped kernel is generated only where it is
 cheaper than the scalar one (:func:`plan` estimates both: a NumPy call on a vector costs about
 what 80 ops of Python float arithmetic cost, or 4 NumPy calls on Python floats), so small
-programs and programs whose depths hold few nodes each (a long chain of sums) keep the
-scalar kernel.
+programs and programs whose depths hold few nodes each (a recurrence) keep the scalar kernel.
+A chain of sums, one at each depth (Python's ``sum()`` of a loss's terms), is not such a
+program: it is one running sum over its terms (:func:`sequential_sums`).
 """
 
 from __future__ import annotations
