@@ -504,20 +504,23 @@ def leaf_tensors(values) -> list[Tensor]:
     cheaply as Python allows: what compiled functions return on every call, a thousand
     Tensors at a time for a gradient over scalar Variables.
 
+    Parameters
+    ----------
+    values : list or tuple
+        Arrays (NumPy scalars for shape ``()`` on the host), taken as they are.
+
     Examples
     --------
     >>> import numpy as np
     >>> [t.numpy() for t in leaf_tensors([np.float64(1.5), np.arange(2)])]
     [array(1.5), array([0, 1])]
     """
-    out: list = []
-    append, new, cls = out.append, object.__new__, _Leaf  # locals: faster
-    for value in values:  # one statement per slot: faster than tuple assignments
-        t = new(cls)
+    # the objects made in one C loop (map), not a call of object.__new__ per statement
+    out = list(map(object.__new__, itertools.repeat(_Leaf, len(values))))
+    for t, value in zip(out, values):  # one statement per slot: faster than tuple assignments
         t._value = value
         t._sym = None
         t._name = None
-        append(t)
     return out
 
 
