@@ -419,7 +419,7 @@ def _array_derivatives(flat: Callable, x: Tensor, args: tuple) -> tuple:
     y = scalar_output(y, "value_and_grad")
     gradient = tape.gradient(y, x, unconnected_gradients="zero")
     blocks = (array_derivatives.hessian([gradient], [x])
-              if ACTIVE_TRACE.get() is not None and type(x) is Tensor else None)
+              if ACTIVE_TRACE.get() is not None and isinstance(x, Tensor) else None)
     if blocks is None:
         raise array_derivatives.NotCovered
     return y, gradient, blocks[0][0]

@@ -1351,7 +1351,7 @@ def test_a_gradient_over_scalar_variables_follows_their_assignments(n, fast_call
             x.assign(value)
         got = gradient()
         assert type(got) is list and len(got) == n
-        assert all(type(g) is st.Tensor and type(g._value) is np.float64 for g in got)
+        assert all(isinstance(g, st.Tensor) and type(g._value) is np.float64 for g in got)
         np.testing.assert_allclose([g.numpy() for g in got], rosen_der(scale * x0),
                                    rtol=1e-12)
         assert_identical(got, gradient.get_concrete_function()())

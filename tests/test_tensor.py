@@ -199,7 +199,7 @@ def test_leaf_tensors_are_the_tensors_the_constructor_makes():
 
     values = [np.float64(1.5), np.arange(3), np.float32(2.0), 7]
     made = leaf_tensors(values)
-    assert [type(t) for t in made] == [Tensor] * 4
+    assert all(isinstance(t, Tensor) for t in made)  # of a lean subclass (tests/test_leaf_results.py)
     for lean, value in zip(made, values):
         plain = Tensor(value)
         for slot in Tensor.__slots__:  # every field, so a new one cannot be missed

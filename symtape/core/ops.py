@@ -51,7 +51,7 @@ _NUMBERS = (float, int)
 
 def _strong(x) -> Tensor | None:
     """``x`` as a Tensor if it fixes a dtype (a Tensor or Variable), else None."""
-    if type(x) is Tensor:
+    if isinstance(x, Tensor):
         return None if x.weak else x
     if isinstance(x, Variable):
         return x._read()
@@ -62,7 +62,7 @@ def _like(x, dtype: np.dtype, op: str) -> Tensor:
     """Convert a Python number, array or weak constant to ``dtype``."""
     if type(x) in _NUMBERS and dtype.kind == "f":
         return Tensor(dtype.type(x), weak=True)
-    if type(x) is Tensor:
+    if isinstance(x, Tensor):
         if x.source is not None or x.primitive is not None:  # a traced Python-number argument
             return x if x.array.dtype == dtype else apply(_P["cast"], (x,), {"dtype": dtype})
         # a weak constant (an exact constant from a derivative rule)
@@ -83,7 +83,7 @@ def _common(args: Sequence, op: str) -> list[Tensor]:
             if t.dtype != dtype:
                 raise _mixed_dtypes(op, dtype, t.dtype)
     else:
-        arrays = [a.array if type(a) is Tensor else np.asarray(a) for a in args]
+        arrays = [a.array if isinstance(a, Tensor) else np.asarray(a) for a in args]
         dtype = _default_result_dtype(arrays)
     return [s if s is not None else _like(a, dtype, op) for a, s in zip(args, strong)]
 
@@ -340,7 +340,7 @@ def _constant_scalar(y):
     """The Python number of a constant scalar exponent, or None if it is symbolic or an array."""
     if type(y) in _NUMBERS or isinstance(y, np.number):
         return y.item() if isinstance(y, np.number) else y
-    if type(y) is Tensor and not y.symbolic and y.shape == () and y._sym is None:
+    if isinstance(y, Tensor) and not y.symbolic and y.shape == () and y._sym is None:
         return y.array.item()
     return None
 

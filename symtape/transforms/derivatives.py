@@ -196,7 +196,7 @@ def _array_level(derive: Callable, sources: list):
     """``derive()`` (:mod:`symtape.transforms.array_derivatives`) where it applies: in a
     trace (the graph is recorded), each source one traced argument; None otherwise, or where
     the graph has an op outside its class."""
-    if ACTIVE_TRACE.get() is None or not all(type(s) is Tensor for s in sources):
+    if ACTIVE_TRACE.get() is None or not all(isinstance(s, Tensor) for s in sources):
         return None
     return derive()
 
