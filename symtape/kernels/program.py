@@ -580,8 +580,8 @@ class Program:
         shape or scalars are asked for."""
         if not self._scalar_outputs:
             return lambda results: self._exact_arrays(results, scalars)
-        if self._bulk_dtype is not None:  # many NumPy scalars of one dtype
-            return lambda results: list(np.array(results, self._bulk_dtype))
+        if self._bulk_dtype is not None:  # many NumPy scalars of one dtype (a regrouped
+            return lambda results: list(np.asarray(results, self._bulk_dtype))  # kernel's array)
         dtypes = self.output_dtypes
         return lambda results: [dtype.type(value) for value, dtype in zip(results, dtypes)]
 

@@ -9,7 +9,7 @@ on a vector (a compiler's superword-level parallelism, done on the trace):
 
 - every value lives in a register array, one per dtype (``_R`` for the commonest, float64 as
   a rule; ``_R1`` for an optimizer's int64 step count, ...): the Variables first, then the
-  constants (a template copied per call), then each group's results in a contiguous range;
+  constants, then each group's results in a contiguous range;
 - a group reads each operand as a slice of ``_R`` where the operands' registers run evenly
   (a loop over ``i`` reading ``x[i + 1]`` reads a slice), as one register where all read the
   same, as a Python number where that is a constant, else as a gather by an index array;
@@ -295,7 +295,7 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     Returns
     -------
     (str, dict)
-        The source and its namespace (index arrays, the constants' templates, the forwards).
+        The source and its namespace (index arrays, the constants, the forwards).
 
     Examples
     --------
@@ -304,7 +304,7 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     >>> products = st.function(lambda: [st.sin(a) * b for a, b in zip(xs, xs[1:])])
     >>> print(products.get_concrete_function().source)
     def kernel(_args, _variables):
-        _R = _template.copy()
+        _R = _empty(1198, _d0)
         _R[:400] = _variables
         _R[400:799] = _f0(_R[0:399])
         _R[799:1198] = _f1(_R[400:799], _R[1:400])
@@ -316,14 +316,15 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     namespace: dict[str, Any] = {}
     lines = ["def kernel(_args, _variables):"]
     constant: dict[tuple[int, int], Any] = {}
+    namespace["_empty"] = np.empty  # every register is written before it is read
     for b, dtype in enumerate(plan.dtypes):
-        template = np.zeros(plan.sizes[b], dtype)
-        start = len(plan.variables[b])
-        template[start:start + len(plan.constants[b])] = plan.constants[b]
-        constant.update(((b, start + i), v) for i, v in enumerate(plan.constants[b]))
-        suffix = "" if b == 0 else str(b)
-        namespace[f"_template{suffix}"] = template
-        lines.append(f"    {names[b]} = _template{suffix}.copy()")
+        namespace[f"_d{b}"] = dtype
+        lines.append(f"    {names[b]} = _empty({plan.sizes[b]}, _d{b})")
+        start, values = len(plan.variables[b]), plan.constants[b]
+        constant.update(((b, start + i), v) for i, v in enumerate(values))
+        if values:
+            namespace[f"_k{b}"] = np.array(values, dtype)
+            lines.append(f"    {names[b]}[{start}:{start + len(values)}] = _k{b}")
     nv = len(graph.variables)
     for b, reads in enumerate(plan.variables):
         if reads == list(range(nv)):
