@@ -21,6 +21,20 @@ def rosenbrock_of(xs):
     return sum(100 * (b - a ** 2) ** 2 + (1 - a) ** 2 for a, b in zip(xs, xs[1:]))
 
 
+def rosenbrock_gradient_function(xs, with_value: bool = False):
+    """An ``st.function`` returning the gradient of :func:`rosenbrock_of` over the scalar
+    Variables ``xs`` (after the value where ``with_value``), a tape inside: the tutorials'
+    style of a compiled gradient."""
+    @st.function
+    def gradient():
+        with st.GradientTape() as tape:
+            f = rosenbrock_of(xs)
+        g = tape.gradient(f, xs)
+        return (f, g) if with_value else g
+
+    return gradient
+
+
 def symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
     """The symbols symtape gives a source named ``name`` of ``shape``: ``x[0]``, ``W[0,1]``."""
     out = np.empty(shape, dtype=object)

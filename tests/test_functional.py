@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy
 from scipy.optimize import rosen, rosen_der, rosen_hess, rosen_hess_prod
-from helpers import rosenbrock, rosenbrock_of, symbols_by_name
+from helpers import rosenbrock, rosenbrock_gradient_function, rosenbrock_of, symbols_by_name
 
 import symtape as st
 
@@ -1330,22 +1330,11 @@ def test_variables_assigned_between_fast_calls_are_read_at_each_call(backend, fa
     assert fast_calls() == 5  # all but the two traces
 
 
-def rosen_by_scalars(xs):
-    return sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2
-               for i in range(len(xs) - 1))
-
-
 @pytest.mark.parametrize("n", [3, 40])  # below and above the one-conversion threshold
 def test_a_gradient_over_scalar_variables_follows_their_assignments(n, fast_calls):
     x0 = np.linspace(-1.0, 1.5, n)
     xs = [st.Variable(v, name=f"x{i}") for i, v in enumerate(x0)]
-
-    @st.function
-    def gradient():
-        with st.GradientTape() as tape:
-            y = rosen_by_scalars(xs)
-        return tape.gradient(y, xs)
-
+    gradient = rosenbrock_gradient_function(xs)
     for scale in (1.0, 0.5, -2.0):
         for x, value in zip(xs, scale * x0):
             x.assign(value)

@@ -17,11 +17,7 @@ import sympy
 
 import symtape as st
 from symtape.core.tensor import Tensor, make_symbol
-
-
-def rosen(xs):
-    return sum(100.0 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1.0 - xs[i]) ** 2
-               for i in range(len(xs) - 1))
+from helpers import rosenbrock_gradient_function
 
 
 def rosen_der(x):
@@ -38,14 +34,8 @@ X0 = np.array([0.5, 1.5, -0.25, 2.0])
 @pytest.fixture
 def gradients():
     """The results of an st.function: the gradient over scalar Variables (at X0)."""
-    xs = [st.Variable(v, name=f"x{i}") for i, v in enumerate(X0)]
-
-    @st.function
-    def gradient():
-        with st.GradientTape() as tape:
-            f = rosen(xs)
-        return tape.gradient(f, xs)
-
+    gradient = rosenbrock_gradient_function([st.Variable(v, name=f"x{i}")
+                                             for i, v in enumerate(X0)])
     gradient()  # the trace; the next call runs the kernel only
     results = gradient()
     assert all(type(r) is not Tensor for r in results)  # the lean leaves are what is tested

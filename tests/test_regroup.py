@@ -10,7 +10,7 @@ import pytest
 import sympy
 
 import symtape as st
-from tests.helpers import rosenbrock_of
+from helpers import rosenbrock_gradient_function, rosenbrock_of
 
 N = 300  # scalar Variables: enough ops for the regrouped kernel to be chosen
 
@@ -56,13 +56,7 @@ def test_rosenbrock_gradient_over_scalar_variables_matches_the_formula():
 
     x0 = np.linspace(-1.2, 1.9, N)
     xs = variables(x0)
-
-    @st.function
-    def gradient():
-        with st.GradientTape() as tape:
-            f = rosenbrock_of(xs)
-        return tape.gradient(f, xs)
-
+    gradient = rosenbrock_gradient_function(xs)
     assert regrouped(gradient)
     np.testing.assert_allclose([g.numpy() for g in gradient()], rosen_der(x0), rtol=1e-13)
     x1 = x0[::-1].copy()  # new values: read on every call, the result follows them
@@ -83,13 +77,7 @@ def test_a_chain_of_sums_is_one_running_sum_rounded_as_the_chain():
 
     x0 = np.linspace(-1.2, 1.9, N)
     xs = variables(x0)
-
-    @st.function
-    def value_and_gradient():
-        with st.GradientTape() as tape:
-            f = rosenbrock_of(xs)
-        return f, tape.gradient(f, xs)
-
+    value_and_gradient = rosenbrock_gradient_function(xs, with_value=True)
     assert regrouped(value_and_gradient)
     assert value_and_gradient.get_concrete_function().source.count(" = _f") < 20
     f, g = value_and_gradient()
