@@ -223,3 +223,34 @@ def test_an_optimizer_step_over_scalar_variables_regroups_with_its_int_step_coun
     assert int(compiled_opt.iterations.numpy()) == int(eager_opt.iterations.numpy()) == 3
     np.testing.assert_allclose([x.numpy() for x in compiled_xs], [x.numpy() for x in eager_xs],
                                rtol=1e-14)
+
+
+UNARY = [st.sin, st.cos, st.tanh, st.atan, st.sigmoid, st.softplus, st.abs, st.negative,
+         lambda v: st.exp(-v * v), lambda v: st.sqrt(v * v + 1.0)]
+BINARY = [st.add, st.subtract, st.multiply, st.maximum, st.minimum, st.atan2,
+          lambda a, b: a / (b * b + 1.0), lambda a, b: st.where(a < b, a, b * 0.5)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_layered_programs_match_the_eager_ops(seed):
+    """Layers of one op each over all values, partners drawn by random permutations (the
+    operands are gathers, not slices), and sums of random subsets as chains: the regrouped
+    kernel gives the eager values."""
+    rng = np.random.default_rng(seed)
+    xs = variables(rng.uniform(-2.0, 2.0, N), prefix=f"r{seed}_")
+    layers = [(rng.integers(len(UNARY)), rng.integers(len(BINARY)), rng.permutation(N))
+              for _ in range(5)]
+    subsets = [rng.choice(N, size=int(rng.integers(3, 40)), replace=False) for _ in range(6)]
+
+    def program():
+        values = list(xs)
+        for unary, binary, partner in layers:
+            values = [BINARY[binary](UNARY[unary](v), values[p]) for v, p in zip(values, partner)]
+        return values + [sum(values[i] for i in subset) for subset in subsets]
+
+    compiled = st.function(program)
+    assert regrouped(compiled)
+    expected = [t.numpy() for t in program()]
+    for _ in range(2):  # the second call runs the kernel only
+        got = [t.numpy() for t in compiled()]
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
