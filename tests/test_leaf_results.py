@@ -229,3 +229,43 @@ def test_results_of_a_function_that_assigns_are_tensors_too():
     assert [float(r) for r in results] == [1.5, 1.0, 0.5]
     assert all(isinstance(r, st.Tensor) for r in results)
     assert repr(results[-1]) == "<st.Tensor: shape=(), dtype=float64, numpy=0.5>"
+
+
+def test_many_results_are_made_with_no_collection_and_the_collector_state_is_kept():
+    import gc
+
+    from symtape.core.tensor import built_uncollected
+
+    xs = [st.Variable(float(i), name=f"g{i}") for i in range(400)]
+    doubled = st.function(lambda: [x * 2.0 for x in xs])
+    doubled()
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    try:
+        gc.set_threshold(20)  # 400 new Tensors would start some 20 collections
+        out = doubled()
+        during = len(collections)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(count)
+    assert during <= 2 and gc.isenabled()
+    assert [t.numpy() for t in out] == [2.0 * i for i in range(400)]
+    gc.disable()
+    try:
+        doubled()
+        assert not gc.isenabled()  # a paused collector stays paused
+    finally:
+        gc.enable()
+
+    def failing(tensors):
+        raise RuntimeError("build failed")
+
+    with pytest.raises(RuntimeError, match="build failed"):
+        built_uncollected(failing, [np.float64(1.0)])
+    assert gc.isenabled()

@@ -9,6 +9,7 @@ inputs they watch, which is what ``tape.gradient`` differentiates through.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import operator
 import sys
@@ -526,6 +527,41 @@ def leaf_tensors(values) -> list[Tensor]:
         t._sym = None
         t._name = None
     return out
+
+
+def built_uncollected(build: Callable[[list], Any], values) -> Any:
+    """``build(leaf_tensors(values))`` with the cyclic garbage collector paused: for the
+    many results of one compiled call (a gradient over 1000 scalar Variables).
+
+    A thousand new objects cross the collector's threshold (700) while they are made, and
+    the collection that follows scans them all and finds nothing: a leaf holds an array and
+    two labels, never a cycle. Paused, the objects still count; in a loop whose results
+    are dropped before the next call (an optimizer's), they are freed before the count is
+    checked again, and that collection never happens (about a sixth of such a call's time).
+    Results kept longer are scanned at the next check, as they would have been.
+
+    Parameters
+    ----------
+    build : callable
+        Makes the call's result from the list of Tensors (the outputs' structure).
+    values : list or tuple
+        The arrays, as :func:`leaf_tensors` takes them.
+
+    Examples
+    --------
+    >>> import gc, numpy as np
+    >>> built_uncollected(tuple, [np.float64(1.0), np.float64(2.0)])[1].numpy()
+    array(2.)
+    >>> gc.isenabled()
+    True
+    """
+    if not gc.isenabled():
+        return build(leaf_tensors(values))
+    gc.disable()
+    try:
+        return build(leaf_tensors(values))
+    finally:
+        gc.enable()
 
 
 class Variable(Operators):

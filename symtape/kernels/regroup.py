@@ -167,9 +167,8 @@ def plan(graph) -> Plan | None:
     banks = sorted(counts, key=lambda d: -counts[d])  # stable: the commonest dtype first
     bank = {dtype: b for b, dtype in enumerate(banks)}
     register: dict[int, tuple[int, int]] = {}
-    variables: list[list[int]] = [[] for _ in banks]
-    for j, variable in enumerate(graph.variables):  # first in each array, in kernel order
-        variables[bank[dtype_of(variable.array)]].append(j)
+    by_level = sorted(groups.items(), key=lambda item: item[0][0])
+    variables = _variable_order(graph, by_level, chains, inputs, dtype, bank)
     position = {j: i for reads in variables for i, j in enumerate(reads)}
     sizes = [len(reads) for reads in variables]
     constants: list[list] = [[] for _ in banks]
@@ -187,7 +186,7 @@ def plan(graph) -> Plan | None:
                 constants[b].append(node.array.item())
             register[id(node)] = (b, by_value[key])
     ordered = []
-    for key, members in sorted(groups.items(), key=lambda item: item[0][0]):
+    for key, members in by_level:
         b = bank[dtype[id(members[0])]]
         for node in members:
             register[id(node)] = (b, sizes[b])
@@ -195,6 +194,29 @@ def plan(graph) -> Plan | None:
         terms = [chains[id(node)] for node in members] if key[1] == "chain" else None
         ordered.append(Group(members[0].primitive, members[0].params, members, terms))
     return Plan(ordered, banks, register, constants, variables, sizes)
+
+
+def _variable_order(graph, by_level: list, chains: dict, inputs: dict, dtype: dict,
+                    bank: dict) -> list[list[int]]:
+    """Each register array's Variables (indices into the kernel's ``_variables``), in the
+    order the groups first read them: a loop's ``x[i]`` then reads a slice, where the order
+    the trace met them in (``x[1]`` before ``x[0]`` in ``x[1] - x[0]**2``) would need gathers."""
+    kinds = graph.kinds
+    seen: dict[int, None] = {}
+    for key, members in by_level:
+        operands = ([chains[id(node)] for node in members] if key[1] == "chain"
+                    else [inputs[id(node)] for node in members])
+        for position in range(len(operands[0])):
+            for row in operands:
+                kind = kinds[id(row[position])]
+                if kind[0] == "var":
+                    seen.setdefault(kind[1], None)
+    for j in range(len(graph.variables)):  # read by no op (returned as they are)
+        seen.setdefault(j, None)
+    variables: list[list[int]] = [[] for _ in bank]
+    for j in seen:
+        variables[bank[dtype_of(graph.variables[j].array)]].append(j)
+    return variables
 
 
 def _chains(ops: list, inputs: dict, dtype: dict, outputs: list) -> dict:
@@ -305,7 +327,7 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
     >>> print(products.get_concrete_function().source)
     def kernel(_args, _variables):
         _R = _empty(1198, _d0)
-        _R[:400] = _variables
+        _R[:400] = _numbers(_variables, _d0, 400)
         _R[400:799] = _f0(_R[0:399])
         _R[799:1198] = _f1(_R[400:799], _R[1:400])
         return _R[799:1198]
@@ -326,11 +348,15 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
             namespace[f"_k{b}"] = np.array(values, dtype)
             lines.append(f"    {names[b]}[{start}:{start + len(values)}] = _k{b}")
     nv = len(graph.variables)
+    namespace["_numbers"] = np.fromiter  # the Variables as one array
     for b, reads in enumerate(plan.variables):
-        if reads == list(range(nv)):
-            lines.append(f"    {names[b]}[:{nv}] = _variables")
-        elif reads and reads == list(range(reads[0], reads[-1] + 1)):
-            lines.append(f"    {names[b]}[:{len(reads)}] = _variables[{reads[0]}:{reads[-1] + 1}]")
+        if sorted(reads) == list(range(nv)):  # every Variable: one conversion, in place
+            values = f"_numbers(_variables, _d{b}, {nv})"
+            if reads == list(range(nv)):
+                lines.append(f"    {names[b]}[:{nv}] = {values}")
+            else:  # _perm[j]: the register of the kernel's Variable j
+                namespace[f"_perm{b}"] = np.argsort(np.array(reads, dtype=np.intp))
+                lines.append(f"    {names[b]}[_perm{b}] = {values}")
         elif reads:
             lines.append(f"    {names[b]}[:{len(reads)}] = "
                          f"[{', '.join(f'_variables[{j}]' for j in reads)}]")

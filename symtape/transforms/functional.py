@@ -30,8 +30,8 @@ from symtape.kernels.compile import any_dask_array, is_dask_array
 from symtape.arrays.device import CPU, CURRENT_DEVICE
 from symtape.kernels.program import Program
 from symtape.kernels.settings import HOST_BACKENDS, resolve_backend
-from symtape.core.tensor import (ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable, leaf_tensors,
-                                  swap_array)
+from symtape.core.tensor import (ACTIVE_TAPES, ACTIVE_TRACE, Tensor, Variable,
+                                  built_uncollected, leaf_tensors, swap_array)
 from symtape.kernels.trace import Trace, placeholder
 
 __all__ = ["Function", "ConcreteFunction", "function", "runs_eagerly"]
@@ -134,6 +134,10 @@ def _argument_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------- traced functions
+
+
+_MANY_RESULTS = 256  # from this many results, a call makes them with no collection (see
+# built_uncollected: the collector's threshold is 700 new objects)
 
 
 class ConcreteFunction:
@@ -240,6 +244,8 @@ class ConcreteFunction:
         if not self._direct:  # Variables to assign, static outputs
             return lambda results: self._finish(results, wrap, True)
         rebuild = self._rebuild
+        if wrap and len(self._outputs) >= _MANY_RESULTS:  # no collection while made
+            return functools.partial(built_uncollected, rebuild)
         if wrap:
             return lambda results: rebuild(leaf_tensors(results))
         return rebuild  # the transforms': arrays as they come
