@@ -270,19 +270,19 @@ def sequential_sums(rows):
 
 def sequential_columns(first, second, *rest):
     """``first + second + ...`` left to right, elementwise: chains of sums, a column of terms
-    at a time (the running total is added to in place, which rounds as ``+`` does).
+    at a time (a column all of one constant is a number; the sums broadcast).
 
     Examples
     --------
     >>> import numpy as np
     >>> sequential_columns(np.array([1e16, 1.0]), 1.0, np.array([-1e16, 2.0]))
     array([0., 4.])
+    >>> sequential_columns(1.0, 2.0, np.array([1.0, 2.0]))
+    array([4., 5.])
     """
     total = first + second
-    if np.ndim(total) == 0:  # a chain of constants only: a number, not an array
-        total = np.asarray(total)
     for column in rest:
-        total += column
+        total = total + column
     return total
 
 
