@@ -165,10 +165,10 @@ def plan(graph) -> Plan | None:
     if _SET_UP * len(counts) + _GROUP * calls + _ELEMENT * len(ops) >= scalar:
         return None
     banks = sorted(counts, key=lambda d: -counts[d])  # stable: the commonest dtype first
-    bank = {dtype: b for b, dtype in enumerate(banks)}
+    bank = {d: b for b, d in enumerate(banks)}
     register: dict[int, tuple[int, int]] = {}
     by_level = sorted(groups.items(), key=lambda item: item[0][0])
-    variables = _variable_order(graph, by_level, chains, inputs, dtype, bank)
+    variables = _variable_order(graph, by_level, chains, inputs, bank)
     position = {j: i for reads in variables for i, j in enumerate(reads)}
     sizes = [len(reads) for reads in variables]
     constants: list[list] = [[] for _ in banks]
@@ -196,7 +196,7 @@ def plan(graph) -> Plan | None:
     return Plan(ordered, banks, register, constants, variables, sizes)
 
 
-def _variable_order(graph, by_level: list, chains: dict, inputs: dict, dtype: dict,
+def _variable_order(graph, by_level: list, chains: dict, inputs: dict,
                     bank: dict) -> list[list[int]]:
     """Each register array's Variables (indices into the kernel's ``_variables``), in the
     order the groups first read them: a loop's ``x[i]`` then reads a slice, where the order
