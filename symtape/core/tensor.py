@@ -529,9 +529,12 @@ def leaf_tensors(values) -> list[Tensor]:
     return out
 
 
+_MANY_LEAVES = 256  # from this many, made with no collection (the threshold is 700 objects)
+
+
 def built_uncollected(build: Callable[[list], Any], values) -> Any:
-    """``build(leaf_tensors(values))`` with the cyclic garbage collector paused: for the
-    many results of one compiled call (a gradient over 1000 scalar Variables).
+    """``build(leaf_tensors(values))``, with the cyclic garbage collector paused where the
+    values are many (a compiled call's results: a gradient over 1000 scalar Variables).
 
     A thousand new objects cross the collector's threshold (700) while they are made, and
     the collection that follows scans them all and finds nothing: a leaf holds an array and
@@ -555,7 +558,7 @@ def built_uncollected(build: Callable[[list], Any], values) -> Any:
     >>> gc.isenabled()
     True
     """
-    if not gc.isenabled():
+    if len(values) < _MANY_LEAVES or not gc.isenabled():
         return build(leaf_tensors(values))
     gc.disable()
     try:

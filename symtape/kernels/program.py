@@ -32,9 +32,9 @@ from sympy.core.function import UndefinedFunction
 from symtape.arrays.dtypes import dtype_of
 from symtape.arrays.backends import gpu_device_of, is_gpu_array
 from symtape.kernels import regroup
-from symtape.kernels.settings import HOST_BACKENDS
 from symtape.kernels.compile import (PRINTERS, Names, array_module_for, cached, fold_constants,
                              leading_batches, load, load_unpickled, body, freeze)
+from symtape.kernels.settings import HOST_BACKENDS
 from symtape.arrays.objarrays import exact_number
 from symtape.core.accumulate import toposort
 from symtape.core.primitives import expand_axes
@@ -581,7 +581,8 @@ class Program:
         if not self._scalar_outputs:
             return lambda results: self._exact_arrays(results, scalars)
         if self._bulk_dtype is not None:  # many NumPy scalars of one dtype (a regrouped
-            return lambda results: list(np.asarray(results, self._bulk_dtype))  # kernel's array)
+            # kernel returns them as one array, converted without a copy)
+            return lambda results: list(np.asarray(results, self._bulk_dtype))
         dtypes = self.output_dtypes
         return lambda results: [dtype.type(value) for value, dtype in zip(results, dtypes)]
 

@@ -61,12 +61,16 @@ class Group:
         What each member applies.
     members : list of Tensor
         The nodes, in trace order; their registers are a contiguous range of one array.
-    terms : list of list of Tensor, or None
-        For chains of sums: each member's terms, in order (see :func:`sequential_sums`).
+    operands : list of list of Tensor
+        ``operands[k][i]``: member ``i``'s operand ``k`` (resolved); for a chain of sums, its
+        term ``k`` (see :func:`sequential_columns`).
+    chain : bool
+        Whether the members are chains of sums.
     """
 
-    def __init__(self, primitive, params: dict, members: list, terms: list | None):
-        self.primitive, self.params, self.members, self.terms = primitive, params, members, terms
+    def __init__(self, primitive, params: dict, members: list, operands: list, chain: bool):
+        self.primitive, self.params, self.members = primitive, params, members
+        self.operands, self.chain = operands, chain
 
 
 class Plan:
@@ -167,8 +171,13 @@ def plan(graph) -> Plan | None:
     banks = sorted(counts, key=lambda d: -counts[d])  # stable: the commonest dtype first
     bank = {d: b for b, d in enumerate(banks)}
     register: dict[int, tuple[int, int]] = {}
-    by_level = sorted(groups.items(), key=lambda item: item[0][0])
-    variables = _variable_order(graph, by_level, chains, inputs, bank)
+    ordered = []
+    for key, members in sorted(groups.items(), key=lambda item: item[0][0]):
+        chain = key[1] == "chain"
+        rows = [chains[id(node)] if chain else inputs[id(node)] for node in members]
+        ordered.append(Group(members[0].primitive, members[0].params, members,
+                             [list(column) for column in zip(*rows)], chain))
+    variables = _variable_order(graph, ordered, bank)
     position = {j: i for reads in variables for i, j in enumerate(reads)}
     sizes = [len(reads) for reads in variables]
     constants: list[list] = [[] for _ in banks]
@@ -185,30 +194,24 @@ def plan(graph) -> Plan | None:
                 sizes[b] += 1
                 constants[b].append(node.array.item())
             register[id(node)] = (b, by_value[key])
-    ordered = []
-    for key, members in by_level:
-        b = bank[dtype[id(members[0])]]
-        for node in members:
+    for group in ordered:
+        b = bank[dtype[id(group.members[0])]]
+        for node in group.members:
             register[id(node)] = (b, sizes[b])
             sizes[b] += 1
-        terms = [chains[id(node)] for node in members] if key[1] == "chain" else None
-        ordered.append(Group(members[0].primitive, members[0].params, members, terms))
     return Plan(ordered, banks, register, constants, variables, sizes)
 
 
-def _variable_order(graph, by_level: list, chains: dict, inputs: dict,
-                    bank: dict) -> list[list[int]]:
+def _variable_order(graph, groups: list, bank: dict) -> list[list[int]]:
     """Each register array's Variables (indices into the kernel's ``_variables``), in the
     order the groups first read them: a loop's ``x[i]`` then reads a slice, where the order
     the trace met them in (``x[1]`` before ``x[0]`` in ``x[1] - x[0]**2``) would need gathers."""
     kinds = graph.kinds
     seen: dict[int, None] = {}
-    for key, members in by_level:
-        operands = ([chains[id(node)] for node in members] if key[1] == "chain"
-                    else [inputs[id(node)] for node in members])
-        for position in range(len(operands[0])):
-            for row in operands:
-                kind = kinds[id(row[position])]
+    for group in groups:
+        for column in group.operands:
+            for node in column:
+                kind = kinds[id(node)]
                 if kind[0] == "var":
                     seen.setdefault(kind[1], None)
     for j in range(len(graph.variables)):  # read by no op (returned as they are)
@@ -333,7 +336,7 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
         return _R[799:1198]
     <BLANKLINE>
     """
-    register, resolve = plan.register, graph.resolve
+    register = plan.register
     names = ["_R"] + [f"_R{b}" for b in range(1, len(plan.dtypes))]
     namespace: dict[str, Any] = {}
     lines = ["def kernel(_args, _variables):"]
@@ -378,24 +381,16 @@ def regrouped_source(graph, plan: Plan) -> tuple[str, dict]:
         name, members = f"_f{k}", group.members
         b, start = register[id(members[0])]
         target = f"{names[b]}[{start}:{start + len(members)}]"
-        if group.terms is not None and len(group.terms[0]) <= _COLUMNS:  # short chains:
-            namespace[name] = sequential_columns  # an add per term, on columns of terms
-            literal = plan.dtypes[b] == np.float64
-            columns = [place([row[j] for row in group.terms], literal=literal)
-                       for j in range(len(group.terms[0]))]
-            lines.append(f"    {target} = {name}({', '.join(columns)})")
-            continue
-        if group.terms is not None:  # long chains, a row each
+        operands = group.operands
+        literal = all(dtype_of(column[0].array) == np.float64 for column in operands)
+        if group.chain and len(operands) > _COLUMNS:  # long chains: a row of terms each
             namespace[name] = sequential_sums
-            rows = place([t for row in group.terms for t in row],
-                         (len(members), len(group.terms[0])))
-            lines.append(f"    {target} = {name}({rows})")
-            continue
-        namespace[name] = functools.partial(group.primitive.numeric, np, **group.params)
-        operands = [[resolve(node.inputs[i]) for node in members]
-                    for i in range(len(members[0].inputs))]
-        literal = all(dtype_of(x[0].array) == np.float64 for x in operands)
-        codes = [place(x, literal=literal) for x in operands]
+            rows = [column[i] for i in range(len(members)) for column in operands]
+            codes = [place(rows, (len(members), len(operands)))]
+        else:  # an op, or a short chain summed a column of terms at a time
+            namespace[name] = (sequential_columns if group.chain else
+                               functools.partial(group.primitive.numeric, np, **group.params))
+            codes = [place(column, literal=literal) for column in operands]
         lines.append(f"    {target} = {name}({', '.join(codes)})")
     runs: list[list] = []  # the outputs, in runs from one array each
     for t in graph.outputs:

@@ -136,10 +136,6 @@ def _argument_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
 # ---------------------------------------------------------------- traced functions
 
 
-_MANY_RESULTS = 256  # from this many results, a call makes them with no collection (see
-# built_uncollected: the collector's threshold is 700 new objects)
-
-
 class ConcreteFunction:
     """One trace of a :class:`Function`: its closed forms (``expr``) and its kernel.
 
@@ -244,10 +240,8 @@ class ConcreteFunction:
         if not self._direct:  # Variables to assign, static outputs
             return lambda results: self._finish(results, wrap, True)
         rebuild = self._rebuild
-        if wrap and len(self._outputs) >= _MANY_RESULTS:  # no collection while made
-            return functools.partial(built_uncollected, rebuild)
         if wrap:
-            return lambda results: rebuild(leaf_tensors(results))
+            return functools.partial(built_uncollected, rebuild)
         return rebuild  # the transforms': arrays as they come
 
     def _finish(self, results: list, wrap: bool, host: bool):
